@@ -1,0 +1,127 @@
+package dev.midtrain.kernels;
+
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+
+/**
+ * One device: its memory, its stream, its GEMM handle and the kernel ABI (native/include/midtrain_kernels.h).
+ *
+ * <p>Two implementations: {@link CpuBackend} (fp32, OpenBLAS, synchronous) and {@code CudaBackend} (bf16 compute,
+ * cuBLAS, one stream). All tensors are raw addresses in this backend's memory space; the kernel methods take the
+ * C arguments in the same order, minus the stream, which the backend owns. Contracts (shapes, "=" or "+=",
+ * determinism) are the header's. A non-zero kernel status becomes a {@link KernelException} naming the kernel.
+ *
+ * <p>A backend is used by one thread at a time (one per tensor-parallel rank).
+ */
+public interface Backend extends AutoCloseable {
+
+    /** "cpu" or "cuda". */
+    String name();
+
+    /** Bytes of one compute element (floatX): 4 on CPU, 2 on CUDA. */
+    int floatxBytes();
+
+    // ------------------------------------------------------------------------------------------------ memory
+
+    /** Allocates {@code bytes} in this backend's memory, 256-byte aligned, contents undefined. */
+    long alloc(long bytes);
+
+    void free(long ptr);
+
+    void copyHostToDevice(long dst, long hostSrc, long bytes);
+
+    void copyDeviceToHost(long hostDst, long src, long bytes);
+
+    /** Waits for all work queued on this backend's stream (no-op on CPU). */
+    void synchronize();
+
+    @Override
+    void close();
+
+    default void upload(long dst, float[] src) {
+        try (FloatPointer h = new FloatPointer(src)) { copyHostToDevice(dst, h.address(), 4L * src.length); }
+    }
+
+    default void upload(long dst, int[] src) {
+        try (IntPointer h = new IntPointer(src)) { copyHostToDevice(dst, h.address(), 4L * src.length); }
+    }
+
+    default void download(float[] dst, long src) {
+        try (FloatPointer h = new FloatPointer(dst.length)) {
+            copyDeviceToHost(h.address(), src, 4L * dst.length);
+            h.get(dst);
+        }
+    }
+
+    /** Uploads fp32 values into a floatX tensor (converting on the device). */
+    default void uploadX(long dstX, float[] src) {
+        long tmp = alloc(4L * src.length);
+        try { upload(tmp, src); castF32ToX(dstX, tmp, src.length); synchronize(); } finally { free(tmp); }
+    }
+
+    /** Downloads a floatX tensor as fp32 values. */
+    default void downloadX(float[] dst, long srcX) {
+        long tmp = alloc(4L * dst.length);
+        try { castXToF32(tmp, srcX, dst.length); download(dst, tmp); } finally { free(tmp); }
+    }
+
+    // -------------------------------------------------------------------------------------------------- GEMM
+
+    /**
+     * Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, with op(A) [M,K] and op(B) [K,N].
+     * A and B are floatX; C is fp32 when {@code cF32} (weight gradients, accumulated with beta = 1) else floatX.
+     * Accumulation is fp32. Deterministic for fixed sizes.
+     */
+    void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, long B, float beta, long C, boolean cF32);
+
+    // ----------------------------------------------------------------------------- kernels (see the header)
+
+    void fillF32(long x, float value, long n);
+    void fillX(long x, float value, long n);
+    void copyBytes(long dst, long src, long bytes);
+    void castF32ToX(long out, long inp, long n);
+    void castXToF32(long out, long inp, long n);
+
+    void embeddingForward(long out, long tokens, long wte, int N, int C, int V);
+    void embeddingBackward(long dwte, long tokens, long dout, int N, int C, int V);
+
+    void rmsnormForward(long out, long rstd, long inp, long weight, int N, int C, float eps);
+    void rmsnormBackward(long dinp, long dweight, long scratch, long dout, long inp, long weight, long rstd, int N, int C);
+
+    void ropeForward(long out, long inp, long cos, long sin, int B, int T, int NH, int NKV, int HD);
+    void ropeBackward(long dinp, long dout, long cos, long sin, int B, int T, int NH, int NKV, int HD);
+
+    void attentionForward(long out, long lse, long qkv, int B, int T, int NH, int NKV, int HD);
+    void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD);
+
+    void swigluForward(long out, long gateup, int N, int F);
+    void swigluBackward(long dgateup, long dout, long gateup, int N, int F);
+
+    void add(long out, long a, long b, long n);
+
+    void crossentropyForward(long lse, long targetLogit, long logits, long targets, int N, int V, int vocabStart, int ignoreIndex);
+    void crossentropyBackward(long dlogits, long losses, long logits, long lse, long targetLogit, long targets, float dloss,
+                              int N, int V, int vocabStart, int ignoreIndex);
+    void lseCombine(long lse, long lseParts, int P, int N);
+
+    void adamwUpdate(long param, long paramX, long grad, long m, long v, long n, float lr, float beta1, float beta2, float eps,
+                     float weightDecay, float biasCorr1, float biasCorr2, float gradScale);
+
+    void globalNormSquared(long out, long scratch, long x, long n);
+    void scaleF32(long x, float s, long n);
+
+    // ------------------------------------------------------------------------------------------ scratch sizes
+
+    /** Floats of scratch rmsnormBackward needs (MT_RMSNORM_BWD_SCRATCH_FLOATS). */
+    static long rmsnormBackwardScratchFloats(int N, int C) { return 256L * C; }
+
+    /** Floats of scratch attentionBackward needs (MT_ATTN_BWD_SCRATCH_FLOATS). */
+    static long attentionBackwardScratchFloats(int B, int NH, int T) { return (long) B * NH * T; }
+
+    /** Floats of scratch globalNormSquared needs (MT_NORM_SCRATCH_FLOATS). */
+    long NORM_SCRATCH_FLOATS = 1024;
+
+    static void check(int status, String kernel) {
+        if (status != 0) throw new KernelException(kernel, status);
+    }
+}
