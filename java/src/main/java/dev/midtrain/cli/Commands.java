@@ -1,0 +1,51 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.kernels.KernelException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+import java.io.PrintWriter;
+
+/** The `midtrain` command and its subcommands; turns every user-facing failure into one line and an exit code. */
+@Command(name = "midtrain", mixinStandardHelpOptions = true, version = "midtrain 0.1.0",
+        description = "Llama-3 mid-training engine (Java orchestration, C/OpenMP and CUDA kernels).",
+        subcommands = {InfoCommand.class})
+public final class Commands {
+
+    /** Runs the CLI and returns the process exit code (0 ok, 1 runtime failure, 2 usage or input error). */
+    public static int execute(String... args) {
+        CommandLine cli = new CommandLine(new Commands());
+        cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            Throwable t = unwrap(ex);
+            PrintWriter err = cmd.getErr();
+            if (t instanceof UserError u) {
+                err.println("midtrain: " + u.getMessage());
+                return u.exitCode();
+            }
+            if (t instanceof KernelException k) {
+                err.println("midtrain: " + k.getMessage());
+                return 1;
+            }
+            if (t instanceof OutOfMemoryError) {
+                err.println("midtrain: out of memory: " + t.getMessage());
+                return 1;
+            }
+            // An engine bug, not a user error: keep the stack trace for the report.
+            err.println("midtrain: internal error: " + t);
+            t.printStackTrace(err);
+            return 1;
+        });
+        cli.setParameterExceptionHandler((ex, parsed) -> {
+            PrintWriter err = ex.getCommandLine().getErr();
+            err.println("midtrain: " + ex.getMessage() + " (see '" + ex.getCommandLine().getCommandName() + " --help')");
+            return 2;
+        });
+        return cli.execute(args);
+    }
+
+    private static Throwable unwrap(Throwable t) {
+        while ((t instanceof java.util.concurrent.ExecutionException || t instanceof java.util.concurrent.CompletionException)
+                && t.getCause() != null) t = t.getCause();
+        return t;
+    }
+}

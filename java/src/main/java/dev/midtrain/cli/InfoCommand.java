@@ -1,0 +1,49 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.config.ConfigLoader;
+import dev.midtrain.config.RunConfig;
+import dev.midtrain.model.MemoryPlan;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** `midtrain info`: parameter count and the per-device memory plan of a config. */
+@Command(name = "info", mixinStandardHelpOptions = true, description = "Print parameter count and per-device memory estimate.")
+public final class InfoCommand implements Callable<Integer> {
+    @Option(names = "--config", required = true, description = "run config (YAML)") Path config;
+    @Option(names = "--set", description = "override a config field, e.g. --set train.seq_len=4096") List<String> overrides = List.of();
+    @Option(names = "--tp", description = "tensor-parallel degree (default: the config's)") Integer tp;
+    @Option(names = "--dp", description = "data-parallel degree (default: the config's)") Integer dp;
+    @Option(names = "--backend", description = "cpu (fp32 compute) or cuda (bf16 compute); default: the config's") String backend;
+
+    @Override
+    public Integer call() {
+        RunConfig cfg = ConfigLoader.load(config, overrides);
+        var m = cfg.model();
+        int t = tp != null ? tp : cfg.parallel().tp(), d = dp != null ? dp : cfg.parallel().dp();
+        if (t < 1 || d < 1) throw new UserError("--tp/--dp: must be >= 1");
+        String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend() : "cuda";
+        if (!be.equals("cpu") && !be.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + be);
+        int mb = cfg.train() != null ? cfg.train().microBatchSeqs() : 1;
+        int seq = cfg.train() != null ? cfg.train().seqLen() : m.maxSeqLen();
+        MemoryPlan plan = MemoryPlan.of(m, mb, seq, t, d, cfg.parallel().zero1(), be.equals("cpu") ? 4 : 2);
+
+        System.out.printf("config          %s%n", config);
+        System.out.printf("model           dim %d, layers %d, heads %d/%d kv, head dim %d, ffn %d, vocab %d, %s embeddings%n",
+                m.dim(), m.nLayers(), m.nHeads(), m.nKvHeads(), m.headDim(), m.ffnDim(), m.vocabSize(), m.tiedEmbeddings() ? "tied" : "untied");
+        System.out.printf("parameters      %,d (%.2fB)%n", plan.params(), plan.params() / 1e9);
+        System.out.printf("flops/token     %.3g at seq %d (6N + causal attention)%n", m.flopsPerToken(seq), seq);
+        System.out.printf("layout          tp %d x dp %d, %s compute, micro-batch %d x seq %d, ZeRO-1 %s%n",
+                t, d, be.equals("cpu") ? "fp32" : "bf16", mb, seq, cfg.parallel().zero1() ? "on" : "off");
+        System.out.println("per-device memory:");
+        System.out.printf("  weights       %s  (fp32 master%s)%n", MemoryPlan.gib(plan.weightsBytes()), be.equals("cpu") ? "" : " + bf16 copy");
+        System.out.printf("  gradients     %s  (fp32)%n", MemoryPlan.gib(plan.gradsBytes()));
+        System.out.printf("  AdamW state   %s  (fp32 m and v)%n", MemoryPlan.gib(plan.optimizerBytes()));
+        System.out.printf("  activations   %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.activationsBytes()), MemoryPlan.gib(plan.activationsRecomputeBytes()));
+        System.out.printf("  total         %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.totalBytes(false)), MemoryPlan.gib(plan.totalBytes(true)));
+        return 0;
+    }
+}

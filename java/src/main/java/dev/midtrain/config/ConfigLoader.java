@@ -1,0 +1,163 @@
+package dev.midtrain.config;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonMappingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
+import dev.midtrain.cli.UserError;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Loads a run config: built-in defaults, then the YAML file, then {@code --set a.b=c} overrides, then the typed
+ * records (snake_case keys). Every failure is a {@link UserError} naming the file and the field.
+ */
+public final class ConfigLoader {
+    public static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory().disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER))
+            .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+            .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+            .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+            .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS);
+    public static final ObjectMapper JSON = new ObjectMapper()
+            .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+            .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES);
+
+    private ConfigLoader() {}
+
+    /** Loads {@code file} with {@code overrides} ("a.b=c"), validating everything. */
+    public static RunConfig load(Path file, List<String> overrides) {
+        JsonNode tree = readTree(file);
+        for (String o : overrides) applyOverride(tree, o, file);
+        return fromTree(tree, file.toString());
+    }
+
+    /** Parses the resolved tree (defaults merged in) into records; {@code where} names the source in errors. */
+    public static RunConfig fromTree(JsonNode tree, String where) {
+        ObjectNode merged = (ObjectNode) defaults().deepCopy();
+        merge(merged, tree);
+        // sections absent from the user's file stay absent (a model-only file is fine for `info`)
+        for (String section : List.of("optimizer", "train")) if (!tree.has(section)) merged.remove(section);
+        try {
+            return YAML.treeToValue(merged, RunConfig.class);
+        } catch (JsonMappingException e) {
+            throw new UserError(where + ": " + describe(e), e);
+        } catch (JsonProcessingException e) {
+            throw new UserError(where + ": " + e.getOriginalMessage(), e);
+        }
+    }
+
+    static JsonNode readTree(Path file) {
+        try {
+            JsonNode tree = YAML.readTree(Files.readString(file));
+            if (tree == null || !tree.isObject()) throw new UserError(file + ": not a YAML mapping of config sections");
+            return tree;
+        } catch (NoSuchFileException e) {
+            throw new UserError(file + ": config file not found");
+        } catch (JsonProcessingException e) {
+            throw new UserError(file + ": malformed YAML at line " + e.getLocation().getLineNr() + ": " + e.getOriginalMessage(), e);
+        } catch (IOException e) {
+            throw new UserError(file + ": cannot read config: " + e.getMessage(), e);
+        }
+    }
+
+    private static JsonNode defaults() {
+        try (InputStream in = ConfigLoader.class.getResourceAsStream("defaults.yaml")) {
+            return YAML.readTree(in);
+        } catch (IOException e) {
+            throw new IllegalStateException("built-in defaults.yaml unreadable", e);
+        }
+    }
+
+    private static void merge(ObjectNode into, JsonNode from) {
+        from.fields().forEachRemaining(e -> {
+            JsonNode existing = into.get(e.getKey());
+            if (existing instanceof ObjectNode o && e.getValue().isObject()) merge(o, e.getValue());
+            else into.set(e.getKey(), e.getValue());
+        });
+    }
+
+    /** Applies "a.b.c=value" (value parsed as YAML: numbers, booleans, lists). */
+    public static void applyOverride(JsonNode tree, String override, Path file) {
+        int eq = override.indexOf('=');
+        if (eq <= 0) throw new UserError("--set " + override + ": expected key=value, e.g. optimizer.lr=3e-4");
+        String key = override.substring(0, eq).trim(), raw = override.substring(eq + 1).trim();
+        String[] parts = key.split("\\.");
+        ObjectNode node = (ObjectNode) tree;
+        for (int i = 0; i < parts.length - 1; i++) {
+            JsonNode child = node.get(parts[i]);
+            if (child == null) { child = node.putObject(parts[i]); }
+            if (!(child instanceof ObjectNode o)) throw new UserError("--set " + key + ": " + parts[i] + " is not a section");
+            node = o;
+        }
+        JsonNode value;
+        try {
+            value = raw.isEmpty() ? YAML.getNodeFactory().textNode("") : YAML.readTree(raw);
+        } catch (JsonProcessingException e) {
+            throw new UserError("--set " + key + ": cannot parse value '" + raw + "'");
+        }
+        node.set(parts[parts.length - 1], value);
+    }
+
+    /** Jackson's message reduced to "field a.b.c: what". */
+    static String describe(JsonMappingException e) {
+        Throwable cause = e.getCause();
+        while (cause != null && !(cause instanceof Check.ConfigException)) cause = cause.getCause();
+        if (cause instanceof Check.ConfigException ce) return "field " + ce.getMessage();
+        String path = path(e);
+        if (e instanceof UnrecognizedPropertyException u)
+            return "unknown field " + (path.isEmpty() ? u.getPropertyName() : path);
+        String msg = e.getOriginalMessage();
+        if (msg.startsWith("Missing required creator property")) {
+            String name = msg.replaceAll(".*'(.*)'.*", "$1");
+            return "missing field " + (path.isEmpty() ? name : path + "." + name);
+        }
+        if (msg.contains("Cannot deserialize value of type")) msg = "wrong type: " + msg.replaceAll("\\s*at \\[Source.*", "");
+        return (path.isEmpty() ? "" : "field " + path + ": ") + msg.split("\n")[0];
+    }
+
+    private static String path(JsonMappingException e) {
+        StringBuilder sb = new StringBuilder();
+        for (JsonMappingException.Reference r : e.getPath()) {
+            if (r.getFieldName() != null) sb.append(sb.length() == 0 ? "" : ".").append(r.getFieldName());
+            else if (r.getIndex() >= 0) sb.append('[').append(r.getIndex()).append(']');
+        }
+        return sb.toString();
+    }
+
+    /** The resolved config as YAML (saved into the run directory and into checkpoints). */
+    public static String toYaml(RunConfig cfg) {
+        try {
+            return YAML.writeValueAsString(cfg);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** The resolved config flattened to "section.field" -> value rows, for the startup table. */
+    public static Map<String, String> flatten(RunConfig cfg) {
+        Map<String, String> rows = new TreeMap<>();
+        flatten("", YAML.valueToTree(cfg), rows);
+        return rows;
+    }
+
+    private static void flatten(String prefix, JsonNode node, Map<String, String> rows) {
+        if (node.isObject()) node.fields().forEachRemaining(e -> flatten(prefix.isEmpty() ? e.getKey() : prefix + "." + e.getKey(), e.getValue(), rows));
+        else rows.put(prefix, node.isTextual() ? node.asText() : node.toString());
+    }
+}

@@ -1,0 +1,64 @@
+package dev.midtrain.config;
+
+import static dev.midtrain.config.Check.require;
+
+/**
+ * Llama-3 architecture. Field names follow the YAML keys (snake_case there); Hugging Face's config.json names are
+ * mapped in {@code ckpt.HfNames}. Validated at construction: every error names its field.
+ *
+ * @param vocabSize       vocabulary size V (Llama-3: 128256)
+ * @param dim             model width C (hidden_size)
+ * @param nLayers         transformer blocks L
+ * @param nHeads          query heads NH
+ * @param nKvHeads        key/value heads NKV (grouped-query attention), divides nHeads
+ * @param ffnDim          SwiGLU hidden size F (intermediate_size)
+ * @param ropeTheta       RoPE base (Llama-3: 500000)
+ * @param normEps         RMSNorm epsilon
+ * @param maxSeqLen       longest sequence the model is configured for (tokens)
+ * @param tiedEmbeddings  whether lm_head shares the embedding matrix
+ */
+public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int nKvHeads, int ffnDim,
+                          double ropeTheta, double normEps, int maxSeqLen, boolean tiedEmbeddings) {
+    public ModelConfig {
+        require(vocabSize > 0, "model.vocab_size", "must be > 0, got " + vocabSize);
+        require(dim > 0, "model.dim", "must be > 0, got " + dim);
+        require(nLayers > 0, "model.n_layers", "must be > 0, got " + nLayers);
+        require(nHeads > 0, "model.n_heads", "must be > 0, got " + nHeads);
+        require(nKvHeads > 0, "model.n_kv_heads", "must be > 0, got " + nKvHeads);
+        require(nHeads % nKvHeads == 0, "model.n_kv_heads", "must divide model.n_heads (" + nHeads + "), got " + nKvHeads);
+        require(dim % nHeads == 0, "model.dim", "must be divisible by model.n_heads (" + nHeads + "), got " + dim);
+        require((dim / nHeads) % 2 == 0, "model.dim", "head dim dim/n_heads must be even for RoPE, got " + dim / nHeads);
+        require(ffnDim > 0, "model.ffn_dim", "must be > 0, got " + ffnDim);
+        require(ropeTheta > 0, "model.rope_theta", "must be > 0, got " + ropeTheta);
+        require(normEps > 0 && normEps < 1, "model.norm_eps", "must be in (0, 1), got " + normEps);
+        require(maxSeqLen > 0, "model.max_seq_len", "must be > 0, got " + maxSeqLen);
+    }
+
+    /** Head dimension HD = dim / nHeads. */
+    public int headDim() { return dim / nHeads; }
+
+    /** Width of the packed q,k,v projection output: (NH + 2 NKV) * HD. */
+    public int qkvDim() { return (nHeads + 2 * nKvHeads) * headDim(); }
+
+    /** Total parameters (exact, from the layout). */
+    public long paramCount() {
+        long C = dim, HD = headDim();
+        long perLayer = C * (nHeads + 2L * nKvHeads) * HD      // q, k, v
+                + (long) nHeads * HD * C                        // o
+                + 3L * C * ffnDim                               // gate, up, down
+                + 2L * C;                                       // two RMSNorm weights
+        long embed = (long) vocabSize * C;
+        return embed + (tiedEmbeddings ? 0 : embed) + nLayers * perLayer + C;
+    }
+
+    /** Parameters that take part in matmuls: all but the input embedding lookup (the LM head counts, tied or not). */
+    public long matmulParamCount() { return paramCount() - (tiedEmbeddings ? 0 : (long) vocabSize * dim); }
+
+    /**
+     * Model FLOPs per trained token, for MFU: 6 N over the matmul parameters (forward + backward) plus causal
+     * attention 6 L T C (QK^T and AV: 12 L T C forward + backward, halved by the causal mask), PaLM's convention.
+     */
+    public double flopsPerToken(int seqLen) {
+        return 6.0 * matmulParamCount() + 6.0 * nLayers * (double) seqLen * dim;
+    }
+}

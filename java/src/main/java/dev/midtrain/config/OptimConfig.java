@@ -1,0 +1,34 @@
+package dev.midtrain.config;
+
+import java.util.List;
+
+import static dev.midtrain.config.Check.require;
+
+/**
+ * AdamW (torch.optim.AdamW semantics) with linear warmup then linear decay to a floor: the recipe's
+ * "Adam with linear decay".
+ *
+ * @param lr                  peak learning rate, reached at the end of warmup
+ * @param minLr               floor the linear decay ends at (at the last step)
+ * @param warmupSteps         optimizer steps of linear warmup from 0
+ * @param beta1               first-moment decay
+ * @param beta2               second-moment decay
+ * @param eps                 AdamW epsilon
+ * @param weightDecay         decoupled weight decay coefficient
+ * @param weightDecayExclude  parameters whose Hugging Face name contains any of these get no weight decay
+ * @param gradClipNorm        global L2 gradient-norm clip threshold; 0 disables clipping
+ */
+public record OptimConfig(double lr, double minLr, int warmupSteps, double beta1, double beta2, double eps,
+                          double weightDecay, List<String> weightDecayExclude, double gradClipNorm) {
+    public OptimConfig {
+        require(lr > 0, "optimizer.lr", "must be > 0, got " + lr);
+        require(minLr >= 0 && minLr <= lr, "optimizer.min_lr", "must be in [0, optimizer.lr], got " + minLr);
+        require(warmupSteps >= 0, "optimizer.warmup_steps", "must be >= 0, got " + warmupSteps);
+        require(beta1 >= 0 && beta1 < 1, "optimizer.beta1", "must be in [0, 1), got " + beta1);
+        require(beta2 >= 0 && beta2 < 1, "optimizer.beta2", "must be in [0, 1), got " + beta2);
+        require(eps > 0, "optimizer.eps", "must be > 0, got " + eps);
+        require(weightDecay >= 0, "optimizer.weight_decay", "must be >= 0, got " + weightDecay);
+        require(gradClipNorm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables), got " + gradClipNorm);
+        weightDecayExclude = weightDecayExclude == null ? List.of("norm") : List.copyOf(weightDecayExclude);
+    }
+}

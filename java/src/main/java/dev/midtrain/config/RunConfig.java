@@ -1,0 +1,25 @@
+package dev.midtrain.config;
+
+import static dev.midtrain.config.Check.require;
+
+/** A whole run, as loaded from one YAML file plus --set overrides. Sections may be absent where a command needs none. */
+public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data,
+                        CheckpointConfig checkpoint, ParallelConfig parallel) {
+    public RunConfig {
+        require(model != null, "model", "section is required");
+        if (parallel == null) parallel = ParallelConfig.single();
+        if (checkpoint == null) checkpoint = new CheckpointConfig(0, 3, 0, true, 0);
+        if (train != null) {
+            require(train.seqLen() <= model.maxSeqLen(), "train.seq_len",
+                    "must be <= model.max_seq_len (" + model.maxSeqLen() + "), got " + train.seqLen());
+            require(train.globalBatchSeqs() % (train.microBatchSeqs() * parallel.dp()) == 0, "train.global_batch_seqs",
+                    "must be a multiple of train.micro_batch_seqs x parallel.dp (" + train.microBatchSeqs() * parallel.dp()
+                            + "), got " + train.globalBatchSeqs());
+        }
+    }
+
+    /** Micro-batches each data-parallel rank accumulates per optimizer step. */
+    public int gradAccumSteps() {
+        return train.globalBatchSeqs() / (train.microBatchSeqs() * parallel.dp());
+    }
+}

@@ -1,0 +1,33 @@
+package dev.midtrain.data;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Training batches of one data-parallel rank: what the trainer reads. Each micro-batch is
+ * int32[microBatchSeqs, seqLen + 1]: row i holds seqLen+1 consecutive tokens (inputs = row[0:T], targets = row[1:T+1]).
+ *
+ * <p>Implementations: the blended Arrow loader ({@code BlendedLoader}) and in-memory sources for tests.
+ */
+public interface TokenBatches extends AutoCloseable {
+
+    /** Fills {@code out} (length microBatchSeqs * (seqLen + 1)) with this rank's next micro-batch. */
+    void nextMicroBatch(int[] out);
+
+    /** The position after the last delivered micro-batch, JSON-serializable; saved in checkpoints. */
+    JsonNode state();
+
+    /** Restores a position previously returned by {@link #state()}: the next batches equal those of the saved run. */
+    void restore(JsonNode state);
+
+    /** Tokens delivered to the trainer so far (by this rank), per source name. */
+    Map<String, Long> tokensPerSource();
+
+    /** A fixed, deterministic set of held-out micro-batches (the same every call), at most {@code count}. */
+    List<int[]> validationMicroBatches(int count);
+
+    @Override
+    void close();
+}

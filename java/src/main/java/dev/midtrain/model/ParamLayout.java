@@ -1,0 +1,138 @@
+package dev.midtrain.model;
+
+import dev.midtrain.config.ModelConfig;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Where every parameter lives in the one contiguous slab (fp32 master weights; the gradient slab, the AdamW m and v
+ * slabs and the compute copy share the same layout), named by the Hugging Face Llama convention. This is the
+ * engine's one Hugging Face name table: import, export, checkpoints and tensor-parallel sharding all read it.
+ *
+ * <p>Order, chosen so that fused GEMMs read one matrix: per layer q,k,v are adjacent (one [(NH+2NKV)*HD, C] matrix)
+ * and gate,up are adjacent (one [2F, C] matrix).
+ * <pre>
+ * model.embed_tokens.weight                      [V/tp, C]            vocab-parallel (rows)
+ * per layer i:
+ *   model.layers.i.self_attn.q_proj.weight       [NH/tp*HD, C]        column-parallel (rows of the HF matrix)
+ *   model.layers.i.self_attn.k_proj.weight       [NKVl*HD, C]         column-parallel; replicated when tp > NKV
+ *   model.layers.i.self_attn.v_proj.weight       [NKVl*HD, C]
+ *   model.layers.i.self_attn.o_proj.weight       [C, NH/tp*HD]        row-parallel (columns)
+ *   model.layers.i.mlp.gate_proj.weight          [F/tp, C]            column-parallel
+ *   model.layers.i.mlp.up_proj.weight            [F/tp, C]            column-parallel
+ *   model.layers.i.mlp.down_proj.weight          [C, F/tp]            row-parallel
+ *   model.layers.i.input_layernorm.weight        [C]                  replicated
+ *   model.layers.i.post_attention_layernorm.weight [C]                replicated
+ * model.norm.weight                              [C]                  replicated
+ * lm_head.weight                                 [V/tp, C]            vocab-parallel; absent when tied
+ * </pre>
+ * NKVl = NKV/tp when tp <= NKV, else 1 (each KV head is replicated over tp/NKV ranks).
+ *
+ * @param tp   tensor-parallel degree the layout is for
+ * @param rank this layout's tensor-parallel rank
+ */
+public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tensors, long numel) {
+
+    /** How a tensor is split over tensor-parallel ranks. */
+    public enum Split { REPLICATED, ROWS, COLUMNS }
+
+    /**
+     * One parameter tensor of this rank.
+     *
+     * @param name         Hugging Face name
+     * @param offset       element offset in the slab
+     * @param shape        this rank's shape (row-major)
+     * @param fullShape    the unsharded Hugging Face shape
+     * @param split        how the full tensor is split
+     * @param shardIndex   which slice of the full tensor this rank holds along the split dimension
+     * @param shardCount   how many slices the full tensor is cut into along the split dimension
+     * @param weightDecay  whether AdamW applies weight decay (set by the optimizer config; default: not for norms)
+     */
+    public record Tensor(String name, long offset, int[] shape, int[] fullShape, Split split, int shardIndex, int shardCount,
+                         boolean weightDecay) {
+        public long numel() {
+            long n = 1;
+            for (int d : shape) n *= d;
+            return n;
+        }
+    }
+
+    public static ParamLayout of(ModelConfig m, int tp, int rank, List<String> noDecaySubstrings) {
+        if (tp < 1 || rank < 0 || rank >= tp) throw new IllegalArgumentException("tp rank " + rank + " of " + tp);
+        if (m.nHeads() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.n_heads " + m.nHeads());
+        if (m.ffnDim() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.ffn_dim " + m.ffnDim());
+        if (m.vocabSize() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.vocab_size " + m.vocabSize());
+        if (tp > m.nKvHeads() && tp % m.nKvHeads() != 0)
+            throw new IllegalArgumentException("parallel.tp: " + tp + " must be a multiple of model.n_kv_heads " + m.nKvHeads() + " when larger");
+        if (tp < m.nKvHeads() && m.nKvHeads() % tp != 0)
+            throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.n_kv_heads " + m.nKvHeads());
+        int C = m.dim(), HD = m.headDim(), V = m.vocabSize(), F = m.ffnDim();
+        int nh = m.nHeads() / tp, nkv = Math.max(1, m.nKvHeads() / tp), f = F / tp, v = V / tp;
+        int kvShards = Math.min(tp, m.nKvHeads()), kvIndex = tp <= m.nKvHeads() ? rank : rank / (tp / m.nKvHeads());
+
+        Builder b = new Builder(noDecaySubstrings == null ? List.of("norm") : noDecaySubstrings);
+        b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
+        for (int i = 0; i < m.nLayers(); i++) {
+            String p = "model.layers." + i + ".";
+            b.add(p + "self_attn.q_proj.weight", new int[]{nh * HD, C}, new int[]{m.nHeads() * HD, C}, Split.ROWS, rank, tp);
+            b.add(p + "self_attn.k_proj.weight", new int[]{nkv * HD, C}, new int[]{m.nKvHeads() * HD, C}, Split.ROWS, kvIndex, kvShards);
+            b.add(p + "self_attn.v_proj.weight", new int[]{nkv * HD, C}, new int[]{m.nKvHeads() * HD, C}, Split.ROWS, kvIndex, kvShards);
+            b.add(p + "self_attn.o_proj.weight", new int[]{C, nh * HD}, new int[]{C, m.nHeads() * HD}, Split.COLUMNS, rank, tp);
+            b.add(p + "mlp.gate_proj.weight", new int[]{f, C}, new int[]{F, C}, Split.ROWS, rank, tp);
+            b.add(p + "mlp.up_proj.weight", new int[]{f, C}, new int[]{F, C}, Split.ROWS, rank, tp);
+            b.add(p + "mlp.down_proj.weight", new int[]{C, f}, new int[]{C, F}, Split.COLUMNS, rank, tp);
+            b.add(p + "input_layernorm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
+            b.add(p + "post_attention_layernorm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
+        }
+        b.add("model.norm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
+        if (!m.tiedEmbeddings()) b.add("lm_head.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
+        return new ParamLayout(m, tp, rank, Collections.unmodifiableList(b.tensors), b.offset);
+    }
+
+    public static ParamLayout of(ModelConfig m) { return of(m, 1, 0, List.of("norm")); }
+
+    private static final class Builder {
+        final List<String> noDecay;
+        final List<Tensor> tensors = new ArrayList<>();
+        long offset;
+
+        Builder(List<String> noDecay) { this.noDecay = noDecay; }
+
+        void add(String name, int[] shape, int[] full, Split split, int idx, int count) {
+            boolean decay = noDecay.stream().noneMatch(name::contains);
+            Tensor t = new Tensor(name, offset, shape, full, split, idx, count, decay);
+            tensors.add(t);
+            offset += t.numel();
+        }
+    }
+
+    public Map<String, Tensor> byName() {
+        Map<String, Tensor> map = new LinkedHashMap<>();
+        for (Tensor t : tensors) map.put(t.name(), t);
+        return map;
+    }
+
+    public Tensor get(String name) {
+        for (Tensor t : tensors) if (t.name().equals(name)) return t;
+        throw new IllegalArgumentException("no parameter named " + name);
+    }
+
+    /** Element offset of a named parameter. */
+    public long offset(String name) { return get(name).offset(); }
+
+    /** Maximal runs [start, end) of consecutive tensors with the same weight-decay flag (AdamW is one call per run). */
+    public List<long[]> decayRuns() {
+        List<long[]> runs = new ArrayList<>();
+        for (Tensor t : tensors) {
+            long flag = t.weightDecay() ? 1 : 0;
+            long[] last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
+            if (last != null && last[2] == flag && last[1] == t.offset()) last[1] = t.offset() + t.numel();
+            else runs.add(new long[]{t.offset(), t.offset() + t.numel(), flag});
+        }
+        return runs;
+    }
+}
