@@ -136,6 +136,7 @@ class CpuKernelsTest {
             "2,70,2,2,8",    // group 1, T above one key block (64)
             "1,33,4,4,64",   // HD 64
             "1,130,8,2,16",  // group 4, three key blocks
+            "2,9,6,3,4",     // group 2 with 3 kv heads: h / group differs from h % NKV
     })
     void attention(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(4000 + B * 7 + T * 13 + NH * 3 + NKV + HD);
