@@ -137,6 +137,10 @@ class CpuKernelsTest {
             "1,33,4,4,64",   // HD 64
             "1,130,8,2,16",  // group 4, three key blocks
             "2,9,6,3,4",     // group 2 with 3 kv heads: h / group differs from h % NKV
+            "1,40,2,1,72",   // HD 72: one 64-column register chunk plus one of 8
+            "1,66,3,1,10",   // group 3 (query tiles of 21 positions), HD 10: an 8-column chunk plus 2 scalar columns
+            "1,3,128,1,2",   // group 128 > the 64-row query tile: one position per tile
+            "1,129,1,1,4",   // T = 129: key tiles of 64 with a 1-key remainder
     })
     void attention(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(4000 + B * 7 + T * 13 + NH * 3 + NKV + HD);

@@ -150,6 +150,7 @@ class FiniteDifferenceTest {
             "2,5,4,1,6",    // group 4
             "1,4,8,1,2",    // group 8
             "1,7,4,2,8",    // group 2
+            "1,5,3,1,10",   // group 3, HD 10 (vector chunk plus scalar tail)
     })
     void attention(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(40 + B + T * 3 + NH * 5 + NKV * 7 + HD);
