@@ -98,7 +98,7 @@ class CpuKernelsTest {
     // ------------------------------------------------------------------------------------------------ RoPE
 
     @ParameterizedTest(name = "B={0} T={1} NH={2} NKV={3} HD={4}")
-    @CsvSource({"1,1,1,1,2", "2,5,4,1,6", "1,9,8,1,16", "2,7,3,3,8", "1,20,4,2,64"})
+    @CsvSource({"1,1,1,1,2", "2,5,4,1,6", "1,9,8,1,16", "2,7,3,3,8", "1,20,4,2,64", "2,64,4,2,64"})  // last: parallel path
     void rope(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(3000 + B * 7 + T * 13 + NH + HD);
         int n = B * T * (NH + 2 * NKV) * HD;
@@ -216,7 +216,7 @@ class CpuKernelsTest {
     // ------------------------------------------------------------------------------ softmax + cross-entropy
 
     @ParameterizedTest(name = "N={0} V={1} shards={2}")
-    @CsvSource({"1,1,1", "4,7,1", "13,100,1", "9,1500,1", "11,1500,3", "6,37,5"})
+    @CsvSource({"1,1,1", "4,7,1", "13,100,1", "9,1500,1", "11,1500,3", "6,37,5", "40,1500,2"})  // last: parallel path
     void crossentropy(int N, int V, int shards) {
         Random r = new Random(7000 + N * 3 + V + shards);
         int ignore = -100;
