@@ -11,7 +11,10 @@
  *
  * Determinism: every output row is produced by exactly one thread, and its sum runs in a fixed order (key blocks
  * ascending; for dk/dv: heads of the group ascending, then query positions ascending), independent of the thread
- * count and of the schedule. No atomics. */
+ * count and of the schedule. No atomics.
+ *
+ * Per-thread buffers are stack arrays of about (max(ATTN_QROWS, group) + 2*ATTN_KT + 2*ATTN_KB) * HD floats:
+ * 48 KB at HD 64, 192 KB at HD 256 (the calling Java thread takes part: keep its stack at the 1 MB default or more). */
 #include "mt_cpu.h"
 #include <math.h>
 #include <string.h>
