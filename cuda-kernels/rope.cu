@@ -77,7 +77,7 @@ __global__ void mt_rope_kernel(floatX* out, const floatX* inp, const float* cosv
 template <bool BACKWARD>
 static int mt_rope_launch(floatX* out, const floatX* inp, const float* cosv, const float* sinv,
                           int B, int T, int NH, int NKV, int HD, void* stream) {
-    if (B < 0 || T < 0 || NH < 0 || NKV < 0 || HD <= 0 || HD % 2 != 0) return MT_ERR_ARG;
+    if (B < 0 || T < 0 || NH <= 0 || NKV <= 0 || NH % NKV != 0 || HD <= 0 || HD % 2 != 0) return MT_ERR_ARG;
     const int64_t total = (int64_t)B * T * (NH + 2 * NKV) * (HD / 2);
     if (total == 0) return MT_OK;
     if (!out || !inp || !cosv || !sinv) return MT_ERR_ARG;
