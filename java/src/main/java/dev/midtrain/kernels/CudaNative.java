@@ -1,0 +1,82 @@
+package dev.midtrain.kernels;
+
+import org.bytedeco.javacpp.Loader;
+import org.bytedeco.javacpp.annotation.Cast;
+import org.bytedeco.javacpp.annotation.NoException;
+import org.bytedeco.javacpp.annotation.Platform;
+
+/**
+ * JavaCPP binding of libmidtrain_cuda.so, the CUDA implementation of native/include/midtrain_kernels.h
+ * (cuda-kernels/*.cu, floatX = bf16). Every tensor pointer is a raw device address and {@code stream} a raw
+ * cudaStream_t; the calls only enqueue work. Contracts are documented in the header; {@link CudaBackend} is the only
+ * caller. Method names are the C symbols.
+ *
+ * <p>The static initializer loads the cudart presets first, so that libcudart.so.13 is found through the presets'
+ * search path and our library binds to that same instance (one runtime, one primary context per process). The cudart
+ * presets are deliberately not inherited with {@code @Properties(inherit=...)}: that adds {@code -lcuda} to the JNI
+ * link, and build machines have no libcuda.so.
+ */
+@Platform(define = "MT_BACKEND_CUDA", include = "midtrain_kernels.h", link = "midtrain_cuda")
+@NoException
+public final class CudaNative {
+    static {
+        Loader.load(org.bytedeco.cuda.global.cudart.class);
+        Loader.load();
+    }
+    private CudaNative() {}
+
+    public static native int mt_cuda_backend_id();
+    public static native int mt_cuda_floatx_bytes();
+
+    public static native int mt_cuda_fill_f32(@Cast("float*") long x, float value, long n, @Cast("void*") long stream);
+    public static native int mt_cuda_fill_x(@Cast("floatX*") long x, float value, long n, @Cast("void*") long stream);
+    public static native int mt_cuda_copy_bytes(@Cast("void*") long dst, @Cast("const void*") long src, long bytes, @Cast("void*") long stream);
+    public static native int mt_cuda_cast_f32_to_x(@Cast("floatX*") long out, @Cast("const float*") long inp, long n, @Cast("void*") long stream);
+    public static native int mt_cuda_cast_x_to_f32(@Cast("float*") long out, @Cast("const floatX*") long inp, long n, @Cast("void*") long stream);
+
+    public static native int mt_cuda_embedding_forward(@Cast("floatX*") long out, @Cast("const int32_t*") long tokens, @Cast("const floatX*") long wte,
+                                                      int N, int C, int V, @Cast("void*") long stream);
+    public static native int mt_cuda_embedding_backward(@Cast("float*") long dwte, @Cast("const int32_t*") long tokens, @Cast("const floatX*") long dout,
+                                                       int N, int C, int V, @Cast("void*") long stream);
+
+    public static native int mt_cuda_rmsnorm_forward(@Cast("floatX*") long out, @Cast("float*") long rstd, @Cast("const floatX*") long inp,
+                                                    @Cast("const floatX*") long weight, int N, int C, float eps, @Cast("void*") long stream);
+    public static native int mt_cuda_rmsnorm_backward(@Cast("floatX*") long dinp, @Cast("float*") long dweight, @Cast("float*") long scratch,
+                                                     @Cast("const floatX*") long dout, @Cast("const floatX*") long inp, @Cast("const floatX*") long weight,
+                                                     @Cast("const float*") long rstd, int N, int C, @Cast("void*") long stream);
+
+    public static native int mt_cuda_rope_forward(@Cast("floatX*") long out, @Cast("const floatX*") long inp, @Cast("const float*") long cos,
+                                                 @Cast("const float*") long sin, int B, int T, int NH, int NKV, int HD, @Cast("void*") long stream);
+    public static native int mt_cuda_rope_backward(@Cast("floatX*") long dinp, @Cast("const floatX*") long dout, @Cast("const float*") long cos,
+                                                  @Cast("const float*") long sin, int B, int T, int NH, int NKV, int HD, @Cast("void*") long stream);
+
+    public static native int mt_cuda_attention_forward(@Cast("floatX*") long out, @Cast("float*") long lse, @Cast("const floatX*") long qkv,
+                                                      int B, int T, int NH, int NKV, int HD, @Cast("void*") long stream);
+    public static native int mt_cuda_attention_backward(@Cast("floatX*") long dqkv, @Cast("float*") long scratch, @Cast("const floatX*") long dout,
+                                                       @Cast("const floatX*") long qkv, @Cast("const floatX*") long out, @Cast("const float*") long lse,
+                                                       int B, int T, int NH, int NKV, int HD, @Cast("void*") long stream);
+
+    public static native int mt_cuda_swiglu_forward(@Cast("floatX*") long out, @Cast("const floatX*") long gateup, int N, int F, @Cast("void*") long stream);
+    public static native int mt_cuda_swiglu_backward(@Cast("floatX*") long dgateup, @Cast("const floatX*") long dout, @Cast("const floatX*") long gateup,
+                                                    int N, int F, @Cast("void*") long stream);
+
+    public static native int mt_cuda_add(@Cast("floatX*") long out, @Cast("const floatX*") long a, @Cast("const floatX*") long b, long n, @Cast("void*") long stream);
+
+    public static native int mt_cuda_crossentropy_forward(@Cast("float*") long lse, @Cast("float*") long targetLogit, @Cast("const floatX*") long logits,
+                                                         @Cast("const int32_t*") long targets, int N, int V, int vocabStart, int ignoreIndex,
+                                                         @Cast("void*") long stream);
+    public static native int mt_cuda_crossentropy_backward(@Cast("floatX*") long dlogits, @Cast("float*") long losses, @Cast("const floatX*") long logits,
+                                                          @Cast("const float*") long lse, @Cast("const float*") long targetLogit,
+                                                          @Cast("const int32_t*") long targets, float dloss, int N, int V, int vocabStart,
+                                                          int ignoreIndex, @Cast("void*") long stream);
+    public static native int mt_cuda_lse_combine(@Cast("float*") long lse, @Cast("const float*") long lseParts, int P, int N, @Cast("void*") long stream);
+
+    public static native int mt_cuda_adamw_update(@Cast("float*") long param, @Cast("floatX*") long paramX, @Cast("const float*") long grad,
+                                                 @Cast("float*") long m, @Cast("float*") long v, long n, float lr, float beta1, float beta2,
+                                                 float eps, float weightDecay, float biasCorr1, float biasCorr2, float gradScale,
+                                                 @Cast("void*") long stream);
+
+    public static native int mt_cuda_global_norm_squared(@Cast("float*") long out, @Cast("float*") long scratch, @Cast("const float*") long x, long n,
+                                                        @Cast("void*") long stream);
+    public static native int mt_cuda_scale_f32(@Cast("float*") long x, float s, long n, @Cast("void*") long stream);
+}
