@@ -63,7 +63,7 @@ public final class CudaBackend implements Backend {
             org.bytedeco.javacpp.Loader.load(cublas.class);
         } catch (Throwable t) {
             throw new KernelException("--backend cuda: libcublas.so.13 not found: set LD_LIBRARY_PATH to the nvidia wheels'"
-                    + " lib dirs (site-packages/nvidia/cu13/lib), see README (" + oneLine(t) + ")");
+                    + " lib dirs (site-packages/nvidia/cu13/lib), see benchmarks/gpu/README.md (" + oneLine(t) + ")");
         }
         try {
             if (mt_cuda_backend_id() != 1 || mt_cuda_floatx_bytes() != 2)
