@@ -222,9 +222,9 @@ public final class Inputs {
              ArrowReader r = fileFormat ? new ArrowFileReader(ch, alloc) : new ArrowStreamReader(ch, alloc)) {
             VectorSchemaRoot root = r.getVectorSchemaRoot();
             if (format == null) {
-                if (root.getSchema().findField(opt.textField()) != null) format = Format.TEXT;
-                else if (root.getSchema().findField(opt.idsField()) != null) format = Format.TOKENS;
-                else if (root.getSchema().findField("question") != null && root.getSchema().findField("answer") != null) format = Format.QA;
+                if (has(root, opt.textField())) format = Format.TEXT;
+                else if (has(root, opt.idsField())) format = Format.TOKENS;
+                else if (has(root, "question") && has(root, "answer")) format = Format.QA;
                 else throw new UserError(file + ": no \"" + opt.textField() + "\", \"" + opt.idsField() + "\" or question/answer column in "
                             + root.getSchema().getFields().stream().map(f -> f.getName()).toList());
             }
@@ -235,7 +235,7 @@ public final class Inputs {
                 case QA -> List.of("question", "answer");
             };
             for (String c : needed)
-                if (root.getSchema().findField(c) == null)
+                if (!has(root, c))
                     throw new UserError(file + ": no column \"" + c + "\" for --format " + format.id() + " (columns: "
                             + root.getSchema().getFields().stream().map(f -> f.getName()).toList() + ")");
             List<ArrowBlock> blocks = fileFormat ? ((ArrowFileReader) r).getRecordBlocks() : null;
@@ -280,6 +280,10 @@ public final class Inputs {
             throw new UserError(file + ": not a readable Arrow IPC file or stream (" + e.getMessage() + ")");
         }
         return row;
+    }
+
+    private static boolean has(VectorSchemaRoot root, String column) {
+        return root.getSchema().getFields().stream().anyMatch(f -> f.getName().equals(column));
     }
 
     private static Rec arrowIds(FieldVector v, int i, String where, Options opt) {
