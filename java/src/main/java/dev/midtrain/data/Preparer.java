@@ -1,6 +1,9 @@
 package dev.midtrain.data;
 
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.cli.UserError;
@@ -19,7 +22,6 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -101,24 +103,8 @@ public final class Preparer {
 
         /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
         public static Tok open(Path file, String eosToken) {
-            JsonNode json;
-            try {
-                json = new ObjectMapper().readTree(file.toFile());
-            } catch (IOException e) {
-                throw new UserError(file + ": cannot read tokenizer (" + e.getMessage().split("\n")[0] + ")");
-            }
-            JsonNode vocab = json.path("model").path("vocab");
-            if (!vocab.isObject()) throw new UserError(file + ": not a Hugging Face tokenizer.json (no model.vocab)");
-            int maxId = -1, eos = -1;
-            for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext(); ) {
-                var e = it.next();
-                maxId = Math.max(maxId, e.getValue().asInt());
-                if (e.getKey().equals(eosToken)) eos = e.getValue().asInt();
-            }
-            for (JsonNode a : json.path("added_tokens")) {
-                maxId = Math.max(maxId, a.path("id").asInt());
-                if (a.path("content").asText().equals(eosToken)) eos = a.path("id").asInt();
-            }
+            int[] maxAndEos = scanVocab(file, eosToken);
+            int maxId = maxAndEos[0], eos = maxAndEos[1];
             if (eos < 0) throw new UserError("--eos-token: " + eosToken + " is not a token of " + file);
             String sha;
             try {
@@ -144,9 +130,59 @@ public final class Preparer {
             return t;
         }
 
+        /**
+         * Streams tokenizer.json (Llama-3's is 9 MB) for the largest id in model.vocab and added_tokens and the id of
+         * {@code eosToken}: returns {maxId, eosId or -1}.
+         */
+        private static int[] scanVocab(Path file, String eosToken) {
+            int maxId = -1, eos = -1;
+            boolean sawVocab = false;
+            ObjectMapper om = new ObjectMapper();
+            try (JsonParser p = om.getFactory().createParser(file.toFile())) {
+                if (p.nextToken() != JsonToken.START_OBJECT) throw new UserError(file + ": not a Hugging Face tokenizer.json (not a JSON object)");
+                while (p.nextToken() == JsonToken.FIELD_NAME) {
+                    String top = p.currentName();
+                    p.nextToken();
+                    if (top.equals("model") && p.currentToken() == JsonToken.START_OBJECT) {
+                        while (p.nextToken() == JsonToken.FIELD_NAME) {
+                            String f = p.currentName();
+                            p.nextToken();
+                            if (f.equals("vocab") && p.currentToken() == JsonToken.START_OBJECT) {
+                                sawVocab = true;
+                                while (p.nextToken() == JsonToken.FIELD_NAME) {
+                                    String tok = p.currentName();
+                                    p.nextToken();
+                                    int id = p.getIntValue();
+                                    maxId = Math.max(maxId, id);
+                                    if (tok.equals(eosToken)) eos = id;
+                                }
+                            } else p.skipChildren();
+                        }
+                    } else if (top.equals("added_tokens") && p.currentToken() == JsonToken.START_ARRAY) {
+                        for (JsonNode a : (JsonNode) om.readTree(p)) {
+                            maxId = Math.max(maxId, a.path("id").asInt());
+                            if (a.path("content").asText().equals(eosToken)) eos = a.path("id").asInt();
+                        }
+                    } else p.skipChildren();
+                }
+            } catch (IOException e) {
+                throw new UserError(file + ": cannot read tokenizer (" + e.getMessage().split("\n")[0] + ")");
+            }
+            if (!sawVocab) throw new UserError(file + ": not a Hugging Face tokenizer.json (no model.vocab)");
+            return new int[]{maxId, eos};
+        }
+
         /** Token ids of {@code text} (no special tokens added, never truncated). */
         public int[] encode(String text) {
-            long[] ids = hf.encode(text, false, false).getIds();
+            // Straight to the native encoder: HuggingFaceTokenizer.encode also fetches tokens, offsets, masks and word
+            // ids through JNI, which costs ~1.5x here. Same Rust tokenizer object, so the same settings (no truncation).
+            long enc = TokenizersLibrary.LIB.encode(hf.getHandle(), text, false);
+            long[] ids;
+            try {
+                ids = TokenizersLibrary.LIB.getTokenIds(enc);
+            } finally {
+                TokenizersLibrary.LIB.deleteEncoding(enc);
+            }
             int[] out = new int[ids.length];
             for (int i = 0; i < ids.length; i++) out[i] = (int) ids[i];
             return out;
@@ -182,13 +218,19 @@ public final class Preparer {
 
     /** Runs prepare; returns the manifest written. Messages (skipped records, summary) go to {@code err}. */
     public static Manifest run(Options opt, PrintStream err) {
-        return new Preparer(opt, err).run();
+        try (Tok tok = Tok.open(opt.tokenizer(), opt.eosToken())) {
+            return new Preparer(opt, err).run(tok);
+        }
     }
 
-    private Manifest run() {
+    /** As {@link #run(Options, PrintStream)} with an already loaded tokenizer (opt.tokenizer() must be its file). */
+    static Manifest run(Options opt, PrintStream err, Tok tok) {
+        return new Preparer(opt, err).run(tok);
+    }
+
+    private Manifest run(Tok tok) {
         Path out = opt.out();
-        try (Tok tok = Tok.open(opt.tokenizer(), opt.eosToken());
-             BufferAllocator alloc = new RootAllocator()) {
+        try (BufferAllocator alloc = new RootAllocator()) {
             Decontaminator decon = opt.benchmarks().isEmpty() ? null : Decontaminator.load(opt.benchmarks());
             removedPerBench = new long[opt.benchmarks().size()];
             for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
