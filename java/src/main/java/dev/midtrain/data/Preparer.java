@@ -403,6 +403,29 @@ public final class Preparer {
     }
 
     /**
+     * Writes already tokenized documents (each should end with end-of-text) as a prepared directory: shards +
+     * manifest, atomically as prepare does. For synthetic data (benchmarks) and converters.
+     */
+    public static Manifest writeDocuments(String source, Path out, Manifest.Tokenizer tokenizer, Iterable<int[]> docs,
+                                          int batchTokens, long shardTokens) {
+        try (BufferAllocator alloc = new RootAllocator(); ShardWriter w = new ShardWriter(out, batchTokens, shardTokens, alloc)) {
+            clearOutput(out);
+            long n = 0, t = 0;
+            for (int[] d : docs) {
+                w.append(d, 0, d.length);
+                n++;
+                t += d.length;
+            }
+            Manifest m = new Manifest(Manifest.FORMAT, source, Instant.now().toString(), tokenizer, n, t, w.finish(), List.of(),
+                    null, Map.of(), null, List.of());
+            AtomicFiles.write(out.resolve(Manifest.FILE), m.toJson());
+            return m;
+        } catch (IOException e) {
+            throw new UserError(out + ": " + e.getMessage());
+        }
+    }
+
+    /**
      * Makes {@code out} an empty target: creates it, or, if it holds a previous prepare output, deletes the manifest
      * first (so nothing half-replaced is ever trusted) and then the shards. Anything else in it is an error.
      */
