@@ -57,7 +57,7 @@ public final class LoaderBench {
             long deadline = System.nanoTime() + (long) ((round == 0 ? Math.min(3, seconds) : seconds) * 1e9);
             long start = System.nanoTime();
             for (int r = 0; r < ranks; r++) {
-                BlendedLoader ld = BlendedLoader.open(cfg, seqLen, micro, global, 1234 + round, r, ranks);
+                BlendedLoader ld = BlendedLoader.open(cfg, seqLen, micro, global, 1234 + round, r, ranks).checkVocab(128256);
                 Thread t = new Thread(() -> {
                     int[] mb = new int[micro * (seqLen + 1)];
                     long n = 0, sink = 0;

@@ -48,6 +48,7 @@ public final class BlendedLoader implements TokenBatches {
     private Mix mix;                      // assignment of global samples [0, walked)
     private long walked;
     private final long[] delivered;       // tokens delivered by this rank, per source
+    private int vocabLimit;               // > 0 after checkVocab: every delivered id is range-checked
     // per-source permutation cache
     private final long[] permEpoch;
     private final int[][] perm;
@@ -131,10 +132,28 @@ public final class BlendedLoader implements TokenBatches {
         return new BlendedLoader(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize);
     }
 
-    /** Refuses data whose ids do not fit the model: every source's ids must lie in [0, vocabSize). Returns this. */
+    /**
+     * Refuses data whose ids do not fit the model: every source's ids must lie in [0, vocabSize) (per the manifests'
+     * maxima), and from now on every delivered token is also checked (guards against corrupt shards opened without
+     * SHA-256 verification; costs far less than the copy). Returns this.
+     */
     public BlendedLoader checkVocab(int vocabSize) {
         for (TokenStream s : sources) s.checkVocab(vocabSize);
+        this.vocabLimit = vocabSize;
         return this;
+    }
+
+    private void checkRow(int s, long pos, int[] out, int off) {
+        if (vocabLimit <= 0) return;
+        int lim1 = vocabLimit - 1, acc = 0;
+        for (int i = off; i < off + rowLen; i++) acc |= out[i] | (lim1 - out[i]);   // sign bit set iff some id < 0 or > lim1
+        if (acc >= 0) return;
+        for (int i = 0; i < rowLen; i++) {
+            int t = out[off + i];
+            if (t < 0 || t >= vocabLimit)
+                throw new UserError("data source " + sources.get(s).name() + ": token id " + t + " at " + sources.get(s).where(pos + i)
+                        + " outside the model vocab [0, " + vocabLimit + ") (corrupt shard? open with SHA-256 verification)");
+        }
     }
 
     private void rewind() {
@@ -207,7 +226,9 @@ public final class BlendedLoader implements TokenBatches {
             perm[s] = p;
             permEpoch[s] = epoch;
         }
-        sources.get(s).read((long) perm[s][pos] * rowLen, out, off, rowLen);
+        long at = (long) perm[s][pos] * rowLen;
+        sources.get(s).read(at, out, off, rowLen);
+        checkRow(s, at, out, off);
     }
 
     @Override
@@ -307,7 +328,9 @@ public final class BlendedLoader implements TokenBatches {
             if (s < 0) break;
             if (b % dpSize == dpRank) {
                 if (cur == null) cur = new int[microSeqs * rowLen];
-                sources.get(s).read(validIdx[s][(int) (vm.taken(s) - 1)] * rowLen, cur, row * rowLen, rowLen);
+                long at = validIdx[s][(int) (vm.taken(s) - 1)] * rowLen;
+                sources.get(s).read(at, cur, row * rowLen, rowLen);
+                checkRow(s, at, cur, row * rowLen);
             }
             if (++row == microSeqs) {
                 if (cur != null) out.add(cur);

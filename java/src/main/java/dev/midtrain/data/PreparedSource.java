@@ -167,6 +167,16 @@ public final class PreparedSource implements TokenStream, AutoCloseable {
         }
     }
 
+    @Override
+    public String where(long pos) {
+        if (pos < 0 || pos >= tokens()) return "source " + name + ", token " + pos + " (out of range)";
+        int b = batchOf(pos);
+        int f = batchFile[b];
+        long fileStart = batchStart[b];
+        while (b > 0 && batchFile[b - 1] == f) fileStart = batchStart[--b];
+        return dir.resolve(manifest.files().get(f).name()) + " value " + (pos - fileStart);
+    }
+
     private int batchOf(long pos) {
         int lo = 0, hi = batchData.length - 1;
         while (lo < hi) {

@@ -12,6 +12,9 @@ public interface TokenStream {
     /** Refuses ids outside [0, vocabSize) with a {@link dev.midtrain.cli.UserError} naming the source (and file). */
     void checkVocab(int vocabSize);
 
+    /** Where stream position {@code pos} lives, for error messages (e.g. the shard file and index in it). */
+    default String where(long pos) { return "source " + name() + ", token " + pos; }
+
     /** An in-memory stream (tests, benchmarks). */
     static TokenStream of(String name, int[] tokens) {
         return new TokenStream() {

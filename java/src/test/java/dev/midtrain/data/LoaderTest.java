@@ -255,6 +255,26 @@ class LoaderTest {
         assertTrue(assertThrows(UserError.class, () -> BlendedLoader.open(missing, T, 4, 8, 1, 0, 1)).getMessage().startsWith(tmp.resolve("nowhere").toString()));
     }
 
+    @Test
+    void everyDeliveredIdIsRangeCheckedAfterCheckVocab() throws IOException {
+        // a shard whose bytes were corrupted after prepare (manifest maxima still fine): opened without SHA-256 checks
+        Path dir = tmp.resolve("c");
+        List<int[]> docs = new ArrayList<>();
+        for (int d = 0; d < 50; d++) { int[] x = new int[40]; Arrays.fill(x, 7); x[39] = 511; docs.add(x); }
+        Preparer.writeDocuments("boostqa", dir, new Manifest.Tokenizer("t", "-", 512, "<|end_of_text|>", 511), docs, 256, 1 << 20);
+        Path shard = dir.resolve("shard-00000.arrow");
+        byte[] b = java.nio.file.Files.readAllBytes(shard);
+        int hits = 0;
+        for (int i = 0; i + 4 <= b.length; i += 4)                   // every little-endian int32 7 becomes 70000
+            if (b[i] == 7 && b[i + 1] == 0 && b[i + 2] == 0 && b[i + 3] == 0 && hits++ < 5000) { b[i] = 0x70; b[i + 1] = 0x11; b[i + 2] = 1; }
+        java.nio.file.Files.write(shard, b);
+        DataConfig cfg = new DataConfig(List.of(new DataConfig.Source("boostqa", dir.toString(), 1)), 0.0);
+        try (BlendedLoader ld = BlendedLoader.open(cfg, 15, 2, 2, 1, 0, 1).checkVocab(512)) {
+            UserError e = assertThrows(UserError.class, () -> ld.nextMicroBatch(new int[2 * 16]));
+            assertTrue(e.getMessage().startsWith("data source boostqa: token id 70000 at " + shard + " value "), e.getMessage());
+        }
+    }
+
     private static boolean isAlignedSlice(int[] all, int[] row, int L) {
         for (int j = 0; (j + 1) * L <= all.length; j++)
             if (Arrays.equals(Arrays.copyOfRange(all, j * L, j * L + L), row)) return true;
