@@ -89,6 +89,11 @@ class LoaderTest {
             for (int i = 0; i < w.length; i++) w[i] = 0.05 + rnd.nextDouble() * 5;
             ws.add(w);
         }
+        Mix oneOne = new Mix(new double[]{1, 1}, null), threeOne = new Mix(new double[]{3, 1}, null);
+        for (int i = 0; i < 8; i++) {                                   // ties go to the earlier source
+            assertEquals(i % 2, oneOne.next());
+            assertEquals(i % 4 == 2 ? 1 : 0, threeOne.next(), "3:1 sample " + i);   // deficits give 0,0,1,0 (tie at 1 goes to 0)
+        }
         for (double[] w : ws) {
             double sum = Arrays.stream(w).sum();
             Mix m = new Mix(w, null);
