@@ -52,7 +52,9 @@ public final class ConfigLoader {
         ObjectNode merged = (ObjectNode) defaults().deepCopy();
         merge(merged, tree);
         // sections absent from the user's file stay absent (a model-only file is fine for `info`)
-        for (String section : List.of("optimizer", "train")) if (!tree.has(section)) merged.remove(section);
+        // optional sections the user's file leaves out stay absent (null), defaults and all: a model-only file is
+        // enough for `info`, and a command that needs a section checks for it
+        for (String section : List.of("optimizer", "train", "data")) if (!tree.has(section)) merged.putNull(section);
         try {
             return YAML.treeToValue(merged, RunConfig.class);
         } catch (JsonMappingException e) {
