@@ -21,7 +21,14 @@ import java.util.SplittableRandom;
  * {@link #forwardBackward} on several micro-batches accumulates their gradients.
  *
  * <p>Tensor parallelism: dimensions are taken from the layout of this rank (NH, NKV, F and V are the rank's shares)
- * and {@link TpHooks} is called where Megatron communicates. With tp == 1 the hooks are no-ops.
+ * and {@link TpHooks} is called where Megatron communicates. With tp == 1 the hooks are no-ops. The embedding is
+ * vocabulary-parallel: a zero row sits just before the embedding shard in the weight slabs (and a scratch row before
+ * the gradient slab), input ids are remapped on the host to id - vocabStart + 1 inside this rank's vocabulary range
+ * and to 0 (the zero row) outside it, so the lookup yields zeros for other ranks' tokens and the tensor-parallel
+ * all-reduce assembles the full embedding; the backward scatters other ranks' rows into the scratch row.
+ *
+ * <p>Data parallelism: an {@link OptimizerShard} sizes the slabs (padded for the reduce-scatter / all-gather) and
+ * the AdamW moments (only this rank's ZeRO-1 shard).
  *
  * <p>Dimension legend: B micro-batch sequences, T sequence length, N = B*T tokens, C model dim, NH/NKV query/kv
  * heads, HD head dim, QKV = (NH+2NKV)*HD, A = NH*HD, F FFN size, V vocabulary (shard).
@@ -37,6 +44,8 @@ public final class Llama implements AutoCloseable {
     private final boolean recompute;
     private final int xb;                               // bytes per floatX
     private final int B, T, N, C, L, NH, NKV, HD, QKV, A, F, V, vocabStart, chunk;
+    private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
+    private final OptimizerShard shard;
     private final float eps;
 
     // ------------------------------------------------------------------------------------ slabs (one allocation each)
@@ -77,7 +86,13 @@ public final class Llama implements AutoCloseable {
      * @param tp              tensor-parallel hooks ({@link TpHooks#NONE} when tp == 1)
      */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp) {
+        this(be, layout, microBatchSeqs, seqLen, recompute, tp, OptimizerShard.full(layout.numel()));
+    }
+
+    /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
         this.be = be;
+        this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
         this.tp = tp;
@@ -113,14 +128,20 @@ public final class Llama implements AutoCloseable {
         }
 
         numel = layout.numel();
-        params = allocF(numel);
-        grads = allocF(numel);
-        adamM = allocF(numel);
-        adamV = allocF(numel);
-        paramsX = xb == 4 ? params : allocX(numel);
-        be.fillF32(grads, 0f, numel);
-        be.fillF32(adamM, 0f, numel);
-        be.fillF32(adamV, 0f, numel);
+        if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
+        guard = layout.tp() > 1 ? C : 0;
+        if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
+        long slab = shard.slabElems();
+        params = allocF(guard + slab) + 4L * guard;     // [zero row | slab]: the row is the lookup target of foreign ids
+        grads = allocF(guard + slab) + 4L * guard;      // [scratch row | slab]: foreign ids' gradients land in the row
+        adamM = allocF(shard.count());
+        adamV = allocF(shard.count());
+        paramsX = xb == 4 ? params : allocX(guard + slab) + (long) xb * guard;
+        be.fillF32(params - 4L * guard, 0f, guard + slab);
+        if (paramsX != params) be.fillX(paramsX - (long) xb * guard, 0f, guard + slab);
+        be.fillF32(grads - 4L * guard, 0f, guard + slab);
+        be.fillF32(adamM, 0f, shard.count());
+        be.fillF32(adamV, 0f, shard.count());
 
         long NC = (long) N * C;
         res = new long[L + 1];
@@ -203,7 +224,7 @@ public final class Llama implements AutoCloseable {
     }
 
     private void forward() {
-        be.embeddingForward(res[0], tokens, wX(oEmbed), N, C, V);       // res[0][N,C] = wte[tokens]
+        be.embeddingForward(res[0], tokens, wX(oEmbed) - (long) guard * xb, N, C, V + (guard > 0 ? 1 : 0)); // res[0][N,C] = wte[tokens]
         tp.allReduceX(res[0], (long) N * C);                          // vocab-parallel embedding: rows from one rank each
         for (int l = 0; l < L; l++) blockForward(l);
     }
@@ -269,7 +290,7 @@ public final class Llama implements AutoCloseable {
             if (recompute && l < L - 1) blockForward(l);    // the shared buffers still hold block L-1 from the forward
             blockBackward(l);
         }
-        be.embeddingBackward(gF(oEmbed), tokens, dres, N, C, V);                          // dwte[tokens] += dres
+        be.embeddingBackward(gF(oEmbed) - 4L * guard, tokens, dres, N, C, V + (guard > 0 ? 1 : 0)); // dwte[tokens] += dres
     }
 
     /** Block l in reverse: dres holds d/d res[l+1] on entry and d/d res[l] on exit; weight gradients +=. */
@@ -297,7 +318,7 @@ public final class Llama implements AutoCloseable {
     // =========================================================================================== parameters
 
     /** Gradients = 0 (one pass over the slab); call before the first micro-batch of a step. */
-    public void zeroGrad() { be.fillF32(grads, 0f, numel); }
+    public void zeroGrad() { be.fillF32(grads - 4L * guard, 0f, guard + shard.slabElems()); }
 
     /** sum of squared gradients over the whole slab (one pass, fp64-accumulated on CPU). */
     public double gradNormSquared() {
@@ -311,7 +332,8 @@ public final class Llama implements AutoCloseable {
      * Deterministic initialization from {@code seed}: every matrix ~ N(0, std^2), with the residual-output
      * projections (o_proj, down_proj) scaled by 1/sqrt(2L) (GPT-2/Llama practice), RMSNorm weights = 1. Each tensor
      * draws from its own SplittableRandom stream (split from the seed in layout order), so a tensor's values do not
-     * depend on how the others are stored. AdamW moments are zeroed.
+     * depend on how the others are stored. AdamW moments are zeroed. Under tensor parallelism every rank streams
+     * each full tensor and keeps its shard, so the sharded model equals the unsharded one.
      */
     public void initialize(long seed, double std) {
         SplittableRandom root = new SplittableRandom(seed);
@@ -322,16 +344,22 @@ public final class Llama implements AutoCloseable {
                 SplittableRandom r = root.split();
                 boolean norm = t.shape().length == 1;
                 double s = t.name().contains("o_proj") || t.name().contains("down_proj") ? std / Math.sqrt(2.0 * L) : std;
-                for (long done = 0; done < t.numel(); done += bufLen) {
-                    int n = (int) Math.min(bufLen, t.numel() - done);
-                    for (int i = 0; i < n; i++) buf[i] = norm ? 1f : (float) (r.nextGaussian() * s);
-                    host.put(buf, 0, n);
-                    be.copyHostToDevice(params + 4L * (t.offset() + done), host.address(), 4L * n);
+                long kept = 0;                              // shard elements written so far
+                for (long done = 0; done < t.fullNumel(); done += bufLen) {
+                    int n = (int) Math.min(bufLen, t.fullNumel() - done), k = 0;
+                    for (int i = 0; i < n; i++) {
+                        float v = norm ? 1f : (float) (r.nextGaussian() * s);
+                        if (t.numel() == t.fullNumel() || t.localIndex(done + i) >= 0) buf[k++] = v;
+                    }
+                    if (k == 0) continue;
+                    host.put(buf, 0, k);
+                    be.copyHostToDevice(params + 4L * (t.offset() + kept), host.address(), 4L * k);
+                    kept += k;
                 }
             }
         }
-        be.fillF32(adamM, 0f, numel);
-        be.fillF32(adamV, 0f, numel);
+        be.fillF32(adamM, 0f, shard.count());
+        be.fillF32(adamV, 0f, shard.count());
         syncComputeCopy();
     }
 
@@ -360,17 +388,18 @@ public final class Llama implements AutoCloseable {
     }
 
     /** The slabs, for the optimizer and checkpointing: addresses in this backend's memory, all with {@link #layout()}. */
-    public Slabs slabs() { return new Slabs(params, paramsX, grads, adamM, adamV, numel); }
+    public Slabs slabs() { return new Slabs(params, paramsX, grads, adamM, adamV, numel, shard); }
 
     /**
      * @param params   fp32 master weights
      * @param paramsX  floatX compute copy; equal to {@code params} when floatX is fp32 (then pass 0 as param_x)
      * @param grads    fp32 gradients
-     * @param m        fp32 AdamW first moments
-     * @param v        fp32 AdamW second moments
-     * @param numel    elements in each slab
+     * @param m        fp32 AdamW first moments of elements [shard.start, shard.start + shard.count) of the layout
+     * @param v        fp32 AdamW second moments, same range
+     * @param numel    parameters in the layout (the weight and gradient slabs hold shard.slabElems >= numel)
+     * @param shard    the part of the slab this rank's optimizer updates
      */
-    public record Slabs(long params, long paramsX, long grads, long m, long v, long numel) {
+    public record Slabs(long params, long paramsX, long grads, long m, long v, long numel, OptimizerShard shard) {
         public boolean separateComputeCopy() { return paramsX != params; }
     }
 
@@ -396,6 +425,11 @@ public final class Llama implements AutoCloseable {
                     throw new IllegalArgumentException("target id " + tg + " at [" + b + "," + t + "] outside [0, " + Vfull + ")");
             }
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1), intStage, b * T, T);
+        if (guard > 0)                                  // vocab-parallel: own ids -> 1..V, other ranks' ids -> 0 (zero row)
+            for (int i = 0; i < N; i++) {
+                int local = intStage[i] - vocabStart;
+                intStage[i] = local >= 0 && local < V ? local + 1 : 0;
+            }
         hostInts.put(intStage, 0, N);
         be.copyHostToDevice(tokens, hostInts.address(), 4L * N);
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1) + 1, intStage, b * T, T);

@@ -24,7 +24,7 @@ public final class AdamW {
         this.be = model.backend();
         this.cfg = cfg;
         this.s = model.slabs();
-        this.runs = model.layout().decayRuns();
+        this.runs = model.layout().decayRuns();      // clipped to this rank's optimizer shard in step()
         this.xb = be.floatxBytes();
     }
 
@@ -38,11 +38,13 @@ public final class AdamW {
     public void step(long t, double lr, double gradScale) {
         if (t < 1) throw new IllegalArgumentException("AdamW step is 1-based, got " + t);
         float bc1 = (float) (1 - Math.pow(cfg.beta1(), t)), bc2 = (float) (1 - Math.pow(cfg.beta2(), t));
+        long lo = s.shard().start(), hi = lo + s.shard().count();    // m and v hold [lo, hi)
         for (long[] run : runs) {
-            long off = run[0], n = run[1] - run[0];
+            long off = Math.max(run[0], lo), n = Math.min(run[1], hi) - off;
+            if (n <= 0) continue;
             float wd = run[2] == 1 ? (float) cfg.weightDecay() : 0f;
             long px = s.separateComputeCopy() ? s.paramsX() + off * xb : 0L;
-            be.adamwUpdate(s.params() + 4 * off, px, s.grads() + 4 * off, s.m() + 4 * off, s.v() + 4 * off, n,
+            be.adamwUpdate(s.params() + 4 * off, px, s.grads() + 4 * off, s.m() + 4 * (off - lo), s.v() + 4 * (off - lo), n,
                     (float) lr, (float) cfg.beta1(), (float) cfg.beta2(), (float) cfg.eps(), wd, bc1, bc2, (float) gradScale);
         }
     }

@@ -3,6 +3,7 @@ package dev.midtrain.train;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.TokenBatches;
+import dev.midtrain.dist.Parallelism;
 import dev.midtrain.model.Llama;
 import dev.midtrain.optim.AdamW;
 import dev.midtrain.optim.LrSchedule;
@@ -21,6 +22,10 @@ import java.util.List;
  * <p>Non-finite loss or gradient norm: train.on_nonfinite = stop throws {@link NonFiniteLossException} before the
  * update; skip leaves the weights and AdamW state untouched, counts the step in {@link TrainState#skippedSteps} and
  * logs it (the step still consumes its data and advances the schedule).
+ *
+ * <p>Parallelism: every rank runs this loop on its own thread (or process) with its own model shard and data;
+ * {@link Parallelism} adds the data-parallel token count and loss, the gradient reduction, the world-wide gradient
+ * norm and the ZeRO-1 weight all-gather. Tensor-parallel communication happens inside the model.
  */
 public final class Trainer {
     private final RunConfig cfg;
@@ -31,6 +36,7 @@ public final class Trainer {
     private final MetricsLog metrics;
     private final AdamW adamw;
     private final LrSchedule schedule;
+    private final Parallelism par;
     private final List<StepListener> listeners = new ArrayList<>();
     private final int[][] micro;                  // one step's micro-batches, int32[B, T+1] each, reused
     private List<int[]> validation;               // held-out micro-batches, fetched once
@@ -40,6 +46,12 @@ public final class Trainer {
      * @param state    the state to continue from (a fresh {@code new TrainState(seed)} or a restored checkpoint's)
      */
     public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics) {
+        this(cfg, model, data, state, metrics, Parallelism.single(model));
+    }
+
+    /** @param par this rank's data-parallel / gradient communication (built on the same model) */
+    public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics, Parallelism par) {
+        this.par = par;
         this.cfg = cfg;
         this.tc = cfg.train();
         this.model = model;
@@ -80,21 +92,26 @@ public final class Trainer {
         int B = model.microBatchSeqs(), T = model.seqLen();
         long valid = 0;
         for (int[] mb : microBatches) valid += Llama.validTargets(mb, B, T);
+        valid = par.sumOverDp(valid);                                           // the global batch's valid targets
         float dloss = valid > 0 ? 1f / valid : 0f;                              // d(step loss)/d(token loss)
         model.zeroGrad();
         double lossSum = 0;
         for (int[] mb : microBatches) lossSum += model.forwardBackward(mb, dloss);
-        double loss = lossSum / Math.max(1, valid);
-        double norm = Math.sqrt(model.gradNormSquared());
+        double loss = par.sumOverDp(lossSum) / Math.max(1, valid);
+        par.reduceGradients();                                                  // KV replicas, then dp reduce(-scatter)
+        double norm = Math.sqrt(par.gradNormSquared());
         double lr = schedule.at(stepNo);
         double clip = AdamW.clipScale(norm, cfg.optimizer().gradClipNorm());
         boolean finite = Double.isFinite(loss) && Double.isFinite(norm);
         if (!finite && tc.onNonfinite().equals("stop")) throw new NonFiniteLossException(stepNo, loss, norm);
         state.step = stepNo;
-        state.tokensSeen += (long) microBatches.length * B * T;
-        if (finite) adamw.step(state.optimizerSteps(), lr, clip);
-        else state.skippedSteps++;
-        return new StepResult(stepNo, loss, norm, lr, clip, !finite, (long) microBatches.length * B * T);
+        long tokens = (long) microBatches.length * B * T * cfg.parallel().dp();
+        state.tokensSeen += tokens;
+        if (finite) {
+            adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
+            par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
+        } else state.skippedSteps++;
+        return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens);
     }
 
     /** Mean token loss over the loader's held-out micro-batches (train.eval_batches of them); NaN when there are none. */
