@@ -22,6 +22,10 @@ public final class Commands {
                 err.println("midtrain: " + u.getMessage());
                 return u.exitCode();
             }
+            if (t instanceof dev.midtrain.dist.DistException d) {          // a rank missing, a peer gone, an NCCL error
+                err.println("midtrain: " + d.getMessage());
+                return 1;
+            }
             if (t instanceof KernelException k) {
                 err.println("midtrain: " + k.getMessage());
                 return 1;

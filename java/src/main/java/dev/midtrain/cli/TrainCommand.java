@@ -6,12 +6,18 @@ import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.MemoryBatches;
 import dev.midtrain.data.TokenBatches;
+import dev.midtrain.dist.DpSliceBatches;
+import dev.midtrain.dist.LaunchEnv;
+import dev.midtrain.dist.Launcher;
+import dev.midtrain.dist.Parallelism;
+import dev.midtrain.dist.ProcessGroups;
+import dev.midtrain.dist.TensorParallel;
+import dev.midtrain.dist.Topology;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
-import dev.midtrain.model.TpHooks;
 import dev.midtrain.train.MetricsLog;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
@@ -26,8 +32,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.time.Duration;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -39,58 +47,117 @@ import java.util.concurrent.Callable;
  *
  * <p>MFU: against --peak-tflops when given; otherwise, on CPU, against the sgemm rate measured at startup (1024^3,
  * best of 3; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
+ *
+ * <p>Parallelism (docs/parallel.md): tp x dp ranks, one thread per rank in this process (one per GPU; on CPU the
+ * ranks share the cores: OpenBLAS gets train.threads / ranks threads each, and talk through the in-process
+ * communicator). Several processes (one per node) come from --nnodes/--node-rank/--master-addr/--master-port,
+ * torchrun-style or Slurm variables ({@link LaunchEnv}). Before allocating, the run is refused when the memory plan
+ * exceeds the device memory (--memory-limit-gib; on CPU only when given), with what would fit.
  */
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train (mid-train) a Llama-3 model.")
 public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--config", required = true, description = "run config (YAML)") Path config;
     @Option(names = "--set", description = "override a config field, e.g. --set optimizer.lr=3e-4") List<String> overrides = List.of();
     @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
-    @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU (default on CPU: measured sgemm rate)") Double peakTflops;
+    @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default on CPU: measured sgemm rate)")
+    Double peakTflops;
+    @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
+    @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
+    @Option(names = "--nnodes", description = "processes (nodes) in a multi-node run, one JVM each") Integer nnodes;
+    @Option(names = "--node-rank", description = "this process's index, 0..nnodes-1 (0 serves the rendezvous)") Integer nodeRank;
+    @Option(names = "--master-addr", description = "host of node 0") String masterAddr;
+    @Option(names = "--master-port", description = "TCP port of the rendezvous on node 0 (default " + LaunchEnv.DEFAULT_PORT + ")") Integer masterPort;
+    @Option(names = "--memory-limit-gib", description = "device memory for the fit check (GiB per rank; on CPU no check unless given)")
+    Double memoryLimitGib;
+    @Option(names = "--dist-timeout", description = "seconds a rank waits for the others at a collective or the rendezvous (default 600)")
+    int distTimeoutSeconds = 600;
     @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources")
     boolean synthetic;
 
     @Override
     public Integer call() {
-        RunConfig cfg = ConfigLoader.load(config, overrides);
+        List<String> sets = new ArrayList<>(overrides);
+        if (tp != null) sets.add("parallel.tp=" + tp);
+        if (dp != null) sets.add("parallel.dp=" + dp);
+        RunConfig cfg = ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
         TrainConfig tc = cfg.train();
-        if (cfg.parallel().tp() != 1 || cfg.parallel().dp() != 1)
-            throw new UserError("parallel: tp and dp must be 1 in this build (got tp " + cfg.parallel().tp() + ", dp " + cfg.parallel().dp() + ")");
+        int T = cfg.parallel().tp(), D = cfg.parallel().dp();
+        try {
+            ParamLayout.of(cfg.model(), T, 0, cfg.optimizer().weightDecayExclude());
+        } catch (IllegalArgumentException e) {
+            throw new UserError(config + ": " + e.getMessage());             // names parallel.tp and the model field
+        }
+        if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
+        if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
+        LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
         if (tc.backend().equals("cuda"))
             throw new UserError("train.backend: cuda is not available in this build (use train.backend=cpu)");
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
+        int computeBytes = 4;                                                   // CPU: fp32 compute
+        MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
+        if (memoryLimitGib != null) {
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
+                    computeBytes, tc.recompute(), (long) (memoryLimitGib * (1L << 30)));
+            if (verdict != null) throw new UserError("memory: " + verdict);
+        }
+
+        boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
         Path dir = runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-        createRunDir(dir);
-        writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
-        printConfig(cfg, dir);
+        if (lead) {
+            createRunDir(dir);
+            writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            printConfig(cfg, dir);
+        }
 
         int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         CpuBackend.setThreads(threads);
-        try (Backend be = new CpuBackend();
-             TokenBatches data = openData(cfg);
-             Llama model = new Llama(be, ParamLayout.of(cfg.model(), 1, 0, cfg.optimizer().weightDecayExclude()),
-                     tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), TpHooks.NONE)) {
-            model.initialize(tc.seed(), tc.initStd());
-            double peak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(be, 1024, 3);
-            MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), 1, 1, false, be.floatxBytes());
-            System.out.printf("model: %,d parameters, %.3g FLOPs/token | %d threads | memory %s | MFU peak %.1f GFLOP/s (%s)%n",
-                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), threads,
-                    MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
+        double peak;
+        if (peakTflops != null) peak = peakTflops * 1e12;                       // the whole machine on CPU
+        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 3); }
+        int perRank = Math.max(1, threads / env.localRanks());
+        CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
+        if (lead)
+            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | MFU peak %.1f GFLOP/s (%s)%n",
+                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
                     peakTflops != null ? "--peak-tflops" : "measured sgemm 1024^3");
-            try (MetricsLog metrics = new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
-                    cfg.model().flopsPerToken(tc.seqLen()), peak)) {
-                long t0 = System.nanoTime();
-                TrainState s = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics).run();
-                System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
-                        s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
-            }
+
+        long t0 = System.nanoTime();
+        List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), Launcher.Mode.IN_PROCESS,
+                Duration.ofSeconds(distTimeoutSeconds), ctx -> trainRank(ctx, cfg, dir, peak));
+        if (lead) {
+            TrainState s = states.get(0);
+            System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
+                    s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
         }
         return 0;
     }
 
-    /** The batches: a synthetic stream when asked for; the Arrow blended loader otherwise. */
-    private TokenBatches openData(RunConfig cfg) {
+    /** One rank: its backend, its model shard, its data-parallel share of the batches, and the training loop. */
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak) {
+        TrainConfig tc = cfg.train();
+        Topology topo = ctx.topology();
+        boolean rank0 = topo.rank() == 0;
+        boolean zero1 = cfg.parallel().zero1();
+        ProcessGroups groups = ctx.groups(0);                                   // CPU: in-process groups, no stream
+        ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
+        try (Backend be = new CpuBackend();
+             TensorParallel tpHooks = new TensorParallel(be, groups.tp());
+             TokenBatches data = new DpSliceBatches(openData(cfg, rank0), topo.dp(), topo.dpRank());
+             Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,
+                     Parallelism.optimizerShard(layout.numel(), topo, zero1));
+             Parallelism par = new Parallelism(groups, model, zero1);
+             MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
+                     cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
+            model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
+            return new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par).run();
+        }
+    }
+
+    /** The global stream of batches: a synthetic stream when asked for; the Arrow blended loader otherwise. */
+    private TokenBatches openData(RunConfig cfg, boolean announce) {
         TrainConfig tc = cfg.train();
         if (synthetic) {
             int validTokens = Math.max(1, tc.evalBatches()) * tc.microBatchSeqs() * tc.seqLen() + 1;
@@ -98,8 +165,9 @@ public final class TrainCommand implements Callable<Integer> {
             int length = (int) Math.min(wanted, 1 << 24);                       // wraps around beyond 16M tokens
             length = Math.max(length, validTokens + tc.seqLen() + 1);
             int[] stream = MemoryBatches.markovStream(cfg.model().vocabSize(), length, 4, tc.seed());
-            System.out.printf("data: synthetic Markov stream, %,d tokens, vocabulary %d, 4 successors per token (best loss ln 4 = %.3f)%n",
-                    length, cfg.model().vocabSize(), Math.log(4));
+            if (announce)
+                System.out.printf("data: synthetic Markov stream, %,d tokens, vocabulary %d, 4 successors per token (best loss ln 4 = %.3f)%n",
+                        length, cfg.model().vocabSize(), Math.log(4));
             return new MemoryBatches(stream, validTokens, tc.microBatchSeqs(), tc.seqLen(), "synthetic");
         }
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");

@@ -1,0 +1,39 @@
+package dev.midtrain.dist;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.midtrain.data.TokenBatches;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One data-parallel rank's share of a loader that yields the global stream of micro-batches: micro-batches
+ * r, r+dp, r+2dp, ... go to rank r. Every rank reads the whole stream (dp x the reading work, no coordination), so
+ * the union of a step's micro-batches over the ranks is exactly what a single rank would accumulate, and a run at
+ * any dp sees the same data as at dp = 1. The position and the per-source token counts are those of the global
+ * stream (identical on every rank). Use a loader that shards by rank itself where reading is expensive.
+ */
+public final class DpSliceBatches implements TokenBatches {
+    private final TokenBatches global;
+    private final int dp, dpRank;
+    private int[] skip;
+
+    public DpSliceBatches(TokenBatches global, int dp, int dpRank) {
+        if (dp < 1 || dpRank < 0 || dpRank >= dp) throw new IllegalArgumentException("dp rank " + dpRank + " of " + dp);
+        this.global = global;
+        this.dp = dp;
+        this.dpRank = dpRank;
+    }
+
+    @Override
+    public void nextMicroBatch(int[] out) {
+        if (skip == null || skip.length != out.length) skip = new int[out.length];
+        for (int r = 0; r < dp; r++) global.nextMicroBatch(r == dpRank ? out : skip);
+    }
+
+    @Override public JsonNode state() { return global.state(); }
+    @Override public void restore(JsonNode state) { global.restore(state); }
+    @Override public Map<String, Long> tokensPerSource() { return global.tokensPerSource(); }
+    @Override public List<int[]> validationMicroBatches(int count) { return global.validationMicroBatches(count); }
+    @Override public void close() { global.close(); }
+}
