@@ -1,0 +1,128 @@
+package dev.midtrain.train;
+
+import dev.midtrain.config.RunConfig;
+import dev.midtrain.config.TrainConfig;
+import dev.midtrain.data.TokenBatches;
+import dev.midtrain.model.Llama;
+import dev.midtrain.optim.AdamW;
+import dev.midtrain.optim.LrSchedule;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The training loop (torchtitan / llm.c style): read a global batch, forward/backward every micro-batch into the
+ * fp32 gradient slab, one global-norm pass, clipping folded into one fused AdamW pass, then the step-boundary hooks,
+ * evaluation and metrics. {@link #run()} reads in one screen; {@link #step(int[][])} is one optimizer step.
+ *
+ * <p>Loss scaling: the loss of a step is the mean over the valid target tokens of its whole global batch, so each
+ * micro-batch's backward runs with dloss = 1 / (valid targets in the global batch).
+ *
+ * <p>Non-finite loss or gradient norm: train.on_nonfinite = stop throws {@link NonFiniteLossException} before the
+ * update; skip leaves the weights and AdamW state untouched, counts the step in {@link TrainState#skippedSteps} and
+ * logs it (the step still consumes its data and advances the schedule).
+ */
+public final class Trainer {
+    private final RunConfig cfg;
+    private final TrainConfig tc;
+    private final Llama model;
+    private final TokenBatches data;
+    private final TrainState state;
+    private final MetricsLog metrics;
+    private final AdamW adamw;
+    private final LrSchedule schedule;
+    private final List<StepListener> listeners = new ArrayList<>();
+    private final int[][] micro;                  // one step's micro-batches, int32[B, T+1] each, reused
+    private List<int[]> validation;               // held-out micro-batches, fetched once
+
+    /**
+     * @param data     the batches of this rank (may be null when only {@link #step(int[][])} is used)
+     * @param state    the state to continue from (a fresh {@code new TrainState(seed)} or a restored checkpoint's)
+     */
+    public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics) {
+        this.cfg = cfg;
+        this.tc = cfg.train();
+        this.model = model;
+        this.data = data;
+        this.state = state;
+        this.metrics = metrics;
+        this.adamw = new AdamW(model, cfg.optimizer());
+        this.schedule = LrSchedule.of(cfg.optimizer(), tc.steps());
+        this.micro = new int[cfg.gradAccumSteps()][tc.microBatchSeqs() * (tc.seqLen() + 1)];
+    }
+
+    /** Registers a step-boundary hook (checkpointing). */
+    public void addListener(StepListener l) { listeners.add(l); }
+
+    /** Trains from {@code state.step} to train.steps. */
+    public TrainState run() {
+        while (state.step < tc.steps()) {
+            long t0 = System.nanoTime();
+            for (int[] mb : micro) data.nextMicroBatch(mb);                    // host int32[B, T+1] each
+            StepResult r = step(micro);                                         // fwd/bwd x accum, norm, clip, AdamW
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            state.tokensPerSource.clear();
+            state.tokensPerSource.putAll(data.tokensPerSource());
+            state.loaderState = data.state();
+            for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
+            boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
+            metrics.record(r, state, seconds, eval ? validationLoss() : Double.NaN);
+        }
+        return state;
+    }
+
+    /**
+     * One optimizer step over {@code microBatches} (each int32[B, T+1]): zero grads, accumulate every micro-batch,
+     * global gradient norm, non-finite check, AdamW with the clip factor. Advances {@link #state()}.
+     */
+    public StepResult step(int[][] microBatches) {
+        long stepNo = state.step + 1;
+        int B = model.microBatchSeqs(), T = model.seqLen();
+        long valid = 0;
+        for (int[] mb : microBatches) valid += Llama.validTargets(mb, B, T);
+        float dloss = valid > 0 ? 1f / valid : 0f;                              // d(step loss)/d(token loss)
+        model.zeroGrad();
+        double lossSum = 0;
+        for (int[] mb : microBatches) lossSum += model.forwardBackward(mb, dloss);
+        double loss = lossSum / Math.max(1, valid);
+        double norm = Math.sqrt(model.gradNormSquared());
+        double lr = schedule.at(stepNo);
+        double clip = AdamW.clipScale(norm, cfg.optimizer().gradClipNorm());
+        boolean finite = Double.isFinite(loss) && Double.isFinite(norm);
+        if (!finite && tc.onNonfinite().equals("stop")) throw new NonFiniteLossException(stepNo, loss, norm);
+        state.step = stepNo;
+        state.tokensSeen += (long) microBatches.length * B * T;
+        if (finite) adamw.step(state.optimizerSteps(), lr, clip);
+        else state.skippedSteps++;
+        return new StepResult(stepNo, loss, norm, lr, clip, !finite, (long) microBatches.length * B * T);
+    }
+
+    /** Mean token loss over the loader's held-out micro-batches (train.eval_batches of them); NaN when there are none. */
+    public double validationLoss() {
+        if (validation == null) validation = data.validationMicroBatches(tc.evalBatches());
+        double sum = 0;
+        long valid = 0;
+        for (int[] mb : validation) {
+            sum += model.evaluate(mb);
+            valid += Llama.validTargets(mb, model.microBatchSeqs(), model.seqLen());
+        }
+        return valid == 0 ? Double.NaN : sum / valid;
+    }
+
+    /** Restores a saved position: copies {@code saved} into this trainer's state and rewinds the loader. */
+    public void resume(TrainState saved) {
+        state.step = saved.step;
+        state.skippedSteps = saved.skippedSteps;
+        state.tokensSeen = saved.tokensSeen;
+        state.tokensPerSource.clear();
+        state.tokensPerSource.putAll(saved.tokensPerSource);
+        state.loaderState = saved.loaderState;
+        state.seed = saved.seed;
+        if (saved.loaderState != null && data != null) data.restore(saved.loaderState);
+    }
+
+    public TrainState state() { return state; }
+    public Llama model() { return model; }
+    public TokenBatches data() { return data; }
+    public RunConfig config() { return cfg; }
+}
