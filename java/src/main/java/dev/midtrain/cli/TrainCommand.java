@@ -1,6 +1,10 @@
 package dev.midtrain.cli;
 
 import dev.midtrain.bench.PeakFlops;
+import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.ckpt.ResumeCheck;
+import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
@@ -42,17 +46,28 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train (mid-train) a Llama-3 model.")
 public final class TrainCommand implements Callable<Integer> {
-    @Option(names = "--config", required = true, description = "run config (YAML)") Path config;
+    @Option(names = "--config", description = "run config (YAML); with --resume the checkpoint's config is the default") Path config;
     @Option(names = "--set", description = "override a config field, e.g. --set optimizer.lr=3e-4") List<String> overrides = List.of();
     @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
     @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU (default on CPU: measured sgemm rate)") Double peakTflops;
     @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources")
     boolean synthetic;
+    @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
+    Path initFrom;
+    @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
+    Path resume;
+    @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
+    long stopAtStep;
 
     @Override
     public Integer call() {
-        RunConfig cfg = ConfigLoader.load(config, overrides);
+        if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
+        if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
+        if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
+        StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
+        RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, overrides) : ConfigLoader.load(config, overrides);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         TrainConfig tc = cfg.train();
         if (cfg.parallel().tp() != 1 || cfg.parallel().dp() != 1)
             throw new UserError("parallel: tp and dp must be 1 in this build (got tp " + cfg.parallel().tp() + ", dp " + cfg.parallel().dp() + ")");
@@ -60,8 +75,12 @@ public final class TrainCommand implements Callable<Integer> {
             throw new UserError("train.backend: cuda is not available in this build (use train.backend=cpu)");
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
-        Path dir = runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-        createRunDir(dir);
+        if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
+            throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
+        Path dir = resume != null ? resume
+                : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
+        else createRunDir(dir);
         writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
         printConfig(cfg, dir);
 
@@ -79,9 +98,30 @@ public final class TrainCommand implements Callable<Integer> {
                     MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
                     peakTflops != null ? "--peak-tflops" : "measured sgemm 1024^3");
             try (MetricsLog metrics = new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
-                    cfg.model().flopsPerToken(tc.seqLen()), peak)) {
+                    cfg.model().flopsPerToken(tc.seqLen()), peak);
+                 GracefulStop stop = GracefulStop.install();
+                 TrainingCheckpoints ckpt = new TrainingCheckpoints(dir, cfg, stop, stopAtStep)) {
+                Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics);
+                if (initFrom != null) {
+                    ckpt.initFrom(initFrom, model);
+                    System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
+                            initFrom, ckpt.tokensSeenBefore());
+                }
+                if (from != null) {
+                    ckpt.resume(from, trainer);
+                    System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
+                            from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
+                    for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
+                    from.close();
+                }
+                trainer.addListener(ckpt);
+                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
                 long t0 = System.nanoTime();
-                TrainState s = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics).run();
+                TrainState s = trainer.run();
+                ckpt.close();                                                   // waits for the last save; throws if it failed
+                if (s.step < tc.steps())
+                    System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
+                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), dir);
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
             }
