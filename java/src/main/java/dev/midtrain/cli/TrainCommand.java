@@ -1,6 +1,10 @@
 package dev.midtrain.cli;
 
 import dev.midtrain.bench.PeakFlops;
+import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.ckpt.ResumeCheck;
+import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
@@ -56,7 +60,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train (mid-train) a Llama-3 model.")
 public final class TrainCommand implements Callable<Integer> {
-    @Option(names = "--config", required = true, description = "run config (YAML)") Path config;
+    @Option(names = "--config", description = "run config (YAML); with --resume the checkpoint's config is the default") Path config;
     @Option(names = "--set", description = "override a config field, e.g. --set optimizer.lr=3e-4") List<String> overrides = List.of();
     @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
     @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default on CPU: measured sgemm rate)")
@@ -73,14 +77,25 @@ public final class TrainCommand implements Callable<Integer> {
     int distTimeoutSeconds = 600;
     @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources")
     boolean synthetic;
+    @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
+    Path initFrom;
+    @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
+    Path resume;
+    @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
+    long stopAtStep;
 
     @Override
     public Integer call() {
+        if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
+        if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
+        if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
         List<String> sets = new ArrayList<>(overrides);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
-        RunConfig cfg = ConfigLoader.load(config, sets);
+        StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
+        RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         TrainConfig tc = cfg.train();
         int T = cfg.parallel().tp(), D = cfg.parallel().dp();
         try {
@@ -93,6 +108,7 @@ public final class TrainCommand implements Callable<Integer> {
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
         if (tc.backend().equals("cuda"))
             throw new UserError("train.backend: cuda is not available in this build (use train.backend=cpu)");
+        Launcher.checkMode(env, Launcher.Mode.IN_PROCESS);                      // CPU ranks are threads of one process
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
         int computeBytes = 4;                                                   // CPU: fp32 compute
@@ -104,9 +120,13 @@ public final class TrainCommand implements Callable<Integer> {
         }
 
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
-        Path dir = runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
+            throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
+        Path dir = resume != null ? resume
+                : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (lead) {
-            createRunDir(dir);
+            if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
+            else createRunDir(dir);
             writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
             printConfig(cfg, dir);
         }
@@ -124,19 +144,37 @@ public final class TrainCommand implements Callable<Integer> {
                     env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
                     peakTflops != null ? "--peak-tflops" : "measured sgemm 1024^3");
 
-        long t0 = System.nanoTime();
-        List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), Launcher.Mode.IN_PROCESS,
-                Duration.ofSeconds(distTimeoutSeconds), ctx -> trainRank(ctx, cfg, dir, peak));
-        if (lead) {
-            TrainState s = states.get(0);
-            System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
-                    s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
+        Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
+        try (GracefulStop stop = GracefulStop.install();
+             TrainingCheckpoints ckpt = new TrainingCheckpoints(dir, cfg, stop, stopAtStep)) {
+            if (T * D > 1) {
+                List<ParamLayout> tpLayouts = new ArrayList<>();
+                for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
+                ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
+            }
+            long t0 = System.nanoTime();
+            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), Launcher.Mode.IN_PROCESS,
+                    timeout, ctx -> trainRank(ctx, cfg, dir, peak, ckpt, from, changes));
+            ckpt.close();                                                       // waits for the last save; throws if it failed
+            if (from != null) from.close();
+            if (lead) {
+                TrainState s = states.get(0);
+                if (s.step < tc.steps())
+                    System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
+                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), dir);
+                System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
+                        s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
+            }
         }
         return 0;
     }
 
-    /** One rank: its backend, its model shard, its data-parallel share of the batches, and the training loop. */
-    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak) {
+    /**
+     * One rank: its backend, its model shard, its data-parallel share of the batches, its start (seeded init, a
+     * Hugging Face checkpoint sharded for its layout, or its shard of a resumed step) and the training loop.
+     */
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, TrainingCheckpoints ckpt,
+                                 StepCheckpoint from, List<String> changes) {
         TrainConfig tc = cfg.train();
         Topology topo = ctx.topology();
         boolean rank0 = topo.rank() == 0;
@@ -152,7 +190,33 @@ public final class TrainCommand implements Callable<Integer> {
              MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
-            return new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par).run();
+            Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par);
+            if (initFrom != null) {
+                ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
+                if (rank0) System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
+                        initFrom, ckpt.tokensSeenBefore());
+            }
+            if (from != null) {
+                ckpt.resume(from, trainer);                                     // this rank's weights and ZeRO-1 moments
+                if (rank0) {
+                    System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
+                            from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
+                    for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
+                }
+            }
+            if (topo.worldSize() > 1) {
+                trainer.addListener(ckpt.rankListener(topo.tpRank(), topo.dpRank()));
+                trainer.stopWhen(ckpt::stopDecided);
+            } else {
+                trainer.addListener(ckpt);
+                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
+            }
+            try {
+                return trainer.run();
+            } catch (RuntimeException | Error e) {
+                ckpt.abort();                                                   // release the ranks waiting at its barrier
+                throw e;
+            }
         }
     }
 

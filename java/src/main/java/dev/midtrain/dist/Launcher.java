@@ -73,6 +73,13 @@ public final class Launcher {
         }
     }
 
+    /** Refuses a multi-process launch of in-process (CPU) ranks. */
+    public static void checkMode(LaunchEnv env, Mode mode) {
+        if (mode == Mode.IN_PROCESS && env.multiProcess())
+            throw new UserError("the cpu backend runs every rank as a thread of one process; a launch over "
+                    + env.nprocs() + " processes (" + env.source() + ") needs --backend cuda (NCCL)");
+    }
+
     /**
      * Runs {@code body} on each of this process's ranks.
      *
@@ -84,10 +91,8 @@ public final class Launcher {
             throw new IllegalArgumentException("launch world " + env.worldSize() + " != tp " + tp + " x dp " + dp);
         List<ProcessGroups> inProcess = null;
         byte[] id = null;
+        checkMode(env, mode);
         if (mode == Mode.IN_PROCESS) {
-            if (env.multiProcess())
-                throw new UserError("the cpu backend runs every rank as a thread of one process; a launch over "
-                        + env.nprocs() + " processes (" + env.source() + ") needs --backend cuda (NCCL)");
             inProcess = ProcessGroups.inProcess(tp, dp, kvReplicas, timeout);
         } else {
             NcclCommunicator.load();

@@ -40,6 +40,7 @@ public final class Trainer {
     private final List<StepListener> listeners = new ArrayList<>();
     private final int[][] micro;                  // one step's micro-batches, int32[B, T+1] each, reused
     private List<int[]> validation;               // held-out micro-batches, fetched once
+    private java.util.function.BooleanSupplier stop = () -> false;   // SIGTERM, --stop-at-step
 
     /**
      * @param data     the batches of this rank (may be null when only {@link #step(int[][])} is used)
@@ -66,7 +67,10 @@ public final class Trainer {
     /** Registers a step-boundary hook (checkpointing). */
     public void addListener(StepListener l) { listeners.add(l); }
 
-    /** Trains from {@code state.step} to train.steps. */
+    /** {@link #run()} returns at the next step boundary (after the listeners and metrics) once this is true. */
+    public void stopWhen(java.util.function.BooleanSupplier stop) { this.stop = stop; }
+
+    /** Trains from {@code state.step} to train.steps (or until {@link #stopWhen} says stop). */
     public TrainState run() {
         while (state.step < tc.steps()) {
             long t0 = System.nanoTime();
@@ -79,6 +83,7 @@ public final class Trainer {
             for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
             boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
             metrics.record(r, state, seconds, eval ? validationLoss() : Double.NaN);
+            if (stop.getAsBoolean()) break;
         }
         return state;
     }
