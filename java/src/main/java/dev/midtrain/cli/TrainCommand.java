@@ -111,11 +111,13 @@ public final class TrainCommand implements Callable<Integer> {
         Launcher.checkMode(env, Launcher.Mode.IN_PROCESS);                      // CPU ranks are threads of one process
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
-        int computeBytes = 4;                                                   // CPU: fp32 compute
+        boolean gpu = tc.backend().equals("cuda");
+        int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
         MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         if (memoryLimitGib != null) {
+            long limit = (long) (memoryLimitGib * (1L << 30));
             String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), (long) (memoryLimitGib * (1L << 30)));
+                    computeBytes, tc.recompute(), gpu ? MemoryPlan.usableBytes(limit) : limit);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
 
