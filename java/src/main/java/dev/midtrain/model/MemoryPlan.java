@@ -18,13 +18,16 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
 
     public static MemoryPlan of(ModelConfig m, int microBatchSeqs, int seqLen, int tp, int dp, boolean zero1, int computeBytes) {
         long params = m.paramCount();
-        long shard = ceilDiv(params, tp);   // tensor-parallel share (norms are replicated: a few thousand params, ignored)
+        // tensor-parallel share: the rank's layout when tp is valid (counts replicated norms and KV heads), else params/tp
+        long shard = validTp(m, tp) ? ParamLayout.of(m, tp, 0, java.util.List.of("norm")).numel() : ceilDiv(params, tp);
         long weights = shard * 4L + (computeBytes < 4 ? shard * computeBytes : 0);
         long grads = shard * 4L;
         long optimizer = (zero1 ? ceilDiv(shard, dp) : shard) * 8L;
 
         long N = (long) microBatchSeqs * seqLen;
-        long C = m.dim(), F = ceilDiv(m.ffnDim(), tp), QKV = ceilDiv(m.qkvDim(), tp), A = ceilDiv((long) m.nHeads() * m.headDim(), tp);
+        long kvLocal = tp > m.nKvHeads() ? 1 : ceilDiv(m.nKvHeads(), tp);      // a KV head is replicated when tp > NKV
+        long C = m.dim(), F = ceilDiv(m.ffnDim(), tp), QKV = (ceilDiv(m.nHeads(), tp) + 2 * kvLocal) * m.headDim(),
+                A = ceilDiv((long) m.nHeads() * m.headDim(), tp);
         long NH = ceilDiv(m.nHeads(), tp);
         // Saved per token per layer (compute dtype): block input x, norm1 out, qkv (after RoPE), attention out,
         // residual x2, norm2 out, gate|up, swiglu out; fp32: two rstd and NH log-sum-exp values.
