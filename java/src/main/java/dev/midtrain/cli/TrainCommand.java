@@ -118,6 +118,7 @@ public final class TrainCommand implements Callable<Integer> {
                 trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
                 long t0 = System.nanoTime();
                 TrainState s = trainer.run();
+                ckpt.save(trainer);                                             // a stop that arrived after the step's hook
                 ckpt.close();                                                   // waits for the last save; throws if it failed
                 if (s.step < tc.steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
