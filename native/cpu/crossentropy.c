@@ -15,13 +15,13 @@ static float row_lse(const floatX* x, int V) {
         #pragma omp simd reduction(max:bm)
         for (int j = j0; j < j1; j++) bm = x[j] > bm ? x[j] : bm;
         if (bm > m) {
-            sum *= expf(m - bm);                        /* m = -inf before the first block: sum = 0 stays 0 */
+            sum *= mt_expf(m - bm);                        /* m = -inf before the first block: sum = 0 stays 0 */
             m = bm;
         }
         if (m == -INFINITY) continue;                   /* all -inf so far: nothing to add */
         float bs = 0.0f;
         #pragma omp simd reduction(+:bs)
-        for (int j = j0; j < j1; j++) bs += expf(x[j] - m);
+        for (int j = j0; j < j1; j++) bs += mt_expf(x[j] - m);
         sum += bs;
     }
     return m + logf(sum);
@@ -79,9 +79,9 @@ int MT_FN(crossentropy_backward)(floatX* dlogits, float* losses, const floatX* l
         const float l = lse[n];
         const int64_t jt = (int64_t)tg - vocab_start;      /* the target's column, when it is in this shard */
         const int in_shard = jt >= 0 && jt < V;
-        const float pt = in_shard ? expf(x[jt] - l) : 0.0f; /* read before the row may be overwritten */
+        const float pt = in_shard ? mt_expf(x[jt] - l) : 0.0f; /* read before the row may be overwritten */
         #pragma omp simd
-        for (int j = 0; j < V; j++) dx[j] = expf(x[j] - l) * dloss;
+        for (int j = 0; j < V; j++) dx[j] = mt_expf(x[j] - l) * dloss;
         if (in_shard) dx[jt] = (pt - 1.0f) * dloss;
     }
     return MT_OK;

@@ -16,7 +16,7 @@ int MT_FN(swiglu_forward)(floatX* out, const floatX* gateup, int N, int F, void*
         #pragma omp simd
         for (int i = 0; i < F; i++) {
             float x = g[i];
-            o[i] = x / (1.0f + expf(-x)) * u[i];
+            o[i] = x / (1.0f + mt_expf(-x)) * u[i];
         }
     }
     return MT_OK;
@@ -39,7 +39,7 @@ int MT_FN(swiglu_backward)(floatX* dgateup, const floatX* dout, const floatX* ga
         #pragma omp simd
         for (int i = 0; i < F; i++) {
             float x = g[i];
-            float sig = 1.0f / (1.0f + expf(-x));
+            float sig = 1.0f / (1.0f + mt_expf(-x));
             float silu = x * sig;
             dg[i] = d[i] * u[i] * sig * (1.0f + x * (1.0f - sig));
             du[i] = d[i] * silu;

@@ -98,7 +98,7 @@ class CpuKernelsTest {
     // ------------------------------------------------------------------------------------------------ RoPE
 
     @ParameterizedTest(name = "B={0} T={1} NH={2} NKV={3} HD={4}")
-    @CsvSource({"1,1,1,1,2", "2,5,4,1,6", "1,9,8,1,16", "2,7,3,3,8", "1,20,4,2,64"})
+    @CsvSource({"1,1,1,1,2", "2,5,4,1,6", "1,9,8,1,16", "2,7,3,3,8", "1,20,4,2,64", "2,64,4,2,64"})  // last: parallel path
     void rope(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(3000 + B * 7 + T * 13 + NH + HD);
         int n = B * T * (NH + 2 * NKV) * HD;
@@ -136,6 +136,11 @@ class CpuKernelsTest {
             "2,70,2,2,8",    // group 1, T above one key block (64)
             "1,33,4,4,64",   // HD 64
             "1,130,8,2,16",  // group 4, three key blocks
+            "2,9,6,3,4",     // group 2 with 3 kv heads: h / group differs from h % NKV
+            "1,40,2,1,72",   // HD 72: one 64-column register chunk plus one of 8
+            "1,66,3,1,10",   // group 3 (query tiles of 21 positions), HD 10: an 8-column chunk plus 2 scalar columns
+            "1,3,128,1,2",   // group 128 > the 64-row query tile: one position per tile
+            "1,129,1,1,4",   // T = 129: key tiles of 64 with a 1-key remainder
     })
     void attention(int B, int T, int NH, int NKV, int HD) {
         Random r = new Random(4000 + B * 7 + T * 13 + NH * 3 + NKV + HD);
@@ -211,7 +216,7 @@ class CpuKernelsTest {
     // ------------------------------------------------------------------------------ softmax + cross-entropy
 
     @ParameterizedTest(name = "N={0} V={1} shards={2}")
-    @CsvSource({"1,1,1", "4,7,1", "13,100,1", "9,1500,1", "11,1500,3", "6,37,5"})
+    @CsvSource({"1,1,1", "4,7,1", "13,100,1", "9,1500,1", "11,1500,3", "6,37,5", "40,1500,2"})  // last: parallel path
     void crossentropy(int N, int V, int shards) {
         Random r = new Random(7000 + N * 3 + V + shards);
         int ignore = -100;

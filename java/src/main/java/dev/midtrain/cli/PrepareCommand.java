@@ -1,0 +1,61 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.data.Inputs;
+import dev.midtrain.data.Preparer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** `midtrain prepare`: tokenize one source into Arrow IPC shards + manifest.json (see {@link Preparer}). */
+@Command(name = "prepare", mixinStandardHelpOptions = true,
+        description = {"Tokenize one data source into Arrow IPC shards plus manifest.json for training.",
+                "Inputs: JSON Lines (plain or .gz) with a text field, question/answer fields (+ discipline, grade, difficulty),",
+                "or token ids; Hugging Face datasets Arrow files with a text or input_ids column."})
+public final class PrepareCommand implements Callable<Integer> {
+    @Option(names = "--source", required = true, description = "source name recorded in the manifest (e.g. boostqa)") String source;
+    @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow), read in order") List<Path> inputs;
+    @Option(names = "--tokenizer", required = true, description = "Hugging Face tokenizer.json") Path tokenizer;
+    @Option(names = "--out", required = true, description = "output directory (a previous prepare output there is replaced)") Path out;
+    @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;
+    @Option(names = "--decontaminate", arity = "1..*", description = "benchmark JSONL files: drop documents sharing a 10-gram with them") List<Path> benchmarks = List.of();
+    @Option(names = "--on-error", defaultValue = "fail", description = "malformed record: fail (default) or skip (counted in the manifest)") String onError;
+    @Option(names = "--qa-template", defaultValue = "Question: {question}\\nAnswer: {answer}",
+            description = "QA rendering; {question}, {answer}, {discipline}, {grade}, {difficulty} or any field; \\n = newline (default: ${DEFAULT-VALUE})") String qaTemplate;
+    @Option(names = "--text-field", defaultValue = "text", description = "text field/column (default: ${DEFAULT-VALUE})") String textField;
+    @Option(names = "--ids-field", defaultValue = "input_ids", description = "token-id field/column for --format tokens (default: ${DEFAULT-VALUE})") String idsField;
+    @Option(names = "--eos-token", defaultValue = Preparer.DEFAULT_EOS, description = "end-of-text token appended to each document (default: ${DEFAULT-VALUE})") String eosToken;
+    @Option(names = "--threads", description = "tokenizer threads (default: all cores)") Integer threads;
+    @Option(names = "--batch-tokens", defaultValue = "1048576", description = "tokens per Arrow record batch (default: ${DEFAULT-VALUE})") int batchTokens;
+    @Option(names = "--shard-tokens", defaultValue = "268435456", description = "tokens per shard file (default: ${DEFAULT-VALUE})") long shardTokens;
+    @Option(names = "--no-progress", description = "no progress bar (it is shown only on a terminal anyway)") boolean noProgress;
+
+    @Override
+    public Integer call() {
+        if (!onError.equals("fail") && !onError.equals("skip")) throw new UserError("--on-error: must be fail or skip, got " + onError);
+        String tpl = unescape(qaTemplate);
+        if (!tpl.contains("{question}") || !tpl.contains("{answer}"))
+            throw new UserError("--qa-template: must contain {question} and {answer}, got " + qaTemplate);
+        int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+        Preparer.Options opt = new Preparer.Options(source, inputs, tokenizer, out, format == null ? null : Inputs.Format.parse(format),
+                textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
+                !noProgress && System.console() != null);
+        Preparer.run(opt, System.err);
+        return 0;
+    }
+
+    /** \n, \t and \\ in a command-line template. */
+    static String unescape(String s) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '\\' && i + 1 < s.length()) {
+                char n = s.charAt(++i);
+                sb.append(n == 'n' ? '\n' : n == 't' ? '\t' : n == '\\' ? '\\' : n);
+            } else sb.append(c);
+        }
+        return sb.toString();
+    }
+}

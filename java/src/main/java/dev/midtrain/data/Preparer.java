@@ -1,0 +1,447 @@
+package dev.midtrain.data;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.midtrain.cli.UserError;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * {@code midtrain prepare}: inputs → (decontaminate) → tokenize (one document per record, end-of-text appended) →
+ * Arrow IPC file shards + manifest.json. The reading thread parses records; {@code threads} workers normalize,
+ * decontaminate and tokenize chunks of documents; the reading thread writes results in input order, so the output
+ * is identical for any thread count. Shards are written atomically; the manifest is written last (any previous
+ * manifest is deleted first), so an interrupted run leaves a directory the loader refuses.
+ */
+public final class Preparer {
+    public static final String DEFAULT_QA_TEMPLATE = "Question: {question}\nAnswer: {answer}";
+    public static final String DEFAULT_EOS = "<|end_of_text|>";
+    static final int MAX_ERRORS_KEPT = 20;
+    private static final int CHUNK_DOCS = 256;
+    private static final int CHUNK_CHARS = 1 << 20;
+
+    /**
+     * @param source       source name recorded in the manifest
+     * @param inputs       input files, read in order
+     * @param tokenizer    Hugging Face tokenizer.json
+     * @param out          output directory (created; a previous prepare output there is replaced)
+     * @param format       record format, or null to detect it per file
+     * @param textField    text field/column
+     * @param idsField     token-id field/column (tokens format)
+     * @param qaTemplate   QA template ({question}, {answer}, {discipline}, ...)
+     * @param eosToken     end-of-text token appended to every document
+     * @param benchmarks   benchmark JSONL files for decontamination (may be empty)
+     * @param skipErrors   skip (and count) malformed records instead of failing on the first
+     * @param threads      tokenizer threads (>= 1)
+     * @param batchTokens  tokens per Arrow record batch
+     * @param shardTokens  tokens per shard file
+     * @param progress     show a progress bar on stderr
+     */
+    public record Options(String source, List<Path> inputs, Path tokenizer, Path out, Inputs.Format format,
+                          String textField, String idsField, String qaTemplate, String eosToken, List<Path> benchmarks,
+                          boolean skipErrors, int threads, int batchTokens, long shardTokens, boolean progress) {
+        public Options {
+            if (source == null || !source.matches("[A-Za-z0-9_.-]+")) throw new UserError("--source: must match [A-Za-z0-9_.-]+, got " + source);
+            if (inputs == null || inputs.isEmpty()) throw new UserError("--input: at least one input file is required");
+            if (threads < 1) throw new UserError("--threads: must be >= 1, got " + threads);
+            if (batchTokens < 1) throw new UserError("--batch-tokens: must be >= 1, got " + batchTokens);
+            if (shardTokens < batchTokens || shardTokens > ShardWriter.MAX_SHARD_TOKENS)
+                throw new UserError("--shard-tokens: must be in [batch tokens, " + ShardWriter.MAX_SHARD_TOKENS + "], got " + shardTokens);
+            inputs = List.copyOf(inputs);
+            benchmarks = benchmarks == null ? List.of() : List.copyOf(benchmarks);
+        }
+
+        /** Defaults for everything but the required arguments. */
+        public static Options of(String source, List<Path> inputs, Path tokenizer, Path out) {
+            return new Options(source, inputs, tokenizer, out, null, "text", "input_ids", DEFAULT_QA_TEMPLATE, DEFAULT_EOS,
+                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false);
+        }
+
+        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress); }
+        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress); }
+        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress); }
+        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress); }
+        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress); }
+        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress); }
+    }
+
+    /** A loaded tokenizer.json: DJL handle (no truncation, no padding, no special tokens added) plus its facts. */
+    public static final class Tok implements AutoCloseable {
+        final HuggingFaceTokenizer hf;
+        final Manifest.Tokenizer info;
+
+        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info) {
+            this.hf = hf;
+            this.info = info;
+        }
+
+        /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
+        public static Tok open(Path file, String eosToken) {
+            int[] maxAndEos = scanVocab(file, eosToken);
+            int maxId = maxAndEos[0], eos = maxAndEos[1];
+            if (eos < 0) throw new UserError("--eos-token: " + eosToken + " is not a token of " + file);
+            String sha;
+            try {
+                sha = AtomicFiles.sha256(file);
+            } catch (IOException e) {
+                throw new UserError(file + ": cannot read tokenizer: " + e.getMessage());
+            }
+            System.setProperty("ai.djl.offline", "true");
+            HuggingFaceTokenizer hf;
+            try {
+                // DJL truncates to 512 tokens unless told otherwise (see tech-recon §5): turn truncation off.
+                hf = HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "false", "truncation", "false",
+                        "padding", "false", "modelMaxLength", "1000000000"));
+            } catch (IOException | RuntimeException e) {
+                throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
+            }
+            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos));
+            long[] e = hf.encode(eosToken, false, false).getIds();
+            if (e.length != 1 || e[0] != eos) {
+                t.close();
+                throw new UserError(file + ": " + eosToken + " encodes to " + java.util.Arrays.toString(e) + ", expected [" + eos + "]");
+            }
+            return t;
+        }
+
+        /**
+         * Streams tokenizer.json (Llama-3's is 9 MB) for the largest id in model.vocab and added_tokens and the id of
+         * {@code eosToken}: returns {maxId, eosId or -1}.
+         */
+        private static int[] scanVocab(Path file, String eosToken) {
+            int maxId = -1, eos = -1;
+            boolean sawVocab = false;
+            ObjectMapper om = new ObjectMapper();
+            try (JsonParser p = om.getFactory().createParser(file.toFile())) {
+                if (p.nextToken() != JsonToken.START_OBJECT) throw new UserError(file + ": not a Hugging Face tokenizer.json (not a JSON object)");
+                while (p.nextToken() == JsonToken.FIELD_NAME) {
+                    String top = p.currentName();
+                    p.nextToken();
+                    if (top.equals("model") && p.currentToken() == JsonToken.START_OBJECT) {
+                        while (p.nextToken() == JsonToken.FIELD_NAME) {
+                            String f = p.currentName();
+                            p.nextToken();
+                            if (f.equals("vocab") && p.currentToken() == JsonToken.START_OBJECT) {
+                                sawVocab = true;
+                                while (p.nextToken() == JsonToken.FIELD_NAME) {
+                                    String tok = p.currentName();
+                                    p.nextToken();
+                                    int id = p.getIntValue();
+                                    maxId = Math.max(maxId, id);
+                                    if (tok.equals(eosToken)) eos = id;
+                                }
+                            } else p.skipChildren();
+                        }
+                    } else if (top.equals("added_tokens") && p.currentToken() == JsonToken.START_ARRAY) {
+                        for (JsonNode a : (JsonNode) om.readTree(p)) {
+                            maxId = Math.max(maxId, a.path("id").asInt());
+                            if (a.path("content").asText().equals(eosToken)) eos = a.path("id").asInt();
+                        }
+                    } else p.skipChildren();
+                }
+            } catch (IOException e) {
+                throw new UserError(file + ": cannot read tokenizer (" + e.getMessage().split("\n")[0] + ")");
+            }
+            if (!sawVocab) throw new UserError(file + ": not a Hugging Face tokenizer.json (no model.vocab)");
+            return new int[]{maxId, eos};
+        }
+
+        /** Token ids of {@code text} (no special tokens added, never truncated). */
+        public int[] encode(String text) {
+            // Straight to the native encoder: HuggingFaceTokenizer.encode also fetches tokens, offsets, masks and word
+            // ids through JNI, which costs ~1.5x here. Same Rust tokenizer object, so the same settings (no truncation).
+            long enc = TokenizersLibrary.LIB.encode(hf.getHandle(), text, false);
+            long[] ids;
+            try {
+                ids = TokenizersLibrary.LIB.getTokenIds(enc);
+            } finally {
+                TokenizersLibrary.LIB.deleteEncoding(enc);
+            }
+            int[] out = new int[ids.length];
+            for (int i = 0; i < ids.length; i++) out[i] = (int) ids[i];
+            return out;
+        }
+
+        public String decode(int[] ids) {
+            long[] l = new long[ids.length];
+            for (int i = 0; i < ids.length; i++) l[i] = ids[i];
+            return hf.decode(l, true);
+        }
+
+        public Manifest.Tokenizer info() { return info; }
+
+        @Override public void close() { hf.close(); }
+    }
+
+    /** A worker's verdict on one document: tokens to keep, or why it was dropped. */
+    private record Done(int[] tokens, String dropReason, long benchMask) {}
+
+    private record Chunk(int input, List<Inputs.Rec> docs) {}
+
+    private final Options opt;
+    private final PrintStream err;
+    private final Map<String, Long> dropped = new TreeMap<>();
+    private final List<String> errors = new ArrayList<>();
+    private long[] removedPerBench;
+    private long documents, tokens;
+
+    private Preparer(Options opt, PrintStream err) {
+        this.opt = opt;
+        this.err = err;
+    }
+
+    /** Runs prepare; returns the manifest written. Messages (skipped records, summary) go to {@code err}. */
+    public static Manifest run(Options opt, PrintStream err) {
+        try (Tok tok = Tok.open(opt.tokenizer(), opt.eosToken())) {
+            return new Preparer(opt, err).run(tok);
+        }
+    }
+
+    /** As {@link #run(Options, PrintStream)} with an already loaded tokenizer (opt.tokenizer() must be its file). */
+    static Manifest run(Options opt, PrintStream err, Tok tok) {
+        return new Preparer(opt, err).run(tok);
+    }
+
+    private Manifest run(Tok tok) {
+        Path out = opt.out();
+        try (BufferAllocator alloc = new RootAllocator()) {
+            Decontaminator decon = opt.benchmarks().isEmpty() ? null : Decontaminator.load(opt.benchmarks());
+            removedPerBench = new long[opt.benchmarks().size()];
+            for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
+            clearOutput(out);
+            Inputs.Options io = new Inputs.Options(opt.textField(), opt.idsField(), opt.qaTemplate(), tok.info().vocabSize());
+            List<Manifest.Input> inputs = new ArrayList<>();
+            List<Manifest.ShardFile> shards;
+            long totalBytes = 0;
+            for (Path in : opt.inputs()) totalBytes += Files.size(in);
+            ExecutorService pool = Executors.newFixedThreadPool(opt.threads(), r -> {
+                Thread t = new Thread(r, "prepare-tokenize");
+                t.setDaemon(true);
+                return t;
+            });
+            AtomicLong bytesRead = new AtomicLong();
+            long t0 = System.nanoTime();
+            try (ShardWriter writer = new ShardWriter(out, opt.batchTokens(), opt.shardTokens(), alloc);
+                 ProgressBar bar = opt.progress() ? new ProgressBarBuilder().setTaskName("prepare " + opt.source())
+                         .setInitialMax(Math.max(1, totalBytes)).setUnit(" MiB", 1 << 20).setStyle(ProgressBarStyle.ASCII)
+                         .setUpdateIntervalMillis(500).build() : null) {
+                ArrayDeque<Future<List<Done>>> inFlight = new ArrayDeque<>();
+                long[] docsPerInput = new long[opt.inputs().size()];
+                ArrayDeque<Integer> chunkInput = new ArrayDeque<>();
+                for (int ii = 0; ii < opt.inputs().size(); ii++) {
+                    Path in = opt.inputs().get(ii);
+                    List<Inputs.Rec> chunk = new ArrayList<>();
+                    int[] chars = {0};
+                    final int inputIdx = ii;
+                    Inputs.Result res = Inputs.read(in, opt.format(), io, alloc, rec -> {
+                        if (rec.reason() != null) {
+                            badRecord(rec);
+                            return;
+                        }
+                        chunk.add(rec);
+                        chars[0] += rec.text() != null ? rec.text().length() : rec.ids().length * 4;
+                        if (chunk.size() >= CHUNK_DOCS || chars[0] >= CHUNK_CHARS) {
+                            submit(pool, tok, decon, new Chunk(inputIdx, List.copyOf(chunk)), inFlight, chunkInput);
+                            chunk.clear();
+                            chars[0] = 0;
+                            while (inFlight.size() > 2 * opt.threads() + 1) drain(inFlight, chunkInput, writer, docsPerInput);
+                            if (bar != null) updateBar(bar, bytesRead.get(), t0);
+                        }
+                    }, n -> bytesRead.addAndGet(n));
+                    if (!chunk.isEmpty()) submit(pool, tok, decon, new Chunk(inputIdx, List.copyOf(chunk)), inFlight, chunkInput);
+                    while (!inFlight.isEmpty()) drain(inFlight, chunkInput, writer, docsPerInput);
+                    if (bar != null) updateBar(bar, bytesRead.get(), t0);
+                    inputs.add(new Manifest.Input(in.toString(), res.format() == null ? null : res.format().id(), res.records(), docsPerInput[ii]));
+                }
+                shards = writer.finish();
+                if (bar != null) {
+                    bar.stepTo(Math.max(1, totalBytes));
+                    updateBar(bar, bytesRead.get(), t0);
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+            if (documents == 0)
+                throw new UserError(opt.source() + ": no documents kept from " + opt.inputs() + " (dropped: " + dropped + ")");
+            Manifest.Decontamination dc = null;
+            if (decon != null) {
+                List<Manifest.Benchmark> bs = new ArrayList<>();
+                for (int b = 0; b < removedPerBench.length; b++) {
+                    Manifest.Benchmark x = decon.benchmarks().get(b);
+                    bs.add(new Manifest.Benchmark(x.file(), x.sha256(), x.items(), x.ngrams(), removedPerBench[b]));
+                }
+                dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs);
+            }
+            boolean anyQa = inputs.stream().anyMatch(i -> "qa".equals(i.format()));
+            Manifest m = new Manifest(Manifest.FORMAT, opt.source(), Instant.now().toString(), tok.info(), documents, tokens,
+                    shards, inputs, anyQa ? opt.qaTemplate() : null, new LinkedHashMap<>(dropped), dc, List.copyOf(errors));
+            AtomicFiles.write(out.resolve(Manifest.FILE), m.toJson());
+            double secs = (System.nanoTime() - t0) / 1e9;
+            err.printf("prepare %s: %,d documents, %,d tokens in %d shard(s) -> %s (%.1f s, %,.0f tokens/s); dropped %s%n",
+                    opt.source(), documents, tokens, shards.size(), out, secs, tokens / Math.max(secs, 1e-9), dropped.isEmpty() ? "none" : dropped);
+            if (dc != null)
+                for (Manifest.Benchmark b : dc.benchmarks())
+                    err.printf("  decontamination: %s removed %,d document(s) (%,d items, %,d %d-grams)%n", b.file(), b.documentsRemoved(), b.items(), b.ngrams(), dc.ngram());
+            return m;
+        } catch (IOException e) {
+            throw new UserError(out + ": " + e.getMessage());
+        } catch (UncheckedIOException e) {
+            throw new UserError(e.getMessage());
+        }
+    }
+
+    private void updateBar(ProgressBar bar, long bytes, long t0) {
+        double secs = Math.max(1e-9, (System.nanoTime() - t0) / 1e9);
+        bar.stepTo(bytes);
+        bar.setExtraMessage(String.format(" %,.0f docs/s %,.0f tok/s", documents / secs, tokens / secs));
+    }
+
+    private void badRecord(Inputs.Rec rec) {
+        if (!opt.skipErrors()) throw new UserError(rec.message() + " (--on-error skip to skip such records)");
+        dropped.merge(rec.reason(), 1L, Long::sum);
+        if (errors.size() < MAX_ERRORS_KEPT) {
+            errors.add(rec.message());
+            err.println("midtrain prepare: skipped " + rec.message());
+        }
+    }
+
+    private void submit(ExecutorService pool, Tok tok, Decontaminator decon, Chunk c, ArrayDeque<Future<List<Done>>> inFlight, ArrayDeque<Integer> chunkInput) {
+        inFlight.add(pool.submit(() -> process(tok, decon, c.docs())));
+        chunkInput.add(c.input());
+    }
+
+    /** Worker: normalize + decontaminate + tokenize one chunk. */
+    private static List<Done> process(Tok tok, Decontaminator decon, List<Inputs.Rec> docs) {
+        List<Done> out = new ArrayList<>(docs.size());
+        int eos = tok.info().eosId();
+        for (Inputs.Rec r : docs) {
+            if (r.text() != null) {
+                if (r.text().isBlank()) {
+                    out.add(new Done(null, "empty", 0));
+                    continue;
+                }
+                long mask = decon == null ? 0 : decon.match(r.text());
+                if (mask != 0) {
+                    out.add(new Done(null, "decontaminated", mask));
+                    continue;
+                }
+                int[] ids = tok.encode(r.text());
+                int[] withEos = java.util.Arrays.copyOf(ids, ids.length + 1);
+                withEos[ids.length] = eos;
+                out.add(new Done(withEos, null, 0));
+            } else {
+                int[] ids = r.ids();
+                if (ids.length == 0 || (ids.length == 1 && ids[0] == eos)) {
+                    out.add(new Done(null, "empty", 0));
+                    continue;
+                }
+                long mask = decon == null ? 0 : decon.match(tok.decode(ids));
+                if (mask != 0) {
+                    out.add(new Done(null, "decontaminated", mask));
+                    continue;
+                }
+                if (ids[ids.length - 1] != eos) {
+                    ids = java.util.Arrays.copyOf(ids, ids.length + 1);
+                    ids[ids.length - 1] = eos;
+                }
+                out.add(new Done(ids, null, 0));
+            }
+        }
+        return out;
+    }
+
+    private void drain(ArrayDeque<Future<List<Done>>> inFlight, ArrayDeque<Integer> chunkInput, ShardWriter writer, long[] docsPerInput) {
+        List<Done> res;
+        try {
+            res = inFlight.poll().get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        } catch (ExecutionException e) {
+            Throwable c = e.getCause();
+            if (c instanceof RuntimeException re) throw re;
+            throw new IllegalStateException(c);
+        }
+        int input = chunkInput.poll();
+        for (Done d : res) {
+            if (d.tokens() == null) {
+                dropped.merge(d.dropReason(), 1L, Long::sum);
+                for (int b = 0; b < removedPerBench.length; b++) if ((d.benchMask() >>> b & 1) != 0) removedPerBench[b]++;
+                continue;
+            }
+            writer.append(d.tokens(), 0, d.tokens().length);
+            documents++;
+            tokens += d.tokens().length;
+            docsPerInput[input]++;
+        }
+    }
+
+    /**
+     * Writes already tokenized documents (each should end with end-of-text) as a prepared directory: shards +
+     * manifest, atomically as prepare does. For synthetic data (benchmarks) and converters.
+     */
+    public static Manifest writeDocuments(String source, Path out, Manifest.Tokenizer tokenizer, Iterable<int[]> docs,
+                                          int batchTokens, long shardTokens) {
+        try (BufferAllocator alloc = new RootAllocator(); ShardWriter w = new ShardWriter(out, batchTokens, shardTokens, alloc)) {
+            clearOutput(out);
+            long n = 0, t = 0;
+            for (int[] d : docs) {
+                w.append(d, 0, d.length);
+                n++;
+                t += d.length;
+            }
+            Manifest m = new Manifest(Manifest.FORMAT, source, Instant.now().toString(), tokenizer, n, t, w.finish(), List.of(),
+                    null, Map.of(), null, List.of());
+            AtomicFiles.write(out.resolve(Manifest.FILE), m.toJson());
+            return m;
+        } catch (IOException e) {
+            throw new UserError(out + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * Makes {@code out} an empty target: creates it, or, if it holds a previous prepare output, deletes the manifest
+     * first (so nothing half-replaced is ever trusted) and then the shards. Anything else in it is an error.
+     */
+    static void clearOutput(Path out) throws IOException {
+        if (Files.exists(out) && !Files.isDirectory(out)) throw new UserError(out + ": --out exists and is not a directory");
+        Files.createDirectories(out);
+        List<Path> ours = new ArrayList<>();
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(out)) {
+            for (Path p : ds) {
+                String n = p.getFileName().toString();
+                if (n.equals(Manifest.FILE) || n.matches("shard-\\d{5}\\.arrow") || n.matches("\\..*\\.tmp")) ours.add(p);
+                else throw new UserError(out + ": --out holds " + n + ", which prepare did not write; choose an empty directory");
+            }
+        }
+        Path manifest = out.resolve(Manifest.FILE);
+        if (Files.deleteIfExists(manifest)) AtomicFiles.fsyncDir(out);
+        for (Path p : ours) Files.deleteIfExists(p);
+    }
+}

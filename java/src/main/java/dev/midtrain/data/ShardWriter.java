@@ -1,0 +1,153 @@
+package dev.midtrain.data;
+
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.vector.IntVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.ipc.ArrowFileWriter;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.apache.arrow.vector.types.pojo.Field;
+import org.apache.arrow.vector.types.pojo.FieldType;
+import org.apache.arrow.vector.types.pojo.Schema;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Appends int32 token ids to Arrow IPC <em>file</em>-format shards ({@code shard-NNNNN.arrow}): one non-null int32
+ * column {@value Manifest#COLUMN}, record batches of {@code batchTokens} values (the last one of a shard shorter), at
+ * most {@code shardTokens} values per shard. Each shard is written under a temp name, fsynced and renamed when
+ * complete, so a crash never leaves a partial file under a shard name. Not thread-safe.
+ */
+final class ShardWriter implements AutoCloseable {
+    /** Largest shard: the loader maps a shard with one MappedByteBuffer (< 2 GiB). */
+    static final long MAX_SHARD_TOKENS = (1L << 29) - (1L << 20);
+    static final Schema SCHEMA = new Schema(List.of(
+            new Field(Manifest.COLUMN, FieldType.notNullable(new ArrowType.Int(32, true)), null)));
+
+    private final Path dir;
+    private final int batchTokens;
+    private final long shardTokens;
+    private final BufferAllocator alloc;
+    private final int[] batch;
+    private int batchLen;
+    private final List<Manifest.ShardFile> done = new ArrayList<>();
+
+    // the open shard
+    private Path tmp;
+    private AtomicFiles.HashingChannel channel;
+    private VectorSchemaRoot root;
+    private ArrowFileWriter writer;
+    private long shardLen;
+    private int shardBatches;
+    private int shardMax = -1;
+
+    ShardWriter(Path dir, int batchTokens, long shardTokens, BufferAllocator alloc) {
+        if (batchTokens <= 0 || shardTokens < batchTokens || shardTokens > MAX_SHARD_TOKENS)
+            throw new IllegalArgumentException("need 0 < batchTokens <= shardTokens <= " + MAX_SHARD_TOKENS);
+        this.dir = dir;
+        this.batchTokens = batchTokens;
+        this.shardTokens = shardTokens;
+        this.alloc = alloc;
+        this.batch = new int[batchTokens];
+    }
+
+    static String shardName(int index) { return String.format("shard-%05d.arrow", index); }
+
+    /** Appends ids[off, off+len). */
+    void append(int[] ids, int off, int len) {
+        while (len > 0) {
+            int n = (int) Math.min(Math.min(len, batchTokens - batchLen), shardTokens - shardLen - batchLen);
+            System.arraycopy(ids, off, batch, batchLen, n);
+            batchLen += n;
+            off += n;
+            len -= n;
+            if (batchLen == batchTokens || shardLen + batchLen == shardTokens) flushBatch();
+            if (shardLen == shardTokens) closeShard();
+        }
+    }
+
+    private void flushBatch() {
+        if (batchLen == 0) return;
+        try {
+            if (writer == null) openShard();
+            IntVector v = (IntVector) root.getVector(0);
+            v.allocateNew(batchLen);
+            for (int i = 0; i < batchLen; i++) {
+                int t = batch[i];
+                v.set(i, t);
+                if (t > shardMax) shardMax = t;
+            }
+            v.setValueCount(batchLen);
+            root.setRowCount(batchLen);
+            writer.writeBatch();
+            shardLen += batchLen;
+            shardBatches++;
+            batchLen = 0;
+        } catch (IOException e) {
+            throw new UncheckedIOException(tmp + ": write failed: " + e.getMessage(), e);
+        }
+    }
+
+    private void openShard() throws IOException {
+        Path file = dir.resolve(shardName(done.size()));
+        tmp = AtomicFiles.tempFor(file);
+        channel = new AtomicFiles.HashingChannel(FileChannel.open(tmp, StandardOpenOption.CREATE,
+                StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE));
+        root = VectorSchemaRoot.create(SCHEMA, alloc);
+        writer = new ArrowFileWriter(root, null, channel);
+        writer.start();
+        shardLen = 0;
+        shardBatches = 0;
+        shardMax = -1;
+    }
+
+    private void closeShard() {
+        if (writer == null) return;
+        String name = shardName(done.size());
+        try {
+            writer.end();
+            writer.close();   // closes the channel: fsync + close
+            root.close();
+            channel.close();
+            AtomicFiles.commit(tmp, dir.resolve(name));
+        } catch (IOException e) {
+            throw new UncheckedIOException(tmp + ": write failed: " + e.getMessage(), e);
+        }
+        done.add(new Manifest.ShardFile(name, channel.bytes, AtomicFiles.hex(channel.md.digest()), shardLen, shardBatches, shardMax));
+        writer = null;
+        root = null;
+        channel = null;
+        shardLen = 0;
+        shardBatches = 0;
+        shardMax = -1;
+    }
+
+    /** Flushes and closes the last shard; returns every shard written, in order. */
+    List<Manifest.ShardFile> finish() {
+        flushBatch();
+        closeShard();
+        return List.copyOf(done);
+    }
+
+    /** Abandons the open shard (its temp file is removed). */
+    @Override
+    public void close() {
+        if (writer == null) return;
+        try {
+            writer.close();
+        } catch (Exception ignored) {
+        }
+        root.close();
+        try {
+            channel.close();
+            java.nio.file.Files.deleteIfExists(tmp);
+        } catch (IOException ignored) {
+        }
+        writer = null;
+    }
+}

@@ -1,0 +1,28 @@
+package dev.midtrain.data;
+
+/** A source's token stream as the loader sees it: random-access int32 ids (documents concatenated). */
+public interface TokenStream {
+    String name();
+
+    long tokens();
+
+    /** Copies tokens [pos, pos + len) into dst[off, off + len). Thread-safe. */
+    void read(long pos, int[] dst, int off, int len);
+
+    /** Refuses ids outside [0, vocabSize) with a {@link dev.midtrain.cli.UserError} naming the source (and file). */
+    void checkVocab(int vocabSize);
+
+    /** An in-memory stream (tests, benchmarks). */
+    static TokenStream of(String name, int[] tokens) {
+        return new TokenStream() {
+            @Override public String name() { return name; }
+            @Override public long tokens() { return tokens.length; }
+            @Override public void read(long pos, int[] dst, int off, int len) { System.arraycopy(tokens, Math.toIntExact(pos), dst, off, len); }
+            @Override public void checkVocab(int vocabSize) {
+                for (int i = 0; i < tokens.length; i++)
+                    if (tokens[i] < 0 || tokens[i] >= vocabSize)
+                        throw new dev.midtrain.cli.UserError("data source " + name + ": token " + i + " has id " + tokens[i] + " outside the model vocab [0, " + vocabSize + ")");
+            }
+        };
+    }
+}
