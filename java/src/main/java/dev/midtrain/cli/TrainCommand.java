@@ -214,7 +214,10 @@ public final class TrainCommand implements Callable<Integer> {
                 trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
             }
             try {
-                return trainer.run();
+                TrainState s = trainer.run();
+                // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
+                if (topo.worldSize() == 1) ckpt.save(trainer);
+                return s;
             } catch (RuntimeException | Error e) {
                 ckpt.abort();                                                   // release the ranks waiting at its barrier
                 throw e;
