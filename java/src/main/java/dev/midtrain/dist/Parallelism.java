@@ -96,6 +96,14 @@ public final class Parallelism implements AutoCloseable {
         return ((long) r[0] << 12) + (long) r[1];
     }
 
+    /** Per-key sums of non-negative counts over the data-parallel group (every rank must hold the same keys). */
+    public java.util.Map<String, Long> sumOverDp(java.util.Map<String, Long> counts) {
+        if (!dpActive()) return counts;
+        java.util.Map<String, Long> out = new java.util.TreeMap<>();
+        for (var e : new java.util.TreeMap<>(counts).entrySet()) out.put(e.getKey(), sumOverDp((long) e.getValue()));
+        return out;
+    }
+
     /** Sum of a host value over the data-parallel group (fp32: for metrics such as the step's loss sum). */
     public double sumOverDp(double value) {
         if (!dpActive()) return value;

@@ -10,6 +10,8 @@ import dev.midtrain.optim.LrSchedule;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * The training loop (torchtitan / llm.c style): read a global batch, forward/backward every micro-batch into the
@@ -72,13 +74,16 @@ public final class Trainer {
 
     /** Trains from {@code state.step} to train.steps (or until {@link #stopWhen} says stop). */
     public TrainState run() {
+        Map<String, Long> seen = data.tokensPerSource();                       // this rank's loader counts (after a resume)
         while (state.step < tc.steps()) {
             long t0 = System.nanoTime();
             for (int[] mb : micro) data.nextMicroBatch(mb);                    // host int32[B, T+1] each
             StepResult r = step(micro);                                         // fwd/bwd x accum, norm, clip, AdamW
             double seconds = (System.nanoTime() - t0) / 1e9;
-            state.tokensPerSource.clear();
-            state.tokensPerSource.putAll(data.tokensPerSource());
+            Map<String, Long> now = data.tokensPerSource(), delta = new TreeMap<>();
+            for (var e : now.entrySet()) delta.put(e.getKey(), e.getValue() - seen.getOrDefault(e.getKey(), 0L));
+            seen = now;                                                         // + every data-parallel rank's new tokens
+            par.sumOverDp(delta).forEach((k, v) -> state.tokensPerSource.merge(k, v, Long::sum));
             state.loaderState = data.state();
             for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
             boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
@@ -128,6 +133,8 @@ public final class Trainer {
             sum += model.evaluate(mb);
             valid += Llama.validTargets(mb, model.microBatchSeqs(), model.seqLen());
         }
+        sum = par.sumOverDp(sum);                                               // each data-parallel rank's held-out share
+        valid = par.sumOverDp(valid);
         return valid == 0 ? Double.NaN : sum / valid;
     }
 

@@ -53,6 +53,7 @@ class ParallelCheckpointTest {
             // same arithmetic in the same order: the restored weights and ZeRO-1 moment shards are exact
             assertEquals(a.get(i).get("loss").asDouble(), b.get(i).get("loss").asDouble(), 0.0, "step " + (i + 1));
             assertEquals(a.get(i).get("grad_norm").asDouble(), b.get(i).get("grad_norm").asDouble(), 0.0, "step " + (i + 1));
+            assertEquals(a.get(i).get("tokens_per_source"), b.get(i).get("tokens_per_source"), "step " + (i + 1));
         }
         // a different layout is refused (the shards are per tensor-parallel rank)
         out.setLength(0);

@@ -64,6 +64,8 @@ class ParallelTrainCommandTest {
             assertEquals(one.get(i).get("loss").asDouble(), par.get(i).get("loss").asDouble(), 5e-6 * one.get(i).get("loss").asDouble());
             assertEquals(one.get(i).get("grad_norm").asDouble(), par.get(i).get("grad_norm").asDouble(), 5e-6 * one.get(i).get("grad_norm").asDouble());
             assertEquals(one.get(i).get("tokens").asLong(), par.get(i).get("tokens").asLong());
+            // every data-parallel rank's tokens are counted once
+            assertEquals(one.get(i).get("tokens_per_source"), par.get(i).get("tokens_per_source"), "step " + (i + 1));
         }
     }
 
