@@ -9,7 +9,8 @@ import java.io.PrintWriter;
 /** The `midtrain` command and its subcommands; turns every user-facing failure into one line and an exit code. */
 @Command(name = "midtrain", mixinStandardHelpOptions = true, version = "midtrain 0.1.0",
         description = "Llama-3 mid-training engine (Java orchestration, C/OpenMP and CUDA kernels).",
-        subcommands = {InfoCommand.class, PrepareCommand.class, BenchCommand.class})
+        subcommands = {TrainCommand.class, PrepareCommand.class, InfoCommand.class, ExportCommand.class, PlotCommand.class,
+                BenchCommand.class})
 public final class Commands {
 
     /** Runs the CLI and returns the process exit code (0 ok, 1 runtime failure, 2 usage or input error). */
@@ -21,6 +22,10 @@ public final class Commands {
             if (t instanceof UserError u) {
                 err.println("midtrain: " + u.getMessage());
                 return u.exitCode();
+            }
+            if (t instanceof dev.midtrain.dist.DistException d) {          // a rank missing, a peer gone, an NCCL error
+                err.println("midtrain: " + d.getMessage());
+                return 1;
             }
             if (t instanceof KernelException k) {
                 err.println("midtrain: " + k.getMessage());

@@ -18,6 +18,8 @@ public final class InfoCommand implements Callable<Integer> {
     @Option(names = "--tp", description = "tensor-parallel degree (default: the config's)") Integer tp;
     @Option(names = "--dp", description = "data-parallel degree (default: the config's)") Integer dp;
     @Option(names = "--backend", description = "cpu (fp32 compute) or cuda (bf16 compute); default: the config's") String backend;
+    @Option(names = "--device-gib", description = "memory per device (GiB, e.g. 80 for an H100): say whether the run fits and what would")
+    Double deviceGib;
 
     @Override
     public Integer call() {
@@ -25,6 +27,14 @@ public final class InfoCommand implements Callable<Integer> {
         var m = cfg.model();
         int t = tp != null ? tp : cfg.parallel().tp(), d = dp != null ? dp : cfg.parallel().dp();
         if (t < 1 || d < 1) throw new UserError("--tp/--dp: must be >= 1");
+        if (!MemoryPlan.validTp(m, t)) {
+            try {
+                dev.midtrain.model.ParamLayout.of(m, t, 0, List.of("norm"));
+            } catch (IllegalArgumentException e) {
+                throw new UserError("--tp: " + e.getMessage());
+            }
+        }
+        if (deviceGib != null && !(deviceGib > 0)) throw new UserError("--device-gib: must be > 0, got " + deviceGib);
         String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend() : "cuda";
         if (!be.equals("cpu") && !be.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + be);
         int mb = cfg.train() != null ? cfg.train().microBatchSeqs() : 1;
@@ -44,6 +54,15 @@ public final class InfoCommand implements Callable<Integer> {
         System.out.printf("  AdamW state   %s  (fp32 m and v)%n", MemoryPlan.gib(plan.optimizerBytes()));
         System.out.printf("  activations   %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.activationsBytes()), MemoryPlan.gib(plan.activationsRecomputeBytes()));
         System.out.printf("  total         %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.totalBytes(false)), MemoryPlan.gib(plan.totalBytes(true)));
+        if (deviceGib != null) {
+            long dev = (long) (deviceGib * (1L << 30));
+            boolean rc = cfg.train() != null && cfg.train().recompute();
+            long budget = be.equals("cpu") ? dev : MemoryPlan.usableBytes(dev);    // GPU: minus context/workspace reserve
+            String verdict = MemoryPlan.checkFits(m, mb, seq, t, d, cfg.parallel().zero1(), be.equals("cpu") ? 4 : 2, rc, budget);
+            System.out.printf("fits %.0f GiB?   %s%n", deviceGib, verdict == null
+                    ? "yes (" + (rc ? "recompute" : "stored activations") + ", " + MemoryPlan.gib(budget) + " available)"
+                    : "no: " + verdict);
+        }
         return 0;
     }
 }

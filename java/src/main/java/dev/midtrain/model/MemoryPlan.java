@@ -18,13 +18,16 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
 
     public static MemoryPlan of(ModelConfig m, int microBatchSeqs, int seqLen, int tp, int dp, boolean zero1, int computeBytes) {
         long params = m.paramCount();
-        long shard = ceilDiv(params, tp);   // tensor-parallel share (norms are replicated: a few thousand params, ignored)
+        // tensor-parallel share: the rank's layout when tp is valid (counts replicated norms and KV heads), else params/tp
+        long shard = validTp(m, tp) ? ParamLayout.of(m, tp, 0, java.util.List.of("norm")).numel() : ceilDiv(params, tp);
         long weights = shard * 4L + (computeBytes < 4 ? shard * computeBytes : 0);
         long grads = shard * 4L;
         long optimizer = (zero1 ? ceilDiv(shard, dp) : shard) * 8L;
 
         long N = (long) microBatchSeqs * seqLen;
-        long C = m.dim(), F = ceilDiv(m.ffnDim(), tp), QKV = ceilDiv(m.qkvDim(), tp), A = ceilDiv((long) m.nHeads() * m.headDim(), tp);
+        long kvLocal = tp > m.nKvHeads() ? 1 : ceilDiv(m.nKvHeads(), tp);      // a KV head is replicated when tp > NKV
+        long C = m.dim(), F = ceilDiv(m.ffnDim(), tp), QKV = (ceilDiv(m.nHeads(), tp) + 2 * kvLocal) * m.headDim(),
+                A = ceilDiv((long) m.nHeads() * m.headDim(), tp);
         long NH = ceilDiv(m.nHeads(), tp);
         // Saved per token per layer (compute dtype): block input x, norm1 out, qkv (after RoPE), attention out,
         // residual x2, norm2 out, gate|up, swiglu out; fp32: two rstd and NH log-sum-exp values.
@@ -41,7 +44,70 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
         return weightsBytes + gradsBytes + optimizerBytes + (recompute ? activationsRecomputeBytes : activationsBytes);
     }
 
+    /**
+     * Bytes a run may plan on a device of {@code deviceBytes}: minus 1 GiB and 5% for what the plan does not count
+     * (CUDA context, cuBLAS workspace, NCCL buffers, allocator fragmentation, small scratch buffers).
+     */
+    public static long usableBytes(long deviceBytes) {
+        return Math.max(0, deviceBytes - (1L << 30) - deviceBytes / 20);
+    }
+
+    /**
+     * Null when a run of this layout fits in {@code budgetBytes} per device (for a GPU: {@link #usableBytes} of its
+     * memory; for the CPU: the configured limit); otherwise a one-line explanation with the smallest changes that
+     * would fit: recomputation on, ZeRO-1 on, a larger tensor-parallel degree on the same number of devices
+     * (tp x dp fixed), or, failing those, the smallest tp on more devices.
+     */
+    public static String checkFits(ModelConfig m, int microBatchSeqs, int seqLen, int tp, int dp, boolean zero1, int computeBytes,
+                                   boolean recompute, long budgetBytes) {
+        long usable = budgetBytes;
+        long need = of(m, microBatchSeqs, seqLen, tp, dp, zero1, computeBytes).totalBytes(recompute);
+        if (need <= usable) return null;
+        java.util.List<String> fits = new java.util.ArrayList<>();
+        if (!recompute && of(m, microBatchSeqs, seqLen, tp, dp, zero1, computeBytes).totalBytes(true) <= usable)
+            fits.add("train.recompute=true (" + human(of(m, microBatchSeqs, seqLen, tp, dp, zero1, computeBytes).totalBytes(true)) + ")");
+        if (!zero1 && dp > 1 && of(m, microBatchSeqs, seqLen, tp, dp, true, computeBytes).totalBytes(recompute) <= usable)
+            fits.add("parallel.zero1=true (" + human(of(m, microBatchSeqs, seqLen, tp, dp, true, computeBytes).totalBytes(recompute)) + ")");
+        int world = tp * dp;
+        String sameWorld = null, moreDevices = null;
+        for (int t = tp + 1; t <= 1024 && (sameWorld == null && moreDevices == null); t++) {
+            if (!validTp(m, t)) continue;
+            for (boolean rc : recompute ? new boolean[]{true} : new boolean[]{false, true}) {
+                boolean sameDevices = world % t == 0;
+                int d = sameDevices ? world / t : dp;
+                long bytes = of(m, microBatchSeqs, seqLen, t, d, zero1, computeBytes).totalBytes(rc);
+                if (bytes > usable) continue;
+                String what = "--tp " + t + " --dp " + d + (sameDevices ? "" : " on " + t * d + " devices")
+                        + (rc && !recompute ? " with train.recompute=true" : "") + " (" + human(bytes) + ")";
+                if (sameDevices) sameWorld = what;
+                else moreDevices = what;
+                break;
+            }
+        }
+        if (sameWorld != null) fits.add(sameWorld);
+        else if (moreDevices != null) fits.add(moreDevices);
+        return "tp " + tp + " x dp " + dp + " needs " + human(need) + " per device (" + (recompute ? "recompute" : "stored activations")
+                + "), more than the " + human(usable) + " available; "
+                + (fits.isEmpty() ? "no tensor-parallel degree fits: lower train.micro_batch_seqs or train.seq_len"
+                : "would fit: " + String.join(", or ", fits));
+    }
+
+    /** Whether {@link ParamLayout} accepts tensor-parallel degree {@code tp} for this model. */
+    public static boolean validTp(ModelConfig m, int tp) {
+        try {
+            ParamLayout.of(m, tp, 0, java.util.List.of("norm"));
+            return true;
+        } catch (IllegalArgumentException e) {
+            return false;
+        }
+    }
+
     private static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
+
+    /** GiB, or MiB below 1 GiB (tiny models). */
+    public static String human(long bytes) {
+        return bytes >= (1L << 30) ? gib(bytes) : String.format("%.2f MiB", bytes / (double) (1L << 20));
+    }
 
     public static String gib(long bytes) { return String.format("%.2f GiB", bytes / (double) (1L << 30)); }
 }

@@ -59,6 +59,56 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
             for (int d : shape) n *= d;
             return n;
         }
+
+        /** Elements of the unsharded Hugging Face tensor. */
+        public long fullNumel() {
+            long n = 1;
+            for (int d : fullShape) n *= d;
+            return n;
+        }
+
+        /**
+         * Where element {@code fullIndex} (row-major in the unsharded tensor) sits in this rank's shard, or -1 when
+         * this rank does not hold it. Monotonic in fullIndex over the elements held, so streaming the full tensor in
+         * order yields the shard in order.
+         */
+        public long localIndex(long fullIndex) {
+            if (fullIndex < 0 || fullIndex >= fullNumel()) throw new IndexOutOfBoundsException(name + ": element " + fullIndex);
+            switch (split) {
+                case REPLICATED: return fullIndex;
+                case ROWS: {
+                    long rowElems = fullNumel() / fullShape[0], first = (long) shardIndex * shape[0] * rowElems;
+                    long local = fullIndex - first;
+                    return local >= 0 && local < numel() ? local : -1;
+                }
+                default: {      // COLUMNS of a matrix [rows, cols]
+                    int cols = fullShape[1], w = shape[1];
+                    long row = fullIndex / cols, col = fullIndex % cols - (long) shardIndex * w;
+                    return col >= 0 && col < w ? row * w + col : -1;
+                }
+            }
+        }
+
+        /** This rank's shard of the full tensor (row-major values of {@link #fullShape}). */
+        public float[] shard(float[] full) {
+            if (full.length != fullNumel()) throw new IllegalArgumentException(name + ": " + full.length + " values for " + fullNumel() + " elements");
+            float[] out = new float[Math.toIntExact(numel())];
+            for (int i = 0; i < full.length; i++) {
+                long l = localIndex(i);
+                if (l >= 0) out[(int) l] = full[i];
+            }
+            return out;
+        }
+
+        /** Writes this rank's shard {@code local} into its place in the full tensor (the inverse of {@link #shard}). */
+        public void unshardInto(float[] full, float[] local) {
+            if (full.length != fullNumel() || local.length != numel())
+                throw new IllegalArgumentException(name + ": shard of " + local.length + " / full of " + full.length + " values");
+            for (int i = 0; i < full.length; i++) {
+                long l = localIndex(i);
+                if (l >= 0) full[i] = local[(int) l];
+            }
+        }
     }
 
     public static ParamLayout of(ModelConfig m, int tp, int rank, List<String> noDecaySubstrings) {

@@ -1,0 +1,287 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.bench.PeakFlops;
+import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.ckpt.ResumeCheck;
+import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.TrainingCheckpoints;
+import dev.midtrain.config.ConfigLoader;
+import dev.midtrain.config.RunConfig;
+import dev.midtrain.config.TrainConfig;
+import dev.midtrain.data.MemoryBatches;
+import dev.midtrain.data.TokenBatches;
+import dev.midtrain.dist.DpSliceBatches;
+import dev.midtrain.dist.LaunchEnv;
+import dev.midtrain.dist.Launcher;
+import dev.midtrain.dist.Parallelism;
+import dev.midtrain.dist.ProcessGroups;
+import dev.midtrain.dist.TensorParallel;
+import dev.midtrain.dist.Topology;
+import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.CpuBackend;
+import dev.midtrain.model.Llama;
+import dev.midtrain.model.MemoryPlan;
+import dev.midtrain.model.ParamLayout;
+import dev.midtrain.train.MetricsLog;
+import dev.midtrain.train.TrainState;
+import dev.midtrain.train.Trainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * `midtrain train`: resolves the config (file + --set), prints it as a table and saves it as RUN_DIR/config.yaml,
+ * builds the backend, the model (initialized from train.seed) and the data, and runs the trainer, which writes
+ * RUN_DIR/metrics.jsonl and a progress line per log period.
+ *
+ * <p>MFU: against --peak-tflops when given; otherwise, on CPU, against the sgemm rate measured at startup (1024^3,
+ * best of 3; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
+ *
+ * <p>Parallelism (docs/parallel.md): tp x dp ranks, one thread per rank in this process (one per GPU; on CPU the
+ * ranks share the cores: OpenBLAS gets train.threads / ranks threads each, and talk through the in-process
+ * communicator). Several processes (one per node) come from --nnodes/--node-rank/--master-addr/--master-port,
+ * torchrun-style or Slurm variables ({@link LaunchEnv}). Before allocating, the run is refused when the memory plan
+ * exceeds the device memory (--memory-limit-gib; on CPU only when given), with what would fit.
+ */
+@Command(name = "train", mixinStandardHelpOptions = true, description = "Train (mid-train) a Llama-3 model.")
+public final class TrainCommand implements Callable<Integer> {
+    @Option(names = "--config", description = "run config (YAML); with --resume the checkpoint's config is the default") Path config;
+    @Option(names = "--set", description = "override a config field, e.g. --set optimizer.lr=3e-4") List<String> overrides = List.of();
+    @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
+    @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default on CPU: measured sgemm rate)")
+    Double peakTflops;
+    @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
+    @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
+    @Option(names = "--nnodes", description = "processes (nodes) in a multi-node run, one JVM each") Integer nnodes;
+    @Option(names = "--node-rank", description = "this process's index, 0..nnodes-1 (0 serves the rendezvous)") Integer nodeRank;
+    @Option(names = "--master-addr", description = "host of node 0") String masterAddr;
+    @Option(names = "--master-port", description = "TCP port of the rendezvous on node 0 (default " + LaunchEnv.DEFAULT_PORT + ")") Integer masterPort;
+    @Option(names = "--memory-limit-gib", description = "device memory for the fit check (GiB per rank; on CPU no check unless given)")
+    Double memoryLimitGib;
+    @Option(names = "--dist-timeout", description = "seconds a rank waits for the others at a collective or the rendezvous (default 600)")
+    int distTimeoutSeconds = 600;
+    @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources")
+    boolean synthetic;
+    @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
+    Path initFrom;
+    @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
+    Path resume;
+    @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
+    long stopAtStep;
+
+    @Override
+    public Integer call() {
+        if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
+        if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
+        if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
+        List<String> sets = new ArrayList<>(overrides);
+        if (tp != null) sets.add("parallel.tp=" + tp);
+        if (dp != null) sets.add("parallel.dp=" + dp);
+        StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
+        RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
+        if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
+        TrainConfig tc = cfg.train();
+        int T = cfg.parallel().tp(), D = cfg.parallel().dp();
+        try {
+            ParamLayout.of(cfg.model(), T, 0, cfg.optimizer().weightDecayExclude());
+        } catch (IllegalArgumentException e) {
+            throw new UserError(config + ": " + e.getMessage());             // names parallel.tp and the model field
+        }
+        if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
+        if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
+        LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
+        if (tc.backend().equals("cuda"))
+            throw new UserError("train.backend: cuda is not available in this build (use train.backend=cpu)");
+        Launcher.checkMode(env, Launcher.Mode.IN_PROCESS);                      // CPU ranks are threads of one process
+        if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
+
+        boolean gpu = tc.backend().equals("cuda");
+        int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
+        MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
+        if (memoryLimitGib != null) {
+            long limit = (long) (memoryLimitGib * (1L << 30));
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
+                    computeBytes, tc.recompute(), gpu ? MemoryPlan.usableBytes(limit) : limit);
+            if (verdict != null) throw new UserError("memory: " + verdict);
+        }
+
+        boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
+        if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
+            throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
+        Path dir = resume != null ? resume
+                : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (lead) {
+            if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
+            else createRunDir(dir);
+            writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            printConfig(cfg, dir);
+        }
+
+        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
+        CpuBackend.setThreads(threads);
+        double peak;
+        if (peakTflops != null) peak = peakTflops * 1e12;                       // the whole machine on CPU
+        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 3); }
+        int perRank = Math.max(1, threads / env.localRanks());
+        CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
+        if (lead)
+            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | MFU peak %.1f GFLOP/s (%s)%n",
+                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
+                    peakTflops != null ? "--peak-tflops" : "measured sgemm 1024^3");
+
+        Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
+        try (GracefulStop stop = GracefulStop.install();
+             TrainingCheckpoints ckpt = new TrainingCheckpoints(dir, cfg, stop, stopAtStep)) {
+            if (T * D > 1) {
+                List<ParamLayout> tpLayouts = new ArrayList<>();
+                for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
+                ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
+            }
+            long t0 = System.nanoTime();
+            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), Launcher.Mode.IN_PROCESS,
+                    timeout, ctx -> trainRank(ctx, cfg, dir, peak, ckpt, from, changes));
+            ckpt.close();                                                       // waits for the last save; throws if it failed
+            if (from != null) from.close();
+            if (lead) {
+                TrainState s = states.get(0);
+                if (s.step < tc.steps())
+                    System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
+                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), dir);
+                System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
+                        s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
+            }
+        }
+        return 0;
+    }
+
+    /**
+     * One rank: its backend, its model shard, its data-parallel share of the batches, its start (seeded init, a
+     * Hugging Face checkpoint sharded for its layout, or its shard of a resumed step) and the training loop.
+     */
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, TrainingCheckpoints ckpt,
+                                 StepCheckpoint from, List<String> changes) {
+        TrainConfig tc = cfg.train();
+        Topology topo = ctx.topology();
+        boolean rank0 = topo.rank() == 0;
+        boolean zero1 = cfg.parallel().zero1();
+        ProcessGroups groups = ctx.groups(0);                                   // CPU: in-process groups, no stream
+        ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
+        try (Backend be = new CpuBackend();
+             TensorParallel tpHooks = new TensorParallel(be, groups.tp());
+             TokenBatches data = new DpSliceBatches(openData(cfg, rank0), topo.dp(), topo.dpRank());
+             Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,
+                     Parallelism.optimizerShard(layout.numel(), topo, zero1));
+             Parallelism par = new Parallelism(groups, model, zero1);
+             MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
+                     cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
+            model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
+            Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par);
+            if (initFrom != null) {
+                ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
+                if (rank0) System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
+                        initFrom, ckpt.tokensSeenBefore());
+            }
+            if (from != null) {
+                ckpt.resume(from, trainer);                                     // this rank's weights and ZeRO-1 moments
+                if (rank0) {
+                    System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
+                            from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
+                    for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
+                }
+            }
+            if (topo.worldSize() > 1) {
+                trainer.addListener(ckpt.rankListener(topo.tpRank(), topo.dpRank()));
+                trainer.stopWhen(ckpt::stopDecided);
+            } else {
+                trainer.addListener(ckpt);
+                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
+            }
+            try {
+                TrainState s = trainer.run();
+                // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
+                if (topo.worldSize() == 1) ckpt.save(trainer);
+                return s;
+            } catch (RuntimeException | Error e) {
+                ckpt.abort();                                                   // release the ranks waiting at its barrier
+                throw e;
+            }
+        }
+    }
+
+    /** The global stream of batches: a synthetic stream when asked for; the Arrow blended loader otherwise. */
+    private TokenBatches openData(RunConfig cfg, boolean announce) {
+        TrainConfig tc = cfg.train();
+        if (synthetic) {
+            int validTokens = Math.max(1, tc.evalBatches()) * tc.microBatchSeqs() * tc.seqLen() + 1;
+            long wanted = tc.tokensPerStep() * tc.steps() + validTokens + 1;
+            int length = (int) Math.min(wanted, 1 << 24);                       // wraps around beyond 16M tokens
+            length = Math.max(length, validTokens + tc.seqLen() + 1);
+            int[] stream = MemoryBatches.markovStream(cfg.model().vocabSize(), length, 4, tc.seed());
+            if (announce)
+                System.out.printf("data: synthetic Markov stream, %,d tokens, vocabulary %d, 4 successors per token (best loss ln 4 = %.3f)%n",
+                        length, cfg.model().vocabSize(), Math.log(4));
+            return new MemoryBatches(stream, validTokens, tc.microBatchSeqs(), tc.seqLen(), "synthetic");
+        }
+        if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
+        throw new UserError("data: the Arrow blended loader is not part of this build yet; pass --synthetic-data");
+    }
+
+    private static void printConfig(RunConfig cfg, Path dir) {
+        Map<String, String> rows = ConfigLoader.flatten(cfg);
+        int w = rows.keySet().stream().mapToInt(String::length).max().orElse(10);
+        String line = "+" + "-".repeat(w + 2) + "+" + "-".repeat(42) + "+";
+        System.out.println(line);
+        System.out.printf("| %-" + w + "s | %-40s |%n", "parameter", "value");
+        System.out.println(line);
+        rows.forEach((k, v) -> System.out.printf("| %-" + w + "s | %-40s |%n", k, v.length() > 40 ? v.substring(0, 37) + "..." : v));
+        System.out.println(line);
+        System.out.println("run directory: " + dir);
+    }
+
+    private static String baseName(Path config) {
+        String n = config.getFileName().toString();
+        int dot = n.lastIndexOf('.');
+        return dot > 0 ? n.substring(0, dot) : n;
+    }
+
+    private static void createRunDir(Path dir) {
+        try {
+            Files.createDirectories(dir);
+            if (Files.exists(dir.resolve("metrics.jsonl")))
+                throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
+        } catch (IOException e) {
+            throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
+        }
+    }
+
+    /** temp file + fsync + rename. */
+    static void writeAtomically(Path file, String text) {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+                ch.write(StandardCharsets.UTF_8.encode(text));
+                ch.force(true);
+            }
+            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + file, e);
+        }
+    }
+}

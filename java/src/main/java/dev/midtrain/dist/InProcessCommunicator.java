@@ -1,0 +1,258 @@
+package dev.midtrain.dist;
+
+import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.CpuNative;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.Pointer;
+
+import java.nio.FloatBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Collectives between ranks that are Java threads of one process, on host buffers of the CPU backend (fp32 only:
+ * the CPU floatX is float). This is the stand-in for NCCL that lets tensor and data parallelism run in CI.
+ *
+ * <p>Deterministic: each element of a sum is reduced by one thread, in rank order ((x0 + x1) + x2) + ..., into a
+ * scratch buffer shared by the group, so every rank gets bitwise the same result whatever the thread timing.
+ * Synchronous: a call returns when the collective is complete on this rank.
+ *
+ * <p>Every wait has a timeout; when it expires the group is broken and every rank's call fails with a message naming
+ * the ranks that never arrived. A rank whose thread fails calls {@link #abort} so that the others fail at once
+ * instead of waiting out the timeout. A mismatch (ranks calling different collectives or counts) also breaks the group.
+ */
+public final class InProcessCommunicator implements Communicator {
+    private final Group group;
+    private final int rank;
+
+    private InProcessCommunicator(Group group, int rank) {
+        this.group = group;
+        this.rank = rank;
+    }
+
+    /** One group of {@code size} ranks: element r is rank r's communicator, to be used by that rank's thread only. */
+    public static List<InProcessCommunicator> group(int size, Duration timeout) {
+        if (size < 1) throw new IllegalArgumentException("group size must be >= 1, got " + size);
+        Group g = new Group(size, timeout.toMillis());
+        List<InProcessCommunicator> out = new ArrayList<>(size);
+        for (int r = 0; r < size; r++) out.add(new InProcessCommunicator(g, r));
+        return List.copyOf(out);
+    }
+
+    @Override public int rank() { return rank; }
+    @Override public int size() { return group.size; }
+
+    /** Breaks the group: every rank blocked in (or later entering) a collective fails with {@code reason}. */
+    public void abort(String reason) { group.abort("rank " + rank + " aborted: " + reason); }
+
+    @Override
+    public void allReduceSum(long buf, long count, Dtype t) {
+        requireF32(t, "allReduceSum");
+        if (group.size == 1 || count == 0) return;
+        group.enter(rank, "allReduceSum", count, buf, 4 * count);
+        long lo = chunkStart(count, rank), hi = chunkStart(count, rank + 1);
+        sumInto(group.scratch + 4 * lo, 4 * lo, hi - lo);
+        group.sync(rank, "allReduceSum");
+        copy(buf, group.scratch, 4 * count);
+        group.sync(rank, "allReduceSum");
+    }
+
+    @Override
+    public void allReduceMax(long buf, long count, Dtype t) {
+        requireF32(t, "allReduceMax");
+        if (group.size == 1 || count == 0) return;
+        group.enter(rank, "allReduceMax", count, buf, 4 * count);
+        long lo = chunkStart(count, rank), hi = chunkStart(count, rank + 1);
+        for (long off = lo; off < hi; off += Integer.MAX_VALUE / 4) {
+            int n = (int) Math.min(hi - off, Integer.MAX_VALUE / 4);
+            FloatBuffer out = view(group.scratch + 4 * off, n);
+            out.put(0, view(group.posted[0] + 4 * off, n), 0, n);
+            for (int r = 1; r < group.size; r++) {
+                FloatBuffer in = view(group.posted[r] + 4 * off, n);
+                // NaN propagates (like NCCL's max on NaN inputs): a non-finite value on any rank must not vanish
+                for (int i = 0; i < n; i++) {
+                    float a = out.get(i), b = in.get(i);
+                    out.put(i, (a != a || b != b) ? Float.NaN : Math.max(a, b));
+                }
+            }
+        }
+        group.sync(rank, "allReduceMax");
+        copy(buf, group.scratch, 4 * count);
+        group.sync(rank, "allReduceMax");
+    }
+
+    @Override
+    public void reduceScatterSum(long recv, long send, long count, Dtype t) {
+        requireF32(t, "reduceScatterSum");
+        if (count == 0) return;
+        if (group.size == 1) { copy(recv, send, 4 * count); return; }
+        group.enter(rank, "reduceScatterSum", count, send, 4 * count * group.size);
+        long off = 4 * count * rank;
+        sumInto(group.scratch + off, off, count);
+        group.sync(rank, "reduceScatterSum");         // every rank has read every send buffer
+        copy(recv, group.scratch + off, 4 * count);
+        group.sync(rank, "reduceScatterSum");         // scratch free for the next collective
+    }
+
+    @Override
+    public void allGather(long recv, long send, long count, Dtype t) {
+        requireF32(t, "allGather");
+        if (count == 0) return;
+        if (group.size == 1) { copy(recv, send, 4 * count); return; }
+        group.enter(rank, "allGather", count, send, 0);
+        for (int r = 0; r < group.size; r++) copy(recv + 4 * count * r, group.posted[r], 4 * count);
+        group.sync(rank, "allGather");                // nobody returns (and overwrites its send) while others read it
+    }
+
+    @Override
+    public void broadcast(long buf, long count, Dtype t, int root) {
+        requireF32(t, "broadcast");
+        if (root < 0 || root >= group.size) throw new IllegalArgumentException("broadcast root " + root + " of " + group.size);
+        if (group.size == 1 || count == 0) return;
+        group.enter(rank, "broadcast(root " + root + ")", count, buf, 0);
+        if (rank != root) copy(buf, group.posted[root], 4 * count);
+        group.sync(rank, "broadcast");
+    }
+
+    /** The last rank to close frees the group's scratch. */
+    @Override
+    public void close() { group.close(); }
+
+    // -------------------------------------------------------------------------------------------------- helpers
+
+    /** dst[n] = posted_0[byteOffset..] + posted_1[byteOffset..] + ... in rank order. */
+    private void sumInto(long dst, long byteOffset, long n) {
+        if (n == 0) return;
+        copy(dst, group.posted[0] + byteOffset, 4 * n);
+        for (int r = 1; r < group.size; r++)
+            Backend.check(CpuNative.mt_cpu_add(dst, dst, group.posted[r] + byteOffset, n, 0L), "add (in-process collective)");
+    }
+
+    private long chunkStart(long count, int r) { return count * r / group.size; }
+
+    private static void copy(long dst, long src, long bytes) {
+        if (dst == src || bytes == 0) return;
+        Backend.check(CpuNative.mt_cpu_copy_bytes(dst, src, bytes, 0L), "copy_bytes (in-process collective)");
+    }
+
+    private static void requireF32(Dtype t, String op) {
+        if (t != Dtype.F32) throw new IllegalArgumentException("in-process " + op + ": only F32 buffers (the CPU floatX is float), got " + t);
+    }
+
+    private static FloatBuffer view(long address, int n) {
+        return new RawFloats(address, n).asBuffer();
+    }
+
+    private static final class RawFloats extends FloatPointer {
+        RawFloats(long address, long n) {
+            this.address = address;
+            this.limit = n;
+            this.capacity = n;
+        }
+    }
+
+    /** State shared by the ranks of one group: posted buffers, the shared scratch and a timed barrier. */
+    private static final class Group {
+        final int size;
+        final long timeoutMs;
+        final long[] posted;
+        final String[] ops;
+        final long[] counts;
+        final long[] arrivals;          // barriers reached per rank (names the missing ranks on a timeout)
+        int closed;
+        long generation;
+        int waiting;
+        String broken;                  // non-null once the group is broken
+        Pointer scratchOwner;
+        long scratch, scratchBytes;
+
+        Group(int size, long timeoutMs) {
+            this.size = size;
+            this.timeoutMs = timeoutMs;
+            this.posted = new long[size];
+            this.ops = new String[size];
+            this.counts = new long[size];
+            this.arrivals = new long[size];
+        }
+
+        /** Posts this rank's buffer and waits for all ranks; the last to arrive checks agreement and sizes scratch. */
+        void enter(int rank, String op, long count, long buf, long scratchNeeded) {
+            synchronized (this) {
+                posted[rank] = buf;
+                ops[rank] = op;
+                counts[rank] = count;
+                await(rank, op, () -> {
+                    for (int r = 1; r < size; r++)
+                        if (!ops[r].equals(ops[0]) || counts[r] != counts[0])
+                            return "collective mismatch: rank 0 called " + ops[0] + "(" + counts[0] + "), rank " + r
+                                    + " called " + ops[r] + "(" + counts[r] + ")";
+                    if (scratchNeeded > scratchBytes) {
+                        if (scratchOwner != null) Pointer.free(scratchOwner);
+                        scratchOwner = Pointer.malloc(scratchNeeded + 256);
+                        if (scratchOwner == null || scratchOwner.isNull()) {
+                            scratchOwner = null; scratchBytes = 0;
+                            return "cannot allocate " + scratchNeeded + " bytes of collective scratch";
+                        }
+                        scratch = (scratchOwner.address() + 255) & ~255L;
+                        scratchBytes = scratchNeeded;
+                    }
+                    return null;
+                });
+            }
+        }
+
+        synchronized void sync(int rank, String op) { await(rank, op, () -> null); }
+
+        synchronized void close() {
+            if (++closed == size && scratchOwner != null) {
+                Pointer.free(scratchOwner);
+                scratchOwner = null;
+                scratch = scratchBytes = 0;
+            }
+        }
+
+        synchronized void abort(String reason) {
+            if (broken == null) broken = reason;
+            notifyAll();
+        }
+
+        /** Barrier with timeout (caller holds the monitor). {@code last} runs in the last arriving thread. */
+        private void await(int rank, String op, java.util.function.Supplier<String> last) {
+            if (broken != null) throw new DistException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
+            arrivals[rank]++;
+            long gen = generation;
+            if (++waiting == size) {
+                waiting = 0;
+                generation++;
+                String err = last.get();
+                if (err != null) broken = err;
+                notifyAll();
+                if (err != null) throw new DistException("in-process " + op + ": " + err);
+                return;
+            }
+            long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
+            while (gen == generation && broken == null) {
+                long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
+                if (leftMs <= 0) {
+                    List<Integer> missing = new ArrayList<>();
+                    long mine = arrivals[rank];
+                    for (int r = 0; r < size; r++) if (arrivals[r] < mine) missing.add(r);
+                    broken = "ranks " + missing + " of " + size + " did not arrive at " + op + " within " + timeoutMs / 1000.0 + " s";
+                    notifyAll();
+                    throw new DistException("in-process " + op + " on rank " + rank + ": " + broken);
+                }
+                try {
+                    wait(leftMs);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    broken = "rank " + rank + " was interrupted in " + op;
+                    notifyAll();
+                    throw new DistException("in-process " + op + ": " + broken);
+                }
+            }
+            // a group broken while this rank waited (timeout elsewhere, abort, or a mismatch found by the last arrival)
+            if (broken != null) throw new DistException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+package dev.midtrain.dist;
+
+import dev.midtrain.cli.UserError;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * Runs this process's ranks, one thread each (one per GPU, or per CPU rank), and returns their results in rank order.
+ * In-process mode (the CPU backend) builds the thread communicators of the whole world, which must then live in this
+ * one process; NCCL mode first exchanges the unique id with the other processes ({@link Rendezvous}) and lets each
+ * thread join the NCCL world on its own device and stream.
+ *
+ * <p>When a rank fails, every group of this process is aborted so the other ranks stop at their next collective
+ * instead of waiting out the timeout; the first failure is rethrown (later ones are attached as suppressed).
+ */
+public final class Launcher {
+    private Launcher() {}
+
+    public enum Mode { IN_PROCESS, NCCL }
+
+    /** The work of one rank. */
+    @FunctionalInterface
+    public interface RankBody<T> {
+        T run(RankContext ctx) throws Exception;
+    }
+
+    /** What one rank's thread knows about its place; {@link #groups} gives its communicators. */
+    public static final class RankContext {
+        private final Topology topology;
+        private final int localIndex, device;
+        private final byte[] ncclId;
+        private final Duration timeout;
+        private volatile ProcessGroups groups;
+
+        RankContext(Topology topology, int localIndex, int device, ProcessGroups inProcess, byte[] ncclId, Duration timeout) {
+            this.topology = topology;
+            this.localIndex = localIndex;
+            this.device = device;
+            this.groups = inProcess;
+            this.ncclId = ncclId;
+            this.timeout = timeout;
+        }
+
+        public Topology topology() { return topology; }
+
+        /** Index of this rank among the process's ranks. */
+        public int localIndex() { return localIndex; }
+
+        /** The CUDA device this rank uses (firstDevice + localIndex). */
+        public int device() { return device; }
+
+        public Duration timeout() { return timeout; }
+
+        /**
+         * This rank's communicators. In NCCL mode the first call joins the world on {@code streamAddress} (the
+         * rank's cudaStream_t; the thread must have selected its device) and splits the groups: collective, so every
+         * rank must call it. In-process mode ignores the stream.
+         */
+        public ProcessGroups groups(long streamAddress) {
+            if (groups == null) {
+                NcclCommunicator world = NcclCommunicator.init(ncclId, topology.worldSize(), topology.rank(), streamAddress);
+                groups = ProcessGroups.nccl(world, topology);
+            }
+            return groups;
+        }
+
+        void abort(String reason) {
+            ProcessGroups g = groups;
+            if (g != null) g.abort(reason);
+        }
+    }
+
+    /** Refuses a multi-process launch of in-process (CPU) ranks. */
+    public static void checkMode(LaunchEnv env, Mode mode) {
+        if (mode == Mode.IN_PROCESS && env.multiProcess())
+            throw new UserError("the cpu backend runs every rank as a thread of one process; a launch over "
+                    + env.nprocs() + " processes (" + env.source() + ") needs --backend cuda (NCCL)");
+    }
+
+    /**
+     * Runs {@code body} on each of this process's ranks.
+     *
+     * @param kvReplicas tensor-parallel ranks sharing a KV head ({@link Topology#kvReplicas})
+     * @param timeout    how long any collective or the rendezvous may wait for a missing rank
+     */
+    public static <T> List<T> run(LaunchEnv env, int tp, int dp, int kvReplicas, Mode mode, Duration timeout, RankBody<T> body) {
+        if (env.worldSize() != tp * dp)
+            throw new IllegalArgumentException("launch world " + env.worldSize() + " != tp " + tp + " x dp " + dp);
+        List<ProcessGroups> inProcess = null;
+        byte[] id = null;
+        checkMode(env, mode);
+        if (mode == Mode.IN_PROCESS) {
+            inProcess = ProcessGroups.inProcess(tp, dp, kvReplicas, timeout);
+        } else {
+            NcclCommunicator.load();
+            id = Rendezvous.exchange(env, NcclCommunicator::newUniqueId, timeout);
+        }
+        int n = env.localRanks();
+        List<RankContext> ctxs = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            int rank = env.firstRank() + i;
+            ctxs.add(new RankContext(new Topology(tp, dp, rank, kvReplicas), i, env.firstDevice() + i,
+                    inProcess == null ? null : inProcess.get(rank), id, timeout));
+        }
+        List<T> results = new ArrayList<>(Collections.nCopies(n, null));
+        List<Throwable> failures = Collections.synchronizedList(new ArrayList<>());
+        List<Thread> threads = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            int li = i;
+            RankContext ctx = ctxs.get(i);
+            Thread t = new Thread(null, () -> {
+                try {
+                    results.set(li, body.run(ctx));
+                } catch (Throwable e) {
+                    failures.add(e);
+                    String reason = e.getClass().getSimpleName() + ": " + e.getMessage();
+                    for (RankContext c : ctxs) c.abort("rank " + ctx.topology().rank() + " failed: " + reason);
+                }
+            }, "rank-" + ctx.topology().rank(), 8L << 20);
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                for (RankContext c : ctxs) c.abort("launcher interrupted");
+                throw new DistException("interrupted while waiting for the ranks", e);
+            }
+        }
+        if (!failures.isEmpty()) {
+            Throwable first = failures.get(0);
+            for (Throwable f : failures.subList(1, failures.size())) if (f != first) first.addSuppressed(f);
+            if (first instanceof RuntimeException re) throw re;
+            if (first instanceof Error err) throw err;
+            throw new DistException("rank failed: " + first, first);
+        }
+        return results;
+    }
+}

@@ -1,0 +1,58 @@
+package dev.midtrain.dist;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The communicators of one rank: the world, its tensor-parallel group (all-reduce after row-parallel GEMMs, the
+ * vocab-parallel head), its data-parallel group (gradient reduce-scatter / all-reduce, weight all-gather) and its KV
+ * group (sums the k/v weight gradients of a KV head replicated over several tensor-parallel ranks). A group of one
+ * rank is still a communicator (its collectives are copies or no-ops), so callers need no special cases.
+ */
+public record ProcessGroups(Topology topology, Communicator world, Communicator tp, Communicator dp, Communicator kv)
+        implements AutoCloseable {
+
+    /** Groups for every rank of a world of in-process (thread) ranks; element r belongs to global rank r. */
+    public static List<ProcessGroups> inProcess(int tp, int dp, int kvReplicas, Duration timeout) {
+        int world = tp * dp;
+        List<InProcessCommunicator> w = InProcessCommunicator.group(world, timeout);
+        List<List<InProcessCommunicator>> tpGroups = new ArrayList<>(), dpGroups = new ArrayList<>(), kvGroups = new ArrayList<>();
+        for (int d = 0; d < dp; d++) tpGroups.add(InProcessCommunicator.group(tp, timeout));
+        for (int t = 0; t < tp; t++) dpGroups.add(InProcessCommunicator.group(dp, timeout));
+        for (int k = 0; k < world / kvReplicas; k++) kvGroups.add(InProcessCommunicator.group(kvReplicas, timeout));
+        List<ProcessGroups> out = new ArrayList<>(world);
+        for (int r = 0; r < world; r++) {
+            Topology topo = new Topology(tp, dp, r, kvReplicas);
+            out.add(new ProcessGroups(topo, w.get(r), tpGroups.get(topo.dpRank()).get(topo.tpRank()),
+                    dpGroups.get(topo.tpRank()).get(topo.dpRank()), kvGroups.get(topo.kvGroup()).get(topo.kvRank())));
+        }
+        return List.copyOf(out);
+    }
+
+    /** Splits the tensor-, data- and KV groups from an NCCL world communicator (collective over the world). */
+    public static ProcessGroups nccl(NcclCommunicator world, Topology topo) {
+        if (world.size() != topo.worldSize() || world.rank() != topo.rank())
+            throw new IllegalArgumentException("NCCL world rank " + world.rank() + " of " + world.size() + " vs topology " + topo);
+        NcclCommunicator tp = world.split(topo.dpRank(), topo.tpRank());
+        NcclCommunicator dp = world.split(topo.tpRank(), topo.dpRank());
+        NcclCommunicator kv = world.split(topo.kvGroup(), topo.kvRank());
+        return new ProcessGroups(topo, world, tp, dp, kv);
+    }
+
+    /** Breaks every group this rank belongs to (in-process: the other ranks' pending collectives fail at once). */
+    public void abort(String reason) {
+        for (Communicator c : List.of(world, tp, dp, kv)) {
+            if (c instanceof InProcessCommunicator ip) ip.abort(reason);
+            else if (c instanceof NcclCommunicator n) n.abort();
+        }
+    }
+
+    @Override
+    public void close() {
+        kv.close();
+        dp.close();
+        tp.close();
+        world.close();
+    }
+}

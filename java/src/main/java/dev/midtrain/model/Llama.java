@@ -1,0 +1,479 @@
+package dev.midtrain.model;
+
+import dev.midtrain.config.ModelConfig;
+import dev.midtrain.kernels.Backend;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Llama-3 for training, written out layer by layer (llm.c style): no autograd, every forward kernel has its backward
+ * called in exact reverse order. One instance owns one device's parameters, gradients, AdamW moments and the
+ * activations of one micro-batch geometry [B, T].
+ *
+ * <p>Memory: five slabs with {@link ParamLayout}'s layout, each one allocation so that zeroing, the global norm,
+ * AdamW and checkpoint I/O are single passes: fp32 master weights, fp32 gradients, fp32 AdamW m and v, and the
+ * floatX compute copy (on CPU floatX is fp32 and the compute copy IS the master slab; on CUDA a bf16 slab that
+ * adamw_update rewrites). Weight gradients are accumulated (+=) into the fp32 gradient slab by the GEMMs, so calling
+ * {@link #forwardBackward} on several micro-batches accumulates their gradients.
+ *
+ * <p>Tensor parallelism: dimensions are taken from the layout of this rank (NH, NKV, F and V are the rank's shares)
+ * and {@link TpHooks} is called where Megatron communicates. With tp == 1 the hooks are no-ops. The embedding is
+ * vocabulary-parallel: a zero row sits just before the embedding shard in the weight slabs (and a scratch row before
+ * the gradient slab), input ids are remapped on the host to id - vocabStart + 1 inside this rank's vocabulary range
+ * and to 0 (the zero row) outside it, so the lookup yields zeros for other ranks' tokens and the tensor-parallel
+ * all-reduce assembles the full embedding; the backward scatters other ranks' rows into the scratch row.
+ *
+ * <p>Data parallelism: an {@link OptimizerShard} sizes the slabs (padded for the reduce-scatter / all-gather) and
+ * the AdamW moments (only this rank's ZeRO-1 shard).
+ *
+ * <p>Dimension legend: B micro-batch sequences, T sequence length, N = B*T tokens, C model dim, NH/NKV query/kv
+ * heads, HD head dim, QKV = (NH+2NKV)*HD, A = NH*HD, F FFN size, V vocabulary (shard).
+ */
+public final class Llama implements AutoCloseable {
+    /** Targets equal to this are not trained on (torch's default ignore_index). Inputs never take it. */
+    public static final int IGNORE_INDEX = -100;
+
+    private final Backend be;
+    private final ModelConfig cfg;
+    private final ParamLayout layout;
+    private final TpHooks tp;
+    private final boolean recompute;
+    private final int xb;                               // bytes per floatX
+    private final int B, T, N, C, L, NH, NKV, HD, QKV, A, F, V, vocabStart, chunk;
+    private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
+    private final OptimizerShard shard;
+    private final float eps;
+
+    // ------------------------------------------------------------------------------------ slabs (one allocation each)
+    private final long numel;
+    private final long params, paramsX, grads, adamM, adamV;    // paramsX == params when floatX is fp32
+
+    // element offsets of each layer's fused weights in the slabs
+    private final long oEmbed, oNormF, oHead;
+    private final long[] oQkv, oO, oGateUp, oDown, oLn1, oLn2;
+
+    // ------------------------------------------------------------------------------------ activations of one micro-batch
+    private final long[] res;                           // L+1 x floatX[N,C]: block inputs; res[L] = final residual
+    private final long[] ln1, rstd1, qkv, atty, lse, resMid, ln2, rstd2, gateup, swi;  // per layer, or one shared set
+    private final long lnf, rstdf;                      // floatX[N,C], float[N]
+    private final long logits;                          // floatX[chunk, V], dlogits in place
+    private final long ceLse, ceTarget, losses;         // float[N] each
+    private final long tokens, targets;                 // int32[N] each
+    private final long ropeCos, ropeSin;                // float[T, HD/2]
+    // backward buffers
+    private final long dres;                            // floatX[N,C]: gradient of the residual stream
+    private final long dtmp;                            // floatX[N,C]: gradient of a norm output
+    private final long dmid;                            // floatX[N, max(A,F)]: d attention output | d swiglu output
+    private final long dwide;                           // floatX[N, max(QKV,2F)]: d qkv | d gate|up
+    private final long normScratch, attnScratch, normOut;
+    // host staging (no per-step allocation)
+    private final IntPointer hostInts;
+    private final FloatPointer hostFloats;
+    private final float[] lossHost;
+    private final int[] intStage;
+
+    private final List<Long> allocations = new ArrayList<>();
+
+    /**
+     * @param layout          this rank's parameter layout (its weight-decay flags are the optimizer's)
+     * @param microBatchSeqs  B
+     * @param seqLen          T (at most model.max_seq_len)
+     * @param recompute       store only each block's input and recompute the block in the backward
+     * @param tp              tensor-parallel hooks ({@link TpHooks#NONE} when tp == 1)
+     */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp) {
+        this(be, layout, microBatchSeqs, seqLen, recompute, tp, OptimizerShard.full(layout.numel()));
+    }
+
+    /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
+        this.be = be;
+        this.shard = shard;
+        this.cfg = layout.model();
+        this.layout = layout;
+        this.tp = tp;
+        this.recompute = recompute;
+        if (seqLen > cfg.maxSeqLen()) throw new IllegalArgumentException("seq_len " + seqLen + " > max_seq_len " + cfg.maxSeqLen());
+        xb = be.floatxBytes();
+        B = microBatchSeqs; T = seqLen; N = B * T;
+        C = cfg.dim(); L = cfg.nLayers(); HD = cfg.headDim();
+        NH = layout.get("model.layers.0.self_attn.q_proj.weight").shape()[0] / HD;
+        NKV = layout.get("model.layers.0.self_attn.k_proj.weight").shape()[0] / HD;
+        F = layout.get("model.layers.0.mlp.gate_proj.weight").shape()[0];
+        V = layout.get("model.embed_tokens.weight").shape()[0];
+        vocabStart = layout.rank() * V;
+        QKV = (NH + 2 * NKV) * HD; A = NH * HD;
+        chunk = Math.min(N, MemoryPlan.LOGITS_CHUNK_TOKENS);
+        eps = (float) cfg.normEps();
+
+        oEmbed = layout.offset("model.embed_tokens.weight");
+        oNormF = layout.offset("model.norm.weight");
+        oHead = cfg.tiedEmbeddings() ? oEmbed : layout.offset("lm_head.weight");
+        oQkv = new long[L]; oO = new long[L]; oGateUp = new long[L]; oDown = new long[L]; oLn1 = new long[L]; oLn2 = new long[L];
+        for (int l = 0; l < L; l++) {
+            String p = "model.layers." + l + ".";
+            oQkv[l] = layout.offset(p + "self_attn.q_proj.weight");       // q, k, v adjacent: one [QKV, C] matrix
+            oO[l] = layout.offset(p + "self_attn.o_proj.weight");
+            oGateUp[l] = layout.offset(p + "mlp.gate_proj.weight");       // gate, up adjacent: one [2F, C] matrix
+            oDown[l] = layout.offset(p + "mlp.down_proj.weight");
+            oLn1[l] = layout.offset(p + "input_layernorm.weight");
+            oLn2[l] = layout.offset(p + "post_attention_layernorm.weight");
+            if (layout.offset(p + "self_attn.v_proj.weight") != oQkv[l] + (long) (NH + NKV) * HD * C
+                    || layout.offset(p + "mlp.up_proj.weight") != oGateUp[l] + (long) F * C)
+                throw new IllegalStateException("ParamLayout does not keep q|k|v and gate|up adjacent");
+        }
+
+        numel = layout.numel();
+        if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
+        guard = layout.tp() > 1 ? C : 0;
+        if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
+        long slab = shard.slabElems();
+        params = allocF(guard + slab) + 4L * guard;     // [zero row | slab]: the row is the lookup target of foreign ids
+        grads = allocF(guard + slab) + 4L * guard;      // [scratch row | slab]: foreign ids' gradients land in the row
+        adamM = allocF(shard.count());
+        adamV = allocF(shard.count());
+        paramsX = xb == 4 ? params : allocX(guard + slab) + (long) xb * guard;
+        be.fillF32(params - 4L * guard, 0f, guard + slab);
+        if (paramsX != params) be.fillX(paramsX - (long) xb * guard, 0f, guard + slab);
+        be.fillF32(grads - 4L * guard, 0f, guard + slab);
+        be.fillF32(adamM, 0f, shard.count());
+        be.fillF32(adamV, 0f, shard.count());
+
+        long NC = (long) N * C;
+        res = new long[L + 1];
+        for (int l = 0; l <= L; l++) res[l] = allocX(NC);
+        int sets = recompute ? 1 : L;                   // recompute: one set of block activations, rebuilt per layer
+        ln1 = new long[L]; rstd1 = new long[L]; qkv = new long[L]; atty = new long[L]; lse = new long[L];
+        resMid = new long[L]; ln2 = new long[L]; rstd2 = new long[L]; gateup = new long[L]; swi = new long[L];
+        for (int s = 0; s < sets; s++) {
+            ln1[s] = allocX(NC); rstd1[s] = allocF(N);
+            qkv[s] = allocX((long) N * QKV);
+            atty[s] = allocX((long) N * A); lse[s] = allocF((long) B * NH * T);
+            resMid[s] = allocX(NC);
+            ln2[s] = allocX(NC); rstd2[s] = allocF(N);
+            gateup[s] = allocX(2L * N * F); swi[s] = allocX((long) N * F);
+        }
+        for (int l = sets; l < L; l++) {
+            ln1[l] = ln1[0]; rstd1[l] = rstd1[0]; qkv[l] = qkv[0]; atty[l] = atty[0]; lse[l] = lse[0];
+            resMid[l] = resMid[0]; ln2[l] = ln2[0]; rstd2[l] = rstd2[0]; gateup[l] = gateup[0]; swi[l] = swi[0];
+        }
+        lnf = allocX(NC); rstdf = allocF(N);
+        logits = allocX((long) chunk * V);
+        ceLse = allocF(N); ceTarget = allocF(N); losses = allocF(N);
+        tokens = allocF(N); targets = allocF(N);       // int32: same size as float
+        dres = allocX(NC); dtmp = allocX(NC);
+        dmid = allocX((long) N * Math.max(A, F));
+        dwide = allocX((long) N * Math.max(QKV, 2 * F));
+        normScratch = allocF(Math.max(Backend.rmsnormBackwardScratchFloats(N, C), Backend.NORM_SCRATCH_FLOATS));
+        attnScratch = allocF(Backend.attentionBackwardScratchFloats(B, NH, T));
+        normOut = allocF(1);
+        hostInts = new IntPointer(N);
+        hostFloats = new FloatPointer(Math.max(N, 1));
+        lossHost = new float[N];
+        intStage = new int[N];
+
+        // RoPE tables, Hugging Face convention: angle(t, i) = t * theta^(-2i/HD), in double, stored fp32.
+        float[] cos = new float[T * HD / 2], sin = new float[T * HD / 2];
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < HD / 2; i++) {
+                double angle = t / Math.pow(cfg.ropeTheta(), 2.0 * i / HD);
+                cos[t * HD / 2 + i] = (float) Math.cos(angle);
+                sin[t * HD / 2 + i] = (float) Math.sin(angle);
+            }
+        ropeCos = allocF(cos.length);
+        ropeSin = allocF(sin.length);
+        be.upload(ropeCos, cos);
+        be.upload(ropeSin, sin);
+    }
+
+    // ================================================================================================ forward
+
+    /**
+     * Forward and backward of one micro-batch. {@code batch} is int32[B, T+1] (inputs = row[0:T], targets =
+     * row[1:T+1], a target may be {@link #IGNORE_INDEX}); {@code dloss} = d(step loss)/d(one token's loss), i.e.
+     * 1 / (valid targets of the whole optimizer step). Gradients are accumulated (+=) into the gradient slab.
+     *
+     * @return the sum of the token losses of this micro-batch (not scaled by dloss)
+     */
+    public double forwardBackward(int[] batch, float dloss) {
+        loadBatch(batch);
+        forward();
+        double lossSum = head(dloss, true, null);
+        backward();
+        return lossSum;
+    }
+
+    /** Forward only: the summed token loss of one micro-batch (validation). No gradient is touched. */
+    public double evaluate(int[] batch) {
+        loadBatch(batch);
+        forward();
+        return head(0f, false, null);
+    }
+
+    /** Forward only, returning the logits float[N, V] (row-major over [B, T, V]); for tests. */
+    public float[] logits(int[] batch) {
+        float[] out = new float[N * V];
+        loadBatch(batch);
+        forward();
+        head(0f, false, out);
+        return out;
+    }
+
+    private void forward() {
+        be.embeddingForward(res[0], tokens, wX(oEmbed) - (long) guard * xb, N, C, V + (guard > 0 ? 1 : 0)); // res[0][N,C] = wte[tokens]
+        tp.allReduceX(res[0], (long) N * C);                          // vocab-parallel embedding: rows from one rank each
+        for (int l = 0; l < L; l++) blockForward(l);
+    }
+
+    /** Block l: res[l+1][N,C] = block(res[l][N,C]), saving (or, with recompute, overwriting) its activations. */
+    private void blockForward(int l) {
+        long x = res[l], out = res[l + 1];
+        be.rmsnormForward(ln1[l], rstd1[l], x, wX(oLn1[l]), N, C, eps);                 // ln1[N,C], rstd1[N]
+        be.gemm(false, true, N, QKV, C, 1f, ln1[l], wX(oQkv[l]), 0f, qkv[l], false);    // qkv[N,QKV] = ln1 @ Wqkv[QKV,C]^T
+        be.ropeForward(qkv[l], qkv[l], ropeCos, ropeSin, B, T, NH, NKV, HD);             // rotate q,k in place
+        be.attentionForward(atty[l], lse[l], qkv[l], B, T, NH, NKV, HD);                // atty[N,A], lse[B,NH,T]
+        be.gemm(false, true, N, C, A, 1f, atty[l], wX(oO[l]), 0f, resMid[l], false);     // o[N,C] = atty @ Wo[C,A]^T
+        tp.allReduceX(resMid[l], (long) N * C);                                          // row-parallel o_proj
+        be.add(resMid[l], resMid[l], x, (long) N * C);                                   // resMid = x + o
+        be.rmsnormForward(ln2[l], rstd2[l], resMid[l], wX(oLn2[l]), N, C, eps);         // ln2[N,C], rstd2[N]
+        be.gemm(false, true, N, 2 * F, C, 1f, ln2[l], wX(oGateUp[l]), 0f, gateup[l], false); // gateup[N,2F] = ln2 @ Wgu[2F,C]^T
+        be.swigluForward(swi[l], gateup[l], N, F);                                      // swi[N,F] = silu(gate) * up
+        be.gemm(false, true, N, C, F, 1f, swi[l], wX(oDown[l]), 0f, out, false);         // d[N,C] = swi @ Wdown[C,F]^T
+        tp.allReduceX(out, (long) N * C);                                                // row-parallel down_proj
+        be.add(out, out, resMid[l], (long) N * C);                                       // res[l+1] = resMid + d
+    }
+
+    /**
+     * Final RMSNorm, LM head and cross-entropy in token chunks of at most {@link MemoryPlan#LOGITS_CHUNK_TOKENS}
+     * (the logits buffer holds one chunk). With {@code backward}: dlogits in place, the head's weight gradient, and
+     * dres = d(loss)/d(res[L]). {@code logitsOut} (tests) receives each chunk's logits before they are overwritten.
+     *
+     * @return the summed token loss
+     */
+    private double head(float dloss, boolean backward, float[] logitsOut) {
+        long W = wX(oHead), dW = gF(oHead);                                              // [V,C]: lm_head or tied wte
+        be.rmsnormForward(lnf, rstdf, res[L], wX(oNormF), N, C, eps);                     // lnf[N,C], rstdf[N]
+        for (int c0 = 0; c0 < N; c0 += chunk) {
+            int n = Math.min(chunk, N - c0);
+            long lnfC = lnf + (long) c0 * C * xb, lseC = ceLse + 4L * c0, tlC = ceTarget + 4L * c0, tgC = targets + 4L * c0;
+            be.gemm(false, true, n, V, C, 1f, lnfC, W, 0f, logits, false);                // logits[n,V] = lnf[n,C] @ W[V,C]^T
+            if (logitsOut != null) copyChunkToHost(logitsOut, c0, n);
+            be.crossentropyForward(lseC, tlC, logits, tgC, n, V, vocabStart, IGNORE_INDEX);
+            tp.combineCrossEntropy(lseC, tlC, n);
+            be.crossentropyBackward(logits, losses + 4L * c0, logits, lseC, tlC, tgC, dloss, n, V, vocabStart, IGNORE_INDEX);
+            if (backward) {
+                be.gemm(true, false, V, C, n, 1f, logits, lnfC, 1f, dW, true);            // dW[V,C] += dlogits^T @ lnf[n,C]
+                be.gemm(false, false, n, C, V, 1f, logits, W, 0f, dtmp + (long) c0 * C * xb, false); // dlnf[n,C] = dlogits @ W
+            }
+        }
+        if (backward) {
+            tp.allReduceX(dtmp, (long) N * C);                                            // vocab-parallel head
+            be.fillX(dres, 0f, (long) N * C);
+            be.rmsnormBackward(dres, gF(oNormF), normScratch, dtmp, res[L], wX(oNormF), rstdf, N, C); // dres += d/d res[L]
+        }
+        be.copyDeviceToHost(hostFloats.address(), losses, 4L * N);
+        hostFloats.get(lossHost, 0, N);
+        double sum = 0;
+        for (int i = 0; i < N; i++) sum += lossHost[i];
+        return sum;
+    }
+
+    // =============================================================================================== backward
+
+    /** Blocks in reverse, then the embedding. On entry dres = d loss / d res[L]. */
+    private void backward() {
+        for (int l = L - 1; l >= 0; l--) {
+            if (recompute && l < L - 1) blockForward(l);    // the shared buffers still hold block L-1 from the forward
+            blockBackward(l);
+        }
+        be.embeddingBackward(gF(oEmbed) - 4L * guard, tokens, dres, N, C, V + (guard > 0 ? 1 : 0)); // dwte[tokens] += dres
+    }
+
+    /** Block l in reverse: dres holds d/d res[l+1] on entry and d/d res[l] on exit; weight gradients +=. */
+    private void blockBackward(int l) {
+        long NC = (long) N * C;
+        // MLP: res[l+1] = resMid + down(swiglu(ln2 @ Wgu^T))
+        be.gemm(false, false, N, F, C, 1f, dres, wX(oDown[l]), 0f, dmid, false);          // dswi[N,F] = dres @ Wdown[C,F]
+        be.gemm(true, false, C, F, N, 1f, dres, swi[l], 1f, gF(oDown[l]), true);          // dWdown[C,F] += dres^T @ swi
+        be.swigluBackward(dwide, dmid, gateup[l], N, F);                                   // dgateup[N,2F]
+        be.gemm(true, false, 2 * F, C, N, 1f, dwide, ln2[l], 1f, gF(oGateUp[l]), true);   // dWgu[2F,C] += dgateup^T @ ln2
+        be.gemm(false, false, N, C, 2 * F, 1f, dwide, wX(oGateUp[l]), 0f, dtmp, false);   // dln2[N,C] = dgateup @ Wgu
+        tp.allReduceX(dtmp, NC);                                                           // column-parallel gate|up
+        be.rmsnormBackward(dres, gF(oLn2[l]), normScratch, dtmp, resMid[l], wX(oLn2[l]), rstd2[l], N, C); // dres += (residual)
+        // attention: resMid = res[l] + o_proj(attention(rope(ln1 @ Wqkv^T)))
+        be.gemm(false, false, N, A, C, 1f, dres, wX(oO[l]), 0f, dmid, false);             // datty[N,A] = dres @ Wo[C,A]
+        be.gemm(true, false, C, A, N, 1f, dres, atty[l], 1f, gF(oO[l]), true);            // dWo[C,A] += dres^T @ atty
+        be.attentionBackward(dwide, attnScratch, dmid, qkv[l], atty[l], lse[l], B, T, NH, NKV, HD); // dqkv[N,QKV] (=)
+        be.ropeBackward(dwide, dwide, ropeCos, ropeSin, B, T, NH, NKV, HD);                // back through the rotation
+        be.gemm(true, false, QKV, C, N, 1f, dwide, ln1[l], 1f, gF(oQkv[l]), true);        // dWqkv[QKV,C] += dqkv^T @ ln1
+        be.gemm(false, false, N, C, QKV, 1f, dwide, wX(oQkv[l]), 0f, dtmp, false);        // dln1[N,C] = dqkv @ Wqkv
+        tp.allReduceX(dtmp, NC);                                                           // column-parallel q|k|v
+        be.rmsnormBackward(dres, gF(oLn1[l]), normScratch, dtmp, res[l], wX(oLn1[l]), rstd1[l], N, C); // dres += (residual)
+    }
+
+    // =========================================================================================== parameters
+
+    /** Gradients = 0 (one pass over the slab); call before the first micro-batch of a step. */
+    public void zeroGrad() { be.fillF32(grads - 4L * guard, 0f, guard + shard.slabElems()); }
+
+    /** sum of squared gradients over the whole slab (one pass, fp64-accumulated on CPU). */
+    public double gradNormSquared() {
+        be.fillF32(normOut, 0f, 1);
+        be.globalNormSquared(normOut, normScratch, grads, numel);
+        be.copyDeviceToHost(hostFloats.address(), normOut, 4);
+        return hostFloats.get(0);
+    }
+
+    /**
+     * Deterministic initialization from {@code seed}: every matrix ~ N(0, std^2), with the residual-output
+     * projections (o_proj, down_proj) scaled by 1/sqrt(2L) (GPT-2/Llama practice), RMSNorm weights = 1. Each tensor
+     * draws from its own SplittableRandom stream (split from the seed in layout order), so a tensor's values do not
+     * depend on how the others are stored. AdamW moments are zeroed. Under tensor parallelism every rank streams
+     * each full tensor and keeps its shard, so the sharded model equals the unsharded one.
+     */
+    public void initialize(long seed, double std) {
+        SplittableRandom root = new SplittableRandom(seed);
+        int bufLen = 1 << 16;
+        float[] buf = new float[bufLen];
+        try (FloatPointer host = new FloatPointer(bufLen)) {
+            for (ParamLayout.Tensor t : layout.tensors()) {
+                SplittableRandom r = root.split();
+                boolean norm = t.shape().length == 1;
+                double s = t.name().contains("o_proj") || t.name().contains("down_proj") ? std / Math.sqrt(2.0 * L) : std;
+                long kept = 0;                              // shard elements written so far
+                for (long done = 0; done < t.fullNumel(); done += bufLen) {
+                    int n = (int) Math.min(bufLen, t.fullNumel() - done), k = 0;
+                    for (int i = 0; i < n; i++) {
+                        float v = norm ? 1f : (float) (r.nextGaussian() * s);
+                        if (t.numel() == t.fullNumel() || t.localIndex(done + i) >= 0) buf[k++] = v;
+                    }
+                    if (k == 0) continue;
+                    host.put(buf, 0, k);
+                    be.copyHostToDevice(params + 4L * (t.offset() + kept), host.address(), 4L * k);
+                    kept += k;
+                }
+            }
+        }
+        be.fillF32(adamM, 0f, shard.count());
+        be.fillF32(adamV, 0f, shard.count());
+        syncComputeCopy();
+    }
+
+    /** Sets one named parameter's fp32 master values (host array of its shape); call {@link #syncComputeCopy} after. */
+    public void setParam(String name, float[] values) {
+        ParamLayout.Tensor t = layout.get(name);
+        if (values.length != t.numel()) throw new IllegalArgumentException(name + ": " + values.length + " values for " + t.numel() + " elements");
+        be.upload(params + 4L * t.offset(), values);
+    }
+
+    public float[] getParam(String name) { return download(params, name); }
+
+    public float[] getGrad(String name) { return download(grads, name); }
+
+    private float[] download(long slab, String name) {
+        ParamLayout.Tensor t = layout.get(name);
+        float[] out = new float[Math.toIntExact(t.numel())];
+        be.download(out, slab + 4L * t.offset());
+        return out;
+    }
+
+    /** Refreshes the floatX compute copy from the fp32 master weights (no-op when they are the same slab). */
+    public void syncComputeCopy() {
+        if (paramsX != params) be.castF32ToX(paramsX, params, numel);
+        be.synchronize();
+    }
+
+    /** The slabs, for the optimizer and checkpointing: addresses in this backend's memory, all with {@link #layout()}. */
+    public Slabs slabs() { return new Slabs(params, paramsX, grads, adamM, adamV, numel, shard); }
+
+    /**
+     * @param params   fp32 master weights
+     * @param paramsX  floatX compute copy; equal to {@code params} when floatX is fp32 (then pass 0 as param_x)
+     * @param grads    fp32 gradients
+     * @param m        fp32 AdamW first moments of elements [shard.start, shard.start + shard.count) of the layout
+     * @param v        fp32 AdamW second moments, same range
+     * @param numel    parameters in the layout (the weight and gradient slabs hold shard.slabElems >= numel)
+     * @param shard    the part of the slab this rank's optimizer updates
+     */
+    public record Slabs(long params, long paramsX, long grads, long m, long v, long numel, OptimizerShard shard) {
+        public boolean separateComputeCopy() { return paramsX != params; }
+    }
+
+    public ParamLayout layout() { return layout; }
+    public ModelConfig config() { return cfg; }
+    public Backend backend() { return be; }
+    public int microBatchSeqs() { return B; }
+    public int seqLen() { return T; }
+    public boolean recompute() { return recompute; }
+
+    // ================================================================================================= batch
+
+    /** Splits int32[B, T+1] into inputs and targets on the host, validates them, and uploads both. */
+    private void loadBatch(int[] batch) {
+        if (batch.length != B * (T + 1))
+            throw new IllegalArgumentException("micro-batch has " + batch.length + " tokens, expected " + B + " x " + (T + 1));
+        int Vfull = cfg.vocabSize();
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                int in = batch[b * (T + 1) + t], tg = batch[b * (T + 1) + t + 1];
+                if (in < 0 || in >= Vfull) throw new IllegalArgumentException("token id " + in + " at [" + b + "," + t + "] outside [0, " + Vfull + ")");
+                if ((tg < 0 || tg >= Vfull) && tg != IGNORE_INDEX)
+                    throw new IllegalArgumentException("target id " + tg + " at [" + b + "," + t + "] outside [0, " + Vfull + ")");
+            }
+        for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1), intStage, b * T, T);
+        if (guard > 0)                                  // vocab-parallel: own ids -> 1..V, other ranks' ids -> 0 (zero row)
+            for (int i = 0; i < N; i++) {
+                int local = intStage[i] - vocabStart;
+                intStage[i] = local >= 0 && local < V ? local + 1 : 0;
+            }
+        hostInts.put(intStage, 0, N);
+        be.copyHostToDevice(tokens, hostInts.address(), 4L * N);
+        for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1) + 1, intStage, b * T, T);
+        hostInts.put(intStage, 0, N);
+        be.copyHostToDevice(targets, hostInts.address(), 4L * N);
+    }
+
+    /** Valid (not ignored) targets in a micro-batch int32[B, T+1]. */
+    public static int validTargets(int[] batch, int B, int T) {
+        int n = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 1; t <= T; t++) if (batch[b * (T + 1) + t] != IGNORE_INDEX) n++;
+        return n;
+    }
+
+    private void copyChunkToHost(float[] out, int c0, int n) {
+        long count = (long) n * V;
+        if (xb == 4) {
+            try (FloatPointer h = new FloatPointer(count)) {
+                be.copyDeviceToHost(h.address(), logits, 4L * count);
+                h.get(out, c0 * V, (int) count);
+            }
+        } else {
+            float[] tmp = new float[(int) count];
+            be.downloadX(tmp, logits);
+            System.arraycopy(tmp, 0, out, c0 * V, (int) count);
+        }
+    }
+
+    // ================================================================================================ memory
+
+    private long wX(long offset) { return paramsX + offset * xb; }
+    private long gF(long offset) { return grads + 4L * offset; }
+
+    private long allocF(long floats) { return track(be.alloc(4L * Math.max(1, floats))); }
+    private long allocX(long elems) { return track(be.alloc((long) xb * Math.max(1, elems))); }
+
+    private long track(long p) { allocations.add(p); return p; }
+
+    @Override
+    public void close() {
+        for (long p : allocations) be.free(p);
+        allocations.clear();
+        hostInts.close();
+        hostFloats.close();
+    }
+}

@@ -1,0 +1,124 @@
+package dev.midtrain.train;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+
+/**
+ * Training metrics: one JSON line per step in RUN_DIR/metrics.jsonl (step, loss, grad_norm, lr, tokens,
+ * tokens_per_s, mfu, skipped, tokens_per_source, val_loss when evaluated) and a progress line on the console every
+ * log period (plus every skipped step and every evaluation).
+ *
+ * <p>MFU = flopsPerToken(T) x tokens/s / peak FLOP/s, with ModelConfig.flopsPerToken's convention (6N + causal
+ * attention); no MFU is reported when the peak is unknown (0).
+ */
+public final class MetricsLog implements AutoCloseable {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private final PrintStream console;          // null: quiet
+    private final BufferedWriter jsonl;         // null: no file
+    private final int logEvery;
+    private final long totalSteps;
+    private final double flopsPerToken, peakFlops;
+    // progress-line interval accumulators
+    private double intervalSeconds;
+    private long intervalTokens;
+    private double emaStepSeconds = Double.NaN;
+
+    /**
+     * @param console        progress lines go here (null: none)
+     * @param jsonlPath      metrics file, appended to (null: none)
+     * @param flopsPerToken  model FLOPs per trained token
+     * @param peakFlops      the device's peak FLOP/s for MFU (0: unknown, MFU not reported)
+     */
+    public MetricsLog(PrintStream console, Path jsonlPath, int logEvery, long totalSteps, double flopsPerToken, double peakFlops) {
+        this.console = console;
+        this.logEvery = logEvery;
+        this.totalSteps = totalSteps;
+        this.flopsPerToken = flopsPerToken;
+        this.peakFlops = peakFlops;
+        try {
+            this.jsonl = jsonlPath == null ? null : Files.newBufferedWriter(jsonlPath, StandardCharsets.UTF_8,
+                    StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open " + jsonlPath, e);
+        }
+    }
+
+    public static MetricsLog quiet() { return new MetricsLog(null, null, 1, 1, 0, 0); }
+
+    /** Records one completed step; {@code valLoss} is NaN when no evaluation ran. */
+    public void record(StepResult r, TrainState s, double stepSeconds, double valLoss) {
+        double tps = r.tokens() / stepSeconds;
+        double mfu = peakFlops > 0 ? flopsPerToken * tps / peakFlops : Double.NaN;
+        intervalSeconds += stepSeconds;
+        intervalTokens += r.tokens();
+        emaStepSeconds = Double.isNaN(emaStepSeconds) ? stepSeconds : 0.9 * emaStepSeconds + 0.1 * stepSeconds;
+        if (jsonl != null) writeJson(r, s, tps, mfu, valLoss);
+        if (console == null) return;
+        if (r.skipped())
+            console.printf("step %d: SKIPPED (non-finite loss %s or grad norm %s), %d skipped so far%n",
+                    r.step(), r.loss(), r.gradNorm(), s.skippedSteps);
+        boolean due = r.step() % logEvery == 0 || r.step() == totalSteps || r.step() == 1;
+        if (due) {
+            double itps = intervalTokens / intervalSeconds;
+            String mfuText = peakFlops > 0 ? String.format("%5.1f%%", 100 * flopsPerToken * itps / peakFlops) : "  n/a";
+            console.printf("step %6d/%d | loss %8.4f | grad norm %8.4f | lr %.3e | %,10.0f tok/s | MFU %s | ETA %s%n",
+                    r.step(), totalSteps, r.loss(), r.gradNorm(), r.lr(), itps, mfuText,
+                    duration(emaStepSeconds * (totalSteps - r.step())));
+            intervalSeconds = 0;
+            intervalTokens = 0;
+        }
+        if (!Double.isNaN(valLoss)) console.printf("step %6d/%d | val loss %8.4f%n", r.step(), totalSteps, valLoss);
+    }
+
+    private void writeJson(StepResult r, TrainState s, double tps, double mfu, double valLoss) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("step", r.step());
+        putNumber(o, "loss", r.loss());
+        putNumber(o, "grad_norm", r.gradNorm());
+        o.put("lr", r.lr());
+        o.put("tokens", s.tokensSeen);
+        o.put("tokens_per_s", tps);
+        putNumber(o, "mfu", mfu);
+        o.put("skipped", s.skippedSteps);
+        o.put("skipped_step", r.skipped());
+        ObjectNode per = o.putObject("tokens_per_source");
+        s.tokensPerSource.forEach(per::put);
+        if (!Double.isNaN(valLoss)) o.put("val_loss", valLoss);
+        try {
+            jsonl.write(JSON.writeValueAsString(o));
+            jsonl.write('\n');
+            jsonl.flush();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write metrics", e);
+        }
+    }
+
+    /** JSON has no NaN/Infinity: non-finite values are written as null. */
+    private static void putNumber(ObjectNode o, String key, double v) {
+        if (Double.isFinite(v)) o.put(key, v); else o.putNull(key);
+    }
+
+    static String duration(double seconds) {
+        if (!Double.isFinite(seconds)) return "?";
+        long s = Math.round(seconds);
+        if (s >= 3600) return String.format("%dh%02dm", s / 3600, s / 60 % 60);
+        if (s >= 60) return String.format("%dm%02ds", s / 60, s % 60);
+        return s + "s";
+    }
+
+    @Override
+    public void close() {
+        if (jsonl != null) {
+            try { jsonl.close(); } catch (IOException e) { throw new UncheckedIOException(e); }
+        }
+    }
+}

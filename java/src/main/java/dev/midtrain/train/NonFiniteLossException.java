@@ -1,0 +1,19 @@
+package dev.midtrain.train;
+
+import dev.midtrain.cli.UserError;
+
+/**
+ * A step produced a non-finite loss or gradient norm and train.on_nonfinite = stop: the run ends before that step's
+ * optimizer update (the weights are those after the previous step). One line, exit code 1.
+ */
+public final class NonFiniteLossException extends UserError {
+    private final long step;
+
+    public NonFiniteLossException(long step, double loss, double gradNorm) {
+        super("step " + step + ": non-finite loss " + loss + " or gradient norm " + gradNorm
+                + "; stopped before the optimizer step (train.on_nonfinite=skip skips such steps)", 1, null);
+        this.step = step;
+    }
+
+    public long step() { return step; }
+}

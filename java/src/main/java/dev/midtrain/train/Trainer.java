@@ -1,0 +1,157 @@
+package dev.midtrain.train;
+
+import dev.midtrain.config.RunConfig;
+import dev.midtrain.config.TrainConfig;
+import dev.midtrain.data.TokenBatches;
+import dev.midtrain.dist.Parallelism;
+import dev.midtrain.model.Llama;
+import dev.midtrain.optim.AdamW;
+import dev.midtrain.optim.LrSchedule;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The training loop (torchtitan / llm.c style): read a global batch, forward/backward every micro-batch into the
+ * fp32 gradient slab, one global-norm pass, clipping folded into one fused AdamW pass, then the step-boundary hooks,
+ * evaluation and metrics. {@link #run()} reads in one screen; {@link #step(int[][])} is one optimizer step.
+ *
+ * <p>Loss scaling: the loss of a step is the mean over the valid target tokens of its whole global batch, so each
+ * micro-batch's backward runs with dloss = 1 / (valid targets in the global batch).
+ *
+ * <p>Non-finite loss or gradient norm: train.on_nonfinite = stop throws {@link NonFiniteLossException} before the
+ * update; skip leaves the weights and AdamW state untouched, counts the step in {@link TrainState#skippedSteps} and
+ * logs it (the step still consumes its data and advances the schedule).
+ *
+ * <p>Parallelism: every rank runs this loop on its own thread (or process) with its own model shard and data;
+ * {@link Parallelism} adds the data-parallel token count and loss, the gradient reduction, the world-wide gradient
+ * norm and the ZeRO-1 weight all-gather. Tensor-parallel communication happens inside the model.
+ */
+public final class Trainer {
+    private final RunConfig cfg;
+    private final TrainConfig tc;
+    private final Llama model;
+    private final TokenBatches data;
+    private final TrainState state;
+    private final MetricsLog metrics;
+    private final AdamW adamw;
+    private final LrSchedule schedule;
+    private final Parallelism par;
+    private final List<StepListener> listeners = new ArrayList<>();
+    private final int[][] micro;                  // one step's micro-batches, int32[B, T+1] each, reused
+    private List<int[]> validation;               // held-out micro-batches, fetched once
+    private java.util.function.BooleanSupplier stop = () -> false;   // SIGTERM, --stop-at-step
+
+    /**
+     * @param data     the batches of this rank (may be null when only {@link #step(int[][])} is used)
+     * @param state    the state to continue from (a fresh {@code new TrainState(seed)} or a restored checkpoint's)
+     */
+    public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics) {
+        this(cfg, model, data, state, metrics, Parallelism.single(model));
+    }
+
+    /** @param par this rank's data-parallel / gradient communication (built on the same model) */
+    public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics, Parallelism par) {
+        this.par = par;
+        this.cfg = cfg;
+        this.tc = cfg.train();
+        this.model = model;
+        this.data = data;
+        this.state = state;
+        this.metrics = metrics;
+        this.adamw = new AdamW(model, cfg.optimizer());
+        this.schedule = LrSchedule.of(cfg.optimizer(), tc.steps());
+        this.micro = new int[cfg.gradAccumSteps()][tc.microBatchSeqs() * (tc.seqLen() + 1)];
+    }
+
+    /** Registers a step-boundary hook (checkpointing). */
+    public void addListener(StepListener l) { listeners.add(l); }
+
+    /** {@link #run()} returns at the next step boundary (after the listeners and metrics) once this is true. */
+    public void stopWhen(java.util.function.BooleanSupplier stop) { this.stop = stop; }
+
+    /** Trains from {@code state.step} to train.steps (or until {@link #stopWhen} says stop). */
+    public TrainState run() {
+        Map<String, Long> seen = data.tokensPerSource();                       // this rank's loader counts (after a resume)
+        while (state.step < tc.steps()) {
+            long t0 = System.nanoTime();
+            for (int[] mb : micro) data.nextMicroBatch(mb);                    // host int32[B, T+1] each
+            StepResult r = step(micro);                                         // fwd/bwd x accum, norm, clip, AdamW
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            Map<String, Long> now = data.tokensPerSource(), delta = new TreeMap<>();
+            for (var e : now.entrySet()) delta.put(e.getKey(), e.getValue() - seen.getOrDefault(e.getKey(), 0L));
+            seen = now;                                                         // + every data-parallel rank's new tokens
+            par.sumOverDp(delta).forEach((k, v) -> state.tokensPerSource.merge(k, v, Long::sum));
+            state.loaderState = data.state();
+            for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
+            boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
+            metrics.record(r, state, seconds, eval ? validationLoss() : Double.NaN);
+            if (stop.getAsBoolean()) break;
+        }
+        return state;
+    }
+
+    /**
+     * One optimizer step over {@code microBatches} (each int32[B, T+1]): zero grads, accumulate every micro-batch,
+     * global gradient norm, non-finite check, AdamW with the clip factor. Advances {@link #state()}.
+     */
+    public StepResult step(int[][] microBatches) {
+        long stepNo = state.step + 1;
+        int B = model.microBatchSeqs(), T = model.seqLen();
+        long valid = 0;
+        for (int[] mb : microBatches) valid += Llama.validTargets(mb, B, T);
+        valid = par.sumOverDp(valid);                                           // the global batch's valid targets
+        float dloss = valid > 0 ? 1f / valid : 0f;                              // d(step loss)/d(token loss)
+        model.zeroGrad();
+        double lossSum = 0;
+        for (int[] mb : microBatches) lossSum += model.forwardBackward(mb, dloss);
+        double loss = par.sumOverDp(lossSum) / Math.max(1, valid);
+        par.reduceGradients();                                                  // KV replicas, then dp reduce(-scatter)
+        double norm = Math.sqrt(par.gradNormSquared());
+        double lr = schedule.at(stepNo);
+        double clip = AdamW.clipScale(norm, cfg.optimizer().gradClipNorm());
+        boolean finite = Double.isFinite(loss) && Double.isFinite(norm);
+        if (!finite && tc.onNonfinite().equals("stop")) throw new NonFiniteLossException(stepNo, loss, norm);
+        state.step = stepNo;
+        long tokens = (long) microBatches.length * B * T * cfg.parallel().dp();
+        state.tokensSeen += tokens;
+        if (finite) {
+            adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
+            par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
+        } else state.skippedSteps++;
+        return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens);
+    }
+
+    /** Mean token loss over the loader's held-out micro-batches (train.eval_batches of them); NaN when there are none. */
+    public double validationLoss() {
+        if (validation == null) validation = data.validationMicroBatches(tc.evalBatches());
+        double sum = 0;
+        long valid = 0;
+        for (int[] mb : validation) {
+            sum += model.evaluate(mb);
+            valid += Llama.validTargets(mb, model.microBatchSeqs(), model.seqLen());
+        }
+        sum = par.sumOverDp(sum);                                               // each data-parallel rank's held-out share
+        valid = par.sumOverDp(valid);
+        return valid == 0 ? Double.NaN : sum / valid;
+    }
+
+    /** Restores a saved position: copies {@code saved} into this trainer's state and rewinds the loader. */
+    public void resume(TrainState saved) {
+        state.step = saved.step;
+        state.skippedSteps = saved.skippedSteps;
+        state.tokensSeen = saved.tokensSeen;
+        state.tokensPerSource.clear();
+        state.tokensPerSource.putAll(saved.tokensPerSource);
+        state.loaderState = saved.loaderState;
+        state.seed = saved.seed;
+        if (saved.loaderState != null && data != null) data.restore(saved.loaderState);
+    }
+
+    public TrainState state() { return state; }
+    public Llama model() { return model; }
+    public TokenBatches data() { return data; }
+    public RunConfig config() { return cfg; }
+}

@@ -1,0 +1,89 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.DType;
+import dev.midtrain.ckpt.HfCheckpoint;
+import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.ckpt.TestAccess;
+import dev.midtrain.ckpt.TrainerState;
+import dev.midtrain.model.ParamLayout;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** HF -> engine (tp 1 and tp 2 rank slabs) -> step checkpoint -> `midtrain export` -> HF: bit-identical in fp32. */
+class ExportCommandTest {
+    @TempDir Path tmp;
+
+    record Run(int code, String err) {}
+
+    static Run run(String... args) {
+        PrintStream old = System.err;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(buf, true));
+        try {
+            return new Run(Commands.execute(args), buf.toString());
+        } finally {
+            System.setErr(old);
+        }
+    }
+
+    @Test
+    void roundTripThroughStepCheckpointIsBitIdentical() throws Exception {
+        var m = TestAccess.model();
+        Path hf = tmp.resolve("hf");
+        Map<String, float[]> values = TestAccess.writeHf(hf, m, DType.F32, 900, 17);
+        for (int tp : new int[]{1, 2}) {
+            List<CheckpointStore.RankState> ranks = new ArrayList<>();
+            try (HfCheckpoint ck = HfCheckpoint.open(hf)) {
+                ck.validate(m);
+                for (int r = 0; r < tp; r++) {
+                    ParamLayout l = ParamLayout.of(m, tp, r, List.of("norm"));
+                    HostFloats p = HostFloats.allocate(l.numel());
+                    ck.loadInto(l, p);
+                    ranks.add(new CheckpointStore.RankState(l, p, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel())));
+                }
+                TrainerState st = TestAccess.state(0, tp);
+                st = new TrainerState(st.format(), 0, 0, 5000, Map.of(), 0, null, null, 0, st.configYaml(), st.engineVersion(), tp, 1, ck.config(), hf.toString());
+                CheckpointStore.forRun(tmp.resolve("run" + tp)).save(st, ranks, 2, 0);
+            }
+            Path out = tmp.resolve("out" + tp);
+            // the run directory resolves to its newest committed step
+            Run r = run("export", "--checkpoint", tmp.resolve("run" + tp).toString(), "--out", out.toString(), "--dtype", "fp32", "--max-shard-size", "1KB");
+            assertEquals(0, r.code(), r.err());
+            TestAccess.assertSameTensors(values, out, DType.F32);
+            assertTrue(Files.exists(out.resolve("model-00002-of-" + String.format("%05d", Files.list(out).filter(p -> p.toString().endsWith(".safetensors")).count()) + ".safetensors")));
+            for (var rs : ranks) { rs.params().close(); rs.m().close(); rs.v().close(); }
+        }
+    }
+
+    @Test
+    void usageAndInputErrorsAreOneLineExitTwo() throws Exception {
+        Run r = run("export", "--checkpoint", tmp.resolve("nope").toString(), "--out", tmp.resolve("o").toString());
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("nope: not found") && r.err().strip().lines().count() == 1, r.err());
+        Files.createDirectories(tmp.resolve("empty"));
+        r = run("export", "--checkpoint", tmp.resolve("empty").toString(), "--out", tmp.resolve("o").toString());
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("no COMMITTED"), r.err());
+        r = run("export", "--checkpoint", tmp.toString(), "--out", tmp.resolve("o").toString(), "--dtype", "int8");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--dtype"), r.err());
+        r = run("export", "--checkpoint", tmp.toString(), "--out", tmp.resolve("o").toString(), "--max-shard-size", "lots");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--max-shard-size"), r.err());
+        assertEquals(5_000_000_000L, ExportCommand.parseSize("5GB"));
+        assertEquals(2L << 30, ExportCommand.parseSize("2GiB"));
+        assertEquals(1500, ExportCommand.parseSize("1.5kb"));
+        assertEquals(123, ExportCommand.parseSize("123"));
+    }
+}

@@ -1,0 +1,136 @@
+package dev.midtrain.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.DType;
+import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.TestAccess;
+import dev.midtrain.config.ModelConfig;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static dev.midtrain.cli.TrainCommandTest.run;
+import static org.junit.jupiter.api.Assertions.*;
+
+/** `midtrain train` with checkpoints: bit-exact resume, refused and allowed config changes, --init-from, export. */
+class TrainCheckpointTest {
+    @TempDir Path tmp;
+
+    static final String CONFIG = TrainCommandTest.CONFIG + "checkpoint: {every_steps: 2, keep_last: 5, async: true}\n";
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    Path config() throws Exception {
+        Path c = tmp.resolve("c.yaml");
+        Files.writeString(c, CONFIG);
+        return c;
+    }
+
+    static List<JsonNode> metrics(Path run) throws Exception {
+        List<JsonNode> out = new ArrayList<>();
+        for (String l : Files.readAllLines(run.resolve("metrics.jsonl"))) out.add(JSON.readTree(l));
+        return out;
+    }
+
+    /** N steps straight vs N/2, stop, resume, N/2: identical losses, norms, lrs and byte-identical final checkpoints. */
+    @Test
+    void resumeIsBitExactOnCpu() throws Exception {
+        Path c = config(), a = tmp.resolve("a"), b = tmp.resolve("b");
+        StringBuilder out = new StringBuilder();
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", a.toString()), out.toString());
+        assertEquals(List.of(2L, 4L, 6L), CheckpointStore.forRun(a).committedSteps());
+        out.setLength(0);
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", b.toString(), "--stop-at-step", "3"), out.toString());
+        assertTrue(out.toString().contains("stopped at step 3"), out.toString());
+        assertEquals(List.of(2L, 3L), CheckpointStore.forRun(b).committedSteps());
+        out.setLength(0);
+        assertEquals(0, run(out, "train", "--resume", b.toString(), "--synthetic-data"), out.toString());
+        assertTrue(out.toString().contains("resumed from " + b.resolve("checkpoints").resolve("step_00000003")), out.toString());
+        assertFalse(out.toString().contains("config changed"), out.toString());
+
+        List<JsonNode> ma = metrics(a), mb = metrics(b);
+        assertEquals(6, ma.size());
+        assertEquals(6, mb.size());
+        for (int i = 0; i < 6; i++)
+            for (String f : List.of("step", "loss", "grad_norm", "lr", "tokens", "skipped", "tokens_per_source", "val_loss"))
+                assertEquals(ma.get(i).get(f), mb.get(i).get(f), "step " + (i + 1) + " " + f);   // JSON text of the doubles: ==
+        Path sa = CheckpointStore.forRun(a).stepDir(6), sb = CheckpointStore.forRun(b).stepDir(6);
+        try (Stream<Path> files = Files.list(sa)) {
+            for (Path f : files.toList())
+                assertArrayEquals(Files.readAllBytes(f), Files.readAllBytes(sb.resolve(f.getFileName())), "final " + f.getFileName());
+        }
+    }
+
+    @Test
+    void resumeRefusesAnotherModelAndReportsAllowedChanges() throws Exception {
+        Path c = config(), r = tmp.resolve("r");
+        StringBuilder out = new StringBuilder();
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", r.toString(), "--stop-at-step", "2"));
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--resume", r.toString(), "--synthetic-data", "--set", "model.dim=64", "--set", "model.n_layers=3"));
+        String err = out.toString().strip();
+        assertTrue(err.contains("cannot resume with a different model shape") && err.contains("model.dim 32 -> 64")
+                && err.contains("model.n_layers 2 -> 3"), err);
+        assertFalse(out.toString().contains("\tat "), "no stack trace");
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--resume", r.toString(), "--init-from", tmp.toString(), "--synthetic-data"));
+        assertTrue(out.toString().contains("choose one"), out.toString());
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--resume", tmp.resolve("none").toString(), "--synthetic-data"));
+        assertTrue(out.toString().contains("not a directory"), out.toString());
+        out.setLength(0);
+        assertEquals(0, run(out, "train", "--resume", r.toString(), "--synthetic-data", "--set", "optimizer.lr=5.0e-3", "--set", "train.steps=8"),
+                out.toString());
+        assertTrue(out.toString().contains("config changed since the checkpoint: optimizer.lr 0.01 -> 0.005"), out.toString());
+        assertTrue(out.toString().contains("train.steps 6 -> 8"), out.toString());
+        assertEquals(8, metrics(r).size());
+        assertEquals(8, metrics(r).get(7).get("step").asInt());
+        assertEquals(List.of(2L, 4L, 6L, 8L), CheckpointStore.forRun(r).committedSteps());
+        try (StepCheckpoint ck = StepCheckpoint.open(CheckpointStore.forRun(r).stepDir(8), true)) {
+            assertEquals(8L * 4 * 16, ck.state().tokensTrained());
+            assertEquals(0.005, ck.config().optimizer().lr());
+        }
+    }
+
+    /** HF -> --init-from -> one step that cannot move the weights (lr 1e-30) -> export: the HF tensors, bit for bit. */
+    @Test
+    void initFromHuggingFaceThenExport() throws Exception {
+        ModelConfig m = new ModelConfig(96, 32, 2, 4, 2, 56, 500000.0, 1e-5, 32, true);
+        Path hf = tmp.resolve("hf");
+        Map<String, float[]> values = TestAccess.writeHf(hf, m, DType.BF16, 20_000, 3);
+        Path c = config(), r = tmp.resolve("r");
+        StringBuilder out = new StringBuilder();
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", r.toString(), "--init-from", hf.toString(),
+                "--set", "optimizer.lr=1.0e-30", "--set", "optimizer.min_lr=0", "--set", "train.steps=1",
+                "--set", "checkpoint.tokens_seen_before=15000000000000"), out.toString());
+        assertTrue(out.toString().contains("initialized from " + hf) && out.toString().contains("15,000,000,000,000 tokens seen before"), out.toString());
+        Path step1 = CheckpointStore.forRun(r).stepDir(1);
+        try (StepCheckpoint ck = StepCheckpoint.open(step1, true)) {
+            assertEquals(15_000_000_000_000L + 64, ck.state().tokensTotal());
+            assertEquals(1, ck.state().hfConfig().get("bos_token_id").asInt());
+            assertEquals(hf.toAbsolutePath().toString(), ck.state().initFrom());
+        }
+        Path ex = tmp.resolve("export");
+        out.setLength(0);
+        assertEquals(0, run(out, "export", "--checkpoint", step1.toString(), "--out", ex.toString(), "--dtype", "bf16"), out.toString());
+        TestAccess.assertSameTensors(values, ex, DType.BF16);
+
+        // a checkpoint of another shape: one line naming every mismatching field, exit 2
+        Path other = tmp.resolve("other");
+        TestAccess.writeHf(other, TestAccess.model(), DType.BF16, 0, 1);
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", tmp.resolve("r2").toString(), "--init-from", other.toString()));
+        String err = out.toString().lines().filter(l -> l.startsWith("midtrain:")).findFirst().orElse("");
+        assertTrue(err.contains("config.json: checkpoint does not match the run's model config") && err.contains("hidden_size 8 != model.dim 32")
+                && err.contains("vocab_size 12 != model.vocab_size 96") && err.contains("tie_word_embeddings false != model.tied_embeddings true")
+                && err.contains("intermediate_size 12 != model.ffn_dim 56"), err);
+        assertFalse(err.contains("num_hidden_layers") || err.contains("num_attention_heads"), "only the fields that differ: " + err);
+    }
+}

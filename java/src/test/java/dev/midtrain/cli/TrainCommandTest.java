@@ -1,0 +1,79 @@
+package dev.midtrain.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** `midtrain train` and `midtrain plot` through the CLI entry point, with exit codes. */
+class TrainCommandTest {
+    static final String CONFIG = """
+            model: {vocab_size: 96, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 56,
+                    rope_theta: 500000.0, norm_eps: 1.0e-5, max_seq_len: 32, tied_embeddings: true}
+            optimizer: {lr: 1.0e-2, min_lr: 1.0e-3, warmup_steps: 2}
+            train: {seq_len: 16, micro_batch_seqs: 2, global_batch_seqs: 4, steps: 6, log_every_steps: 2,
+                    eval_every_steps: 3, eval_batches: 2}
+            data: {sources: [{name: none, path: /nonexistent, weight: 1.0}], valid_fraction: 0.05}
+            """;
+
+    /** Runs the CLI, capturing stdout and stderr. */
+    static int run(StringBuilder out, String... args) {
+        PrintStream oldOut = System.out, oldErr = System.err;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        try (PrintStream p = new PrintStream(buf, true)) {
+            System.setOut(p);
+            System.setErr(p);
+            return Commands.execute(args);
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+            out.append(buf);
+            oldOut.print(buf);
+        }
+    }
+
+    @Test
+    void trainsWritesConfigAndMetricsThenPlots(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("small.yaml"), run = tmp.resolve("run");
+        Files.writeString(cfg, CONFIG);
+        StringBuilder out = new StringBuilder();
+        assertEquals(0, run(out, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", run.toString(),
+                "--set", "train.seed=7", "--peak-tflops", "0.1"));
+        assertTrue(out.toString().contains("| train.seed"), "resolved config table");
+        assertTrue(out.toString().contains("step      6/6"), out.toString());
+        assertTrue(Files.readString(run.resolve("config.yaml")).contains("seed: 7"));
+        assertEquals(6, Files.readAllLines(run.resolve("metrics.jsonl")).size());
+
+        assertEquals(0, run(out, "plot", run.toString()));
+        for (String png : new String[]{"loss.png", "lr.png", "throughput.png"}) {
+            byte[] b = Files.readAllBytes(run.resolve("plots").resolve(png));
+            assertTrue(b.length > 1000, png + " is " + b.length + " bytes");
+            assertEquals((byte) 0x89, b[0]);
+            assertEquals('P', b[1]);                                  // PNG signature
+        }
+        // a second run into the same directory is refused
+        assertEquals(2, run(out, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", run.toString()));
+    }
+
+    @Test
+    void userErrorsAreOneLineWithExitCode2(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("c.yaml");
+        Files.writeString(cfg, CONFIG);
+        StringBuilder out = new StringBuilder();
+        assertEquals(2, run(out, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("r").toString(),
+                "--set", "optimizer.lr=-1"));
+        assertTrue(out.toString().contains("optimizer.lr"), out.toString());
+        assertFalse(out.toString().contains("\tat "), "no stack trace");
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--config", cfg.toString(), "--run-dir", tmp.resolve("r2").toString()));
+        assertTrue(out.toString().contains("data"), out.toString());
+        out.setLength(0);
+        assertEquals(2, run(out, "plot", tmp.resolve("nothing").toString()));
+        assertTrue(out.toString().contains("metrics.jsonl"));
+    }
+}
