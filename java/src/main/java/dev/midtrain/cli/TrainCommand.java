@@ -8,6 +8,7 @@ import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
+import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.dist.DpSliceBatches;
@@ -19,6 +20,7 @@ import dev.midtrain.dist.TensorParallel;
 import dev.midtrain.dist.Topology;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
+import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
@@ -50,7 +52,7 @@ import java.util.concurrent.Callable;
  * RUN_DIR/metrics.jsonl and a progress line per log period.
  *
  * <p>MFU: against --peak-tflops when given; otherwise, on CPU, against the sgemm rate measured at startup (1024^3,
- * best of 3; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
+ * best of 10; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
  *
  * <p>Parallelism (docs/parallel.md): tp x dp ranks, one thread per rank in this process (one per GPU; on CPU the
  * ranks share the cores: OpenBLAS gets train.threads / ranks threads each, and talk through the in-process
@@ -106,12 +108,11 @@ public final class TrainCommand implements Callable<Integer> {
         if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
         if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
-        if (tc.backend().equals("cuda"))
-            throw new UserError("train.backend: cuda is not available in this build (use train.backend=cpu)");
-        Launcher.checkMode(env, Launcher.Mode.IN_PROCESS);                      // CPU ranks are threads of one process
+        boolean gpu = tc.backend().equals("cuda");
+        Launcher.Mode mode = gpu ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
+        Launcher.checkMode(env, mode);                                          // CPU ranks are threads of one process
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
-        boolean gpu = tc.backend().equals("cuda");
         int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
         MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         if (memoryLimitGib != null) {
@@ -136,15 +137,21 @@ public final class TrainCommand implements Callable<Integer> {
         int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         CpuBackend.setThreads(threads);
         double peak;
-        if (peakTflops != null) peak = peakTflops * 1e12;                       // the whole machine on CPU
-        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 3); }
+        if (gpu) {                                                              // no usable GPU: a one-line error here, never CPU
+            try (CudaBackend probe = CudaBackend.open(0)) {
+                peak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
+                if (lead) System.out.printf("device: %s%n", probe.deviceName());
+            }
+        } else if (peakTflops != null) peak = peakTflops * 1e12;                // the whole machine on CPU
+        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 10); }
+        double mfuPeak = peak;
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
             System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | MFU peak %.1f GFLOP/s (%s)%n",
                     cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
                     env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
-                    peakTflops != null ? "--peak-tflops" : "measured sgemm 1024^3");
+                    peakTflops != null ? "--peak-tflops" : gpu ? "measured cuBLAS bf16 GEMM 8192^3" : "measured sgemm 1024^3");
 
         Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
@@ -155,8 +162,8 @@ public final class TrainCommand implements Callable<Integer> {
                 ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), Launcher.Mode.IN_PROCESS,
-                    timeout, ctx -> trainRank(ctx, cfg, dir, peak, ckpt, from, changes));
+            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), mode,
+                    timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, ckpt, from, changes));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (from != null) from.close();
             if (lead) {
@@ -181,17 +188,18 @@ public final class TrainCommand implements Callable<Integer> {
         Topology topo = ctx.topology();
         boolean rank0 = topo.rank() == 0;
         boolean zero1 = cfg.parallel().zero1();
-        ProcessGroups groups = ctx.groups(0);                                   // CPU: in-process groups, no stream
+        boolean gpu = tc.backend().equals("cuda");
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
-        try (Backend be = new CpuBackend();
-             TensorParallel tpHooks = new TensorParallel(be, groups.tp());
-             TokenBatches data = new DpSliceBatches(openData(cfg, rank0), topo.dp(), topo.dpRank());
+        try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
+             TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
+             TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
              Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,
                      Parallelism.optimizerShard(layout.numel(), topo, zero1));
-             Parallelism par = new Parallelism(groups, model, zero1);
+             Parallelism par = new Parallelism(groups(ctx, be), model, zero1);
              MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
+
             Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par);
             if (initFrom != null) {
                 ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
@@ -225,8 +233,16 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    /** The global stream of batches: a synthetic stream when asked for; the Arrow blended loader otherwise. */
-    private TokenBatches openData(RunConfig cfg, boolean announce) {
+    /** The rank's communicators: in-process on CPU; NCCL on the rank's CUDA stream (joined on first call). */
+    private static ProcessGroups groups(Launcher.RankContext ctx, Backend be) {
+        return ctx.groups(be instanceof CudaBackend c ? c.streamAddress() : 0);
+    }
+
+    /**
+     * This data-parallel rank's batches: its slice of a synthetic stream when asked for; otherwise the Arrow blended
+     * loader, which gives each rank its disjoint share of every global batch.
+     */
+    private TokenBatches openData(RunConfig cfg, boolean announce, int dpRank, int dpSize) {
         TrainConfig tc = cfg.train();
         if (synthetic) {
             int validTokens = Math.max(1, tc.evalBatches()) * tc.microBatchSeqs() * tc.seqLen() + 1;
@@ -237,10 +253,18 @@ public final class TrainCommand implements Callable<Integer> {
             if (announce)
                 System.out.printf("data: synthetic Markov stream, %,d tokens, vocabulary %d, 4 successors per token (best loss ln 4 = %.3f)%n",
                         length, cfg.model().vocabSize(), Math.log(4));
-            return new MemoryBatches(stream, validTokens, tc.microBatchSeqs(), tc.seqLen(), "synthetic");
+            return new DpSliceBatches(new MemoryBatches(stream, validTokens, tc.microBatchSeqs(), tc.seqLen(), "synthetic"), dpSize, dpRank);
         }
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
-        throw new UserError("data: the Arrow blended loader is not part of this build yet; pass --synthetic-data");
+        BlendedLoader loader = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), dpRank, dpSize);
+        try {
+            loader.checkVocab(cfg.model().vocabSize());
+        } catch (RuntimeException e) {
+            loader.close();
+            throw e;
+        }
+        if (announce) System.out.println("data: " + loader.describe());
+        return loader;
     }
 
     private static void printConfig(RunConfig cfg, Path dir) {
