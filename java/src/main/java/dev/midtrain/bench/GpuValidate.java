@@ -256,7 +256,10 @@ public final class GpuValidate {
         }
 
         // rmsnorm
-        for (int[] s : new int[][] {{1, 67, 0}, {67, 67, 0}, {513, 4096, 0}, {67, 4096, 1}, {2048, 8, 0}}) {
+        // C chosen to reach every fast-path specialisation of the CUDA kernels (C/8 chunks: 1, 129, 512, 1024, 2048 -> the
+        // general path past 8192 in the backward), partial last row-chunks (N = 4099), and the scalar/unaligned paths.
+        for (int[] s : new int[][] {{1, 67, 0}, {67, 67, 0}, {513, 4096, 0}, {67, 4096, 1}, {2048, 8, 0}, {300, 1032, 0},
+                                    {77, 8192, 0}, {9, 16384, 0}, {4099, 64, 0}}) {
             int N = s[0], C = s[1], off = s[2];
             String shape = "N=" + N + " C=" + C + (off > 0 ? " off=1" : "");
             float eps = 1e-5f;
