@@ -297,9 +297,12 @@ public final class GpuValidate {
             }
         }
 
-        // attention: {B, T, NH, NKV, HD}
+        // attention: {B, T, NH, NKV, HD}; the CUDA tensor-core kernels use 128-query / 64-key tiles, so T = 2048 and
+        // 1500 give many tiles, partial last tiles and (GQA 4) several query heads per key head; B = 3 checks the batch
+        // offsets
         for (int[] s : new int[][] {{1, 1, 1, 1, 16}, {2, 67, 4, 1, 16}, {1, 33, 2, 2, 32}, {2, 130, 8, 1, 64}, {1, 64, 1, 1, 128},
-                                    {1, 1000, 4, 4, 64}, {1, 257, 16, 2, 128}, {1, 1024, 8, 2, 128}, {2, 96, 6, 2, 96}}) {
+                                    {1, 1000, 4, 4, 64}, {1, 257, 16, 2, 128}, {1, 1024, 8, 2, 128}, {2, 96, 6, 2, 96},
+                                    {2, 2048, 8, 2, 128}, {1, 1500, 4, 1, 64}, {3, 200, 4, 2, 128}}) {
             int B = s[0], T = s[1], NH = s[2], NKV = s[3], HD = s[4];
             String shape = "B" + B + " T" + T + " NH" + NH + " NKV" + NKV + " HD" + HD;
             int n = B * T * (NH + 2 * NKV) * HD, no = B * T * NH * HD, nl = B * NH * T;
