@@ -1031,6 +1031,433 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
     }
 }
 
+#ifndef MT_ATTN_FA2_BWD
+#define MT_ATTN_FA2_BWD 1     /* 1 = the FA2 backward kernels below, 0 = the first tensor-core backward kernels */
+#endif
+
+__device__ __forceinline__ void mt_cp_async4(uint32_t dst, const void* src, bool valid) {
+    const int n = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+}
+
+/* D[b,h,t] = sum_d dout[b,t,h,d] * out[b,t,h,d] (fp32), HD in {64, 128}, 16-byte aligned tensors. Thread = one
+ * 16-byte chunk; the HD/8 consecutive threads of a row reduce with xor shuffles (fixed order). */
+template <int HD>
+__global__ void __launch_bounds__(256) mt_attn_bwd_d_vec_kernel(float* D, const floatX* dout, const floatX* out, int B, int T, int NH) {
+    constexpr int NCH = HD / 8;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t rowi = i / NCH;                                      /* row in [B,T,NH] order */
+    const bool live = rowi < (int64_t)B * T * NH;
+    float acc = 0.0f;
+    if (live) {
+        float a[8], c[8];
+        mt_load8(dout + i * 8, a);
+        mt_load8(out + i * 8, c);
+#pragma unroll
+        for (int k = 0; k < 8; k++) acc += a[k] * c[k];
+    }
+#pragma unroll
+    for (int o = NCH / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (live && (threadIdx.x % NCH) == 0) {
+        const int h = (int)(rowi % NH);
+        const int64_t bt = rowi / NH;
+        const int t = (int)(bt % T), b = (int)(bt / T);
+        D[((int64_t)b * NH + h) * T + t] = acc;
+    }
+}
+
+/* Backward dQ, FA2 schedule. Block = BM = 128 query rows of one (b, h), 4 warps x 32 rows (two m16 tiles) as in the
+ * forward; key tiles of BN = 32 in order 0..(last key the rows see)/32, K and V double-buffered with cp.async (one
+ * wait + __syncthreads per tile, the next tile's copy overlapping this tile's compute).
+ *   S = Q K^T, P = exp2(S*scale_log2 - lse*log2e) (0 where key > query), dP = dO V^T, dS = P (dP - D),
+ *   dQ += dS K;  finally dQ *= scale.
+ * Fragments (layouts at mt_mma16816 / mt_ldsm_x4; every x4 here addresses row l%16 of a 16-row block at chunk
+ * 2k + l/16): A of S and dP = Q / dO rows via ldmatrix.x4 (a0..a3); B of S and dP = K / V rows via ldmatrix.x4
+ * (b0(2jp), b0(2jp+1), b1(2jp), b1(2jp+1)); A of dQ = the dS accumulators of n-tiles 2kk, 2kk+1; B of dQ
+ * (k = key, n = dim) = K rows via ldmatrix.x4.trans (b0(2dp), b1(2dp), b0(2dp+1), b1(2dp+1)).
+ * Shared (swizzled, see mt_swz): Qs, dOs [128][HD], 2 stages of Ks, Vs [32][HD] (96 KB at HD 128: two blocks/SM).
+ * Rows >= T: zero-filled Q/dO, lse = +inf (P = 0), never stored. */
+template <int HD>
+struct MtFa2Dq {
+    static constexpr int BM = 128, BN = 32, THREADS = 128;
+    static constexpr size_t SMEM = sizeof(floatX) * (size_t)(2 * BM + 4 * BN) * HD;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128, 2)
+mt_attn_bwd_dq_fa2_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const float* lse, const float* Dv,
+                          int B, int T, int NH, int NKV, float scale, float scale_log2) {
+    typedef MtFa2Dq<HD> L;
+    constexpr int BM = L::BM, BN = L::BN, NT = BN / 8, DT = HD / 8, KC = HD / 16;
+    constexpr uint32_t RB = HD * 2;
+    extern __shared__ __align__(128) unsigned char mt_fa2_smem[];
+    floatX* Qs = reinterpret_cast<floatX*>(mt_fa2_smem);
+    floatX* dOs = Qs + BM * HD;
+    floatX* Ks = dOs + BM * HD;                                       /* stage s at Ks + s * BN * HD */
+    floatX* Vs = Ks + 2 * BN * HD;
+
+    const int BNH = B * NH;
+    const int numQT = (T + BM - 1) / BM;
+    const int qt = numQT - 1 - (int)(blockIdx.x / BNH);              /* heaviest first */
+    const int bh = (int)(blockIdx.x % BNH);
+    const int h = bh % NH, b = bh / NH;
+    const int kh = h / (NH / NKV);
+    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;
+    const int64_t ors = (int64_t)NH * HD;
+    const floatX* qbase = qkv + (int64_t)b * T * rs + (int64_t)h * HD;
+    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
+    const floatX* vbase = kbase + (int64_t)NKV * HD;
+    const floatX* dobase = dout + (int64_t)b * T * ors + (int64_t)h * HD;
+    const int q0 = qt * BM;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int wr = warp * 32, wrow0 = q0 + wr;
+    const int nkt = min(T - 1, q0 + BM - 1) / BN + 1;
+
+    const MtSwzLane sw(lane >> 4, lane);
+    const uint32_t q_lds = mt_smem_u32(Qs) + (uint32_t)(wr + (lane & 15)) * RB;
+    const uint32_t do_lds = q_lds + BM * RB;                          /* dOs = Qs + BM rows */
+    const uint32_t k_lane = mt_smem_u32(Ks) + (uint32_t)(lane & 15) * RB;
+    const uint32_t v_lane = k_lane + 2 * BN * RB;
+
+    mt_tile_async<HD, BM, 128>(Qs, qbase, rs, q0, T, tid);
+    mt_tile_async<HD, BM, 128>(dOs, dobase, ors, q0, T, tid);
+    mt_tile_async<HD, BN, 128>(Ks, kbase, rs, 0, T, tid);
+    mt_tile_async<HD, BN, 128>(Vs, vbase, rs, 0, T, tid);
+    mt_cp_async_commit();
+
+    /* per-row statistics of this lane's 4 rows (mt, half) */
+    const int64_t lrow = ((int64_t)b * NH + h) * T;
+    float lse2[2][2], Dr[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int row = wrow0 + mt * 16 + g + 8 * i;
+            lse2[mt][i] = row < T ? lse[lrow + row] * MT_LOG2E : INFINITY;
+            Dr[mt][i] = row < T ? Dv[lrow + row] : 0.0f;
+        }
+
+    float dq[2][DT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int d = 0; d < DT; d++) dq[mt][d][0] = dq[mt][d][1] = dq[mt][d][2] = dq[mt][d][3] = 0.0f;
+
+    for (int kt = 0; kt < nkt; kt++) {
+        mt_cp_async_wait_all();
+        __syncthreads();                                              /* tile kt visible; stage (kt+1)&1 free */
+        if (kt + 1 < nkt) {
+            const int st = (kt + 1) & 1;
+            mt_tile_async<HD, BN, 128>(Ks + st * BN * HD, kbase, rs, (kt + 1) * BN, T, tid);
+            mt_tile_async<HD, BN, 128>(Vs + st * BN * HD, vbase, rs, (kt + 1) * BN, T, tid);
+            mt_cp_async_commit();
+        }
+        const int k0 = kt * BN;
+        if (k0 > wrow0 + 31) continue;                                /* every key after every row of this warp */
+        const uint32_t k_lds = k_lane + (kt & 1) * BN * RB;
+        const uint32_t v_lds = v_lane + (kt & 1) * BN * RB;
+
+        float s[2][NT][4], dp[2][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+                dp[mt][j][0] = dp[mt][j][1] = dp[mt][j][2] = dp[mt][j][3] = 0.0f;
+            }
+        /* S = Q K^T */
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) mt_ldsm_x4(a[mt], q_lds + mt * 16 * RB + sw.at(kc));
+#pragma unroll
+            for (int jp = 0; jp < NT / 2; jp++) {
+                uint32_t kb[4];
+                mt_ldsm_x4(kb, k_lds + jp * 16 * RB + sw.at(kc));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mt_mma16816(s[mt][2 * jp], a[mt], kb[0], kb[2]);
+                    mt_mma16816(s[mt][2 * jp + 1], a[mt], kb[1], kb[3]);
+                }
+            }
+        }
+        /* dP = dO V^T */
+#pragma unroll
+        for (int kc = 0; kc < KC; kc++) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) mt_ldsm_x4(a[mt], do_lds + mt * 16 * RB + sw.at(kc));
+#pragma unroll
+            for (int jp = 0; jp < NT / 2; jp++) {
+                uint32_t vb[4];
+                mt_ldsm_x4(vb, v_lds + jp * 16 * RB + sw.at(kc));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mt_mma16816(dp[mt][2 * jp], a[mt], vb[0], vb[2]);
+                    mt_mma16816(dp[mt][2 * jp + 1], a[mt], vb[1], vb[3]);
+                }
+            }
+        }
+        /* dS = P (dP - D), P = 0 where key > query (keys >= T only in the last tile, after every row < T) */
+        const bool diag = k0 + BN - 1 > wrow0;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = e >> 1;
+                    const int row = wrow0 + mt * 16 + g + 8 * i;
+                    const int col = k0 + j * 8 + 2 * tig + (e & 1);
+                    float p = exp2f(fmaf(s[mt][j][e], scale_log2, -lse2[mt][i]));
+                    if (diag && col > row) p = 0.0f;
+                    s[mt][j][e] = p * (dp[mt][j][e] - Dr[mt][i]);
+                }
+        /* dQ += dS K */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                a[mt][0] = mt_pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                a[mt][1] = mt_pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                a[mt][2] = mt_pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                a[mt][3] = mt_pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp2 = 0; dp2 < DT / 2; dp2++) {
+                uint32_t kb[4];
+                mt_ldsm_x4_t(kb, k_lds + kk * 16 * RB + sw.at(dp2));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mt_mma16816(dq[mt][2 * dp2], a[mt], kb[0], kb[1]);
+                    mt_mma16816(dq[mt][2 * dp2 + 1], a[mt], kb[2], kb[3]);
+                }
+            }
+        }
+    }
+
+    /* epilogue: dQ * scale staged in this warp's own Q rows (no other warp reads them), coalesced 16-byte stores */
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int r0 = wr + mt * 16 + g;
+#pragma unroll
+        for (int d = 0; d < DT; d++) {
+            *reinterpret_cast<uint32_t*>(Qs + mt_swz<HD>(r0, d) + 2 * tig) = mt_pack_bf16(dq[mt][d][0] * scale, dq[mt][d][1] * scale);
+            *reinterpret_cast<uint32_t*>(Qs + mt_swz<HD>(r0 + 8, d) + 2 * tig) = mt_pack_bf16(dq[mt][d][2] * scale, dq[mt][d][3] * scale);
+        }
+    }
+    __syncwarp();
+    floatX* dqbase = dqkv + (int64_t)b * T * rs + (int64_t)h * HD;
+#pragma unroll
+    for (int c = lane; c < 32 * DT; c += 32) {
+        const int r = c / DT, ch = c % DT;
+        const int row = wrow0 + r;
+        if (row < T)
+            *reinterpret_cast<uint4*>(dqbase + (int64_t)row * rs + ch * 8) = *reinterpret_cast<const uint4*>(Qs + mt_swz<HD>(wr + r, ch));
+    }
+}
+
+/* Backward dK, dV, FA2 schedule without atomics. Block = BK = 64 keys of one (b, kh), 4 warps x 16 keys (one m16
+ * tile each); loops over the group's query heads h (in order) and, per head, the query tiles of BQ = 64 from the
+ * tile holding key k0 to the end (in order) — the flat iteration index it = (h - kh*G) * nq + tile, so the sums
+ * have a fixed order. Q, dO, lse, D of the next iteration are copied (cp.async, two stages) during this one.
+ * Per iteration, in query sub-steps of QS (32 at HD 128 to keep the accumulators in registers, 64 at HD 64):
+ *   S^T = K Q^T, P^T = exp2(S^T*scale_log2 - lse*log2e) (0 where query < key), dP^T = V dO^T,
+ *   dS^T = P^T (dP^T - D), dV += P^T dO, dK += dS^T Q;  finally dK *= scale.
+ * Fragments (every x4 addresses row l%16 of a 16-row block at chunk 2k + l/16): A of S^T and dP^T = the warp's K / V
+ * rows via ldmatrix.x4; B (k = dim, n = query) = Q / dO rows via ldmatrix.x4 (b0(2jp), b0(2jp+1), b1(2jp),
+ * b1(2jp+1)); A of dV / dK = the P^T / dS^T accumulators of n-tiles 2kk, 2kk+1; B (k = query, n = dim) = dO / Q rows
+ * via ldmatrix.x4.trans (b0(2dp), b1(2dp), b0(2dp+1), b1(2dp+1)).
+ * Shared (swizzled): Ks, Vs [64][HD], 2 stages of Qs, dOs [64][HD], lse and D [64] floats per stage (97 KB at HD 128).
+ * Queries >= T are zero-filled (Q = dO = 0, lse = D = 0), which makes their P^T dO and dS^T Q terms exactly 0;
+ * keys >= T are zero rows whose results are never stored. */
+template <int HD>
+struct MtFa2Dkv {
+    static constexpr int BK = 64, BQ = 64, THREADS = 128;
+    static constexpr int QS = HD > 64 ? 32 : 64;
+    static constexpr size_t SMEM = sizeof(floatX) * (size_t)(2 * BK + 4 * BQ) * HD + sizeof(float) * 4 * BQ;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128, 2)
+mt_attn_bwd_dkdv_fa2_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const float* lse, const float* Dv,
+                            int B, int T, int NH, int NKV, float scale, float scale_log2) {
+    typedef MtFa2Dkv<HD> L;
+    constexpr int BK = L::BK, BQ = L::BQ, QS = L::QS, NT = QS / 8, DT = HD / 8, KC = HD / 16;
+    constexpr uint32_t RB = HD * 2;
+    extern __shared__ __align__(128) unsigned char mt_fa2_smem[];
+    floatX* Ks = reinterpret_cast<floatX*>(mt_fa2_smem);
+    floatX* Vs = Ks + BK * HD;
+    floatX* Qs = Vs + BK * HD;                                        /* stage s at Qs + s * BQ * HD */
+    floatX* dOs = Qs + 2 * BQ * HD;
+    float* lses = reinterpret_cast<float*>(dOs + 2 * BQ * HD);       /* stage s at lses + s * BQ */
+    float* Ds = lses + 2 * BQ;
+
+    const int BKV = B * NKV;
+    const int kt = (int)(blockIdx.x / BKV);                          /* small kt (most queries) first */
+    const int bkv = (int)(blockIdx.x % BKV);
+    const int kh = bkv % NKV, b = bkv / NKV;
+    const int G = NH / NKV;
+    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;
+    const int64_t ors = (int64_t)NH * HD;
+    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
+    const floatX* vbase = kbase + (int64_t)NKV * HD;
+    const int k0 = kt * BK;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int kw = k0 + warp * 16;                                    /* this warp's first key */
+    const int nit = G * ((T - k0 + BQ - 1) / BQ);                     /* heads x query tiles q0 = k0, k0+BQ, ... < T */
+
+    const MtSwzLane sw(lane >> 4, lane);
+    const uint32_t k_lds = mt_smem_u32(Ks) + (uint32_t)(warp * 16 + (lane & 15)) * RB;
+    const uint32_t v_lds = k_lds + BK * RB;                           /* Vs = Ks + BK rows */
+    const uint32_t q_lane = mt_smem_u32(Qs) + (uint32_t)(lane & 15) * RB;
+    const uint32_t do_lane = q_lane + 2 * BQ * RB;                    /* dOs = Qs + 2 stages */
+
+    /* copies of one iteration (head h, query tile at q0) into stage st */
+    auto issue = [&](int h, int q0, int st) {
+        mt_tile_async<HD, BQ, 128>(Qs + st * BQ * HD, qkv + (int64_t)b * T * rs + (int64_t)h * HD, rs, q0, T, tid);
+        mt_tile_async<HD, BQ, 128>(dOs + st * BQ * HD, dout + (int64_t)b * T * ors + (int64_t)h * HD, ors, q0, T, tid);
+        const int j = tid & (BQ - 1);                                 /* threads 0..63: lse, 64..127: D */
+        const bool valid = q0 + j < T;
+        const float* src = (tid < BQ ? lse : Dv) + ((int64_t)b * NH + h) * T + (valid ? q0 + j : 0);
+        mt_cp_async4(mt_smem_u32((tid < BQ ? lses : Ds) + st * BQ + j), src, valid);
+    };
+
+    mt_tile_async<HD, BK, 128>(Ks, kbase, rs, k0, T, tid);
+    mt_tile_async<HD, BK, 128>(Vs, vbase, rs, k0, T, tid);
+    issue(kh * G, k0, 0);
+    mt_cp_async_commit();
+    int nh = kh * G, nq0 = k0;                                        /* (head, q0) of the iteration last issued */
+
+    float dk[DT][4], dv[DT][4];
+#pragma unroll
+    for (int d = 0; d < DT; d++) {
+        dk[d][0] = dk[d][1] = dk[d][2] = dk[d][3] = 0.0f;
+        dv[d][0] = dv[d][1] = dv[d][2] = dv[d][3] = 0.0f;
+    }
+
+    for (int it = 0; it < nit; it++) {
+        mt_cp_async_wait_all();
+        __syncthreads();                                              /* stage it&1 visible; stage (it+1)&1 free */
+        const int q0 = nq0;                                           /* this iteration's query tile */
+        if (it + 1 < nit) {
+            nq0 += BQ;
+            if (nq0 >= T) { nq0 = k0; nh++; }                         /* next head of the group */
+            issue(nh, nq0, (it + 1) & 1);
+            mt_cp_async_commit();
+        }
+        const int st = it & 1;
+        const uint32_t q_lds = q_lane + st * BQ * RB;
+        const uint32_t do_lds = do_lane + st * BQ * RB;
+        const float* lq = lses + st * BQ;
+        const float* Dq = Ds + st * BQ;
+#pragma unroll
+        for (int sub = 0; sub < BQ / QS; sub++) {
+            const int qs0 = sub * QS;                                 /* first query of the sub-step, in the tile */
+            float s[NT][4], dp[NT][4];
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+                dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
+            }
+            /* S^T = K Q^T, dP^T = V dO^T */
+#pragma unroll
+            for (int kc = 0; kc < KC; kc++) {
+                uint32_t ka[4], va[4];
+                mt_ldsm_x4(ka, k_lds + sw.at(kc));
+                mt_ldsm_x4(va, v_lds + sw.at(kc));
+#pragma unroll
+                for (int jp = 0; jp < NT / 2; jp++) {
+                    uint32_t qb[4], ob[4];
+                    mt_ldsm_x4(qb, q_lds + (qs0 + jp * 16) * RB + sw.at(kc));
+                    mt_ldsm_x4(ob, do_lds + (qs0 + jp * 16) * RB + sw.at(kc));
+                    mt_mma16816(s[2 * jp], ka, qb[0], qb[2]);
+                    mt_mma16816(s[2 * jp + 1], ka, qb[1], qb[3]);
+                    mt_mma16816(dp[2 * jp], va, ob[0], ob[2]);
+                    mt_mma16816(dp[2 * jp + 1], va, ob[1], ob[3]);
+                }
+            }
+            /* P^T and dS^T; element (key = row g / g+8 of the warp, query = column), packed to bf16 pairs at once:
+             * pp[j][i] / dsp[j][i] = (columns 2tig, 2tig+1 of n-tile j, row g + 8i) = the A-fragment registers */
+            const bool diag = q0 + qs0 < kw + 15;                     /* some query of the sub-step < some key */
+            uint32_t pp[NT][2], dsp[NT][2];
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const int qc = qs0 + j * 8 + 2 * tig;                 /* query index in the tile (and qc + 1) */
+                const float l2a = lq[qc] * MT_LOG2E, l2b = lq[qc + 1] * MT_LOG2E, Da = Dq[qc], Db = Dq[qc + 1];
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    const int key = kw + g + 8 * i;
+                    float pa = exp2f(fmaf(s[j][2 * i], scale_log2, -l2a));
+                    float pb = exp2f(fmaf(s[j][2 * i + 1], scale_log2, -l2b));
+                    if (diag && q0 + qc < key) pa = 0.0f;
+                    if (diag && q0 + qc + 1 < key) pb = 0.0f;
+                    pp[j][i] = mt_pack_bf16(pa, pb);
+                    dsp[j][i] = mt_pack_bf16(pa * (dp[j][2 * i] - Da), pb * (dp[j][2 * i + 1] - Db));
+                }
+            }
+            /* dV += P^T dO, dK += dS^T Q */
+#pragma unroll
+            for (int kk = 0; kk < QS / 16; kk++) {
+                const uint32_t pa[4] = {pp[2 * kk][0], pp[2 * kk][1], pp[2 * kk + 1][0], pp[2 * kk + 1][1]};
+                const uint32_t sa[4] = {dsp[2 * kk][0], dsp[2 * kk][1], dsp[2 * kk + 1][0], dsp[2 * kk + 1][1]};
+#pragma unroll
+                for (int dp2 = 0; dp2 < DT / 2; dp2++) {
+                    uint32_t ob[4], qb[4];
+                    mt_ldsm_x4_t(ob, do_lds + (qs0 + kk * 16) * RB + sw.at(dp2));
+                    mt_ldsm_x4_t(qb, q_lds + (qs0 + kk * 16) * RB + sw.at(dp2));
+                    mt_mma16816(dv[2 * dp2], pa, ob[0], ob[1]);
+                    mt_mma16816(dv[2 * dp2 + 1], pa, ob[2], ob[3]);
+                    mt_mma16816(dk[2 * dp2], sa, qb[0], qb[1]);
+                    mt_mma16816(dk[2 * dp2 + 1], sa, qb[2], qb[3]);
+                }
+            }
+        }
+    }
+
+    /* epilogue: dK * scale and dV staged in this warp's own K / V rows (no other warp reads them), then coalesced
+     * 16-byte stores of the warp's 16 keys */
+    {
+        const int r0 = warp * 16 + g;
+#pragma unroll
+        for (int d = 0; d < DT; d++) {
+            *reinterpret_cast<uint32_t*>(Ks + mt_swz<HD>(r0, d) + 2 * tig) = mt_pack_bf16(dk[d][0] * scale, dk[d][1] * scale);
+            *reinterpret_cast<uint32_t*>(Ks + mt_swz<HD>(r0 + 8, d) + 2 * tig) = mt_pack_bf16(dk[d][2] * scale, dk[d][3] * scale);
+            *reinterpret_cast<uint32_t*>(Vs + mt_swz<HD>(r0, d) + 2 * tig) = mt_pack_bf16(dv[d][0], dv[d][1]);
+            *reinterpret_cast<uint32_t*>(Vs + mt_swz<HD>(r0 + 8, d) + 2 * tig) = mt_pack_bf16(dv[d][2], dv[d][3]);
+        }
+    }
+    __syncwarp();
+    floatX* dkbase = dqkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
+    floatX* dvbase = dkbase + (int64_t)NKV * HD;
+#pragma unroll
+    for (int c = lane; c < 16 * DT; c += 32) {
+        const int r = c / DT, ch = c % DT;
+        const int key = kw + r;
+        if (key < T) {
+            *reinterpret_cast<uint4*>(dkbase + (int64_t)key * rs + ch * 8) =
+                *reinterpret_cast<const uint4*>(Ks + mt_swz<HD>(warp * 16 + r, ch));
+            *reinterpret_cast<uint4*>(dvbase + (int64_t)key * rs + ch * 8) =
+                *reinterpret_cast<const uint4*>(Vs + mt_swz<HD>(warp * 16 + r, ch));
+        }
+    }
+}
+
+template <int HD>
+static void mt_attn_bwd_fa2_launch(floatX* dqkv, const float* D, const floatX* dout, const floatX* qkv, const float* lse,
+                                   int B, int T, int NH, int NKV, float scale, cudaStream_t s) {
+    const int64_t kv_blocks = (int64_t)((T + MtFa2Dkv<HD>::BK - 1) / MtFa2Dkv<HD>::BK) * B * NKV;
+    cudaFuncSetAttribute(mt_attn_bwd_dkdv_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dkv<HD>::SMEM);
+    mt_attn_bwd_dkdv_fa2_kernel<HD><<<(unsigned)kv_blocks, MtFa2Dkv<HD>::THREADS, MtFa2Dkv<HD>::SMEM, s>>>(
+        dqkv, dout, qkv, lse, D, B, T, NH, NKV, scale, scale * MT_LOG2E);
+    const int64_t q_blocks = (int64_t)((T + MtFa2Dq<HD>::BM - 1) / MtFa2Dq<HD>::BM) * B * NH;
+    cudaFuncSetAttribute(mt_attn_bwd_dq_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dq<HD>::SMEM);
+    mt_attn_bwd_dq_fa2_kernel<HD><<<(unsigned)q_blocks, MtFa2Dq<HD>::THREADS, MtFa2Dq<HD>::SMEM, s>>>(
+        dqkv, dout, qkv, lse, D, B, T, NH, NKV, scale, scale * MT_LOG2E);
+}
+
 /* ============================================================================================== launchers */
 
 static bool mt_attn_force_simple(void) {
@@ -1111,6 +1538,19 @@ extern "C" int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const flo
     float* D = scratch;                                               /* [B,NH,T] = MT_ATTN_BWD_SCRATCH_FLOATS */
     const int64_t rows = (int64_t)B * NH * T;
     const unsigned row_blocks = (unsigned)((rows + MT_SIMPLE_WARPS - 1) / MT_SIMPLE_WARPS);
+    if (path == 0 && MT_ATTN_FA2_BWD) {
+        if ((int64_t)((T + 63) / 64) * B * NH > 0x7fffffffLL || rows * (HD / 8) > 0x7fffffffLL * 256LL) return MT_ERR_UNSUPPORTED;
+        const unsigned d_blocks = (unsigned)((rows * (HD / 8) + 255) / 256);
+        if (HD == 64) {
+            mt_attn_bwd_d_vec_kernel<64><<<d_blocks, 256, 0, s>>>(D, dout, out, B, T, NH);
+            mt_attn_bwd_fa2_launch<64>(dqkv, D, dout, qkv, lse, B, T, NH, NKV, scale, s);
+        } else {
+            mt_attn_bwd_d_vec_kernel<128><<<d_blocks, 256, 0, s>>>(D, dout, out, B, T, NH);
+            mt_attn_bwd_fa2_launch<128>(dqkv, D, dout, qkv, lse, B, T, NH, NKV, scale, s);
+        }
+        MT_CHECK_LAUNCH();
+        return MT_OK;
+    }
     mt_attn_bwd_d_kernel<<<row_blocks, 32 * MT_SIMPLE_WARPS, 0, s>>>(D, dout, out, B, T, NH, HD);
     MT_CHECK_LAUNCH();
     if (path == 0) {
