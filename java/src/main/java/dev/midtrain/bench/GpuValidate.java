@@ -242,7 +242,10 @@ public final class GpuValidate {
                 .run((b, a) -> b.add(a.get("a"), a.get("a"), a.get("b"), 1001)));
 
         // embedding
-        for (int[] s : new int[][] {{1, 1, 1, 0}, {67, 67, 101, 0}, {1024, 4096, 50, 0}, {300, 4096, 8192, 0}, {67, 72, 101, 1}}) {
+        // {N, C, V, offset}: small V forces repeated ids inside one group of the CUDA backward's list (its sequential
+        // branch), large V the distinct-id branch; N > 2048 takes several compaction passes; C = 1032 a partial column block
+        for (int[] s : new int[][] {{1, 1, 1, 0}, {67, 67, 101, 0}, {1024, 4096, 50, 0}, {300, 4096, 8192, 0}, {67, 72, 101, 1},
+                                    {5000, 1032, 300, 0}, {3000, 64, 128256, 0}}) {
             int N = s[0], C = s[1], V = s[2], off = s[3];
             String shape = "N=" + N + " C=" + C + " V=" + V + (off > 0 ? " off=1" : "");
             int[] tok = tokens(seed++, N, V);
