@@ -242,7 +242,10 @@ public final class GpuValidate {
                 .run((b, a) -> b.add(a.get("a"), a.get("a"), a.get("b"), 1001)));
 
         // embedding
-        for (int[] s : new int[][] {{1, 1, 1, 0}, {67, 67, 101, 0}, {1024, 4096, 50, 0}, {300, 4096, 8192, 0}, {67, 72, 101, 1}}) {
+        // {N, C, V, offset}: small V forces repeated ids inside one group of the CUDA backward's list (its sequential
+        // branch), large V the distinct-id branch; N > 2048 takes several compaction passes; C = 1032 a partial column block
+        for (int[] s : new int[][] {{1, 1, 1, 0}, {67, 67, 101, 0}, {1024, 4096, 50, 0}, {300, 4096, 8192, 0}, {67, 72, 101, 1},
+                                    {5000, 1032, 300, 0}, {3000, 64, 128256, 0}}) {
             int N = s[0], C = s[1], V = s[2], off = s[3];
             String shape = "N=" + N + " C=" + C + " V=" + V + (off > 0 ? " off=1" : "");
             int[] tok = tokens(seed++, N, V);
@@ -256,7 +259,10 @@ public final class GpuValidate {
         }
 
         // rmsnorm
-        for (int[] s : new int[][] {{1, 67, 0}, {67, 67, 0}, {513, 4096, 0}, {67, 4096, 1}, {2048, 8, 0}}) {
+        // C chosen to reach every fast-path specialisation of the CUDA kernels (C/8 chunks: 1, 129, 512, 1024, 2048 -> the
+        // general path past 8192 in the backward), partial last row-chunks (N = 4099), and the scalar/unaligned paths.
+        for (int[] s : new int[][] {{1, 67, 0}, {67, 67, 0}, {513, 4096, 0}, {67, 4096, 1}, {2048, 8, 0}, {300, 1032, 0},
+                                    {77, 8192, 0}, {9, 16384, 0}, {4099, 64, 0}}) {
             int N = s[0], C = s[1], off = s[2];
             String shape = "N=" + N + " C=" + C + (off > 0 ? " off=1" : "");
             float eps = 1e-5f;
@@ -294,9 +300,12 @@ public final class GpuValidate {
             }
         }
 
-        // attention: {B, T, NH, NKV, HD}
+        // attention: {B, T, NH, NKV, HD}; the CUDA tensor-core kernels use 128-query / 64-key tiles, so T = 2048 and
+        // 1500 give many tiles, partial last tiles and (GQA 4) several query heads per key head; B = 3 checks the batch
+        // offsets
         for (int[] s : new int[][] {{1, 1, 1, 1, 16}, {2, 67, 4, 1, 16}, {1, 33, 2, 2, 32}, {2, 130, 8, 1, 64}, {1, 64, 1, 1, 128},
-                                    {1, 1000, 4, 4, 64}, {1, 257, 16, 2, 128}, {1, 1024, 8, 2, 128}, {2, 96, 6, 2, 96}}) {
+                                    {1, 1000, 4, 4, 64}, {1, 257, 16, 2, 128}, {1, 1024, 8, 2, 128}, {2, 96, 6, 2, 96},
+                                    {2, 2048, 8, 2, 128}, {1, 1500, 4, 1, 64}, {3, 200, 4, 2, 128}}) {
             int B = s[0], T = s[1], NH = s[2], NKV = s[3], HD = s[4];
             String shape = "B" + B + " T" + T + " NH" + NH + " NKV" + NKV + " HD" + HD;
             int n = B * T * (NH + 2 * NKV) * HD, no = B * T * NH * HD, nl = B * NH * T;
