@@ -7,9 +7,9 @@ read -r -a JOPTS <<< "$JOPTS_STR"
 MT() { "$JAVA" "${JOPTS[@]}" -cp "$CP" dev.midtrain.Main "$@"; }
 W="$(mktemp -d)"
 echo "-- parity: cuda"
-MT train --config configs/gpu/parity.yaml --synthetic-data --set train.backend=cuda --run-dir "$W/cuda" || exit 1
+MT train --config configs/gpu/parity.yaml --synthetic-data --no-checkpoints --set train.backend=cuda --run-dir "$W/cuda" || exit 1
 echo "-- parity: cpu"
-MT train --config configs/gpu/parity.yaml --synthetic-data --set train.backend=cpu --run-dir "$W/cpu" || exit 1
+MT train --config configs/gpu/parity.yaml --synthetic-data --no-checkpoints --set train.backend=cpu --run-dir "$W/cpu" || exit 1
 python3 - "$W/cuda/metrics.jsonl" "$W/cpu/metrics.jsonl" <<'PY'
 import json, sys
 # Tolerance: bf16 activations/weights carry ~3 significant digits (rel. rounding 2^-9 = 2e-3); per-token losses are
@@ -32,7 +32,7 @@ sys.exit(0 if ok else 1)
 PY
 rc=$?
 echo "-- 8B-shaped stack on the GPU (throughput, MFU vs 989 TFLOP/s dense bf16 H100 SXM peak)"
-MT train --config configs/gpu/llama3-8b-stack.yaml --synthetic-data --peak-tflops 989 --run-dir "$W/stack" | grep -E "step|model:|done" | tail -14
+MT train --config configs/gpu/llama3-8b-stack.yaml --synthetic-data --no-checkpoints --peak-tflops 989 --run-dir "$W/stack" | grep -E "step|model:|done" | tail -14
 if [[ -f benchmarks/gpu/torch_llama_stack.py ]]; then
   echo "-- the same stack in PyTorch"
   PYTHONUNBUFFERED=1 python3 benchmarks/gpu/torch_llama_stack.py

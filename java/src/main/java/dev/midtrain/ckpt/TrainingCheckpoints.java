@@ -175,10 +175,15 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (checkpointer.due(step) || step >= cfg.train().steps() || stopRequested(step)) save(t);
     }
 
-    /** Saves the trainer's current step (no-op when it is the step last saved or resumed from). */
+    /** Turns saving off for this run (benchmarks, smoke tests): no step is ever written, not even at a stop. */
+    public void disableSaving() { savingDisabled = true; }
+
+    private volatile boolean savingDisabled;
+
+    /** Saves the trainer's current step (no-op when it is the step last saved or resumed from, or saving is off). */
     public void save(Trainer t) {
         TrainState s = t.state();
-        if (s.step == lastSaved) return;
+        if (s.step == lastSaved || savingDisabled) return;
         Llama model = t.model();
         Llama.Slabs slabs = model.slabs();
         Backend be = model.backend();
@@ -235,7 +240,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         TrainState s = t.state();
         if (tpRank == 0 && dpRank == 0) { agreedStep = s.step; leadState = s; }
         await(() -> {                                   // decide once, for every rank
-            saveNow = agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || stopRequested(agreedStep));
+            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || stopRequested(agreedStep));
             stopNow = stopRequested(agreedStep);
             buffers = saveNow ? checkpointer.beginSave(tpLayouts) : null;
         });

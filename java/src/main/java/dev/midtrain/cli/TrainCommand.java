@@ -83,6 +83,8 @@ public final class TrainCommand implements Callable<Integer> {
     Path initFrom;
     @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
     Path resume;
+    @Option(names = "--no-checkpoints", description = "never save a checkpoint (benchmarks and smoke tests)")
+    boolean noCheckpoints;
     @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
     long stopAtStep;
 
@@ -156,6 +158,7 @@ public final class TrainCommand implements Callable<Integer> {
         Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
              TrainingCheckpoints ckpt = new TrainingCheckpoints(dir, cfg, stop, stopAtStep)) {
+            if (noCheckpoints) ckpt.disableSaving();
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
