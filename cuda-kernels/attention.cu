@@ -7,7 +7,9 @@
  *   - "tc" (HD 64 and 128): FlashAttention-2 style tiles on tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate),
  *     online softmax in the log2 domain. Backward: D = rowsum(dO*O) into scratch, then one kernel computing dK,dV per
  *     key tile (looping over the group's query heads and the query tiles in order) and one computing dQ per query
- *     tile (looping over key tiles in order).
+ *     tile (looping over key tiles in order). Two generations: the FA2 kernels (ldmatrix, swizzled shared memory,
+ *     cp.async double buffering; section "FA2 path", the default) and the first tensor-core kernels, selected at
+ *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
  *   - "simple" (any even HD <= 256): one warp per row, lanes split the head dimension; same math, same passes.
  * The environment variable MT_CUDA_ATTN=simple forces the simple path (validation of one against the other, and an
  * escape hatch); HD outside those sets returns MT_ERR_UNSUPPORTED. */
