@@ -7,7 +7,9 @@
  *   - "tc" (HD 64 and 128): FlashAttention-2 style tiles on tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate),
  *     online softmax in the log2 domain. Backward: D = rowsum(dO*O) into scratch, then one kernel computing dK,dV per
  *     key tile (looping over the group's query heads and the query tiles in order) and one computing dQ per query
- *     tile (looping over key tiles in order).
+ *     tile (looping over key tiles in order). Two generations: the FA2 kernels (ldmatrix, swizzled shared memory,
+ *     cp.async double buffering; section "FA2 path", the default) and the first tensor-core kernels, selected at
+ *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
  *   - "simple" (any even HD <= 256): one warp per row, lanes split the head dimension; same math, same passes.
  * The environment variable MT_CUDA_ATTN=simple forces the simple path (validation of one against the other, and an
  * escape hatch); HD outside those sets returns MT_ERR_UNSUPPORTED. */
@@ -752,6 +754,14 @@ __device__ __forceinline__ int mt_swz(int row, int chunk) {
 
 __device__ __forceinline__ uint32_t mt_smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
+/* 2^x in one MUFU.EX2 (exp2f adds range scaling for subnormal results; here those flush to 0, which a softmax
+ * probability < 2^-126 may: P is rounded to bf16 for the MMAs anyway). exp2(-inf) = 0. */
+__device__ __forceinline__ float mt_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* ldmatrix addressing in a swizzled tile, in bytes. A lane reads row R (with R % 8 == lane % 8 for every access pattern
  * used here) and chunk 2k + x (x = 0/1 per lane, k a compile-time step). Because 32k and 16x occupy disjoint bits and
  * the swizzle (R % 8) * 16 occupies bits 4..6:  ((2k + x) ^ (R % 8)) * 16 = ((k % 4) * 32 ^ c) + (k / 4) * 128 with the
@@ -949,16 +959,16 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                     mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
                     mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
                     msub[i] = (mx[i] == -INFINITY) ? 0.0f : mx[i] * scale_log2;   /* fully masked so far: p = 0 */
-                    corr[mt][i] = exp2f(m[mt][i] * scale_log2 - msub[i]);          /* m = -inf -> 0; same max -> 1 */
+                    corr[mt][i] = mt_exp2(m[mt][i] * scale_log2 - msub[i]);          /* m = -inf -> 0; same max -> 1 */
                     m[mt][i] = mx[i];
                 }
                 float rsum[2] = {0.0f, 0.0f};
 #pragma unroll
                 for (int j = 0; j < NT; j++) {
-                    s[mt][j][0] = exp2f(fmaf(s[mt][j][0], scale_log2, -msub[0]));
-                    s[mt][j][1] = exp2f(fmaf(s[mt][j][1], scale_log2, -msub[0]));
-                    s[mt][j][2] = exp2f(fmaf(s[mt][j][2], scale_log2, -msub[1]));
-                    s[mt][j][3] = exp2f(fmaf(s[mt][j][3], scale_log2, -msub[1]));
+                    s[mt][j][0] = mt_exp2(fmaf(s[mt][j][0], scale_log2, -msub[0]));
+                    s[mt][j][1] = mt_exp2(fmaf(s[mt][j][1], scale_log2, -msub[0]));
+                    s[mt][j][2] = mt_exp2(fmaf(s[mt][j][2], scale_log2, -msub[1]));
+                    s[mt][j][3] = mt_exp2(fmaf(s[mt][j][3], scale_log2, -msub[1]));
                     rsum[0] += s[mt][j][0] + s[mt][j][1];
                     rsum[1] += s[mt][j][2] + s[mt][j][3];
                 }
@@ -1210,7 +1220,7 @@ mt_attn_bwd_dq_fa2_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, c
                     const int i = e >> 1;
                     const int row = wrow0 + mt * 16 + g + 8 * i;
                     const int col = k0 + j * 8 + 2 * tig + (e & 1);
-                    float p = exp2f(fmaf(s[mt][j][e], scale_log2, -lse2[mt][i]));
+                    float p = mt_exp2(fmaf(s[mt][j][e], scale_log2, -lse2[mt][i]));
                     if (diag && col > row) p = 0.0f;
                     s[mt][j][e] = p * (dp[mt][j][e] - Dr[mt][i]);
                 }
@@ -1390,8 +1400,8 @@ mt_attn_bwd_dkdv_fa2_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv,
 #pragma unroll
                 for (int i = 0; i < 2; i++) {
                     const int key = kw + g + 8 * i;
-                    float pa = exp2f(fmaf(s[j][2 * i], scale_log2, -l2a));
-                    float pb = exp2f(fmaf(s[j][2 * i + 1], scale_log2, -l2b));
+                    float pa = mt_exp2(fmaf(s[j][2 * i], scale_log2, -l2a));
+                    float pb = mt_exp2(fmaf(s[j][2 * i + 1], scale_log2, -l2b));
                     if (diag && q0 + qc < key) pa = 0.0f;
                     if (diag && q0 + qc + 1 < key) pb = 0.0f;
                     pp[j][i] = mt_pack_bf16(pa, pb);
