@@ -740,6 +740,14 @@ mt_attn_bwd_dkdv_tc_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, 
 #ifndef MT_ATTN_FA2_FWD
 #define MT_ATTN_FA2_FWD 1
 #endif
+#ifndef MT_ATTN_FWD_KS64
+#define MT_ATTN_FWD_KS64 1    /* 1 = 64-key softmax steps at HD 128 (see MtFa2Fwd::KS), 0 = 32-key steps */
+#endif
+#if MT_ATTN_FWD_KS64 && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
+#define MT_FWD_KS_WIDE 1
+#else
+#define MT_FWD_KS_WIDE 0
+#endif
 
 /* Shared-memory tiles of the FA2 kernels are row-major [rows][HD] bf16 without padding, in 16-byte chunks of 8
  * elements (HD/8 chunks per row), with the XOR swizzle  physical chunk = chunk ^ (row & 7).  Every access below is
@@ -841,7 +849,12 @@ __device__ __forceinline__ void mt_tile_async(floatX* tile, const floatX* base, 
 template <int HD>
 struct MtFa2Fwd {
     static constexpr int BM = 128, BN = 64, THREADS = 128;
-    static constexpr int KS = HD > 64 ? 32 : 64;    /* keys per softmax step: 32 at HD 128 keeps S + O in registers */
+    /* keys per softmax step. 64 (the whole key tile): Q fragments are read from shared memory once per key tile and
+     * the max/rescale work runs once per 64 keys. S (64 regs) + O (128) fit in 255 registers at HD 128 only with the
+     * kc loop of QK^T unrolled by 2 and the O rescale done per m16 tile (0 spills, -Xptxas -v). MT_ATTN_FWD_KS64 = 0
+     * restores the 32-key steps at HD 128 of the first FA2 version (Q read twice per tile). The sm_80 pass keeps 32-key
+     * steps: its ptxas spills 4 bytes with 64 (KS is only used in device code). */
+    static constexpr int KS = (MT_FWD_KS_WIDE || HD <= 64) ? 64 : 32;
     static constexpr size_t SMEM = sizeof(floatX) * (size_t)(BM + 4 * BN) * HD;
 };
 
@@ -875,6 +888,7 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
      * 2k + l/16, i.e. matrices (rows 0-7, chunk 2k), (rows 8-15, 2k), (rows 0-7, 2k+1), (rows 8-15, 2k+1). */
     constexpr uint32_t RB = HD * 2;                                   /* bytes per tile row */
     const MtSwzLane swA(lane >> 4, lane);
+    const uint32_t swc0 = (uint32_t)(((lane >> 4) ^ (lane & 7)) << 4);
     const uint32_t q_lds = mt_smem_u32(Qs) + (uint32_t)(wr + (lane & 15)) * RB;
     const uint32_t k_lane = mt_smem_u32(Ks) + (uint32_t)(lane & 15) * RB;
     const uint32_t v_lane = k_lane + 2 * BN * RB;                     /* Vs = Ks + 2 stages */
@@ -913,15 +927,16 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
 #pragma unroll
                 for (int j = 0; j < NT; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
             /* S = Q K^T */
-#pragma unroll
+#pragma unroll 2
             for (int kc = 0; kc < KC; kc++) {
                 uint32_t qa[2][4];
+                const uint32_t swc = ((uint32_t)kc << 5) ^ swc0;
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++) mt_ldsm_x4(qa[mt], q_lds + mt * 16 * RB + swA.at(kc));
+                for (int mt = 0; mt < 2; mt++) mt_ldsm_x4(qa[mt], q_lds + mt * 16 * RB + swc);
 #pragma unroll
                 for (int jp = 0; jp < NT / 2; jp++) {
                     uint32_t kb[4];                                   /* b0(2jp), b0(2jp+1), b1(2jp), b1(2jp+1) */
-                    mt_ldsm_x4(kb, k_lds + (sub * KS + jp * 16) * RB + swA.at(kc));
+                    mt_ldsm_x4(kb, k_lds + (sub * KS + jp * 16) * RB + swc);
 #pragma unroll
                     for (int mt = 0; mt < 2; mt++) {
                         mt_mma16816(s[mt][2 * jp], qa[mt], kb[0], kb[2]);
@@ -932,16 +947,14 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
             /* causal mask where the sub-tile straddles this warp's diagonal (keys >= T only occur in the last tile
              * and lie after every row < T, so they are masked too) */
             if (k0 + KS - 1 > wrow0) {
+                const int diag = wrow0 + g - k0 - 2 * tig;           /* col > row  <=>  (col - k0 - 2tig) - (row - wrow0 - g) > diag */
 #pragma unroll
                 for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                     for (int j = 0; j < NT; j++)
 #pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            const int row = wrow0 + mt * 16 + g + ((e >> 1) << 3);
-                            const int col = k0 + j * 8 + 2 * tig + (e & 1);
-                            if (col > row) s[mt][j][e] = -INFINITY;
-                        }
+                        for (int e = 0; e < 4; e++)
+                            if (j * 8 + (e & 1) - mt * 16 - ((e >> 1) << 3) > diag) s[mt][j][e] = -INFINITY;
             }
             /* online softmax: new row max (4 lanes share a row), rescale l and O, p = exp2(s*scale_log2 - max) */
             float corr[2][2];
@@ -974,11 +987,8 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                 }
                 l[mt][0] = l[mt][0] * corr[mt][0] + rsum[0];
                 l[mt][1] = l[mt][1] * corr[mt][1] + rsum[1];
-            }
-            /* O *= corr, skipped when no row of the warp changed its max (x * 1.0f is exact: same result) */
-            if (__any_sync(0xffffffffu, corr[0][0] != 1.0f || corr[0][1] != 1.0f || corr[1][0] != 1.0f || corr[1][1] != 1.0f)) {
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++)
+                /* O *= corr, skipped when no row of these 16 changed its max (x * 1.0f is exact: same result) */
+                if (__any_sync(0xffffffffu, corr[mt][0] != 1.0f || corr[mt][1] != 1.0f)) {
 #pragma unroll
                     for (int d = 0; d < DT; d++) {
                         o[mt][d][0] *= corr[mt][0];
@@ -986,6 +996,7 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                         o[mt][d][2] *= corr[mt][1];
                         o[mt][d][3] *= corr[mt][1];
                     }
+                }
             }
             /* O += P V */
 #pragma unroll

@@ -3,10 +3,11 @@ their index arithmetic without a GPU: swizzled shared-memory tiles, the cp.async
 mma.m16n8k16 with the PTX fragment layouts, online softmax and masks, transcribed from the CUDA source index by index
 (the next stage is refilled before the current tile is computed, so reading the wrong stage gives wrong results; shared
 memory starts as NaN, so reading an unwritten element fails). Compared with a float64 reference; expect bf16-level errors
-(~2e-3). Run: python3 fa2_lane_model.py [bwd]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
+(~2e-3). Run: python3 fa2_lane_model.py [bwd] [ks32]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
 import numpy as np
 import sys
 
+KS64 = "ks32" not in sys.argv   # MT_ATTN_FWD_KS64 (argument ks32 models the 32-key variant)
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -88,7 +89,7 @@ def exp2(x):
 # ------------------------------------------------------------------------------------------------ forward
 def fwd(qkv, B, T, NH, NKV, HD):
     BM, BN = 128, 64
-    KS = 32 if HD > 64 else 64
+    KS = 64 if (KS64 or HD <= 64) else 32    # MtFa2Fwd::KS (MT_ATTN_FWD_KS64)
     NT, DT, KC = KS // 8, HD // 8, HD // 16
     RB = HD * 2
     rs = (NH + 2 * NKV) * HD
@@ -134,21 +135,22 @@ def fwd(qkv, B, T, NH, NKV, HD):
                     if k0 > wrow0 + 31:
                         break
                     s = np.zeros((2, NT, 32, 4))
+                    swc0 = ((LANE >> 4) ^ (LANE & 7)) << 4
                     for kc in range(KC):
-                        qa = [ldsm_x4(sm, q_lds + mt * 16 * RB + at(swA, kc)) for mt in range(2)]
+                        swc = (kc << 5) ^ swc0
+                        qa = [ldsm_x4(sm, q_lds + mt * 16 * RB + swc) for mt in range(2)]
                         for jp in range(NT // 2):
-                            kb = ldsm_x4(sm, k_lds + (sub * KS + jp * 16) * RB + at(swA, kc))
+                            kb = ldsm_x4(sm, k_lds + (sub * KS + jp * 16) * RB + swc)
                             for mt in range(2):
                                 mma(s[mt, 2 * jp], qa[mt], kb[0], kb[2])
                                 mma(s[mt, 2 * jp + 1], qa[mt], kb[1], kb[3])
                     s = s.astype(np.float32)
                     if k0 + KS - 1 > wrow0:
+                        diag = wrow0 + G - k0 - 2 * TIG
                         for mt in range(2):
                             for j in range(NT):
                                 for e in range(4):
-                                    row = wrow0 + mt * 16 + G + ((e >> 1) << 3)
-                                    col = k0 + j * 8 + 2 * TIG + (e & 1)
-                                    s[mt, j, :, e] = np.where(col > row, -np.inf, s[mt, j, :, e])
+                                    s[mt, j, :, e] = np.where(j * 8 + (e & 1) - mt * 16 - ((e >> 1) << 3) > diag, -np.inf, s[mt, j, :, e])
                     corr = np.zeros((2, 2, 32), dtype=np.float32)
                     for mt in range(2):
                         mx = [S_['m'][mt, 0].copy(), S_['m'][mt, 1].copy()]
