@@ -8,7 +8,9 @@
 # Debian python3-torch with libopenblas0-pthread as the system BLAS (apt-get install -y python3-torch libopenblas0-pthread).
 # Prints, per config and engine: tokens/s, model GFLOP/s as a share of the sgemm 1024^3 rate measured in the same
 # process (OpenBLAS preset for midtrain, torch.mm for PyTorch), peak RSS; then the midtrain/PyTorch ratio.
-# Threads: MT_THREADS (default 2) for OpenBLAS, OpenMP and torch.
+# Threads: MT_THREADS (default 2) for OpenBLAS, OpenMP and torch. On a shared host the wall-clock rates move with the
+# other load; each engine also prints its process CPU time over the timed steps (tokens per CPU-second) and
+# /usr/bin/time's user + sys of the whole run, views that move less with other processes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WHICH="${1:-all}"; STEPS="${2:-10}"; WARMUP="${3:-2}"
@@ -27,8 +29,9 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 run() {  # run LABEL CMD... -> prints the engine's line and peak RSS; sets TPS
   local log; log="$(mktemp)"
   /usr/bin/time -v "$@" > "$log.out" 2> "$log" || { cat "$log.out" "$log" >&2; exit 1; }
-  local line rss; line="$(grep -E 'tokens/s' "$log.out" | head -1)"; rss="$(grep 'Maximum resident' "$log" | awk '{print $NF}')"
-  echo "  $line | peak RSS $((rss / 1024)) MiB"
+  local line rss cpu; line="$(grep -E 'tokens/s' "$log.out" | head -1)"; rss="$(grep 'Maximum resident' "$log" | awk '{print $NF}')"
+  cpu="$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$log")"
+  echo "  $line | peak RSS $((rss / 1024)) MiB | process CPU time $cpu s (whole run)"
   TPS="$(sed -E 's/.*: ([0-9]+) tokens\/s.*/\1/' <<< "$line")"
   rm -f "$log" "$log.out"
 }

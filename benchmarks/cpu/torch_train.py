@@ -155,15 +155,16 @@ def main():
     first = 0.0
     for s in range(warmup):
         first = step(s)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     last = 0.0
     for s in range(warmup, warmup + steps):
         last = step(s)
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     tps = steps * B * T / sec
     print(f"torch {torch.__version__} {name}: {n_params:,} params, {steps} steps x {B * T} tokens in {sec:.2f} s: "
           f"{tps:.0f} tokens/s | model {flops_per_token * tps / 1e9:.2f} GFLOP/s = {100 * flops_per_token * tps / sgemm:.1f}% "
-          f"of sgemm {sgemm / 1e9:.2f} GFLOP/s ({threads} threads) | loss {first:.3f} -> {last:.3f}")
+          f"of sgemm {sgemm / 1e9:.2f} GFLOP/s ({threads} threads) | CPU {cpu:.1f} s = {steps * B * T / cpu:.0f} tokens per CPU-s "
+          f"| loss {first:.3f} -> {last:.3f}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ public final class GemmBench {
                 "2048:256:688:N:T", "2048:688:256:N:N", "256:688:2048:T:N",       // down
                 "2048:256:256:N:T", "2048:256:256:N:N", "256:256:2048:T:N",       // o
                 "1024:512:256:N:T", "1024:256:512:N:N", "512:256:1024:T:N"};      // head (chunk 1024)
+        int reps = Integer.parseInt(System.getenv().getOrDefault("MT_REPS", "5"));
         try (CpuBackend be = new CpuBackend()) {
             for (String s : shapes) {
                 String[] p = s.split(":");
@@ -29,7 +30,7 @@ public final class GemmBench {
                 be.fillF32(c, 0f, (long) M * N);
                 be.gemm(tA, tB, M, N, K, 1f, a, b, 0f, c, true);
                 double best = 1e9;
-                for (int r = 0; r < 5; r++) {
+                for (int r = 0; r < reps; r++) {
                     long t0 = System.nanoTime();
                     be.gemm(tA, tB, M, N, K, 1f, a, b, 1f, c, true);
                     best = Math.min(best, (System.nanoTime() - t0) / 1e9);

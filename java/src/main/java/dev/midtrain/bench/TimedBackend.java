@@ -37,7 +37,14 @@ public final class TimedBackend implements Backend {
             sb.append(String.format("%-28s %8d %10.1f %6.1f%% %9s%n", e.getKey(), s[0], s[1] / 1e6, 100.0 * s[1] / total,
                     s[2] > 0 ? String.format("%.1f", s[2] / (double) s[1]) : ""));
         });
+        long gemm = 0, attn = 0;
+        for (var e : stats.entrySet()) {
+            if (e.getKey().startsWith("gemm")) gemm += e.getValue()[1];
+            if (e.getKey().startsWith("attention")) attn += e.getValue()[1];
+        }
         sb.append(String.format("%-28s %8s %10.1f%n", "total", "", total / 1e6));
+        sb.append(String.format("by kind: GEMM %.1f%% | attention %.1f%% | other kernels and copies %.1f%%%n",
+                100.0 * gemm / total, 100.0 * attn / total, 100.0 * (total - gemm - attn) / total));
         return sb.toString();
     }
 

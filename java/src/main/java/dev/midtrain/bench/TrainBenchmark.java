@@ -60,14 +60,16 @@ public final class TrainBenchmark {
                 double firstLoss = 0, lastLoss = 0;
                 for (int s = 0; s < warmup; s++) { data.nextMicroBatch(micro[0]); firstLoss = trainer.step(micro).loss(); }
                 if (be instanceof TimedBackend tb) tb.reset();
+                var os = (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+                long cpu0 = os.getProcessCpuTime();
                 long t0 = System.nanoTime();
                 for (int s = 0; s < steps; s++) { data.nextMicroBatch(micro[0]); lastLoss = trainer.step(micro).loss(); }
-                double sec = (System.nanoTime() - t0) / 1e9;
+                double sec = (System.nanoTime() - t0) / 1e9, cpuSec = (os.getProcessCpuTime() - cpu0) / 1e9;
                 double tps = (double) steps * tc.tokensPerStep() / sec;
                 double flops = cfg.model().flopsPerToken(tc.seqLen()) * tps;
-                System.out.printf("midtrain %s: %,d params, %d steps x %d tokens in %.2f s: %.0f tokens/s | model %.2f GFLOP/s = %.1f%% of sgemm %.2f GFLOP/s (%d threads) | loss %.3f -> %.3f%n",
+                System.out.printf("midtrain %s: %,d params, %d steps x %d tokens in %.2f s: %.0f tokens/s | model %.2f GFLOP/s = %.1f%% of sgemm %.2f GFLOP/s (%d threads) | CPU %.1f s = %.0f tokens per CPU-s | loss %.3f -> %.3f%n",
                         preset, cfg.model().paramCount(), steps, tc.tokensPerStep(), sec, tps, flops / 1e9, 100 * flops / sgemm,
-                        sgemm / 1e9, threads, firstLoss, lastLoss);
+                        sgemm / 1e9, threads, cpuSec, steps * tc.tokensPerStep() / cpuSec, firstLoss, lastLoss);
                 if (be instanceof TimedBackend tb) System.out.print(tb.report());
             }
         }
