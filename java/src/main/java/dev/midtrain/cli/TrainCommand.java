@@ -65,6 +65,14 @@ public final class TrainCommand implements Callable<Integer> {
         if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
         if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
         StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
+        try {
+            return train(from);
+        } finally {
+            if (from != null) from.close();
+        }
+    }
+
+    private int train(StepCheckpoint from) {
         RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, overrides) : ConfigLoader.load(config, overrides);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
@@ -112,7 +120,6 @@ public final class TrainCommand implements Callable<Integer> {
                     System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
                             from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
-                    from.close();
                 }
                 trainer.addListener(ckpt);
                 trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
