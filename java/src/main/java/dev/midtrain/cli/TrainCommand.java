@@ -8,6 +8,7 @@ import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
+import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.kernels.Backend;
@@ -42,7 +43,7 @@ import java.util.concurrent.Callable;
  * RUN_DIR/metrics.jsonl and a progress line per log period.
  *
  * <p>MFU: against --peak-tflops when given; otherwise, on CPU, against the sgemm rate measured at startup (1024^3,
- * best of 3; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
+ * best of 10; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
  */
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train (mid-train) a Llama-3 model.")
 public final class TrainCommand implements Callable<Integer> {
@@ -99,7 +100,7 @@ public final class TrainCommand implements Callable<Integer> {
              Llama model = new Llama(be, ParamLayout.of(cfg.model(), 1, 0, cfg.optimizer().weightDecayExclude()),
                      tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), TpHooks.NONE)) {
             model.initialize(tc.seed(), tc.initStd());
-            double peak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(be, 1024, 3);
+            double peak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(be, 1024, 10);
             MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), 1, 1, false, be.floatxBytes());
             System.out.printf("model: %,d parameters, %.3g FLOPs/token | %d threads | memory %s | MFU peak %.1f GFLOP/s (%s)%n",
                     cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), threads,
@@ -151,7 +152,15 @@ public final class TrainCommand implements Callable<Integer> {
             return new MemoryBatches(stream, validTokens, tc.microBatchSeqs(), tc.seqLen(), "synthetic");
         }
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
-        throw new UserError("data: the Arrow blended loader is not part of this build yet; pass --synthetic-data");
+        BlendedLoader loader = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, 1);
+        try {
+            loader.checkVocab(cfg.model().vocabSize());
+        } catch (RuntimeException e) {
+            loader.close();
+            throw e;
+        }
+        System.out.println("data: " + loader.describe());
+        return loader;
     }
 
     private static void printConfig(RunConfig cfg, Path dir) {
