@@ -111,8 +111,9 @@ public final class CheckpointStore {
         long slow = Long.getLong(SLOW_WRITE_PROPERTY, 0L);
         ObjectNode files = JsonNodeFactory.instance.objectNode();
         try {
-            for (RankState r : ranks) {
-                if (r.layout().tp() != tp || r.layout().rank() != ranks.indexOf(r))
+            for (int i = 0; i < tp; i++) {
+                RankState r = ranks.get(i);
+                if (r.layout().tp() != tp || r.layout().rank() != i)
                     throw new IllegalArgumentException("rank states must be in rank order 0.." + (tp - 1));
                 String mf = modelFile(r.layout().rank(), tp);
                 writeFile(tmp, mf, files, slow, out -> Safetensors.write(out, tensors(r.layout(), "", r.params()), metadata(r.layout(), "model")));

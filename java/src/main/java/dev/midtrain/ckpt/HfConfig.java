@@ -56,7 +56,8 @@ public final class HfConfig {
      */
     public static List<String> mismatches(JsonNode hf, ModelConfig m) {
         List<String> out = new ArrayList<>();
-        int heads = intField(hf, "num_attention_heads", -1, out);
+        JsonNode nh = hf.get("num_attention_heads");
+        int heads = nh != null && nh.canConvertToExactIntegral() ? nh.asInt() : -1;   // num_key_value_heads defaults to it
         cmpInt(out, hf, "num_hidden_layers", -1, "model.n_layers", m.nLayers());
         cmpInt(out, hf, "hidden_size", -1, "model.dim", m.dim());
         cmpInt(out, hf, "num_attention_heads", -1, "model.n_heads", m.nHeads());
@@ -154,12 +155,6 @@ public final class HfConfig {
         } catch (JsonProcessingException e) {
             throw new IllegalStateException(e);
         }
-    }
-
-    private static int intField(JsonNode hf, String key, int dflt, List<String> out) {
-        JsonNode v = hf.get(key);
-        if (v == null || v.isNull()) return dflt;
-        return v.canConvertToExactIntegral() ? v.asInt() : dflt;
     }
 
     private static void cmpInt(List<String> out, JsonNode hf, String key, int dflt, String ours, int expected) {

@@ -129,7 +129,6 @@ class SafetensorsTest {
             AtomicFiles.write(f, ch -> Safetensors.write(ch, List.of(Safetensors.OutTensor.of("w", dt, new long[]{R, C}, HostFloats.wrap(v), 0)), null));
             Safetensors.mapWindowBytes = 6;   // 3 bf16 or 1 fp32 element (or one row) per mapping: many windows, odd splits
             try (var r = Safetensors.Reader.open(f); HostFloats dst = HostFloats.allocate(R * C + 3)) {
-                dst.view(0, R * C + 3).put(new float[R * C + 3]).flip();
                 for (int i = 0; i < R * C + 3; i++) dst.put(i, Float.NaN);
                 r.readF32(r.get("w"), 4, 20, dst, 3);
                 for (int i = 0; i < 20; i++) assertEquals(v[4 + i], dst.get(3 + i), dt + " element " + (4 + i));
@@ -140,6 +139,35 @@ class SafetensorsTest {
                     for (int j = 0; j < 3; j++) assertEquals(v[(1 + i) * C + 2 + j], dst.get(1 + i * 3 + j), dt + " block " + i + "," + j);
                 assertTrue(Float.isNaN(dst.get(0)) && Float.isNaN(dst.get(10)), "outside the block stays untouched");
             }
+        }
+    }
+
+    /** A file over 4 GB (sparse: only the header and the last tensor hold data) reads past the int and 2 GB limits. */
+    @Test
+    void readsTensorsBeyondFourGigabytes() throws IOException {
+        long pad = (1L << 32) + 12;                       // a U8 tensor of 4 GiB + 12 bytes, all zero (a hole)
+        String header = "{\"pad\":{\"dtype\":\"U8\",\"shape\":[" + pad + "],\"data_offsets\":[0," + pad + "]},"
+                + "\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[" + pad + "," + (pad + 12) + "]}}";
+        byte[] h = header.getBytes(StandardCharsets.UTF_8);
+        Path f = tmp.resolve("big.safetensors");
+        try (var ch = java.nio.channels.FileChannel.open(f, java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE,
+                java.nio.file.StandardOpenOption.SPARSE)) {
+            ch.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, h.length));
+            ch.write(ByteBuffer.wrap(h), 8);
+            ByteBuffer w = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN);
+            float[] want = {1f, -2.5f, 3.140625f, 65536f, -0f, 0.5f};
+            for (float x : want) w.putShort(Floats.f32ToBf16(x));
+            ch.write(w.flip(), 8 + h.length + pad);
+        }
+        try (var r = Safetensors.Reader.open(f)) {
+            float[] got = new float[6];
+            r.readF32(r.get("w"), 0, 6, HostFloats.wrap(got), 0);
+            assertArrayEquals(new float[]{1f, -2.5f, 3.140625f, 65536f, -0f, 0.5f}, got);
+            float[] block = new float[2];
+            r.readBlockF32(r.get("w"), 1, 1, 1, 2, HostFloats.wrap(block), 0);   // row 1, columns 1..2
+            assertArrayEquals(new float[]{-0f, 0.5f}, block);
+        } finally {
+            Files.delete(f);
         }
     }
 

@@ -68,6 +68,37 @@ class TrainCheckpointTest {
         }
     }
 
+    /** The same on prepared Arrow data blended from two sources (1:2): the loader position travels in trainer_state.json. */
+    @Test
+    void resumeIsBitExactOnBlendedArrowData() throws Exception {
+        List<String> docs = Files.readAllLines(Path.of("data/knowedu/sample.jsonl"));
+        StringBuilder out = new StringBuilder();
+        String sources = "";
+        for (int i = 0; i < 2; i++) {
+            Path d = tmp.resolve("docs" + i + ".jsonl"), prepared = tmp.resolve("prepared" + i);
+            Files.write(d, docs.subList(60 * i, 60 * i + 60));
+            assertEquals(0, run(out, "prepare", "--source", "s" + i, "--format", "text", "--input", d.toString(),
+                    "--tokenizer", "data/tokenizer/tokenizer.json", "--out", prepared.toString(), "--threads", "1"), out.toString());
+            sources += (i == 0 ? "" : ", ") + "{name: s" + i + ", path: '" + prepared + "', weight: " + (i + 1) + ".0}";
+        }
+        Path c = tmp.resolve("c.yaml"), a = tmp.resolve("a"), b = tmp.resolve("b");
+        Files.writeString(c, CONFIG.replace("vocab_size: 96", "vocab_size: 512")
+                .replace("{name: none, path: /nonexistent, weight: 1.0}", sources));
+        out.setLength(0);
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--run-dir", a.toString()), out.toString());
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--run-dir", b.toString(), "--stop-at-step", "3"), out.toString());
+        assertEquals(0, run(out, "train", "--resume", b.toString()), out.toString());
+        List<JsonNode> ma = metrics(a), mb = metrics(b);
+        assertEquals(6, mb.size());
+        assertEquals(2, ma.get(5).get("tokens_per_source").size(), "both sources were read: " + ma.get(5));
+        for (int i = 0; i < 6; i++)
+            for (String f : List.of("loss", "grad_norm", "lr", "tokens_per_source", "val_loss"))
+                assertEquals(ma.get(i).get(f), mb.get(i).get(f), "step " + (i + 1) + " " + f);
+        for (String f : List.of("model.safetensors", "optimizer.safetensors", "trainer_state.json"))
+            assertArrayEquals(Files.readAllBytes(CheckpointStore.forRun(a).stepDir(6).resolve(f)),
+                    Files.readAllBytes(CheckpointStore.forRun(b).stepDir(6).resolve(f)), f);
+    }
+
     @Test
     void resumeRefusesAnotherModelAndReportsAllowedChanges() throws Exception {
         Path c = config(), r = tmp.resolve("r");
