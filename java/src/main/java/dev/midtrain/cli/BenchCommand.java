@@ -1,6 +1,7 @@
 package dev.midtrain.cli;
 
 import dev.midtrain.bench.KernelBench;
+import dev.midtrain.kernels.CudaBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -23,6 +24,7 @@ public final class BenchCommand implements Callable<Integer> {
         @Override
         public Integer call() {
             if (!backend.equals("cpu") && !backend.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + backend);
+            if (backend.equals("cuda")) CudaBackend.open(0).close();      // no usable GPU: one line on stderr, exit 1
             return KernelBench.run(backend, System.out);
         }
     }

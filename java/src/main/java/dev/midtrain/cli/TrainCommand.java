@@ -67,6 +67,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
     @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default on CPU: measured sgemm rate)")
     Double peakTflops;
+    @Option(names = "--backend", description = "cpu or cuda (overrides train.backend); cuda without a usable GPU is an error") String backend;
     @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
     @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
     @Option(names = "--nnodes", description = "processes (nodes) in a multi-node run, one JVM each") Integer nnodes;
@@ -94,6 +95,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
         if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
         List<String> sets = new ArrayList<>(overrides);
+        if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
         StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
@@ -125,6 +127,13 @@ public final class TrainCommand implements Callable<Integer> {
         }
 
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
+        double gpuPeak = Double.NaN;
+        if (gpu) {                                 // no usable GPU: a one-line error before anything is written, never CPU
+            try (CudaBackend probe = CudaBackend.open(0)) {
+                gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
+                if (lead) System.out.printf("device: %s%n", probe.deviceName());
+            }
+        }
         if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
             throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
         Path dir = resume != null ? resume
@@ -139,12 +148,8 @@ public final class TrainCommand implements Callable<Integer> {
         int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         CpuBackend.setThreads(threads);
         double peak;
-        if (gpu) {                                                              // no usable GPU: a one-line error here, never CPU
-            try (CudaBackend probe = CudaBackend.open(0)) {
-                peak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
-                if (lead) System.out.printf("device: %s%n", probe.deviceName());
-            }
-        } else if (peakTflops != null) peak = peakTflops * 1e12;                // the whole machine on CPU
+        if (gpu) peak = gpuPeak;
+        else if (peakTflops != null) peak = peakTflops * 1e12;                  // the whole machine on CPU
         else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 10); }
         double mfuPeak = peak;
         int perRank = Math.max(1, threads / env.localRanks());

@@ -1,0 +1,85 @@
+package dev.midtrain.bench;
+
+import dev.midtrain.cli.Commands;
+import dev.midtrain.kernels.CudaBackend;
+import dev.midtrain.kernels.KernelException;
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The CPU side of the GPU validation and benchmark, run in CI (no GPU there): the validation harness against a
+ * second CPU backend (every kernel, every shape, NaN poisoning, tolerances and the determinism re-run all exercised),
+ * `midtrain bench kernels --backend cpu`, and the one-line error of `--backend cuda` where no GPU is usable.
+ */
+class CpuValidationHarnessTest {
+
+    @Test
+    void validationHarnessPassesAgainstTheCpuImplementation() {
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        int rc = GpuValidate.run(new String[]{"--against", "cpu"}, new PrintStream(buf, true, StandardCharsets.UTF_8));
+        String out = buf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, out);
+        for (String kernel : List.of("embedding_forward", "embedding_backward", "rmsnorm_forward", "rmsnorm_backward", "rope_forward",
+                "rope_backward", "attention_forward", "attention_backward", "swiglu_forward", "swiglu_backward", "add",
+                "crossentropy_forward", "crossentropy_backward", "lse_combine", "adamw_update", "global_norm_squared", "gemm_x"))
+            assertTrue(out.contains(kernel + " "), "harness output lacks " + kernel);
+        assertTrue(out.matches("(?s).*GpuValidate: \\d+ passed, 0 failed.*"), out);
+    }
+
+    @Test
+    void benchKernelsCpuPrintsEveryKernel() {
+        PrintStream old = System.out;
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        int rc;
+        try {
+            System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+            rc = Commands.execute("bench", "kernels", "--backend", "cpu");
+        } finally {
+            System.setOut(old);
+        }
+        String out = buf.toString(StandardCharsets.UTF_8);
+        assertEquals(0, rc, out);
+        for (String row : List.of("| ceiling: copy", "| ceiling: gemm", "| rmsnorm_forward", "| attention_forward", "| attention_backward",
+                "| crossentropy_forward", "| adamw_update", "| global_norm_squared"))
+            assertTrue(out.contains(row), "bench output lacks " + row + ":\n" + out);
+    }
+
+    @Test
+    void cudaWithoutAGpuIsAOneLineErrorNotAFallback() {
+        try (CudaBackend be = CudaBackend.open(0)) {
+            System.err.println("SKIPPED cudaWithoutAGpuIsAOneLineErrorNotAFallback: a GPU is usable here (" + be.deviceName() + ")");
+            return;
+        } catch (KernelException expected) {
+            // the machine has no usable GPU: the CLI must say so in one line and exit non-zero
+        }
+        for (String[] args : List.of(new String[]{"bench", "kernels", "--backend", "cuda"},
+                new String[]{"train", "--config", "configs/tiny.yaml", "--synthetic-data", "--backend", "cuda",
+                        "--run-dir", "target/cuda-refused-run"})) {
+            PrintStream oldErr = System.err, oldOut = System.out;
+            ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
+            int rc;
+            try {
+                System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+                System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+                rc = Commands.execute(args);
+            } finally {
+                System.setErr(oldErr);
+                System.setOut(oldOut);
+            }
+            String e = err.toString(StandardCharsets.UTF_8).strip();
+            String cmd = String.join(" ", args);
+            assertTrue(rc != 0, cmd + " without a GPU must fail");
+            assertEquals(1, e.lines().count(), cmd + ": expected one line on stderr, got:\n" + e);
+            assertTrue(e.contains("cuda"), cmd + ": " + e);
+            assertTrue(!out.toString(StandardCharsets.UTF_8).contains("step "), cmd + " must not train on another backend");
+        }
+        assertTrue(!java.nio.file.Files.exists(java.nio.file.Path.of("target/cuda-refused-run")), "no run directory for a refused run");
+    }
+}
