@@ -3,7 +3,8 @@
 # Run from the repository root:  bash .bundle/run.sh      (the bundle comes from benchmarks/gpu/make-bundle.sh)
 # Steps: (1) GpuValidate: every kernel + cuBLAS GEMM, CUDA vs CPU, plus the single-rank NCCL check;
 #        (1b) the attention rows again with MT_CUDA_ATTN=simple (the fallback path);
-#        (2) 20 training steps GPU vs CPU, if the training code is there (hook benchmarks/gpu/train_parity.sh);
+#        (2) 20 training steps GPU vs CPU and the 8B-shaped stack vs PyTorch (benchmarks/gpu/train_parity.sh);
+#        (2b) the engine's NCCL communicator at world size 1 (dist.NcclSelfCheck);
 #        (3) KernelBench on cuda; (4) benchmarks/gpu/torch_bench.py, the same ops in PyTorch.
 # Everything goes to $OUT if set, else benchmarks/results/; the summary is gpu-<date>.md naming the GPU.
 # Exit status: 0 when the validation passed (benchmarks never change it), 1 otherwise.
@@ -63,15 +64,17 @@ echo "== (1b) GpuValidate attention with MT_CUDA_ATTN=simple"
 MT_CUDA_ATTN=simple "$JAVA" "${JOPTS[@]}" -cp "$CP" dev.midtrain.bench.GpuValidate --only attention 2>&1 | tee "$RESULTS/gpu-validate-simple-attn.txt"
 VALID_SIMPLE=${PIPESTATUS[0]}
 
-# --- (2) training parity (placeholder hook: the training helper provides benchmarks/gpu/train_parity.sh, which gets
-#         JAVA, CP, JOPTS_STR and RESULTS in its environment and runs `java ... dev.midtrain.Main train ...`)
+# --- (2) training: 20 steps of configs/gpu/parity.yaml on CUDA and on CPU from the same init and batches (losses within
+#         bf16 tolerance), then the Llama-3-8B-shaped stack's throughput beside PyTorch (benchmarks/gpu/train_parity.sh)
 echo "== (2) training: 20 steps GPU vs CPU"
-HAS_MAIN="$("$PY" -c "import zipfile,sys; n=zipfile.ZipFile(sys.argv[1]).namelist(); print(int('dev/midtrain/Main.class' in n))" "${CP%%:*}" 2>/dev/null || echo 0)"
-if [[ -f "$REPO/benchmarks/gpu/train_parity.sh" && "$HAS_MAIN" == "1" ]]; then
-  JAVA="$JAVA" CP="$CP" JOPTS_STR="${JOPTS[*]}" RESULTS="$RESULTS" bash "$REPO/benchmarks/gpu/train_parity.sh" 2>&1 | tee "$RESULTS/train-parity.txt"
-else
-  echo "SKIPPED: training parity (dev.midtrain.Main in jar: $HAS_MAIN; benchmarks/gpu/train_parity.sh present: $([[ -f $REPO/benchmarks/gpu/train_parity.sh ]] && echo 1 || echo 0))" | tee "$RESULTS/train-parity.txt"
-fi
+JAVA="$JAVA" CP="$CP" JOPTS_STR="${JOPTS[*]}" RESULTS="$RESULTS" bash "$REPO/benchmarks/gpu/train_parity.sh" 2>&1 | tee "$RESULTS/train-parity.txt"
+VALID_TRAIN=${PIPESTATUS[0]}
+
+# --- (2b) the engine's NCCL communicator (dist.NcclCommunicator), world size 1: all-reduce sum/max, reduce-scatter,
+#          all-gather, broadcast on device buffers on the backend's stream
+echo "== (2b) NcclSelfCheck"
+"$JAVA" "${JOPTS[@]}" -cp "$CP" dev.midtrain.dist.NcclSelfCheck 2>&1 | tee "$RESULTS/nccl-selfcheck.txt"
+VALID_NCCL=${PIPESTATUS[0]}
 
 # --- (3) kernel benchmarks (CUDA events, median of N)
 echo "== (3) KernelBench cuda"
@@ -94,11 +97,12 @@ MD="$RESULTS/gpu-$STAMP.md"
   echo
   echo '```'; grep -E "FAIL|passed" "$RESULTS/gpu-validate.txt" "$RESULTS/gpu-validate-simple-attn.txt" | head -60; echo '```'
   echo
-  echo "## Training parity"; echo; echo '```'; tail -20 "$RESULTS/train-parity.txt"; echo '```'
+  echo "## NCCL communicator (world size 1): $([[ $VALID_NCCL == 0 ]] && echo PASS || echo FAIL)"; echo
+  echo "## Training parity"; echo; echo '```'; grep -vE '^[|+]' "$RESULTS/train-parity.txt" | tail -40; echo '```'
   echo
   echo "## Kernels (midtrain CUDA)"; echo; sed -n '/^|/p' "$RESULTS/kernel-bench-cuda.txt"
   echo
   echo "## Same ops in PyTorch"; echo; sed -n '/^|/p' "$RESULTS/torch-bench.txt"
 } > "$MD"
 echo "summary: $MD"
-[[ $VALID == 0 && $VALID_SIMPLE == 0 ]] && exit 0 || exit 1
+[[ $VALID == 0 && $VALID_SIMPLE == 0 && $VALID_NCCL == 0 && $VALID_TRAIN == 0 ]] && exit 0 || exit 1
