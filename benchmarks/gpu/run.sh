@@ -54,7 +54,7 @@ GPU="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
   echo "run.sh $(date -u +%FT%TZ)  gpu: ${GPU:-unknown}"
   echo "java: $JAVA"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   nvidia-smi 2>&1 | head -15
-} | tee "$RESULTS/env.txt"
+}   # printed only (it is in the run log): $OUT takes at most 8 files back
 
 # --- (1) validation
 echo "== (1) GpuValidate"
