@@ -109,5 +109,8 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
         return bytes >= (1L << 30) ? gib(bytes) : String.format("%.2f MiB", bytes / (double) (1L << 20));
     }
 
-    public static String gib(long bytes) { return String.format("%.2f GiB", bytes / (double) (1L << 30)); }
+    /** Bytes as GiB, or as MiB below 1 GiB (so small models do not print 0.00 GiB). */
+    public static String gib(long bytes) {
+        return bytes >= (1L << 30) ? String.format("%.2f GiB", bytes / (double) (1L << 30)) : String.format("%.1f MiB", bytes / (double) (1L << 20));
+    }
 }
