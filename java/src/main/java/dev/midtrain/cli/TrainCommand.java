@@ -119,20 +119,23 @@ public final class TrainCommand implements Callable<Integer> {
 
         int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
         MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
-        if (memoryLimitGib != null) {
-            long limit = (long) (memoryLimitGib * (1L << 30));
-            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), gpu ? MemoryPlan.usableBytes(limit) : limit);
-            if (verdict != null) throw new UserError("memory: " + verdict);
-        }
 
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
         double gpuPeak = Double.NaN;
+        long deviceBytes = 0;
         if (gpu) {                                 // no usable GPU: a one-line error before anything is written, never CPU
             try (CudaBackend probe = CudaBackend.open(0)) {
+                deviceBytes = probe.totalMemoryBytes();
                 gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
-                if (lead) System.out.printf("device: %s%n", probe.deviceName());
+                if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
             }
+        }
+        // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
+        long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
+        if (budgetSource > 0) {
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
+                    computeBytes, tc.recompute(), gpu ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
+            if (verdict != null) throw new UserError("memory: " + verdict);
         }
         if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
             throw new UserError("--run-dir: a resumed run stays in its directory " + resume);

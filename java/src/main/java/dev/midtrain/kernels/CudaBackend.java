@@ -102,6 +102,16 @@ public final class CudaBackend implements Backend {
 
     public int device() { return device; }
 
+    /** Total memory of this backend's device, in bytes (cudaMemGetInfo); the trainer's default fit-check budget. */
+    public long totalMemoryBytes() {
+        try (org.bytedeco.javacpp.SizeTPointer free = new org.bytedeco.javacpp.SizeTPointer(1);
+             org.bytedeco.javacpp.SizeTPointer total = new org.bytedeco.javacpp.SizeTPointer(1)) {
+            int rc = cudart.cudaMemGetInfo(free, total);
+            if (rc != 0) throw new KernelException("cudaMemGetInfo", rc);
+            return total.get();
+        }
+    }
+
     /** This backend's stream (for NCCL calls that must be ordered with the kernels). */
     public CUstream_st stream() { return stream; }
 
