@@ -9,7 +9,8 @@
  *     key tile (looping over the group's query heads and the query tiles in order) and one computing dQ per query
  *     tile (looping over key tiles in order). Two generations: the FA2 kernels (ldmatrix, swizzled shared memory,
  *     cp.async double buffering; section "FA2 path", the default) and the first tensor-core kernels, selected at
- *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
+ *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0; within FA2, MT_ATTN_BWD_DKV128 = 0 selects the 64-key
+ *     dK/dV kernel instead of the 128-key one. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
  *   - "simple" (any even HD <= 256): one warp per row, lanes split the head dimension; same math, same passes.
  * The environment variable MT_CUDA_ATTN=simple forces the simple path (validation of one against the other, and an
  * escape hatch); HD outside those sets returns MT_ERR_UNSUPPORTED. */
