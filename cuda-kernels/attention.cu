@@ -9,7 +9,8 @@
  *     key tile (looping over the group's query heads and the query tiles in order) and one computing dQ per query
  *     tile (looping over key tiles in order). Two generations: the FA2 kernels (ldmatrix, swizzled shared memory,
  *     cp.async double buffering; section "FA2 path", the default) and the first tensor-core kernels, selected at
- *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
+ *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0; within FA2, MT_ATTN_BWD_DKV128 = 0 selects the 64-key
+ *     dK/dV kernel instead of the 128-key one. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
  *   - "simple" (any even HD <= 256): one warp per row, lanes split the head dimension; same math, same passes.
  * The environment variable MT_CUDA_ATTN=simple forces the simple path (validation of one against the other, and an
  * escape hatch); HD outside those sets returns MT_ERR_UNSUPPORTED. */
@@ -1466,13 +1467,263 @@ mt_attn_bwd_dkdv_fa2_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv,
     }
 }
 
+#ifndef MT_ATTN_BWD_DKV128
+#define MT_ATTN_BWD_DKV128 1  /* 1 = the 128-key, 8-warp dK/dV kernel below (when the device has the shared memory),
+                               * 0 = the 64-key, 4-warp mt_attn_bwd_dkdv_fa2_kernel above */
+#endif
+
+/* bar.sync on a named barrier shared by exactly two warps (64 threads); ids 1..4 (0 is __syncthreads). */
+__device__ __forceinline__ void mt_bar_pair(int id) { asm volatile("bar.sync %0, 64;\n" ::"r"(id) : "memory"); }
+
+/* Backward dK, dV, FA2 schedule without atomics, 128 keys per block. Block = BK = 128 keys of one (b, kh), 8 warps;
+ * warp w = (wi, wj) with wi = w % 4, wj = w / 4. Loops over the group's query heads and the query tiles of BQ = 64 in
+ * the same fixed order as mt_attn_bwd_dkdv_fa2_kernel (so every sum has a fixed order); Q, dO, lse, D of the next
+ * iteration are copied (cp.async, two stages) during this one. Per iteration:
+ *   phase 1, warp (wi, wj): keys 32wi..32wi+31 (two m16 tiles) x queries 32wj..32wj+31 of the tile (four n8 tiles):
+ *     S^T = K Q^T, dP^T = V dO^T, P^T = exp2(S^T*scale_log2 - lse*log2e) (0 where query < key), dS^T = P^T (dP^T - D);
+ *     P^T and dS^T go to shared memory as bf16 ([BK][BQ] each, swizzled as mt_swz<BQ>). Every Q / dO fragment feeds
+ *     two MMAs (the old kernel: one), every K / V fragment four.
+ *   pair barrier (warps wi and wi + 4 are the only writers and readers of P^T / dS^T rows 32wi..32wi+31)
+ *   phase 2, warp (wi, wj): dV += P^T dO, dK += dS^T Q for keys 32wi..+31 and dims wj*HD/2..+HD/2 over all 64 queries:
+ *     A = P^T / dS^T rows via ldmatrix.x4 (row l%16 of a 16-row block, chunk 2kk + l/16 -> a0..a3);
+ *     B (k = query, n = dim) = dO / Q rows via ldmatrix.x4.trans (b0(2dp), b1(2dp), b0(2dp+1), b1(2dp+1)).
+ * Per warp and 64-query tile at HD 128: 112 ldmatrix.x4 for 256 MMAs (the old kernel: 160 for 256), and half the
+ * global Q / dO traffic per key. The top __syncthreads of the next iteration proves every warp is done with P^T / dS^T
+ * and with the stage about to be refilled.
+ * Shared (swizzled): Ks, Vs [128][HD], 2 stages of Qs, dOs [64][HD], Ps, dSs [128][64], lse and D [64] floats per stage
+ * (161 KB at HD 128, 97 KB at HD 64; one block of 8 warps per SM).
+ * Queries >= T are zero-filled (Q = dO = 0, lse = D = 0), which makes their P^T dO and dS^T Q terms exactly 0; keys >= T
+ * are zero rows whose results are never stored. */
+template <int HD>
+struct MtFa2Dkv128 {
+    static constexpr int BK = 128, BQ = 64, THREADS = 256;
+    static constexpr size_t SMEM = sizeof(floatX) * ((size_t)(2 * BK + 4 * BQ) * HD + (size_t)2 * BK * BQ) + sizeof(float) * 4 * BQ;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(256, 1)
+mt_attn_bwd_dkdv128_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const float* lse, const float* Dv,
+                           int B, int T, int NH, int NKV, float scale, float scale_log2) {
+    typedef MtFa2Dkv128<HD> L;
+    constexpr int BK = L::BK, BQ = L::BQ, DT = HD / 8, KC = HD / 16, DH = DT / 2, DP = DT / 4;
+    constexpr uint32_t RB = HD * 2, RBP = BQ * 2;
+    extern __shared__ __align__(128) unsigned char mt_fa2_smem[];
+    floatX* Ks = reinterpret_cast<floatX*>(mt_fa2_smem);
+    floatX* Vs = Ks + BK * HD;
+    floatX* Qs = Vs + BK * HD;                                        /* stage s at Qs + s * BQ * HD */
+    floatX* dOs = Qs + 2 * BQ * HD;
+    floatX* Ps = dOs + 2 * BQ * HD;                                   /* [BK][BQ], mt_swz<BQ> */
+    floatX* dSs = Ps + BK * BQ;
+    float* lses = reinterpret_cast<float*>(dSs + BK * BQ);           /* stage s at lses + s * BQ */
+    float* Ds = lses + 2 * BQ;
+
+    const int BKV = B * NKV;
+    const int kt = (int)(blockIdx.x / BKV);                          /* small kt (most queries) first */
+    const int bkv = (int)(blockIdx.x % BKV);
+    const int kh = bkv % NKV, b = bkv / NKV;
+    const int G = NH / NKV;
+    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;
+    const int64_t ors = (int64_t)NH * HD;
+    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
+    const floatX* vbase = kbase + (int64_t)NKV * HD;
+    const int k0 = kt * BK;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int wi = warp & 3, wj = warp >> 2;
+    const int kw = k0 + wi * 32;                                      /* this warp's first key */
+    const int nit = G * ((T - k0 + BQ - 1) / BQ);                     /* heads x query tiles q0 = k0, k0+BQ, ... < T */
+
+    const MtSwzLane sw(lane >> 4, lane);
+    /* phase-2 B addresses: byte offset of chunk 2(wj*DP + i) + l/16 in a swizzled [.][HD] row (see MtSwzLane) */
+    uint32_t dsw[DP];
+#pragma unroll
+    for (int i = 0; i < DP; i++) {
+        const int k = wj * DP + i;
+        dsw[i] = ((uint32_t)(((2 * (k & 3) + (lane >> 4)) ^ (lane & 7)) << 4)) + (uint32_t)(k >> 2) * 128u;
+    }
+    const uint32_t k_lds = mt_smem_u32(Ks) + (uint32_t)(wi * 32 + (lane & 15)) * RB;
+    const uint32_t v_lds = k_lds + BK * RB;                           /* Vs = Ks + BK rows */
+    const uint32_t q_lane = mt_smem_u32(Qs) + (uint32_t)(lane & 15) * RB;
+    const uint32_t do_lane = q_lane + 2 * BQ * RB;                    /* dOs = Qs + 2 stages */
+    const uint32_t p_lds = mt_smem_u32(Ps) + (uint32_t)(wi * 32 + (lane & 15)) * RBP;
+    const uint32_t ds_lds = p_lds + BK * RBP;                         /* dSs = Ps + BK rows */
+
+    /* copies of one iteration (head h, query tile at q0) into stage st */
+    auto issue = [&](int h, int q0, int st) {
+        mt_tile_async<HD, BQ, 256>(Qs + st * BQ * HD, qkv + (int64_t)b * T * rs + (int64_t)h * HD, rs, q0, T, tid);
+        mt_tile_async<HD, BQ, 256>(dOs + st * BQ * HD, dout + (int64_t)b * T * ors + (int64_t)h * HD, ors, q0, T, tid);
+        if (tid < 2 * BQ) {
+            const int j = tid & (BQ - 1);                             /* threads 0..63: lse, 64..127: D */
+            const bool valid = q0 + j < T;
+            const float* src = (tid < BQ ? lse : Dv) + ((int64_t)b * NH + h) * T + (valid ? q0 + j : 0);
+            mt_cp_async4(mt_smem_u32((tid < BQ ? lses : Ds) + st * BQ + j), src, valid);
+        }
+    };
+
+    mt_tile_async<HD, BK, 256>(Ks, kbase, rs, k0, T, tid);
+    mt_tile_async<HD, BK, 256>(Vs, vbase, rs, k0, T, tid);
+    issue(kh * G, k0, 0);
+    mt_cp_async_commit();
+    int nh = kh * G, nq0 = k0;                                        /* (head, q0) of the iteration last issued */
+
+    float dk[2][DH][4], dv[2][DH][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int d = 0; d < DH; d++) {
+            dk[mt][d][0] = dk[mt][d][1] = dk[mt][d][2] = dk[mt][d][3] = 0.0f;
+            dv[mt][d][0] = dv[mt][d][1] = dv[mt][d][2] = dv[mt][d][3] = 0.0f;
+        }
+
+    for (int it = 0; it < nit; it++) {
+        mt_cp_async_wait_all();
+        __syncthreads();                                              /* stage it&1 visible; stage (it+1)&1, Ps, dSs free */
+        const int q0 = nq0;                                           /* this iteration's query tile */
+        if (it + 1 < nit) {
+            nq0 += BQ;
+            if (nq0 >= T) { nq0 = k0; nh++; }                         /* next head of the group */
+            issue(nh, nq0, (it + 1) & 1);
+            mt_cp_async_commit();
+        }
+        const uint32_t soff = (uint32_t)(it & 1) * BQ * RB;
+        const int qw = q0 + wj * 32;                                  /* this warp's first query in phase 1 */
+        {
+            const float* lq = lses + (it & 1) * BQ + wj * 32;
+            const float* Dq = Ds + (it & 1) * BQ + wj * 32;
+            float s[2][4][4], dp[2][4][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+                    dp[mt][j][0] = dp[mt][j][1] = dp[mt][j][2] = dp[mt][j][3] = 0.0f;
+                }
+            /* S^T = K Q^T, dP^T = V dO^T; skipped when every query of the warp is before every key (all masked) */
+            if (qw + 31 >= kw) {
+                const uint32_t q_lds = q_lane + soff + (uint32_t)(wj * 32) * RB;
+                const uint32_t do_lds = do_lane + soff + (uint32_t)(wj * 32) * RB;
+#pragma unroll
+                for (int kc = 0; kc < KC; kc++) {
+                    uint32_t ka[2][4], va[2][4];
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        mt_ldsm_x4(ka[mt], k_lds + mt * 16 * RB + sw.at(kc));
+                        mt_ldsm_x4(va[mt], v_lds + mt * 16 * RB + sw.at(kc));
+                    }
+#pragma unroll
+                    for (int jp = 0; jp < 2; jp++) {
+                        uint32_t qb[4], ob[4];                        /* b0(2jp), b0(2jp+1), b1(2jp), b1(2jp+1) */
+                        mt_ldsm_x4(qb, q_lds + jp * 16 * RB + sw.at(kc));
+                        mt_ldsm_x4(ob, do_lds + jp * 16 * RB + sw.at(kc));
+#pragma unroll
+                        for (int mt = 0; mt < 2; mt++) {
+                            mt_mma16816(s[mt][2 * jp], ka[mt], qb[0], qb[2]);
+                            mt_mma16816(s[mt][2 * jp + 1], ka[mt], qb[1], qb[3]);
+                            mt_mma16816(dp[mt][2 * jp], va[mt], ob[0], ob[2]);
+                            mt_mma16816(dp[mt][2 * jp + 1], va[mt], ob[1], ob[3]);
+                        }
+                    }
+                }
+            }
+            /* P^T, dS^T: element (key = row g / g+8 of m16 tile mt, query = column 2tig, 2tig+1 of n-tile j), packed to
+             * bf16 pairs and stored as 4 bytes at row 32wi + 16mt + g + 8i, chunk 4wj + j, element 2tig (8 rows x 4
+             * lanes of one chunk column: no bank conflicts) */
+            const bool diag = qw < kw + 31;                           /* some query of the warp < some key */
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int qc = j * 8 + 2 * tig;                       /* query index from qw (and qc + 1) */
+                const float l2a = lq[qc] * MT_LOG2E, l2b = lq[qc + 1] * MT_LOG2E, Da = Dq[qc], Db = Dq[qc + 1];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int i = 0; i < 2; i++) {
+                        const int kr = mt * 16 + g + 8 * i;           /* key row in the warp's 32 */
+                        float pa = mt_exp2(fmaf(s[mt][j][2 * i], scale_log2, -l2a));
+                        float pb = mt_exp2(fmaf(s[mt][j][2 * i + 1], scale_log2, -l2b));
+                        if (diag && qw + qc < kw + kr) pa = 0.0f;
+                        if (diag && qw + qc + 1 < kw + kr) pb = 0.0f;
+                        const int e = mt_swz<BQ>(wi * 32 + kr, wj * 4 + j) + 2 * tig;
+                        *reinterpret_cast<uint32_t*>(Ps + e) = mt_pack_bf16(pa, pb);
+                        *reinterpret_cast<uint32_t*>(dSs + e) =
+                            mt_pack_bf16(pa * (dp[mt][j][2 * i] - Da), pb * (dp[mt][j][2 * i + 1] - Db));
+                    }
+            }
+        }
+        mt_bar_pair(1 + wi);                                          /* rows 32wi..+31 of Ps / dSs complete */
+        /* dV += P^T dO, dK += dS^T Q (keys 32wi..+31, dims wj*HD/2..+HD/2, all BQ queries in order) */
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) {
+            uint32_t pa[2][4], sa[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                mt_ldsm_x4(pa[mt], p_lds + mt * 16 * RBP + sw.at(kk));
+                mt_ldsm_x4(sa[mt], ds_lds + mt * 16 * RBP + sw.at(kk));
+            }
+#pragma unroll
+            for (int dl = 0; dl < DP; dl++) {
+                uint32_t ob[4], qb[4];
+                mt_ldsm_x4_t(ob, do_lane + soff + kk * 16 * RB + dsw[dl]);
+                mt_ldsm_x4_t(qb, q_lane + soff + kk * 16 * RB + dsw[dl]);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    mt_mma16816(dv[mt][2 * dl], pa[mt], ob[0], ob[1]);
+                    mt_mma16816(dv[mt][2 * dl + 1], pa[mt], ob[2], ob[3]);
+                    mt_mma16816(dk[mt][2 * dl], sa[mt], qb[0], qb[1]);
+                    mt_mma16816(dk[mt][2 * dl + 1], sa[mt], qb[2], qb[3]);
+                }
+            }
+        }
+    }
+
+    /* epilogue: dK * scale and dV staged in K / V rows 32wi..+31, dims of this warp's half (after the last pair barrier
+     * only warps wi and wi + 4 ever touch those rows, and each reads back only what it wrote), then 16-byte stores */
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+        const int r0 = wi * 32 + mt * 16 + g;
+#pragma unroll
+        for (int d = 0; d < DH; d++) {
+            const int ch = wj * DH + d;
+            *reinterpret_cast<uint32_t*>(Ks + mt_swz<HD>(r0, ch) + 2 * tig) = mt_pack_bf16(dk[mt][d][0] * scale, dk[mt][d][1] * scale);
+            *reinterpret_cast<uint32_t*>(Ks + mt_swz<HD>(r0 + 8, ch) + 2 * tig) = mt_pack_bf16(dk[mt][d][2] * scale, dk[mt][d][3] * scale);
+            *reinterpret_cast<uint32_t*>(Vs + mt_swz<HD>(r0, ch) + 2 * tig) = mt_pack_bf16(dv[mt][d][0], dv[mt][d][1]);
+            *reinterpret_cast<uint32_t*>(Vs + mt_swz<HD>(r0 + 8, ch) + 2 * tig) = mt_pack_bf16(dv[mt][d][2], dv[mt][d][3]);
+        }
+    }
+    __syncwarp();
+    floatX* dkbase = dqkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
+    floatX* dvbase = dkbase + (int64_t)NKV * HD;
+#pragma unroll
+    for (int c = lane; c < 32 * DH; c += 32) {
+        const int r = c / DH, ch = wj * DH + c % DH;
+        const int key = kw + r;
+        if (key < T) {
+            *reinterpret_cast<uint4*>(dkbase + (int64_t)key * rs + ch * 8) =
+                *reinterpret_cast<const uint4*>(Ks + mt_swz<HD>(wi * 32 + r, ch));
+            *reinterpret_cast<uint4*>(dvbase + (int64_t)key * rs + ch * 8) =
+                *reinterpret_cast<const uint4*>(Vs + mt_swz<HD>(wi * 32 + r, ch));
+        }
+    }
+}
+
 template <int HD>
 static void mt_attn_bwd_fa2_launch(floatX* dqkv, const float* D, const floatX* dout, const floatX* qkv, const float* lse,
                                    int B, int T, int NH, int NKV, float scale, cudaStream_t s) {
-    const int64_t kv_blocks = (int64_t)((T + MtFa2Dkv<HD>::BK - 1) / MtFa2Dkv<HD>::BK) * B * NKV;
-    cudaFuncSetAttribute(mt_attn_bwd_dkdv_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dkv<HD>::SMEM);
-    mt_attn_bwd_dkdv_fa2_kernel<HD><<<(unsigned)kv_blocks, MtFa2Dkv<HD>::THREADS, MtFa2Dkv<HD>::SMEM, s>>>(
-        dqkv, dout, qkv, lse, D, B, T, NH, NKV, scale, scale * MT_LOG2E);
+    /* the 128-key dK/dV kernel needs 161 KB of shared memory at HD 128: sm_80 and sm_90 have it, the consumer parts
+     * that can run the sm_80 binary (sm_86/89: 99 KB) take the 64-key kernel, which gives the same sums in the same
+     * order per key (a capability choice, not an error path) */
+    int dev = 0, smem_optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (MT_ATTN_BWD_DKV128 && (size_t)smem_optin >= MtFa2Dkv128<HD>::SMEM) {
+        const int64_t kv_blocks = (int64_t)((T + MtFa2Dkv128<HD>::BK - 1) / MtFa2Dkv128<HD>::BK) * B * NKV;
+        cudaFuncSetAttribute(mt_attn_bwd_dkdv128_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dkv128<HD>::SMEM);
+        mt_attn_bwd_dkdv128_kernel<HD><<<(unsigned)kv_blocks, MtFa2Dkv128<HD>::THREADS, MtFa2Dkv128<HD>::SMEM, s>>>(
+            dqkv, dout, qkv, lse, D, B, T, NH, NKV, scale, scale * MT_LOG2E);
+    } else {
+        const int64_t kv_blocks = (int64_t)((T + MtFa2Dkv<HD>::BK - 1) / MtFa2Dkv<HD>::BK) * B * NKV;
+        cudaFuncSetAttribute(mt_attn_bwd_dkdv_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dkv<HD>::SMEM);
+        mt_attn_bwd_dkdv_fa2_kernel<HD><<<(unsigned)kv_blocks, MtFa2Dkv<HD>::THREADS, MtFa2Dkv<HD>::SMEM, s>>>(
+            dqkv, dout, qkv, lse, D, B, T, NH, NKV, scale, scale * MT_LOG2E);
+    }
     const int64_t q_blocks = (int64_t)((T + MtFa2Dq<HD>::BM - 1) / MtFa2Dq<HD>::BM) * B * NH;
     cudaFuncSetAttribute(mt_attn_bwd_dq_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MtFa2Dq<HD>::SMEM);
     mt_attn_bwd_dq_fa2_kernel<HD><<<(unsigned)q_blocks, MtFa2Dq<HD>::THREADS, MtFa2Dq<HD>::SMEM, s>>>(
