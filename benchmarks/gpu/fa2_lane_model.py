@@ -3,12 +3,11 @@ their index arithmetic without a GPU: swizzled shared-memory tiles, the cp.async
 mma.m16n8k16 with the PTX fragment layouts, online softmax and masks, transcribed from the CUDA source index by index
 (the next stage is refilled before the current tile is computed, so reading the wrong stage gives wrong results; shared
 memory starts as NaN, so reading an unwritten element fails). Compared with a float64 reference; expect bf16-level errors
-(~2e-3). Run: python3 fa2_lane_model.py [bwd] [ks32] [dkv64]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
+(~2e-3). Run: python3 fa2_lane_model.py [bwd] [ks32]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
 import numpy as np
 import sys
 
 KS64 = "ks32" not in sys.argv   # MT_ATTN_FWD_KS64 (argument ks32 models the 32-key variant)
-DKV64 = "dkv64" in sys.argv    # MT_ATTN_BWD_DKV128 = 0 (argument dkv64 models the 64-key dK/dV kernel)
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -466,134 +465,6 @@ def bwd_dkdv(dqkv, dout, qkv, lse, Dv, B, T, NH, NKV, HD):
                     dqkv[dkb + key * rs + ch * 8: dkb + key * rs + ch * 8 + 8] = sm.ld_row8((Ks + swz(HD, warp * 16 + r, ch)) * 2)
                     dqkv[dvb + key * rs + ch * 8: dvb + key * rs + ch * 8 + 8] = sm.ld_row8((Vs + swz(HD, warp * 16 + r, ch)) * 2)
 
-def bwd_dkdv128(dqkv, dout, qkv, lse, Dv, B, T, NH, NKV, HD):
-    """mt_attn_bwd_dkdv128_kernel (MT_ATTN_BWD_DKV128): 128 keys, 8 warps (wi = w % 4 key rows, wj = w / 4), P^T and
-    dS^T through shared memory. Phase 1 of all warps runs before phase 2 of any (the pair barrier); the next stage is
-    refilled (and the old one poisoned) before the iteration, Ps / dSs are poisoned at the top of each iteration."""
-    BK, BQ = 128, 64
-    DT, KC = HD // 8, HD // 16
-    DH, DP = DT // 2, DT // 4
-    RB, RBP = HD * 2, BQ * 2
-    rs = (NH + 2 * NKV) * HD; ors = NH * HD
-    scale = np.float32(1.0 / np.sqrt(HD)); scale_log2 = np.float32(scale * LOG2E)
-    GQ = NH // NKV
-    BKV = B * NKV
-    for bid in range(((T + BK - 1) // BK) * BKV):
-        kt = bid // BKV; bkv = bid % BKV; kh = bkv % NKV; b = bkv // NKV
-        kbase = b * T * rs + (NH + kh) * HD; vbase = kbase + NKV * HD
-        k0 = kt * BK
-        nit = GQ * ((T - k0 + BQ - 1) // BQ)
-        sm = Smem(((2 * BK + 4 * BQ) * HD + 2 * BK * BQ) * 2)
-        Ks, Vs, Qs = 0, BK * HD, 2 * BK * HD
-        dOs = Qs + 2 * BQ * HD
-        Ps = dOs + 2 * BQ * HD; dSs = Ps + BK * BQ
-        lses = [np.full(BQ, np.nan, np.float32), np.full(BQ, np.nan, np.float32)]
-        Ds = [np.full(BQ, np.nan, np.float32), np.full(BQ, np.nan, np.float32)]
-        def issue(h, q0, stg):
-            tile_async(sm, HD, BQ, 256, Qs + stg * BQ * HD, qkv, b * T * rs + h * HD, rs, q0, T)
-            tile_async(sm, HD, BQ, 256, dOs + stg * BQ * HD, dout, b * T * ors + h * HD, ors, q0, T)
-            for tid in range(2 * BQ):
-                j = tid & (BQ - 1); valid = q0 + j < T
-                src = (lse if tid < BQ else Dv)[(b * NH + h) * T + (q0 + j if valid else 0)]
-                (lses if tid < BQ else Ds)[stg][j] = src if valid else 0.0
-        tile_async(sm, HD, BK, 256, Ks, qkv, kbase, rs, k0, T)
-        tile_async(sm, HD, BK, 256, Vs, qkv, vbase, rs, k0, T)
-        issue(kh * GQ, k0, 0)
-        nh, nq0 = kh * GQ, k0
-        sw = swlane(LANE >> 4, LANE)
-        dk = {w: np.zeros((2, DH, 32, 4)) for w in range(8)}; dv = {w: np.zeros((2, DH, 32, 4)) for w in range(8)}
-        for it in range(nit):
-            q0 = nq0
-            sm.a[Ps:Ps + 2 * BK * BQ] = np.nan
-            if it + 1 < nit:
-                nq0 += BQ
-                if nq0 >= T:
-                    nq0 = k0; nh += 1
-                s_ = (it + 1) & 1
-                sm.a[Qs + s_ * BQ * HD: Qs + (s_ + 1) * BQ * HD] = np.nan
-                sm.a[dOs + s_ * BQ * HD: dOs + (s_ + 1) * BQ * HD] = np.nan
-                lses[s_][:] = np.nan; Ds[s_][:] = np.nan
-                issue(nh, nq0, s_)
-            stg = it & 1
-            soff = stg * BQ * RB
-            q_lane = Qs * 2 + (LANE & 15) * RB
-            do_lane = q_lane + 2 * BQ * RB
-            for warp in range(8):                                   # phase 1
-                wi, wj = warp & 3, warp >> 2
-                kw = k0 + wi * 32
-                k_lds = Ks * 2 + (wi * 32 + (LANE & 15)) * RB
-                v_lds = k_lds + BK * RB
-                qw = q0 + wj * 32
-                lq = lses[stg][wj * 32:]; Dq = Ds[stg][wj * 32:]
-                s = np.zeros((2, 4, 32, 4)); dp = np.zeros((2, 4, 32, 4))
-                if qw + 31 >= kw:
-                    q_lds = q_lane + soff + wj * 32 * RB
-                    do_lds = do_lane + soff + wj * 32 * RB
-                    for kc in range(KC):
-                        ka = [ldsm_x4(sm, k_lds + mt * 16 * RB + at(sw, kc)) for mt in range(2)]
-                        va = [ldsm_x4(sm, v_lds + mt * 16 * RB + at(sw, kc)) for mt in range(2)]
-                        for jp in range(2):
-                            qb = ldsm_x4(sm, q_lds + jp * 16 * RB + at(sw, kc))
-                            ob = ldsm_x4(sm, do_lds + jp * 16 * RB + at(sw, kc))
-                            for mt in range(2):
-                                mma(s[mt, 2 * jp], ka[mt], qb[0], qb[2]); mma(s[mt, 2 * jp + 1], ka[mt], qb[1], qb[3])
-                                mma(dp[mt, 2 * jp], va[mt], ob[0], ob[2]); mma(dp[mt, 2 * jp + 1], va[mt], ob[1], ob[3])
-                s = s.astype(np.float32)
-                diag = qw < kw + 31
-                for j in range(4):
-                    qc = j * 8 + 2 * TIG
-                    l2a = lq[qc] * np.float32(LOG2E); l2b = lq[qc + 1] * np.float32(LOG2E); Da = Dq[qc]; Db = Dq[qc + 1]
-                    assert not np.isnan(l2a).any() and not np.isnan(Da).any() and not np.isnan(l2b).any() and not np.isnan(Db).any()
-                    for mt in range(2):
-                        for i in range(2):
-                            kr = mt * 16 + G + 8 * i
-                            pa = exp2(s[mt, j, :, 2 * i] * scale_log2 - l2a)
-                            pb = exp2(s[mt, j, :, 2 * i + 1] * scale_log2 - l2b)
-                            if diag:
-                                pa = np.where(qw + qc < kw + kr, 0.0, pa); pb = np.where(qw + qc + 1 < kw + kr, 0.0, pb)
-                            pv = pack(pa, pb); dv_ = pack(pa * (dp[mt, j, :, 2 * i] - Da), pb * (dp[mt, j, :, 2 * i + 1] - Db))
-                            for ln in range(32):
-                                e = swz(BQ, wi * 32 + kr[ln], wj * 4 + j) + 2 * TIG[ln]
-                                sm.a[Ps + e:Ps + e + 2] = pv[ln]
-                                sm.a[dSs + e:dSs + e + 2] = dv_[ln]
-            for warp in range(8):                                   # phase 2
-                wi, wj = warp & 3, warp >> 2
-                dsw = []
-                for i in range(DP):
-                    k = wj * DP + i
-                    dsw.append((((2 * (k & 3) + (LANE >> 4)) ^ (LANE & 7)) << 4) + (k >> 2) * 128)
-                p_lds = Ps * 2 + (wi * 32 + (LANE & 15)) * RBP
-                ds_lds = p_lds + BK * RBP
-                for kk in range(BQ // 16):
-                    pa = [ldsm_x4(sm, p_lds + mt * 16 * RBP + at(sw, kk)) for mt in range(2)]
-                    sa = [ldsm_x4(sm, ds_lds + mt * 16 * RBP + at(sw, kk)) for mt in range(2)]
-                    for dl in range(DP):
-                        ob = ldsm_x4(sm, do_lane + soff + kk * 16 * RB + dsw[dl], trans=True)
-                        qb = ldsm_x4(sm, q_lane + soff + kk * 16 * RB + dsw[dl], trans=True)
-                        for mt in range(2):
-                            mma(dv[warp][mt, 2 * dl], pa[mt], ob[0], ob[1]); mma(dv[warp][mt, 2 * dl + 1], pa[mt], ob[2], ob[3])
-                            mma(dk[warp][mt, 2 * dl], sa[mt], qb[0], qb[1]); mma(dk[warp][mt, 2 * dl + 1], sa[mt], qb[2], qb[3])
-        dkb = b * T * rs + (NH + kh) * HD; dvb = dkb + NKV * HD
-        for warp in range(8):
-            wi, wj = warp & 3, warp >> 2
-            kw = k0 + wi * 32
-            for mt in range(2):
-                r0 = wi * 32 + mt * 16 + G
-                for d in range(DH):
-                    ch = wj * DH + d
-                    for ln in range(32):
-                        for (base, val, sc) in ((Ks, dk[warp], scale), (Vs, dv[warp], 1.0)):
-                            e = base + swz(HD, r0[ln], ch) + 2 * TIG[ln]
-                            sm.a[e:e + 2] = bf16(val[mt, d, ln, 0:2] * sc)
-                            e = base + swz(HD, r0[ln] + 8, ch) + 2 * TIG[ln]
-                            sm.a[e:e + 2] = bf16(val[mt, d, ln, 2:4] * sc)
-            for c in range(32 * DH):
-                r, ch = c // DH, wj * DH + c % DH
-                key = kw + r
-                if key < T:
-                    dqkv[dkb + key * rs + ch * 8: dkb + key * rs + ch * 8 + 8] = sm.ld_row8((Ks + swz(HD, wi * 32 + r, ch)) * 2)
-                    dqkv[dvb + key * rs + ch * 8: dvb + key * rs + ch * 8 + 8] = sm.ld_row8((Vs + swz(HD, wi * 32 + r, ch)) * 2)
-
 def bwd(qkv, B, T, NH, NKV, HD, rng):
     out, lse = fwd(qkv, B, T, NH, NKV, HD)
     dout = bf16(rng.standard_normal(B * T * NH * HD).astype(np.float32))
@@ -603,13 +474,13 @@ def bwd(qkv, B, T, NH, NKV, HD, rng):
         for h in range(NH):
             Dv[(b * NH + h) * T:(b * NH + h + 1) * T] = (o[b, :, h] * d[b, :, h]).sum(1)
     dqkv = np.full(qkv.size, np.nan, np.float32)
-    (bwd_dkdv if DKV64 else bwd_dkdv128)(dqkv, dout, qkv, lse, Dv, B, T, NH, NKV, HD)
+    bwd_dkdv(dqkv, dout, qkv, lse, Dv, B, T, NH, NKV, HD)
     bwd_dq(dqkv, dout, qkv, lse, Dv, B, T, NH, NKV, HD)
     return dqkv, ref_bwd(qkv, dout, B, T, NH, NKV, HD)
 
 if __name__ == "__main__" and "bwd" in sys.argv:
     rng = np.random.default_rng(1)
-    for (B, T, NH, NKV, HD) in [(1, 150, 2, 1, 64), (1, 100, 4, 2, 128), (2, 70, 2, 2, 128), (1, 290, 4, 1, 128), (1, 270, 4, 1, 64)]:
+    for (B, T, NH, NKV, HD) in [(1, 150, 2, 1, 64), (1, 100, 4, 2, 128), (2, 70, 2, 2, 128)]:
         qkv = bf16(rng.standard_normal(B * T * (NH + 2 * NKV) * HD).astype(np.float32))
         got, want = bwd(qkv, B, T, NH, NKV, HD, rng)
         g4 = got.reshape(B, T, NH + 2 * NKV, HD); w4 = want.reshape(B, T, NH + 2 * NKV, HD)
