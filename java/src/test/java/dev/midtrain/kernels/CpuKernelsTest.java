@@ -48,6 +48,42 @@ class CpuKernelsTest {
         }
     }
 
+    // ------------------------------------------------------------------------------------------------ GEMM
+
+    /** CpuBackend.gemm (OpenBLAS sgemm, row-major): every transpose form, alpha, beta 0 over NaN and beta 1 over
+     * random values, odd and round shapes, against a double-precision product. */
+    @ParameterizedTest(name = "M={0} N={1} K={2}")
+    @CsvSource({"1,1,1", "5,7,3", "33,17,65", "300,130,257", "70,333,1025", "257,688,100", "130,200,1100"})
+    void gemm(int M, int N, int K) {
+        for (int form = 0; form < 4; form++) {
+            boolean tA = (form & 1) != 0, tB = (form & 2) != 0;
+            for (float beta : new float[] {0f, 1f}) {
+                Random r = new Random(9000 + M * 7 + N * 3 + K + form * 101 + (int) beta);
+                float alpha = 0.75f;
+                float[] a = gaussian(r, M * K, 1), b = gaussian(r, K * N, 1), c0 = gaussian(r, M * N, 1);
+                long pa = k.put(a), pb = k.put(b), pc = beta == 0f ? k.poisoned(M * N) : k.put(c0);
+                backend.gemm(tA, tB, M, N, K, alpha, pa, pb, beta, pc, true);
+                float[] got = k.get(pc, M * N);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double sum = 0, abs = 0;
+                        for (int l = 0; l < K; l++) {
+                            double p = (double) a[tA ? l * M + i : i * K + l] * b[tB ? j * K + l : l * N + j];
+                            sum += p;
+                            abs += Math.abs(p);
+                        }
+                        double expect = alpha * sum + (beta == 0f ? 0 : c0[i * N + j]);
+                        // fp32 dot product of K terms: |error| <= K u sum|a b| (u = 6e-8, the classical gamma_K
+                        // bound) plus the roundings of alpha and the beta add; 2x that as margin
+                        double tol = 2 * (K + 2) * 6e-8 * (Math.abs(alpha) * abs + Math.abs(expect));
+                        float g = got[i * N + j];
+                        if (!(Math.abs(g - expect) <= tol))
+                            fail(String.format("gemm tA=%b tB=%b beta=%s: C[%d,%d] = %s, expected %s (tol %.2e)", tA, tB, beta, i, j, g, expect, tol));
+                    }
+            }
+        }
+    }
+
     // ------------------------------------------------------------------------------------------- embedding
 
     @ParameterizedTest(name = "N={0} C={1} V={2}")
