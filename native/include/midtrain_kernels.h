@@ -21,9 +21,11 @@
  *     The CUDA implementation only enqueues work on the stream and never synchronises it.
  *   - determinism: every kernel here is deterministic (bitwise reproducible run to run on the same hardware and
  *     sizes) in both implementations unless its comment says otherwise. No kernel uses atomics whose order varies.
- *   - every entry returns MT_OK (0) or a negative MT_ERR_* code. The CUDA implementation reports launch errors
- *     (cudaGetLastError) but, being asynchronous, cannot report a bad token id found on the device: such ids are
- *     clamped there, and the CPU implementation returns MT_ERR_RANGE. Java validates token ids when it loads data.
+ *   - every entry returns MT_OK (0) or a negative MT_ERR_* code. Both implementations check sizes and pointers on
+ *     the host (MT_ERR_ARG). The CUDA implementation also reports launch errors (cudaGetLastError) but, being
+ *     asynchronous, cannot report a bad token id found on the device: such ids are clamped there, and the CPU
+ *     implementation returns MT_ERR_RANGE. Java validates token ids when it loads a batch. Cross-entropy sees only
+ *     this rank's vocabulary shard, so a target at or above the full vocabulary is caught there (Java), not here.
  *   - unless stated, outputs must not alias inputs.
  */
 #ifndef MIDTRAIN_KERNELS_H
@@ -53,7 +55,7 @@ extern "C" {
 #define MT_ERR_ARG      -1   /* a size or pointer argument is invalid (negative size, NULL where required) */
 #define MT_ERR_RANGE    -2   /* a token id is outside [0, V) (CPU implementation only, see above) */
 #define MT_ERR_LAUNCH   -3   /* the CUDA launch failed (cudaGetLastError != cudaSuccess) */
-#define MT_ERR_UNSUPPORTED -4 /* this implementation does not support these sizes (e.g. CUDA attention HD not in {64,128}) */
+#define MT_ERR_UNSUPPORTED -4 /* this implementation does not support these sizes (CUDA attention: HD > 256) */
 
 /* Scratch sizes, in floats, that some kernels need from the caller (device memory on CUDA, host on CPU). */
 #define MT_RMSNORM_BWD_SCRATCH_FLOATS(N, C)   ((size_t)256 * (size_t)(C))          /* per call, any N */
