@@ -40,7 +40,8 @@ public final class CpuBackend implements Backend {
         }
     }
 
-    /** Limits the OpenBLAS and OpenMP thread pools (tensor-parallel ranks as threads share the cores). */
+    /** Limits the OpenBLAS thread pool (tensor-parallel ranks as threads share the cores). The OpenMP kernels follow
+     *  OMP_NUM_THREADS: the kernel ABI has no thread-count entry yet. */
     public static void setThreads(int threads) {
         Loader.ensureLoaded();
         openblas.blas_set_num_threads(threads);
