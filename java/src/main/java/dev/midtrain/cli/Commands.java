@@ -20,19 +20,19 @@ public final class Commands {
             Throwable t = unwrap(ex);
             PrintWriter err = cmd.getErr();
             if (t instanceof UserError u) {
-                err.println("midtrain: " + u.getMessage());
+                err.println("midtrain: " + oneLine(u.getMessage()));
                 return u.exitCode();
             }
             if (t instanceof dev.midtrain.dist.DistException d) {          // a rank missing, a peer gone, an NCCL error
-                err.println("midtrain: " + d.getMessage());
+                err.println("midtrain: " + oneLine(d.getMessage()));
                 return 1;
             }
             if (t instanceof KernelException k) {
-                err.println("midtrain: " + k.getMessage());
+                err.println("midtrain: " + oneLine(k.getMessage()));
                 return 1;
             }
             if (t instanceof OutOfMemoryError) {
-                err.println("midtrain: out of memory: " + t.getMessage());
+                err.println("midtrain: out of memory: " + oneLine(t.getMessage()));
                 return 1;
             }
             // An engine bug, not a user error: keep the stack trace for the report.
@@ -46,6 +46,11 @@ public final class Commands {
             return 2;
         });
         return cli.execute(args);
+    }
+
+    /** The CLI's promise: a user-facing failure is one line, whatever a library put in the message. */
+    static String oneLine(String message) {
+        return message == null ? "(no message)" : message.strip().replaceAll("\\s*\\R\\s*", "; ");
     }
 
     private static Throwable unwrap(Throwable t) {

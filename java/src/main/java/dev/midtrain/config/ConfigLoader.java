@@ -51,6 +51,7 @@ public final class ConfigLoader {
     public static RunConfig fromTree(JsonNode tree, String where) {
         ObjectNode merged = (ObjectNode) defaults().deepCopy();
         merge(merged, tree);
+        batchInTokens(merged, where);
         // sections absent from the user's file stay absent (a model-only file is fine for `info`)
         // optional sections the user's file leaves out stay absent (null), defaults and all: a model-only file is
         // enough for `info`, and a command that needs a section checks for it
@@ -64,6 +65,24 @@ public final class ConfigLoader {
         }
     }
 
+    /**
+     * train.global_batch_tokens, the global batch given in tokens (the recipes' usual unit), becomes
+     * train.global_batch_seqs = tokens / train.seq_len; it must divide exactly, and only one of the two may be given.
+     */
+    private static void batchInTokens(ObjectNode merged, String where) {
+        if (!(merged.get("train") instanceof ObjectNode train) || !train.has("global_batch_tokens")) return;
+        JsonNode tokens = train.remove("global_batch_tokens"), seq = train.get("seq_len");
+        if (train.has("global_batch_seqs"))
+            throw new UserError(where + ": field train.global_batch_tokens: give the global batch in sequences or in tokens, not both");
+        if (!tokens.canConvertToLong() || tokens.asLong() <= 0)
+            throw new UserError(where + ": field train.global_batch_tokens: must be a positive integer, got " + tokens);
+        if (seq == null || !seq.canConvertToInt() || seq.asInt() <= 0) return;   // train.seq_len's own check reports it
+        if (tokens.asLong() % seq.asInt() != 0 || tokens.asLong() / seq.asInt() > Integer.MAX_VALUE)
+            throw new UserError(where + ": field train.global_batch_tokens: " + tokens.asLong() + " is not a multiple of train.seq_len ("
+                    + seq.asInt() + ")");
+        train.put("global_batch_seqs", (int) (tokens.asLong() / seq.asInt()));
+    }
+
     static JsonNode readTree(Path file) {
         try {
             JsonNode tree = YAML.readTree(Files.readString(file));
@@ -72,7 +91,8 @@ public final class ConfigLoader {
         } catch (NoSuchFileException e) {
             throw new UserError(file + ": config file not found");
         } catch (JsonProcessingException e) {
-            throw new UserError(file + ": malformed YAML at line " + e.getLocation().getLineNr() + ": " + e.getOriginalMessage(), e);
+            String what = e.getOriginalMessage().replaceAll("\\s*\\R\\s*", "; ");            // one line
+            throw new UserError(file + ": malformed YAML at line " + e.getLocation().getLineNr() + ": " + what, e);
         } catch (IOException e) {
             throw new UserError(file + ": cannot read config: " + e.getMessage(), e);
         }

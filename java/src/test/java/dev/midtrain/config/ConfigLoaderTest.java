@@ -1,0 +1,102 @@
+package dev.midtrain.config;
+
+import dev.midtrain.cli.UserError;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Config loading: the shipped configs, overrides, and one-line errors that name the file and the field. */
+class ConfigLoaderTest {
+    @TempDir Path dir;
+
+    private static final String MODEL = """
+            model:
+              vocab_size: 512
+              dim: 64
+              n_layers: 2
+              n_heads: 4
+              n_kv_heads: 2
+              ffn_dim: 100
+              rope_theta: 10000
+              norm_eps: 1.0e-5
+              max_seq_len: 64
+              tied_embeddings: false
+            """;
+    private static final String TRAIN = """
+            train:
+              seq_len: 32
+              micro_batch_seqs: 2
+              global_batch_seqs: 4
+              steps: 10
+            """;
+
+    private Path write(String yaml) throws IOException {
+        Path f = dir.resolve("c.yaml");
+        Files.writeString(f, yaml);
+        return f;
+    }
+
+    private String error(String yaml, String... sets) throws IOException {
+        Path f = write(yaml);
+        UserError e = assertThrows(UserError.class, () -> ConfigLoader.load(f, List.of(sets)));
+        assertFalse(e.getMessage().contains("\n"), "one line: " + e.getMessage());
+        assertTrue(e.getMessage().startsWith(f.toString()) || e.getMessage().startsWith("--set"), "names the file: " + e.getMessage());
+        return e.getMessage();
+    }
+
+    @Test
+    void shippedConfigsLoadAndTheRecipeIs8B() {
+        for (String name : List.of("tiny.yaml", "llama3-8b.yaml", "llama3-70b.yaml", "gpu/parity.yaml", "gpu/llama3-8b-stack.yaml")) {
+            RunConfig c = ConfigLoader.load(Path.of("configs", name), List.of());
+            assertNotNull(c.train(), name);
+        }
+        RunConfig r = ConfigLoader.load(Path.of("configs/llama3-8b.yaml"), List.of());
+        assertEquals(8_030_261_248L, r.model().paramCount());
+        assertEquals(512, r.train().globalBatchSeqs(), "global_batch_tokens 4194304 / seq_len 8192");
+        assertEquals(List.of("boostqa", "knowedu"), r.data().sources().stream().map(DataConfig.Source::name).toList());
+        assertEquals(r.data().sources().get(0).weight(), r.data().sources().get(1).weight(), "the recipe's 1:1 blend");
+    }
+
+    @Test
+    void defaultsAndOverrides() throws IOException {
+        RunConfig c = ConfigLoader.load(write(MODEL + TRAIN), List.of("optimizer.lr=1e-3", "train.recompute=true", "parallel.tp=2"));
+        assertEquals(1e-3, c.optimizer().lr());
+        assertTrue(c.train().recompute());
+        assertEquals(2, c.parallel().tp());
+        assertEquals(0.95, c.optimizer().beta2(), "from defaults.yaml");
+        assertEquals(List.of("norm"), c.optimizer().weightDecayExclude());
+        assertNull(c.data(), "absent optional section");
+        RunConfig modelOnly = ConfigLoader.load(write(MODEL), List.of());
+        assertNull(modelOnly.train());
+        assertNull(modelOnly.optimizer());
+    }
+
+    @Test
+    void globalBatchInTokens() throws IOException {
+        RunConfig c = ConfigLoader.load(write(MODEL + TRAIN.replace("global_batch_seqs: 4", "global_batch_tokens: 128")), List.of());
+        assertEquals(4, c.train().globalBatchSeqs());
+        assertTrue(error(MODEL + TRAIN.replace("global_batch_seqs: 4", "global_batch_tokens: 100")).contains("train.global_batch_tokens"));
+        assertTrue(error(MODEL + TRAIN, "train.global_batch_tokens=128").contains("not both"));
+    }
+
+    @Test
+    void badInputNamesTheField() throws IOException {
+        assertTrue(error(MODEL.replace("n_kv_heads: 2", "n_kv_heads: 3") + TRAIN).contains("model.n_kv_heads"));
+        assertTrue(error(MODEL + TRAIN + "  bogus: 1\n").contains("unknown field train.bogus"));
+        assertTrue(error(MODEL.replace("dim: 64", "dim: wide") + TRAIN).contains("model.dim"));
+        assertTrue(error(MODEL.replace("  ffn_dim: 100\n", "") + TRAIN).contains("ffn_dim"));
+        assertTrue(error(MODEL + TRAIN, "optimizer.lr=-1").contains("optimizer.lr"));
+        assertTrue(error(MODEL + TRAIN, "train.seq_len=128").contains("train.seq_len"), "seq_len above max_seq_len");
+        assertTrue(error(MODEL + TRAIN, "train.global_batch_seqs=5").contains("train.global_batch_seqs"));
+        assertTrue(error(MODEL + TRAIN, "nokey").contains("key=value"));
+        assertTrue(error("model: [1, 2\n").contains("malformed YAML"));
+        UserError missing = assertThrows(UserError.class, () -> ConfigLoader.load(dir.resolve("missing.yaml"), List.of()));
+        assertEquals(dir.resolve("missing.yaml") + ": config file not found", missing.getMessage());
+    }
+}
