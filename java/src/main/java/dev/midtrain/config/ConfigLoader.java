@@ -91,7 +91,9 @@ public final class ConfigLoader {
         } catch (NoSuchFileException e) {
             throw new UserError(file + ": config file not found");
         } catch (JsonProcessingException e) {
-            String what = e.getOriginalMessage().replaceAll("\\s*\\R\\s*", "; ");            // one line
+            String what = e.getOriginalMessage().lines().map(String::strip)  // one line: snakeyaml's text without its excerpt
+                    .filter(l -> !l.isEmpty() && !l.startsWith("in 'reader'") && !l.equals("^") && !l.contains("    "))
+                    .reduce((a, b) -> a + "; " + b).orElse("unparseable");
             throw new UserError(file + ": malformed YAML at line " + e.getLocation().getLineNr() + ": " + what, e);
         } catch (IOException e) {
             throw new UserError(file + ": cannot read config: " + e.getMessage(), e);
