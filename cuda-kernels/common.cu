@@ -3,6 +3,7 @@
 
 extern "C" int MT_FN(backend_id)(void) { return 1; }
 extern "C" int MT_FN(floatx_bytes)(void) { return (int)sizeof(floatX); }
+extern "C" int MT_FN(set_num_threads)(int n) { return n < 1 ? MT_ERR_ARG : MT_OK; }   /* host threads: nothing to set */
 
 /* x[n] = value, grid-stride. */
 __global__ void mt_fill_f32_kernel(float* x, float value, int64_t n) {

@@ -1,9 +1,16 @@
 /* Meta, fill, copy and cast kernels of the CPU implementation (floatX = float). */
 #include "mt_cpu.h"
 #include <string.h>
+#include <omp.h>
 
 int MT_FN(backend_id)(void) { return 0; }
 int MT_FN(floatx_bytes)(void) { return (int)sizeof(floatX); }
+
+int MT_FN(set_num_threads)(int n) {
+    if (n < 1) return MT_ERR_ARG;
+    omp_set_num_threads(n);
+    return MT_OK;
+}
 
 int MT_FN(fill_f32)(float* x, float value, int64_t n, void* stream) {
     MT_REQUIRE_STREAM(stream);

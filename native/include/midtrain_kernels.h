@@ -68,6 +68,9 @@ extern "C" {
 int MT_FN(backend_id)(void);
 /* sizeof(floatX): 4 on CPU, 2 on CUDA. */
 int MT_FN(floatx_bytes)(void);
+/* Threads the calling thread's later kernels may use: the CPU implementation sets OpenMP's per-thread team size
+ * (each tensor-parallel rank thread calls it for itself); n < 1 is MT_ERR_ARG. The CUDA implementation ignores it. */
+int MT_FN(set_num_threads)(int n);
 
 /* --------------------------------------------------------------------------------------- fill / copy / cast */
 

@@ -174,7 +174,7 @@ public final class TrainCommand implements Callable<Integer> {
             }
             long t0 = System.nanoTime();
             List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), mode,
-                    timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, ckpt, from, changes));
+                    timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, perRank, ckpt, from, changes));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (from != null) from.close();
             if (lead) {
@@ -193,7 +193,7 @@ public final class TrainCommand implements Callable<Integer> {
      * One rank: its backend, its model shard, its data-parallel share of the batches, its start (seeded init, a
      * Hugging Face checkpoint sharded for its layout, or its shard of a resumed step) and the training loop.
      */
-    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, TrainingCheckpoints ckpt,
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, int cpuThreads, TrainingCheckpoints ckpt,
                                  StepCheckpoint from, List<String> changes) {
         TrainConfig tc = cfg.train();
         Topology topo = ctx.topology();
@@ -201,6 +201,7 @@ public final class TrainCommand implements Callable<Integer> {
         boolean zero1 = cfg.parallel().zero1();
         boolean gpu = tc.backend().equals("cuda");
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
+        if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
         try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());

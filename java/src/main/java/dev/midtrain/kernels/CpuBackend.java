@@ -40,11 +40,14 @@ public final class CpuBackend implements Backend {
         }
     }
 
-    /** Limits the OpenBLAS thread pool (tensor-parallel ranks as threads share the cores). The OpenMP kernels follow
-     *  OMP_NUM_THREADS: the kernel ABI has no thread-count entry yet. */
+    /**
+     * Limits the OpenBLAS pool (process-wide) and the OpenMP team of the calling thread's kernels: call it on every
+     * thread that runs kernels (each tensor-parallel rank thread), since OpenMP's setting is per thread.
+     */
     public static void setThreads(int threads) {
         Loader.ensureLoaded();
         openblas.blas_set_num_threads(threads);
+        check(mt_cpu_set_num_threads(threads), "set_num_threads");
     }
 
     @Override public String name() { return "cpu"; }

@@ -18,6 +18,7 @@ public final class CpuNative {
 
     public static native int mt_cpu_backend_id();
     public static native int mt_cpu_floatx_bytes();
+    public static native int mt_cpu_set_num_threads(int n);
 
     public static native int mt_cpu_fill_f32(@Cast("float*") long x, float value, long n, @Cast("void*") long stream);
     public static native int mt_cpu_fill_x(@Cast("floatX*") long x, float value, long n, @Cast("void*") long stream);

@@ -27,6 +27,7 @@ public final class CudaNative {
 
     public static native int mt_cuda_backend_id();
     public static native int mt_cuda_floatx_bytes();
+    public static native int mt_cuda_set_num_threads(int n);
 
     public static native int mt_cuda_fill_f32(@Cast("float*") long x, float value, long n, @Cast("void*") long stream);
     public static native int mt_cuda_fill_x(@Cast("floatX*") long x, float value, long n, @Cast("void*") long stream);
