@@ -404,6 +404,8 @@ class CpuKernelsTest {
         assertTrue(e.getMessage().startsWith("crossentropy_forward") && e.status() == -2, e.getMessage()); // negative target
         e = assertThrows(KernelException.class, () -> backend.adamwUpdate(qkv, 0L, qkv, qkv, qkv, -3, 1e-3f, .9f, .95f, 1e-8f, 0f, 1f, 1f, 1f));
         assertTrue(e.getMessage().startsWith("adamw_update") && e.status() == -1, e.getMessage());
+        e = assertThrows(KernelException.class, () -> CpuBackend.setThreads(0));
+        assertTrue(e.getMessage().startsWith("set_num_threads") && e.status() == -1, e.getMessage());
         // a non-NULL stream is an error on CPU
         assertEquals(-1, CpuNative.mt_cpu_scale_f32(qkv, 1f, 10, 0x1000L));
         // zero sizes are fine and touch nothing
