@@ -1,5 +1,6 @@
 package dev.midtrain.bench;
 
+import dev.midtrain.cli.Cli;
 import dev.midtrain.cli.Commands;
 import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
@@ -62,23 +63,15 @@ class CpuValidationHarnessTest {
         for (String[] args : List.of(new String[]{"bench", "kernels", "--backend", "cuda"},
                 new String[]{"train", "--config", "configs/tiny.yaml", "--synthetic-data", "--backend", "cuda",
                         "--run-dir", "target/cuda-refused-run"})) {
-            PrintStream oldErr = System.err, oldOut = System.out;
-            ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
-            int rc;
-            try {
-                System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-                System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-                rc = Commands.execute(args);
-            } finally {
-                System.setErr(oldErr);
-                System.setOut(oldOut);
-            }
-            String e = err.toString(StandardCharsets.UTF_8).strip();
+            Cli.Run r = Cli.run(args);
+            int rc = r.code();
+            String e = r.err().strip();
+            var out = new StringBuilder(r.out());
             String cmd = String.join(" ", args);
             assertTrue(rc != 0, cmd + " without a GPU must fail");
             assertEquals(1, e.lines().count(), cmd + ": expected one line on stderr, got:\n" + e);
             assertTrue(e.contains("cuda"), cmd + ": " + e);
-            assertTrue(!out.toString(StandardCharsets.UTF_8).contains("step "), cmd + " must not train on another backend");
+            assertTrue(!out.toString().contains("step "), cmd + " must not train on another backend");
         }
         assertTrue(!java.nio.file.Files.exists(java.nio.file.Path.of("target/cuda-refused-run")), "no run directory for a refused run");
     }

@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.cli.Cli.Run;
+import static dev.midtrain.cli.Cli.run;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
@@ -10,8 +12,6 @@ import dev.midtrain.model.ParamLayout;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -24,18 +24,6 @@ import static org.junit.jupiter.api.Assertions.*;
 class ExportCommandTest {
     @TempDir Path tmp;
 
-    record Run(int code, String err) {}
-
-    static Run run(String... args) {
-        PrintStream old = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        System.setErr(new PrintStream(buf, true));
-        try {
-            return new Run(Commands.execute(args), buf.toString());
-        } finally {
-            System.setErr(old);
-        }
-    }
 
     @Test
     void roundTripThroughStepCheckpointIsBitIdentical() throws Exception {

@@ -1,10 +1,10 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.cli.Cli.Run;
+import static dev.midtrain.cli.Cli.run;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -14,18 +14,6 @@ import static org.junit.jupiter.api.Assertions.*;
 class PrepareCommandTest {
     @TempDir Path tmp;
 
-    private record Run(int code, String err) {}
-
-    private static Run run(String... args) {
-        PrintStream old = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        System.setErr(new PrintStream(buf, true));
-        try {
-            return new Run(Commands.execute(args), buf.toString());
-        } finally {
-            System.setErr(old);
-        }
-    }
 
     @Test
     void preparesQaWithTemplateAndReportsMalformedLinesInOneLine() throws Exception {

@@ -17,7 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 
-import static dev.midtrain.cli.TrainCommandTest.run;
+import static dev.midtrain.cli.Cli.run;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** `midtrain train` with checkpoints: bit-exact resume, refused and allowed config changes, --init-from, export. */

@@ -1,10 +1,9 @@
 package dev.midtrain.cli;
 
+import static dev.midtrain.cli.Cli.run;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -20,22 +19,6 @@ class TrainCommandTest {
                     eval_every_steps: 3, eval_batches: 2}
             data: {sources: [{name: none, path: /nonexistent, weight: 1.0}], valid_fraction: 0.05}
             """;
-
-    /** Runs the CLI, capturing stdout and stderr. */
-    static int run(StringBuilder out, String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        try (PrintStream p = new PrintStream(buf, true)) {
-            System.setOut(p);
-            System.setErr(p);
-            return Commands.execute(args);
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-            out.append(buf);
-            oldOut.print(buf);
-        }
-    }
 
     @Test
     void trainsWritesConfigAndMetricsThenPlots(@TempDir Path tmp) throws Exception {

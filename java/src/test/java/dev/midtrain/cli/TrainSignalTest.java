@@ -16,7 +16,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 
-import static dev.midtrain.cli.TrainCommandTest.run;
+import static dev.midtrain.cli.Cli.run;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** `midtrain train` in a child JVM, stopped by SIGTERM or killed by SIGKILL mid-save, then resumed. */

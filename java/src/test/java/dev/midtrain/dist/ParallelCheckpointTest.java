@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.Map;
 
 import static dev.midtrain.dist.ParallelTrainCommandTest.metrics;
-import static dev.midtrain.dist.ParallelTrainCommandTest.run;
+import static dev.midtrain.cli.Cli.run;
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Checkpoints under tensor and data parallelism: per-rank shard files, bit-exact resume, Hugging Face init for any layout. */

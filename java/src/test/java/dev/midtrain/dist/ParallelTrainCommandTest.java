@@ -1,13 +1,12 @@
 package dev.midtrain.dist;
 
+import static dev.midtrain.cli.Cli.run;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.cli.Commands;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -25,20 +24,6 @@ class ParallelTrainCommandTest {
                     eval_every_steps: 5, eval_batches: 1, threads: 2}
             data: {sources: [{name: none, path: /nonexistent, weight: 1.0}], valid_fraction: 0.05}
             """;
-
-    static int run(StringBuilder out, String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        try (PrintStream p = new PrintStream(buf, true)) {
-            System.setOut(p);
-            System.setErr(p);
-            return Commands.execute(args);
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-            out.append(buf);
-        }
-    }
 
     static List<JsonNode> metrics(Path run) throws Exception {
         List<JsonNode> rows = new ArrayList<>();
