@@ -743,9 +743,6 @@ mt_attn_bwd_dkdv_tc_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, 
 #ifndef MT_ATTN_FWD_KS64
 #define MT_ATTN_FWD_KS64 1    /* 1 = 64-key softmax steps at HD 128 (see MtFa2Fwd::KS), 0 = 32-key steps */
 #endif
-#ifndef MT_ATTN_FWD_EXP_IN_PV
-#define MT_ATTN_FWD_EXP_IN_PV 1   /* 1 = exps computed inside the P V loop (see the forward kernel), 0 = all exps first */
-#endif
 #if MT_ATTN_FWD_KS64 && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
 #define MT_FWD_KS_WIDE 1
 #else
@@ -843,9 +840,7 @@ __device__ __forceinline__ void mt_tile_async(floatX* tile, const floatX* base, 
  *   S[32 x 64] = Q K^T: A = Q via ldmatrix.x4 (lane l addresses row l%16, chunk 2kc + l/16 -> a0..a3);
  *     B = K rows via ldmatrix.x4 (lane l addresses key 16jp + l%8 + 8(l/16), chunk 2kc + (l/8)%2 ->
  *     b0, b1 of n-tile 2jp and b0, b1 of n-tile 2jp+1).
- *   online softmax in the log2 domain (scale_log2 = log2(e)/sqrt(HD) folded into one FMA before exp2), fp32; with
- *     MT_ATTN_FWD_EXP_IN_PV (default) only max / rescale run between the GEMMs and the exp2 of keys 16kk..16kk+15
- *     runs inside the P V loop just before their MMAs (same values; l sums in a different order).
+ *   online softmax in the log2 domain (scale_log2 = log2(e)/sqrt(HD) folded into one FMA before exp2), fp32.
  *   O[32 x HD] += P V: A = P from the S accumulators (n-tiles 2kk, 2kk+1 = the A fragment of keys 16kk..16kk+15);
  *     B = V via ldmatrix.x4.trans (lane l addresses key 16kk + l%16, chunk 2dp + l/16 -> b0, b1 of d-tile 2dp and
  *     b0, b1 of d-tile 2dp+1).
@@ -961,72 +956,6 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                         for (int e = 0; e < 4; e++)
                             if (j * 8 + (e & 1) - mt * 16 - ((e >> 1) << 3) > diag) s[mt][j][e] = -INFINITY;
             }
-#if MT_ATTN_FWD_EXP_IN_PV
-            /* online softmax, part 1: new row max (4 lanes share a row), corr = exp2(old max - new max), l *= corr,
-             * and O *= corr (skipped when no row of these 16 changed its max: x * 1.0f is exact, same result) */
-            float msub[2][2];
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
-                float mx[2] = {m[mt][0], m[mt][1]};
-#pragma unroll
-                for (int j = 0; j < NT; j++) {
-                    mx[0] = fmaxf(mx[0], fmaxf(s[mt][j][0], s[mt][j][1]));
-                    mx[1] = fmaxf(mx[1], fmaxf(s[mt][j][2], s[mt][j][3]));
-                }
-                float corr[2];
-#pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-                    msub[mt][i] = (mx[i] == -INFINITY) ? 0.0f : mx[i] * scale_log2;   /* fully masked so far: p = 0 */
-                    corr[i] = mt_exp2(m[mt][i] * scale_log2 - msub[mt][i]);             /* m = -inf -> 0; same max -> 1 */
-                    m[mt][i] = mx[i];
-                    l[mt][i] *= corr[i];
-                }
-                if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-                    for (int d = 0; d < DT; d++) {
-                        o[mt][d][0] *= corr[0];
-                        o[mt][d][1] *= corr[0];
-                        o[mt][d][2] *= corr[1];
-                        o[mt][d][3] *= corr[1];
-                    }
-                }
-            }
-            /* part 2 fused into O += P V: p = exp2(s*scale_log2 - max) for keys 16kk..16kk+15 just before their MMAs.
-             * The loop is one basic block, so ptxas can overlap the ex2 (MUFU) of step kk+1 with the MMAs of step kk
-             * inside the warp; before, all exps ran between the two GEMMs with the tensor cores idle for this warp. */
-#pragma unroll
-            for (int kk = 0; kk < KS / 16; kk++) {
-                uint32_t pa[2][4];
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-#pragma unroll
-                    for (int j = 2 * kk; j < 2 * kk + 2; j++) {
-                        s[mt][j][0] = mt_exp2(fmaf(s[mt][j][0], scale_log2, -msub[mt][0]));
-                        s[mt][j][1] = mt_exp2(fmaf(s[mt][j][1], scale_log2, -msub[mt][0]));
-                        s[mt][j][2] = mt_exp2(fmaf(s[mt][j][2], scale_log2, -msub[mt][1]));
-                        s[mt][j][3] = mt_exp2(fmaf(s[mt][j][3], scale_log2, -msub[mt][1]));
-                        l[mt][0] += s[mt][j][0] + s[mt][j][1];                 /* this lane's partial row sums */
-                        l[mt][1] += s[mt][j][2] + s[mt][j][3];
-                    }
-                    pa[mt][0] = mt_pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    pa[mt][1] = mt_pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                    pa[mt][2] = mt_pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                    pa[mt][3] = mt_pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-                }
-#pragma unroll
-                for (int dp = 0; dp < DT / 2; dp++) {
-                    uint32_t vb[4];                                   /* b0(2dp), b1(2dp), b0(2dp+1), b1(2dp+1) */
-                    mt_ldsm_x4_t(vb, v_lds + (sub * KS + kk * 16) * RB + swA.at(dp));
-#pragma unroll
-                    for (int mt = 0; mt < 2; mt++) {
-                        mt_mma16816(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
-                        mt_mma16816(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
-                    }
-                }
-            }
-#else
             /* online softmax: new row max (4 lanes share a row), rescale l and O, p = exp2(s*scale_log2 - max) */
             float corr[2][2];
 #pragma unroll
@@ -1091,7 +1020,6 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                     }
                 }
             }
-#endif
         }
     }
 

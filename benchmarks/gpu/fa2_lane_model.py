@@ -3,12 +3,11 @@ their index arithmetic without a GPU: swizzled shared-memory tiles, the cp.async
 mma.m16n8k16 with the PTX fragment layouts, online softmax and masks, transcribed from the CUDA source index by index
 (the next stage is refilled before the current tile is computed, so reading the wrong stage gives wrong results; shared
 memory starts as NaN, so reading an unwritten element fails). Compared with a float64 reference; expect bf16-level errors
-(~2e-3). Run: python3 fa2_lane_model.py [bwd] [ks32] [expfirst]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
+(~2e-3). Run: python3 fa2_lane_model.py [bwd] [ks32]  (numpy, seconds). Keep it in step with attention.cu when the kernels change."""
 import numpy as np
 import sys
 
 KS64 = "ks32" not in sys.argv   # MT_ATTN_FWD_KS64 (argument ks32 models the 32-key variant)
-EXP_IN_PV = "expfirst" not in sys.argv   # MT_ATTN_FWD_EXP_IN_PV (argument expfirst models the old order: all exps first)
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -153,7 +152,6 @@ def fwd(qkv, B, T, NH, NKV, HD):
                                 for e in range(4):
                                     s[mt, j, :, e] = np.where(j * 8 + (e & 1) - mt * 16 - ((e >> 1) << 3) > diag, -np.inf, s[mt, j, :, e])
                     corr = np.zeros((2, 2, 32), dtype=np.float32)
-                    msubs = [None, None]
                     for mt in range(2):
                         mx = [S_['m'][mt, 0].copy(), S_['m'][mt, 1].copy()]
                         for j in range(NT):
@@ -165,11 +163,6 @@ def fwd(qkv, B, T, NH, NKV, HD):
                             msub[i] = np.where(mx[i] == -np.inf, 0.0, mx[i] * scale_log2).astype(np.float32)
                             corr[mt, i] = exp2(S_['m'][mt, i] * scale_log2 - msub[i])
                             S_['m'][mt, i] = mx[i]
-                        if EXP_IN_PV:       # l *= corr now; the exps and l += p run inside the P V loop below
-                            msubs[mt] = msub
-                            S_['l'][mt, 0] = S_['l'][mt, 0] * corr[mt, 0]
-                            S_['l'][mt, 1] = S_['l'][mt, 1] * corr[mt, 1]
-                            continue
                         rsum = [0.0, 0.0]
                         for j in range(NT):
                             for e in range(4):
@@ -183,13 +176,6 @@ def fwd(qkv, B, T, NH, NKV, HD):
                             S_['o'][mt, d, :, 0] *= corr[mt, 0]; S_['o'][mt, d, :, 1] *= corr[mt, 0]
                             S_['o'][mt, d, :, 2] *= corr[mt, 1]; S_['o'][mt, d, :, 3] *= corr[mt, 1]
                     for kk in range(KS // 16):
-                        if EXP_IN_PV:
-                            for mt in range(2):
-                                for j in (2 * kk, 2 * kk + 1):
-                                    for e in range(4):
-                                        s[mt, j, :, e] = exp2(s[mt, j, :, e] * scale_log2 - msubs[mt][e >> 1])
-                                    S_['l'][mt, 0] = S_['l'][mt, 0] + (s[mt, j, :, 0] + s[mt, j, :, 1])
-                                    S_['l'][mt, 1] = S_['l'][mt, 1] + (s[mt, j, :, 2] + s[mt, j, :, 3])
                         pa = [np.stack([pack(s[mt, 2 * kk, :, 0], s[mt, 2 * kk, :, 1]), pack(s[mt, 2 * kk, :, 2], s[mt, 2 * kk, :, 3]),
                                         pack(s[mt, 2 * kk + 1, :, 0], s[mt, 2 * kk + 1, :, 1]), pack(s[mt, 2 * kk + 1, :, 2], s[mt, 2 * kk + 1, :, 3])])
                               for mt in range(2)]
@@ -248,7 +234,7 @@ def rel(a, b):
 
 if __name__ == "__main__":
     rng = np.random.default_rng(0)
-    cases = [(1, 200, 2, 1, 64), (1, 130, 2, 2, 128), (2, 70, 2, 1, 128), (1, 150, 4, 1, 128), (1, 100, 4, 1, 64)]
+    cases = [(1, 200, 2, 1, 64), (1, 130, 2, 2, 128), (2, 70, 2, 1, 128)]
     for (B, T, NH, NKV, HD) in cases:
         qkv = bf16(rng.standard_normal(B * T * (NH + 2 * NKV) * HD).astype(np.float32))
         o, l = fwd(qkv, B, T, NH, NKV, HD)
