@@ -7,9 +7,9 @@
  *   - "tc" (HD 64 and 128): FlashAttention-2 style tiles on tensor cores (mma.sync m16n8k16 bf16, fp32 accumulate),
  *     online softmax in the log2 domain. Backward: D = rowsum(dO*O) into scratch, then one kernel computing dK,dV per
  *     key tile (looping over the group's query heads and the query tiles in order) and one computing dQ per query
- *     tile (looping over key tiles in order). Two generations: the FA2 kernels (ldmatrix, swizzled shared memory,
- *     cp.async double buffering; section "FA2 path", the default) and the first tensor-core kernels, selected at
- *     compile time with MT_ATTN_FA2_FWD / MT_ATTN_FA2_BWD = 0. benchmarks/gpu/fa2_lane_model.py models the FA2 ones.
+ *     tile (looping over key tiles in order): ldmatrix, swizzled shared memory, cp.async double buffering (section
+ *     "FA2 path"; benchmarks/gpu/fa2_lane_model.py models them lane by lane). The first, simpler tensor-core kernels
+ *     were replaced by these after measuring on an H100 (2.4x faster); git history keeps them.
  *   - "simple" (any even HD <= 256): one warp per row, lanes split the head dimension; same math, same passes.
  * The environment variable MT_CUDA_ATTN=simple forces the simple path (validation of one against the other, and an
  * escape hatch); HD outside those sets returns MT_ERR_UNSUPPORTED. */
@@ -39,9 +39,6 @@ __device__ __forceinline__ uint32_t mt_pack_bf16(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&h);
 }
-
-/* Two consecutive bf16 of shared memory as one register (the address must be 4-byte aligned). */
-__device__ __forceinline__ uint32_t mt_ld32(const floatX* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 /* ============================================================================================ simple path */
 
@@ -228,518 +225,9 @@ __global__ void mt_attn_bwd_dkdv_simple_kernel(floatX* dqkv, const floatX* dout,
     }
 }
 
-/* ======================================================================================= tensor-core path */
-
-#define MT_TC_THREADS 128    /* 4 warps */
-
-/* Forward. Block = 64 query rows (warp w owns rows 16w..16w+15) of one (b, h); key tiles of 64 in order 0..qt.
- * Shared: Ks [64][HD+8] (first holds the Q tile, whose fragments then live in registers), Vts [HD][64+8] (V transposed
- * so that the P.V B-fragments are 32-bit loads). The +8 padding makes every fragment load bank-conflict free.
- * grid.x = numQT * B*NH, heaviest (last) query tiles first. Rows >= T are zero-filled and never stored. */
-template <int HD>
-__global__ void __launch_bounds__(MT_TC_THREADS)
-mt_attn_fwd_tc_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T, int NH, int NKV, float scale_log2) {
-    constexpr int BR = 64, BC = 64, KS = HD + 8, VS = BC + 8, NC = HD / 8;   /* NC: 16-byte chunks per row */
-    __shared__ __align__(16) floatX Ks[BC * KS];
-    __shared__ __align__(16) floatX Vts[HD * VS];
-
-    const int BNH = B * NH;
-    const int numQT = (T + BR - 1) / BR;
-    const int qt = numQT - 1 - (int)(blockIdx.x / BNH);
-    const int bh = (int)(blockIdx.x % BNH);
-    const int h = bh % NH, b = bh / NH;
-    const int kh = h / (NH / NKV);
-    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;                 /* elements between consecutive t */
-    const floatX* qbase = qkv + (int64_t)b * T * rs + (int64_t)h * HD;
-    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
-    const floatX* vbase = kbase + (int64_t)NKV * HD;
-    const int q0 = qt * BR;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-    const int r0 = warp * 16 + g;                                     /* this lane's rows: r0 and r0 + 8 */
-
-    /* Q tile -> Ks -> registers */
-    for (int c = tid; c < BR * NC; c += MT_TC_THREADS) {
-        const int r = c / NC, d = (c % NC) * 8;
-        uint4 val = make_uint4(0u, 0u, 0u, 0u);
-        if (q0 + r < T) val = *reinterpret_cast<const uint4*>(qbase + (int64_t)(q0 + r) * rs + d);
-        *reinterpret_cast<uint4*>(Ks + r * KS + d) = val;
-    }
-    __syncthreads();
-    uint32_t qf[HD / 16][4];
-#pragma unroll
-    for (int kc = 0; kc < HD / 16; kc++) {
-        qf[kc][0] = mt_ld32(Ks + r0 * KS + kc * 16 + 2 * tig);
-        qf[kc][1] = mt_ld32(Ks + (r0 + 8) * KS + kc * 16 + 2 * tig);
-        qf[kc][2] = mt_ld32(Ks + r0 * KS + kc * 16 + 8 + 2 * tig);
-        qf[kc][3] = mt_ld32(Ks + (r0 + 8) * KS + kc * 16 + 8 + 2 * tig);
-    }
-    __syncthreads();                                                  /* Ks is reused for K below */
-
-    float o[NC][4];
-#pragma unroll
-    for (int d = 0; d < NC; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY};                             /* running max, log2 domain, rows r0 / r0+8 */
-    float l[2] = {0.0f, 0.0f};                                        /* this lane's partial row sums */
-
-    for (int kt = 0; kt <= qt; kt++) {
-        const int k0 = kt * BC;
-        /* K tile: coalesced rows. */
-        for (int c = tid; c < BC * NC; c += MT_TC_THREADS) {
-            const int r = c / NC, d = (c % NC) * 8;
-            uint4 kv = make_uint4(0u, 0u, 0u, 0u);
-            if (k0 + r < T) kv = *reinterpret_cast<const uint4*>(kbase + (int64_t)(k0 + r) * rs + d);
-            *reinterpret_cast<uint4*>(Ks + r * KS + d) = kv;
-        }
-        /* V tile, transposed: lanes run over keys so the scalar stores hit distinct banks. */
-        for (int c = tid; c < BC * NC; c += MT_TC_THREADS) {
-            const int r = c % BC, d = (c / BC) * 8;
-            uint4 vv = make_uint4(0u, 0u, 0u, 0u);
-            if (k0 + r < T) vv = *reinterpret_cast<const uint4*>(vbase + (int64_t)(k0 + r) * rs + d);
-            const floatX* ve = reinterpret_cast<const floatX*>(&vv);
-#pragma unroll
-            for (int i = 0; i < 8; i++) Vts[(d + i) * VS + r] = ve[i];
-        }
-        __syncthreads();
-
-        /* S = Q K^T for this warp's 16 rows x 64 keys (8 n-tiles of 8 keys). */
-        float s[BC / 8][4];
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < HD / 16; kc++) {
-                const floatX* kp = Ks + (j * 8 + g) * KS + kc * 16 + 2 * tig;
-                mt_mma16816(s[j], qf[kc], mt_ld32(kp), mt_ld32(kp + 8));
-            }
-        }
-        /* scale into the log2 domain; causal mask on the diagonal tile (the only one with keys after queries; keys
-         * >= T only occur there and lie after every real row, so they are masked too). */
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int row = q0 + r0 + (e >= 2 ? 8 : 0);
-                const int col = k0 + j * 8 + 2 * tig + (e & 1);
-                float x = s[j][e] * scale_log2;
-                if (kt == qt && col > row) x = -INFINITY;
-                s[j][e] = x;
-            }
-        }
-        /* online softmax update */
-        float mx[2] = {m[0], m[1]};
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-            mx[0] = fmaxf(mx[0], fmaxf(s[j][0], s[j][1]));
-            mx[1] = fmaxf(mx[1], fmaxf(s[j][2], s[j][3]));
-        }
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-        }
-        float corr[2], msub[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            msub[i] = (mx[i] == -INFINITY) ? 0.0f : mx[i];            /* fully masked so far: keep p = 0, no NaN */
-            corr[i] = exp2f(m[i] - msub[i]);                          /* m = -inf -> 0 */
-            m[i] = mx[i];
-        }
-        float rsum[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-            s[j][0] = exp2f(s[j][0] - msub[0]);
-            s[j][1] = exp2f(s[j][1] - msub[0]);
-            s[j][2] = exp2f(s[j][2] - msub[1]);
-            s[j][3] = exp2f(s[j][3] - msub[1]);
-            rsum[0] += s[j][0] + s[j][1];
-            rsum[1] += s[j][2] + s[j][3];
-        }
-        l[0] = l[0] * corr[0] + rsum[0];
-        l[1] = l[1] * corr[1] + rsum[1];
-#pragma unroll
-        for (int d = 0; d < NC; d++) {
-            o[d][0] *= corr[0];
-            o[d][1] *= corr[0];
-            o[d][2] *= corr[1];
-            o[d][3] *= corr[1];
-        }
-        /* O += P V: the S accumulators of n-tiles 2kk and 2kk+1 are exactly the A fragment of keys 16kk..16kk+15. */
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) {
-            uint32_t a[4];
-            a[0] = mt_pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            a[1] = mt_pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            a[2] = mt_pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            a[3] = mt_pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int d = 0; d < NC; d++) {
-                const floatX* vp = Vts + (d * 8 + g) * VS + kk * 16 + 2 * tig;
-                mt_mma16816(o[d], a, mt_ld32(vp), mt_ld32(vp + 8));
-            }
-        }
-        __syncthreads();                                              /* Ks/Vts are overwritten by the next tile */
-    }
-
-    /* finalize: full row sums across the 4 lanes of each row group, normalise, store */
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    }
-    const int rowa = q0 + r0, rowb = rowa + 8;
-    const float inva = 1.0f / l[0], invb = 1.0f / l[1];
-    if (rowa < T) {
-        floatX* op = out + (((int64_t)b * T + rowa) * NH + h) * HD + 2 * tig;
-#pragma unroll
-        for (int d = 0; d < NC; d++)
-            *reinterpret_cast<uint32_t*>(op + d * 8) = mt_pack_bf16(o[d][0] * inva, o[d][1] * inva);
-        if (tig == 0) lse[((int64_t)b * NH + h) * T + rowa] = (m[0] + log2f(l[0])) * MT_LN2;
-    }
-    if (rowb < T) {
-        floatX* op = out + (((int64_t)b * T + rowb) * NH + h) * HD + 2 * tig;
-#pragma unroll
-        for (int d = 0; d < NC; d++)
-            *reinterpret_cast<uint32_t*>(op + d * 8) = mt_pack_bf16(o[d][2] * invb, o[d][3] * invb);
-        if (tig == 0) lse[((int64_t)b * NH + h) * T + rowb] = (m[1] + log2f(l[1])) * MT_LN2;
-    }
-}
-
-/* Backward dQ. Block = 64 query rows (warp w owns 16w..16w+15) of one (b, h); key tiles of 32 in order.
- *   P = exp2(scale_log2 * Q K^T - lse2), dP = dO V^T, dS = P (dP - D), dQ += dS K, finally dQ *= scale.
- * Shared (one buffer, two uses): staging of the Q and dO tiles [64][HD+8] each; then per key tile
- * Ks [32][HD+8], Vs [32][HD+8] (B operands of Q K^T and dO V^T), Kts [HD][32+8] (B operand of dS K). */
-template <int HD>
-struct MtDqSmem {
-    static constexpr int KS = HD + 8, BCK = 32, TS = BCK + 8;
-    static constexpr int STAGE = 2 * 64 * KS;
-    static constexpr int LOOP = 2 * BCK * KS + HD * TS;
-    static constexpr int ELEMS = STAGE > LOOP ? STAGE : LOOP;
-};
-
-template <int HD>
-__global__ void __launch_bounds__(MT_TC_THREADS)
-mt_attn_bwd_dq_tc_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const float* lse, const float* Dv,
-                         int B, int T, int NH, int NKV, float scale, float scale_log2) {
-    typedef MtDqSmem<HD> L;
-    constexpr int BR = 64, BC = L::BCK, KS = L::KS, TS = L::TS, NC = HD / 8;
-    __shared__ __align__(16) floatX smem[L::ELEMS];
-    floatX* Qs = smem;                 /* staging */
-    floatX* dOs = smem + 64 * KS;
-    floatX* Ks = smem;                 /* loop */
-    floatX* Vs = smem + BC * KS;
-    floatX* Kts = smem + 2 * BC * KS;
-
-    const int BNH = B * NH;
-    const int numQT = (T + BR - 1) / BR;
-    const int qt = numQT - 1 - (int)(blockIdx.x / BNH);
-    const int bh = (int)(blockIdx.x % BNH);
-    const int h = bh % NH, b = bh / NH;
-    const int kh = h / (NH / NKV);
-    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;
-    const int64_t ors = (int64_t)NH * HD;                             /* row stride of out/dout */
-    const floatX* qbase = qkv + (int64_t)b * T * rs + (int64_t)h * HD;
-    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
-    const floatX* vbase = kbase + (int64_t)NKV * HD;
-    const floatX* dobase = dout + (int64_t)b * T * ors + (int64_t)h * HD;
-    const int q0 = qt * BR;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-    const int r0 = warp * 16 + g;
-    const int rowa = q0 + r0, rowb = rowa + 8;
-
-    for (int c = tid; c < BR * NC; c += MT_TC_THREADS) {
-        const int r = c / NC, d = (c % NC) * 8;
-        uint4 qv = make_uint4(0u, 0u, 0u, 0u), dv = make_uint4(0u, 0u, 0u, 0u);
-        if (q0 + r < T) {
-            qv = *reinterpret_cast<const uint4*>(qbase + (int64_t)(q0 + r) * rs + d);
-            dv = *reinterpret_cast<const uint4*>(dobase + (int64_t)(q0 + r) * ors + d);
-        }
-        *reinterpret_cast<uint4*>(Qs + r * KS + d) = qv;
-        *reinterpret_cast<uint4*>(dOs + r * KS + d) = dv;
-    }
-    __syncthreads();
-    uint32_t qf[HD / 16][4], dof[HD / 16][4];
-#pragma unroll
-    for (int kc = 0; kc < HD / 16; kc++) {
-        qf[kc][0] = mt_ld32(Qs + r0 * KS + kc * 16 + 2 * tig);
-        qf[kc][1] = mt_ld32(Qs + (r0 + 8) * KS + kc * 16 + 2 * tig);
-        qf[kc][2] = mt_ld32(Qs + r0 * KS + kc * 16 + 8 + 2 * tig);
-        qf[kc][3] = mt_ld32(Qs + (r0 + 8) * KS + kc * 16 + 8 + 2 * tig);
-        dof[kc][0] = mt_ld32(dOs + r0 * KS + kc * 16 + 2 * tig);
-        dof[kc][1] = mt_ld32(dOs + (r0 + 8) * KS + kc * 16 + 2 * tig);
-        dof[kc][2] = mt_ld32(dOs + r0 * KS + kc * 16 + 8 + 2 * tig);
-        dof[kc][3] = mt_ld32(dOs + (r0 + 8) * KS + kc * 16 + 8 + 2 * tig);
-    }
-    __syncthreads();
-
-    /* per-row statistics (rows >= T: lse2 = +inf makes P = 0, D = 0) */
-    const int64_t lrow = ((int64_t)b * NH + h) * T;
-    const float lse2a = rowa < T ? lse[lrow + rowa] * MT_LOG2E : INFINITY;
-    const float lse2b = rowb < T ? lse[lrow + rowb] * MT_LOG2E : INFINITY;
-    const float Da = rowa < T ? Dv[lrow + rowa] : 0.0f;
-    const float Db = rowb < T ? Dv[lrow + rowb] : 0.0f;
-
-    float dq[NC][4];
-#pragma unroll
-    for (int d = 0; d < NC; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
-
-    const int last_key = min(T - 1, q0 + BR - 1);
-    for (int k0 = 0; k0 <= last_key; k0 += BC) {
-        /* K, V tiles [32][HD] and K transposed; lanes run over the 32 keys. */
-        for (int c = tid; c < BC * NC; c += MT_TC_THREADS) {
-            const int r = c % BC, d = (c / BC) * 8;
-            uint4 kv = make_uint4(0u, 0u, 0u, 0u), vv = make_uint4(0u, 0u, 0u, 0u);
-            if (k0 + r < T) {
-                kv = *reinterpret_cast<const uint4*>(kbase + (int64_t)(k0 + r) * rs + d);
-                vv = *reinterpret_cast<const uint4*>(vbase + (int64_t)(k0 + r) * rs + d);
-            }
-            *reinterpret_cast<uint4*>(Ks + r * KS + d) = kv;
-            *reinterpret_cast<uint4*>(Vs + r * KS + d) = vv;
-            const floatX* ke = reinterpret_cast<const floatX*>(&kv);
-#pragma unroll
-            for (int i = 0; i < 8; i++) Kts[(d + i) * TS + r] = ke[i];
-        }
-        __syncthreads();
-
-        float s[BC / 8][4], dp[BC / 8][4];
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
-#pragma unroll
-            for (int kc = 0; kc < HD / 16; kc++) {
-                const floatX* kp = Ks + (j * 8 + g) * KS + kc * 16 + 2 * tig;
-                mt_mma16816(s[j], qf[kc], mt_ld32(kp), mt_ld32(kp + 8));
-                const floatX* vp = Vs + (j * 8 + g) * KS + kc * 16 + 2 * tig;
-                mt_mma16816(dp[j], dof[kc], mt_ld32(vp), mt_ld32(vp + 8));
-            }
-        }
-        /* dS = P (dP - D), masked where key > query (P = 0 there; keys >= T are after every real row). */
-        const bool diag = (k0 + BC - 1 > q0);
-#pragma unroll
-        for (int j = 0; j < BC / 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const bool hi = e >= 2;
-                const int row = hi ? rowb : rowa;
-                const int col = k0 + j * 8 + 2 * tig + (e & 1);
-                float p = exp2f(s[j][e] * scale_log2 - (hi ? lse2b : lse2a));
-                if (diag && col > row) p = 0.0f;
-                s[j][e] = p * (dp[j][e] - (hi ? Db : Da));             /* s now holds dS */
-            }
-        }
-        /* dQ += dS K: A = dS (keys 16kk..16kk+15), B[k = key][n = dim] = Kts[dim][key]. */
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) {
-            uint32_t a[4];
-            a[0] = mt_pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            a[1] = mt_pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            a[2] = mt_pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            a[3] = mt_pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int d = 0; d < NC; d++) {
-                const floatX* kp = Kts + (d * 8 + g) * TS + kk * 16 + 2 * tig;
-                mt_mma16816(dq[d], a, mt_ld32(kp), mt_ld32(kp + 8));
-            }
-        }
-        __syncthreads();
-    }
-
-    if (rowa < T) {
-        floatX* p = dqkv + (int64_t)b * T * rs + (int64_t)rowa * rs + (int64_t)h * HD + 2 * tig;
-#pragma unroll
-        for (int d = 0; d < NC; d++) *reinterpret_cast<uint32_t*>(p + d * 8) = mt_pack_bf16(dq[d][0] * scale, dq[d][1] * scale);
-    }
-    if (rowb < T) {
-        floatX* p = dqkv + (int64_t)b * T * rs + (int64_t)rowb * rs + (int64_t)h * HD + 2 * tig;
-#pragma unroll
-        for (int d = 0; d < NC; d++) *reinterpret_cast<uint32_t*>(p + d * 8) = mt_pack_bf16(dq[d][2] * scale, dq[d][3] * scale);
-    }
-}
-
-/* Backward dK, dV. Block = 64 keys (warp w owns keys 16w..16w+15) of one (b, kh); for each query head of the group
- * in order, query tiles of 32 from the first one that can see these keys to the end, in order:
- *   S^T = K Q^T, P^T = exp2(scale_log2 S^T - lse2[query]) (0 where query < key), dV += P^T dO,
- *   dP^T = V dO^T, dS^T = P^T (dP^T - D[query]), dK += dS^T Q;  finally dK *= scale.
- * Dynamic shared memory: Ks, Vs [64][HD+8] (A operands, loaded once), Qs, dOs [32][HD+8] (B of K Q^T and V dO^T),
- * Qts, dOts [HD][32+8] (B of dS^T Q and P^T dO), lse2s, Ds [32]. */
-template <int HD>
-struct MtDkvSmem {
-    static constexpr int KS = HD + 8, BQ = 32, TS = BQ + 8, BK = 64;
-    static constexpr size_t BYTES = sizeof(floatX) * (size_t)(2 * BK * KS + 2 * BQ * KS + 2 * HD * TS) + 2 * BQ * sizeof(float);
-};
-
-template <int HD>
-__global__ void __launch_bounds__(MT_TC_THREADS)
-mt_attn_bwd_dkdv_tc_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const float* lse, const float* Dv,
-                           int B, int T, int NH, int NKV, float scale, float scale_log2) {
-    typedef MtDkvSmem<HD> L;
-    constexpr int BK = L::BK, BQ = L::BQ, KS = L::KS, TS = L::TS, NC = HD / 8;
-    extern __shared__ __align__(16) unsigned char mt_dyn_smem[];
-    floatX* Ks = reinterpret_cast<floatX*>(mt_dyn_smem);
-    floatX* Vs = Ks + BK * KS;
-    floatX* Qs = Vs + BK * KS;
-    floatX* dOs = Qs + BQ * KS;
-    floatX* Qts = dOs + BQ * KS;
-    floatX* dOts = Qts + HD * TS;
-    float* lse2s = reinterpret_cast<float*>(dOts + HD * TS);        /* offset is a multiple of 16 bytes */
-    float* Ds = lse2s + BQ;
-
-    const int BKV = B * NKV;
-    const int kt = (int)(blockIdx.x / BKV);                          /* small kt (most queries) first */
-    const int bkv = (int)(blockIdx.x % BKV);
-    const int kh = bkv % NKV, b = bkv / NKV;
-    const int G = NH / NKV;
-    const int64_t rs = (int64_t)(NH + 2 * NKV) * HD;
-    const int64_t ors = (int64_t)NH * HD;
-    const floatX* kbase = qkv + (int64_t)b * T * rs + (int64_t)(NH + kh) * HD;
-    const floatX* vbase = kbase + (int64_t)NKV * HD;
-    const int k0 = kt * BK;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-    const int r0 = warp * 16 + g;                                     /* this lane's key rows (in tile): r0, r0+8 */
-    const int keya = k0 + r0, keyb = keya + 8;
-
-    for (int c = tid; c < BK * NC; c += MT_TC_THREADS) {
-        const int r = c / NC, d = (c % NC) * 8;
-        uint4 kv = make_uint4(0u, 0u, 0u, 0u), vv = make_uint4(0u, 0u, 0u, 0u);
-        if (k0 + r < T) {
-            kv = *reinterpret_cast<const uint4*>(kbase + (int64_t)(k0 + r) * rs + d);
-            vv = *reinterpret_cast<const uint4*>(vbase + (int64_t)(k0 + r) * rs + d);
-        }
-        *reinterpret_cast<uint4*>(Ks + r * KS + d) = kv;
-        *reinterpret_cast<uint4*>(Vs + r * KS + d) = vv;
-    }
-    /* (the first __syncthreads inside the loop publishes Ks/Vs) */
-
-    float dk[NC][4], dv[NC][4];
-#pragma unroll
-    for (int d = 0; d < NC; d++) {
-        dk[d][0] = dk[d][1] = dk[d][2] = dk[d][3] = 0.0f;
-        dv[d][0] = dv[d][1] = dv[d][2] = dv[d][3] = 0.0f;
-    }
-
-    for (int h = kh * G; h < (kh + 1) * G; h++) {
-        const floatX* qbase = qkv + (int64_t)b * T * rs + (int64_t)h * HD;
-        const floatX* dobase = dout + (int64_t)b * T * ors + (int64_t)h * HD;
-        const int64_t lrow = ((int64_t)b * NH + h) * T;
-        for (int q0 = (k0 / BQ) * BQ; q0 < T; q0 += BQ) {
-            __syncthreads();                                          /* previous tile fully consumed */
-            /* Q, dO tiles and their transposes; lanes run over the 32 queries. */
-            for (int c = tid; c < BQ * NC; c += MT_TC_THREADS) {
-                const int r = c % BQ, d = (c / BQ) * 8;
-                uint4 qv = make_uint4(0u, 0u, 0u, 0u), dv4 = make_uint4(0u, 0u, 0u, 0u);
-                if (q0 + r < T) {
-                    qv = *reinterpret_cast<const uint4*>(qbase + (int64_t)(q0 + r) * rs + d);
-                    dv4 = *reinterpret_cast<const uint4*>(dobase + (int64_t)(q0 + r) * ors + d);
-                }
-                *reinterpret_cast<uint4*>(Qs + r * KS + d) = qv;
-                *reinterpret_cast<uint4*>(dOs + r * KS + d) = dv4;
-                const floatX* qe = reinterpret_cast<const floatX*>(&qv);
-                const floatX* de = reinterpret_cast<const floatX*>(&dv4);
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    Qts[(d + i) * TS + r] = qe[i];
-                    dOts[(d + i) * TS + r] = de[i];
-                }
-            }
-            if (tid < BQ) {
-                const int q = q0 + tid;
-                lse2s[tid] = q < T ? lse[lrow + q] * MT_LOG2E : INFINITY;   /* rows >= T: P = 0 */
-                Ds[tid] = q < T ? Dv[lrow + q] : 0.0f;
-            }
-            __syncthreads();
-
-            /* S^T (16 keys x 32 queries per warp) and dP^T */
-            float s[BQ / 8][4], dp[BQ / 8][4];
-#pragma unroll
-            for (int j = 0; j < BQ / 8; j++) {
-                s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-                dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.0f;
-            }
-#pragma unroll
-            for (int kc = 0; kc < HD / 16; kc++) {
-                uint32_t ka[4], va[4];
-                ka[0] = mt_ld32(Ks + r0 * KS + kc * 16 + 2 * tig);
-                ka[1] = mt_ld32(Ks + (r0 + 8) * KS + kc * 16 + 2 * tig);
-                ka[2] = mt_ld32(Ks + r0 * KS + kc * 16 + 8 + 2 * tig);
-                ka[3] = mt_ld32(Ks + (r0 + 8) * KS + kc * 16 + 8 + 2 * tig);
-                va[0] = mt_ld32(Vs + r0 * KS + kc * 16 + 2 * tig);
-                va[1] = mt_ld32(Vs + (r0 + 8) * KS + kc * 16 + 2 * tig);
-                va[2] = mt_ld32(Vs + r0 * KS + kc * 16 + 8 + 2 * tig);
-                va[3] = mt_ld32(Vs + (r0 + 8) * KS + kc * 16 + 8 + 2 * tig);
-#pragma unroll
-                for (int j = 0; j < BQ / 8; j++) {
-                    const floatX* qp = Qs + (j * 8 + g) * KS + kc * 16 + 2 * tig;
-                    mt_mma16816(s[j], ka, mt_ld32(qp), mt_ld32(qp + 8));
-                    const floatX* dp_ = dOs + (j * 8 + g) * KS + kc * 16 + 2 * tig;
-                    mt_mma16816(dp[j], va, mt_ld32(dp_), mt_ld32(dp_ + 8));
-                }
-            }
-            /* P^T and dS^T; element (key = row, query = col) */
-            const bool diag = (q0 < k0 + BK - 1);
-            float pt[BQ / 8][4];
-#pragma unroll
-            for (int j = 0; j < BQ / 8; j++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = (e >= 2) ? keyb : keya;
-                    const int qc = j * 8 + 2 * tig + (e & 1);          /* query index within the tile */
-                    float p = exp2f(s[j][e] * scale_log2 - lse2s[qc]);
-                    if (diag && q0 + qc < key) p = 0.0f;
-                    pt[j][e] = p;
-                    s[j][e] = p * (dp[j][e] - Ds[qc]);                /* s now holds dS^T */
-                }
-            }
-            /* dV += P^T dO, dK += dS^T Q: A over queries 16kk..16kk+15, B[k = query][n = dim] from the transposes */
-#pragma unroll
-            for (int kk = 0; kk < BQ / 16; kk++) {
-                uint32_t pa[4], sa[4];
-                pa[0] = mt_pack_bf16(pt[2 * kk][0], pt[2 * kk][1]);
-                pa[1] = mt_pack_bf16(pt[2 * kk][2], pt[2 * kk][3]);
-                pa[2] = mt_pack_bf16(pt[2 * kk + 1][0], pt[2 * kk + 1][1]);
-                pa[3] = mt_pack_bf16(pt[2 * kk + 1][2], pt[2 * kk + 1][3]);
-                sa[0] = mt_pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-                sa[1] = mt_pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-                sa[2] = mt_pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                sa[3] = mt_pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-                for (int d = 0; d < NC; d++) {
-                    const floatX* op = dOts + (d * 8 + g) * TS + kk * 16 + 2 * tig;
-                    mt_mma16816(dv[d], pa, mt_ld32(op), mt_ld32(op + 8));
-                    const floatX* qp = Qts + (d * 8 + g) * TS + kk * 16 + 2 * tig;
-                    mt_mma16816(dk[d], sa, mt_ld32(qp), mt_ld32(qp + 8));
-                }
-            }
-        }
-    }
-
-    floatX* dbase = dqkv + (int64_t)b * T * rs;
-    if (keya < T) {
-        floatX* kp = dbase + (int64_t)keya * rs + (int64_t)(NH + kh) * HD + 2 * tig;
-        floatX* vp = kp + (int64_t)NKV * HD;
-#pragma unroll
-        for (int d = 0; d < NC; d++) {
-            *reinterpret_cast<uint32_t*>(kp + d * 8) = mt_pack_bf16(dk[d][0] * scale, dk[d][1] * scale);
-            *reinterpret_cast<uint32_t*>(vp + d * 8) = mt_pack_bf16(dv[d][0], dv[d][1]);
-        }
-    }
-    if (keyb < T) {
-        floatX* kp = dbase + (int64_t)keyb * rs + (int64_t)(NH + kh) * HD + 2 * tig;
-        floatX* vp = kp + (int64_t)NKV * HD;
-#pragma unroll
-        for (int d = 0; d < NC; d++) {
-            *reinterpret_cast<uint32_t*>(kp + d * 8) = mt_pack_bf16(dk[d][2] * scale, dk[d][3] * scale);
-            *reinterpret_cast<uint32_t*>(vp + d * 8) = mt_pack_bf16(dv[d][2], dv[d][3]);
-        }
-    }
-}
-
 /* ================================================================= FA2 path: ldmatrix + cp.async (sm_80+) */
 
-/* Compile-time switches (no environment knobs): 1 = the FA2 kernels below, 0 = the first tensor-core kernels above
- * (kept as a cheap fallback/cross-check; the simple path stays selectable at run time with MT_CUDA_ATTN=simple). */
-#ifndef MT_ATTN_FA2_FWD
-#define MT_ATTN_FA2_FWD 1
-#endif
+/* Compile-time switch (no environment knob); the simple path stays selectable at run time with MT_CUDA_ATTN=simple. */
 #ifndef MT_ATTN_FWD_KS64
 #define MT_ATTN_FWD_KS64 1    /* 1 = 64-key softmax steps at HD 128 (see MtFa2Fwd::KS), 0 = 32-key steps */
 #endif
@@ -1051,10 +539,6 @@ mt_attn_fwd_fa2_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T,
                 *reinterpret_cast<const uint4*>(Qs + mt_swz<HD>(wr + r, ch));
     }
 }
-
-#ifndef MT_ATTN_FA2_BWD
-#define MT_ATTN_FA2_BWD 1     /* 1 = the FA2 backward kernels below, 0 = the first tensor-core backward kernels */
-#endif
 
 __device__ __forceinline__ void mt_cp_async4(uint32_t dst, const void* src, bool valid) {
     const int n = valid ? 4 : 0;
@@ -1513,18 +997,11 @@ extern "C" int MT_FN(attention_forward)(floatX* out, float* lse, const floatX* q
     if (!out || !lse || !qkv) return MT_ERR_ARG;
     cudaStream_t s = MT_STREAM(stream);
     const float scale = 1.0f / sqrtf((float)HD);
-    if (path == 0 && MT_ATTN_FA2_FWD) {
+    if (path == 0) {
         const int64_t blocks = (int64_t)((T + 127) / 128) * B * NH;
         if (blocks > 0x7fffffffLL) return MT_ERR_UNSUPPORTED;
         if (HD == 64) mt_attn_fwd_fa2_launch<64>(out, lse, qkv, B, T, NH, NKV, scale * MT_LOG2E, (unsigned)blocks, s);
         else mt_attn_fwd_fa2_launch<128>(out, lse, qkv, B, T, NH, NKV, scale * MT_LOG2E, (unsigned)blocks, s);
-    } else if (path == 0) {
-        const int64_t blocks = (int64_t)((T + 63) / 64) * B * NH;
-        if (blocks > 0x7fffffffLL) return MT_ERR_UNSUPPORTED;
-        if (HD == 64)
-            mt_attn_fwd_tc_kernel<64><<<(unsigned)blocks, MT_TC_THREADS, 0, s>>>(out, lse, qkv, B, T, NH, NKV, scale * MT_LOG2E);
-        else
-            mt_attn_fwd_tc_kernel<128><<<(unsigned)blocks, MT_TC_THREADS, 0, s>>>(out, lse, qkv, B, T, NH, NKV, scale * MT_LOG2E);
     } else {
         const int64_t rows = (int64_t)B * NH * T;
         mt_attn_fwd_simple_kernel<<<(unsigned)((rows + MT_SIMPLE_WARPS - 1) / MT_SIMPLE_WARPS), 32 * MT_SIMPLE_WARPS, 0, s>>>(
@@ -1532,19 +1009,6 @@ extern "C" int MT_FN(attention_forward)(floatX* out, float* lse, const floatX* q
     }
     MT_CHECK_LAUNCH();
     return MT_OK;
-}
-
-template <int HD>
-static void mt_attn_bwd_tc_launch(floatX* dqkv, const float* D, const floatX* dout, const floatX* qkv, const float* lse,
-                                  int B, int T, int NH, int NKV, float scale, cudaStream_t s) {
-    const int64_t kv_blocks = (int64_t)((T + 63) / 64) * B * NKV;
-    const size_t smem = MtDkvSmem<HD>::BYTES;
-    cudaFuncSetAttribute(mt_attn_bwd_dkdv_tc_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    mt_attn_bwd_dkdv_tc_kernel<HD><<<(unsigned)kv_blocks, MT_TC_THREADS, smem, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, NKV,
-                                                                                    scale, scale * MT_LOG2E);
-    const int64_t q_blocks = (int64_t)((T + 63) / 64) * B * NH;
-    mt_attn_bwd_dq_tc_kernel<HD><<<(unsigned)q_blocks, MT_TC_THREADS, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, NKV,
-                                                                             scale, scale * MT_LOG2E);
 }
 
 extern "C" int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const floatX* dout, const floatX* qkv,
@@ -1559,7 +1023,7 @@ extern "C" int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const flo
     float* D = scratch;                                               /* [B,NH,T] = MT_ATTN_BWD_SCRATCH_FLOATS */
     const int64_t rows = (int64_t)B * NH * T;
     const unsigned row_blocks = (unsigned)((rows + MT_SIMPLE_WARPS - 1) / MT_SIMPLE_WARPS);
-    if (path == 0 && MT_ATTN_FA2_BWD) {
+    if (path == 0) {
         if ((int64_t)((T + 63) / 64) * B * NH > 0x7fffffffLL || rows * (HD / 8) > 0x7fffffffLL * 256LL) return MT_ERR_UNSUPPORTED;
         const unsigned d_blocks = (unsigned)((rows * (HD / 8) + 255) / 256);
         if (HD == 64) {
@@ -1574,16 +1038,10 @@ extern "C" int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const flo
     }
     mt_attn_bwd_d_kernel<<<row_blocks, 32 * MT_SIMPLE_WARPS, 0, s>>>(D, dout, out, B, T, NH, HD);
     MT_CHECK_LAUNCH();
-    if (path == 0) {
-        if ((int64_t)((T + 63) / 64) * B * NH > 0x7fffffffLL) return MT_ERR_UNSUPPORTED;
-        if (HD == 64) mt_attn_bwd_tc_launch<64>(dqkv, D, dout, qkv, lse, B, T, NH, NKV, scale, s);
-        else mt_attn_bwd_tc_launch<128>(dqkv, D, dout, qkv, lse, B, T, NH, NKV, scale, s);
-    } else {
-        const int64_t kv_rows = (int64_t)B * NKV * T;
-        mt_attn_bwd_dkdv_simple_kernel<<<(unsigned)((kv_rows + MT_SIMPLE_WARPS - 1) / MT_SIMPLE_WARPS), 32 * MT_SIMPLE_WARPS, 0, s>>>(
-            dqkv, dout, qkv, lse, D, B, T, NH, NKV, HD, scale);
-        mt_attn_bwd_dq_simple_kernel<<<row_blocks, 32 * MT_SIMPLE_WARPS, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, NKV, HD, scale);
-    }
+    const int64_t kv_rows = (int64_t)B * NKV * T;
+    mt_attn_bwd_dkdv_simple_kernel<<<(unsigned)((kv_rows + MT_SIMPLE_WARPS - 1) / MT_SIMPLE_WARPS), 32 * MT_SIMPLE_WARPS, 0, s>>>(
+        dqkv, dout, qkv, lse, D, B, T, NH, NKV, HD, scale);
+    mt_attn_bwd_dq_simple_kernel<<<row_blocks, 32 * MT_SIMPLE_WARPS, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, NKV, HD, scale);
     MT_CHECK_LAUNCH();
     return MT_OK;
 }
