@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source benchmarks/machine.sh
 [[ -f target/midtrain.jar ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 OUT="benchmarks/results/checkpoint-$(date +%Y-%m-%d).md"
 LOG="$(mktemp)"
@@ -12,7 +13,7 @@ java -Xmx4g -cp "target/midtrain.jar:target/lib/*" dev.midtrain.bench.Checkpoint
 {
   echo "## Checkpoint benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+  echo "- machine: $(machine_summary)"
   echo "- filesystem of the output: $(df -hT "${1:-target}" 2>/dev/null | tail -1 | awk '{print $2}')"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other jobs share the machine)"
   echo "- command: benchmarks/checkpoint.sh $*"

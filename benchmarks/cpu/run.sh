@@ -24,7 +24,8 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 CP="$ROOT/target/midtrain.jar:$ROOT/target/lib/*"
 [[ -f "$ROOT/target/midtrain.jar" ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+source "$ROOT/benchmarks/machine.sh"
+echo "machine: $(machine_summary), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 run() {  # run LABEL CMD... -> prints the engine's line and peak RSS; sets TPS
   local log; log="$(mktemp)"
