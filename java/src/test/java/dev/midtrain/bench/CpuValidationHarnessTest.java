@@ -1,7 +1,6 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.cli.Cli;
-import dev.midtrain.cli.Commands;
 import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
 import org.junit.jupiter.api.Test;
@@ -36,17 +35,9 @@ class CpuValidationHarnessTest {
 
     @Test
     void benchKernelsCpuPrintsEveryKernel() {
-        PrintStream old = System.out;
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        int rc;
-        try {
-            System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
-            rc = Commands.execute("bench", "kernels", "--backend", "cpu");
-        } finally {
-            System.setOut(old);
-        }
-        String out = buf.toString(StandardCharsets.UTF_8);
-        assertEquals(0, rc, out);
+        Cli.Run r = Cli.run("bench", "kernels", "--backend", "cpu");
+        String out = r.out();
+        assertEquals(0, r.code(), out + r.err());
         for (String row : List.of("| ceiling: copy", "| ceiling: gemm", "| rmsnorm_forward", "| attention_forward", "| attention_backward",
                 "| crossentropy_forward", "| adamw_update", "| global_norm_squared"))
             assertTrue(out.contains(row), "bench output lacks " + row + ":\n" + out);
@@ -64,14 +55,11 @@ class CpuValidationHarnessTest {
                 new String[]{"train", "--config", "configs/tiny.yaml", "--synthetic-data", "--backend", "cuda",
                         "--run-dir", "target/cuda-refused-run"})) {
             Cli.Run r = Cli.run(args);
-            int rc = r.code();
-            String e = r.err().strip();
-            var out = new StringBuilder(r.out());
-            String cmd = String.join(" ", args);
-            assertTrue(rc != 0, cmd + " without a GPU must fail");
+            String e = r.err().strip(), cmd = String.join(" ", args);
+            assertTrue(r.code() != 0, cmd + " without a GPU must fail");
             assertEquals(1, e.lines().count(), cmd + ": expected one line on stderr, got:\n" + e);
             assertTrue(e.contains("cuda"), cmd + ": " + e);
-            assertTrue(!out.toString().contains("step "), cmd + " must not train on another backend");
+            assertTrue(!r.out().contains("step "), cmd + " must not train on another backend");
         }
         assertTrue(!java.nio.file.Files.exists(java.nio.file.Path.of("target/cuda-refused-run")), "no run directory for a refused run");
     }
