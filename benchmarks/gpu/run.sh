@@ -4,7 +4,7 @@
 # Steps: (1) GpuValidate: every kernel + cuBLAS GEMM, CUDA vs CPU, plus the single-rank NCCL check;
 #        (1b) the attention rows again with MT_CUDA_ATTN=simple (the fallback path);
 #        (2) 20 training steps GPU vs CPU and the 8B-shaped stack vs PyTorch (benchmarks/gpu/train_parity.sh);
-#        (2b) the engine's NCCL communicator at world size 1 (dist.NcclSelfCheck);
+#        (2b) the engine's NCCL communicator at world size 1 (parallel.NcclSelfCheck);
 #        (3) KernelBench on cuda; (4) benchmarks/gpu/torch_bench.py, the same ops in PyTorch.
 # Everything goes to $OUT if set, else benchmarks/results/; the summary is gpu-<date>.md naming the GPU.
 # Exit status: 0 when the validation passed (benchmarks never change it), 1 otherwise.
@@ -70,10 +70,10 @@ echo "== (2) training: 20 steps GPU vs CPU"
 JAVA="$JAVA" CP="$CP" JOPTS_STR="${JOPTS[*]}" RESULTS="$RESULTS" bash "$REPO/benchmarks/gpu/train_parity.sh" 2>&1 | tee "$RESULTS/train-parity.txt"
 VALID_TRAIN=${PIPESTATUS[0]}
 
-# --- (2b) the engine's NCCL communicator (dist.NcclCommunicator), world size 1: all-reduce sum/max, reduce-scatter,
+# --- (2b) the engine's NCCL communicator (parallel.NcclCommunicator), world size 1: all-reduce sum/max, reduce-scatter,
 #          all-gather, broadcast on device buffers on the backend's stream
 echo "== (2b) NcclSelfCheck"
-"$JAVA" "${JOPTS[@]}" -cp "$CP" dev.midtrain.dist.NcclSelfCheck 2>&1 | tee "$RESULTS/nccl-selfcheck.txt"
+"$JAVA" "${JOPTS[@]}" -cp "$CP" dev.midtrain.parallel.NcclSelfCheck 2>&1 | tee "$RESULTS/nccl-selfcheck.txt"
 VALID_NCCL=${PIPESTATUS[0]}
 
 # --- (3) kernel benchmarks (CUDA events, median of N)

@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import dev.midtrain.cli.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
-import dev.midtrain.dist.DistException;
+import dev.midtrain.parallel.ParallelException;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.OptimizerShard;
@@ -269,7 +269,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     /** Barrier of the rank threads; {@code action} runs once (in the last thread to arrive), its failure reaches all. */
     private void await(Runnable action) {
-        if (broken) throw new DistException("checkpoint barrier broken: another rank failed");
+        if (broken) throw new ParallelException("checkpoint barrier broken: another rank failed");
         try {
             int arrival = barrier.await(timeout.toMillis(), TimeUnit.MILLISECONDS);
             if (arrival == 0) {
@@ -284,12 +284,12 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         } catch (TimeoutException e) {
             broken = true;
             barrier.reset();
-            throw new DistException("checkpoint barrier: not every rank arrived within " + timeout.toSeconds() + " s");
+            throw new ParallelException("checkpoint barrier: not every rank arrived within " + timeout.toSeconds() + " s");
         } catch (BrokenBarrierException e) {
-            throw new DistException("checkpoint barrier broken: another rank failed or timed out");
+            throw new ParallelException("checkpoint barrier broken: another rank failed or timed out");
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new DistException("interrupted at the checkpoint barrier");
+            throw new ParallelException("interrupted at the checkpoint barrier");
         }
         RuntimeException f = failure;
         if (f != null) throw f;

@@ -23,7 +23,7 @@ public final class Commands {
                 err.println("midtrain: " + oneLine(u.getMessage()));
                 return u.exitCode();
             }
-            if (t instanceof dev.midtrain.dist.DistException d) {          // a rank missing, a peer gone, an NCCL error
+            if (t instanceof dev.midtrain.parallel.ParallelException d) {          // a rank missing, a peer gone, an NCCL error
                 err.println("midtrain: " + oneLine(d.getMessage()));
                 return 1;
             }

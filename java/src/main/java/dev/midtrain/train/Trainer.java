@@ -3,7 +3,7 @@ package dev.midtrain.train;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.TokenBatches;
-import dev.midtrain.dist.Parallelism;
+import dev.midtrain.parallel.Parallelism;
 import dev.midtrain.model.Llama;
 import dev.midtrain.optim.AdamW;
 import dev.midtrain.optim.LrSchedule;

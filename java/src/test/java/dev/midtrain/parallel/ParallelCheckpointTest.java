@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.ckpt.CheckpointStore;
@@ -13,7 +13,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 
-import static dev.midtrain.dist.ParallelTrainCommandTest.metrics;
+import static dev.midtrain.parallel.ParallelTrainCommandTest.metrics;
 import static dev.midtrain.cli.Cli.run;
 import static org.junit.jupiter.api.Assertions.*;
 

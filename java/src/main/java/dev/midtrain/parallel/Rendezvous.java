@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
@@ -56,7 +56,7 @@ public final class Rendezvous {
             try {
                 server.bind(new InetSocketAddress(port));
             } catch (IOException e) {
-                throw new DistException("rendezvous: cannot listen on port " + port + ": " + e.getMessage(), e);
+                throw new ParallelException("rendezvous: cannot listen on port " + port + ": " + e.getMessage(), e);
             }
             int arrived = 1;
             while (arrived < nprocs) {
@@ -65,7 +65,7 @@ public final class Rendezvous {
                     String msg = "rendezvous on port " + port + " timed out after " + seconds(timeout) + ": "
                             + missing(peers, localRanks) + " did not arrive";
                     failAll(peers, msg);
-                    throw new DistException(msg);
+                    throw new ParallelException(msg);
                 }
                 server.setSoTimeout((int) Math.min(leftMs, Integer.MAX_VALUE));
                 Socket s;
@@ -92,7 +92,7 @@ public final class Rendezvous {
                         String msg = "rendezvous on port " + port + ": " + bad;
                         reply(s, msg);
                         failAll(peers, msg);
-                        throw new DistException(msg);
+                        throw new ParallelException(msg);
                     }
                 } catch (IOException e) {
                     s.close();      // a peer that broke off mid-hello will reconnect or be reported missing
@@ -108,12 +108,12 @@ public final class Rendezvous {
                     out.write(id);
                     out.flush();
                 } catch (IOException e) {
-                    throw new DistException("rendezvous: lost process " + p + " while sending the id: " + e.getMessage(), e);
+                    throw new ParallelException("rendezvous: lost process " + p + " while sending the id: " + e.getMessage(), e);
                 }
             }
         } catch (IOException e) {
             failAll(peers, "rendezvous server failed: " + e.getMessage());
-            throw new DistException("rendezvous on port " + port + ": " + e.getMessage(), e);
+            throw new ParallelException("rendezvous on port " + port + ": " + e.getMessage(), e);
         }
     }
 
@@ -124,12 +124,12 @@ public final class Rendezvous {
         while (true) {
             long leftMs = millisLeft(deadline);
             if (leftMs <= 0)
-                throw new DistException("rendezvous: process 0 at " + where + " did not accept a connection within " + seconds(timeout));
+                throw new ParallelException("rendezvous: process 0 at " + where + " did not accept a connection within " + seconds(timeout));
             try (Socket s = new Socket()) {
                 try {
                     s.connect(new InetSocketAddress(host, port), (int) Math.min(leftMs, 5_000));
                 } catch (UnknownHostException e) {
-                    throw new DistException("rendezvous: unknown master host '" + host + "'", e);
+                    throw new ParallelException("rendezvous: unknown master host '" + host + "'", e);
                 } catch (ConnectException | NoRouteToHostException | SocketTimeoutException e) {
                     sleep(Math.min(RETRY_MS, Math.max(1, millisLeft(deadline))));
                     continue;    // process 0 is not listening yet
@@ -147,17 +147,17 @@ public final class Rendezvous {
                 try {
                     status = in.readUnsignedByte();
                 } catch (SocketTimeoutException e) {
-                    throw new DistException("rendezvous: no answer from process 0 at " + where + " within " + seconds(timeout)
+                    throw new ParallelException("rendezvous: no answer from process 0 at " + where + " within " + seconds(timeout)
                             + " (are all " + nprocs + " processes started?)", e);
                 } catch (EOFException e) {
-                    throw new DistException("rendezvous: process 0 at " + where + " closed the connection without an answer", e);
+                    throw new ParallelException("rendezvous: process 0 at " + where + " closed the connection without an answer", e);
                 }
-                if (status != 0) throw new DistException("process 0 reports: " + in.readUTF());
+                if (status != 0) throw new ParallelException("process 0 reports: " + in.readUTF());
                 byte[] id = new byte[ID_BYTES];
                 in.readFully(id);
                 return id;
             } catch (IOException e) {
-                throw new DistException("rendezvous with process 0 at " + where + " failed: " + e.getMessage(), e);
+                throw new ParallelException("rendezvous with process 0 at " + where + " failed: " + e.getMessage(), e);
             }
         }
     }
@@ -200,7 +200,7 @@ public final class Rendezvous {
             Thread.sleep(ms);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new DistException("rendezvous interrupted", e);
+            throw new ParallelException("rendezvous interrupted", e);
         }
     }
 }

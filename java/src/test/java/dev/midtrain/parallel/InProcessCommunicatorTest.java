@@ -1,6 +1,6 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
-import dev.midtrain.dist.Communicator.Dtype;
+import dev.midtrain.parallel.Communicator.Dtype;
 import org.bytedeco.javacpp.FloatPointer;
 import org.junit.jupiter.api.Test;
 
@@ -193,7 +193,7 @@ class InProcessCommunicatorTest {
                 if (r == 0) g.get(r).allReduceSum(p.address(), 8, Dtype.F32);
                 else g.get(r).allGather(p.address(), p.address(), 4, Dtype.F32);
                 return "no error";
-            } catch (DistException e) {
+            } catch (ParallelException e) {
                 return e.getMessage();
             }
         });
@@ -208,7 +208,7 @@ class InProcessCommunicatorTest {
             try {
                 g.get(r).allReduceSum(p.address(), 4, Dtype.F32);
                 return "no error";
-            } catch (DistException e) {
+            } catch (ParallelException e) {
                 return e.getMessage();
             }
         });
@@ -229,7 +229,7 @@ class InProcessCommunicatorTest {
             try {
                 g.get(0).allReduceSum(p.address(), 4, Dtype.F32);
                 return "no error";
-            } catch (DistException e) {
+            } catch (ParallelException e) {
                 return e.getMessage();
             }
         });

@@ -1,6 +1,6 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
-import dev.midtrain.dist.Communicator.Dtype;
+import dev.midtrain.parallel.Communicator.Dtype;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.Loader;
@@ -18,7 +18,7 @@ import static org.bytedeco.cuda.global.cudart.*;
  * compared bitwise with what a one-rank collective must produce (its input). Output buffers are poisoned (all bits
  * set: NaN) first so an unwritten element fails. Talks to cudart directly (no CudaBackend needed).
  *
- * <p>Run: {@code java -cp ... dev.midtrain.dist.NcclSelfCheck}; exit code 0 on success, 1 on a mismatch or error.
+ * <p>Run: {@code java -cp ... dev.midtrain.parallel.NcclSelfCheck}; exit code 0 on success, 1 on a mismatch or error.
  * A one-GPU machine cannot check cross-rank arithmetic (NCCL refuses two ranks on one device); the in-process
  * communicator's tests cover the semantics, and this covers the binding: pointers, counts, dtypes, streams.
  */
@@ -123,7 +123,7 @@ public final class NcclSelfCheck {
     private static void cuda(int rc, String call) {
         if (rc != 0) {
             BytePointer msg = cudaGetErrorString(rc);
-            throw new DistException(call + " failed: CUDA error " + rc + " (" + (msg == null ? "?" : msg.getString()) + ")");
+            throw new ParallelException(call + " failed: CUDA error " + rc + " (" + (msg == null ? "?" : msg.getString()) + ")");
         }
     }
 

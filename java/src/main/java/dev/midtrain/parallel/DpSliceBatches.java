@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.data.TokenBatches;

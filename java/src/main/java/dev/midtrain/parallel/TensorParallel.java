@@ -1,6 +1,6 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
-import dev.midtrain.dist.Communicator.Dtype;
+import dev.midtrain.parallel.Communicator.Dtype;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.TpHooks;

@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import dev.midtrain.cli.UserError;
 

@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import java.time.Duration;
 import java.util.ArrayList;

@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuNative;
@@ -219,7 +219,7 @@ public final class InProcessCommunicator implements Communicator {
 
         /** Barrier with timeout (caller holds the monitor). {@code last} runs in the last arriving thread. */
         private void await(int rank, String op, java.util.function.Supplier<String> last) {
-            if (broken != null) throw new DistException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
+            if (broken != null) throw new ParallelException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
             arrivals[rank]++;
             long gen = generation;
             if (++waiting == size) {
@@ -228,7 +228,7 @@ public final class InProcessCommunicator implements Communicator {
                 String err = last.get();
                 if (err != null) broken = err;
                 notifyAll();
-                if (err != null) throw new DistException("in-process " + op + ": " + err);
+                if (err != null) throw new ParallelException("in-process " + op + ": " + err);
                 return;
             }
             long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
@@ -240,7 +240,7 @@ public final class InProcessCommunicator implements Communicator {
                     for (int r = 0; r < size; r++) if (arrivals[r] < mine) missing.add(r);
                     broken = "ranks " + missing + " of " + size + " did not arrive at " + op + " within " + timeoutMs / 1000.0 + " s";
                     notifyAll();
-                    throw new DistException("in-process " + op + " on rank " + rank + ": " + broken);
+                    throw new ParallelException("in-process " + op + " on rank " + rank + ": " + broken);
                 }
                 try {
                     wait(leftMs);
@@ -248,11 +248,11 @@ public final class InProcessCommunicator implements Communicator {
                     Thread.currentThread().interrupt();
                     broken = "rank " + rank + " was interrupted in " + op;
                     notifyAll();
-                    throw new DistException("in-process " + op + ": " + broken);
+                    throw new ParallelException("in-process " + op + ": " + broken);
                 }
             }
             // a group broken while this rank waited (timeout elsewhere, abort, or a mismatch found by the last arrival)
-            if (broken != null) throw new DistException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
+            if (broken != null) throw new ParallelException("in-process " + op + " on rank " + rank + ": group broken: " + broken);
         }
     }
 }

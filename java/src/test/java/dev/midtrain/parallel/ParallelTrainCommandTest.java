@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import static dev.midtrain.cli.Cli.run;
 import com.fasterxml.jackson.databind.JsonNode;

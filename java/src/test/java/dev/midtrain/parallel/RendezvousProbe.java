@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import java.security.SecureRandom;
 import java.time.Duration;
@@ -22,7 +22,7 @@ public final class RendezvousProbe {
             }, timeout);
             System.out.println("ID " + HexFormat.of().formatHex(id));
             System.exit(0);
-        } catch (DistException e) {
+        } catch (ParallelException e) {
             System.out.println("ERROR " + e.getMessage());
             System.exit(1);
         }

@@ -1,8 +1,8 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import dev.midtrain.cli.UserError;
-import dev.midtrain.dist.LaunchEnv.Flags;
-import dev.midtrain.dist.LaunchEnv.Source;
+import dev.midtrain.parallel.LaunchEnv.Flags;
+import dev.midtrain.parallel.LaunchEnv.Source;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;

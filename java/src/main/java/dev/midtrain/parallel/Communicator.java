@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 /**
  * Collectives over one group of ranks (the world, a tensor-parallel group, a data-parallel group), on buffers in the

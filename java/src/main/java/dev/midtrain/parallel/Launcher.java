@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import dev.midtrain.cli.UserError;
 
@@ -129,7 +129,7 @@ public final class Launcher {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 for (RankContext c : ctxs) c.abort("launcher interrupted");
-                throw new DistException("interrupted while waiting for the ranks", e);
+                throw new ParallelException("interrupted while waiting for the ranks", e);
             }
         }
         if (!failures.isEmpty()) {
@@ -137,7 +137,7 @@ public final class Launcher {
             for (Throwable f : failures.subList(1, failures.size())) if (f != first) first.addSuppressed(f);
             if (first instanceof RuntimeException re) throw re;
             if (first instanceof Error err) throw err;
-            throw new DistException("rank failed: " + first, first);
+            throw new ParallelException("rank failed: " + first, first);
         }
         return results;
     }

@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.nccl.ncclComm;
@@ -132,7 +132,7 @@ public final class NcclCommunicator implements Communicator {
     static void check(int rc, String call) {
         if (rc != 0) {
             BytePointer msg = ncclGetErrorString(rc);
-            throw new DistException(call + " failed: NCCL error " + rc + " (" + (msg == null ? "?" : msg.getString()) + ")");
+            throw new ParallelException(call + " failed: NCCL error " + rc + " (" + (msg == null ? "?" : msg.getString()) + ")");
         }
     }
 
@@ -151,7 +151,7 @@ public final class NcclCommunicator implements Communicator {
         try {
             Loader.load(org.bytedeco.cuda.global.nccl.class);
         } catch (UnsatisfiedLinkError e) {
-            throw new DistException("cannot load NCCL (libnccl.so.2 with the org.bytedeco cuda preset): " + e.getMessage()
+            throw new ParallelException("cannot load NCCL (libnccl.so.2 with the org.bytedeco cuda preset): " + e.getMessage()
                     + "; put its directory on LD_LIBRARY_PATH (see docs/parallel.md)", e);
         }
     }

@@ -1,4 +1,4 @@
-package dev.midtrain.dist;
+package dev.midtrain.parallel;
 
 import org.junit.jupiter.api.Test;
 
@@ -70,7 +70,7 @@ class RendezvousTest {
         int port;
         try { port = freePort(); } catch (IOException e) { throw new RuntimeException(e); }
         long t0 = System.nanoTime();
-        DistException e = assertThrows(DistException.class,
+        ParallelException e = assertThrows(ParallelException.class,
                 () -> Rendezvous.join("127.0.0.1", port, 1, 2, 1, Duration.ofMillis(600)));
         assertTrue(e.getMessage().contains("did not accept a connection within 0.6 s"), e.getMessage());
         assertTrue(System.nanoTime() - t0 < 5_000_000_000L);
@@ -79,16 +79,16 @@ class RendezvousTest {
     @Test
     void mismatchedWorldIsRejected() throws Exception {
         int port = freePort();
-        DistException[] serverErr = new DistException[1];
+        ParallelException[] serverErr = new ParallelException[1];
         Thread server = new Thread(() -> {
             try {
                 Rendezvous.serve(port, 2, 8, new byte[Rendezvous.ID_BYTES], Duration.ofSeconds(10));
-            } catch (DistException e) {
+            } catch (ParallelException e) {
                 serverErr[0] = e;
             }
         });
         server.start();
-        DistException e = assertThrows(DistException.class,
+        ParallelException e = assertThrows(ParallelException.class,
                 () -> Rendezvous.join("127.0.0.1", port, 1, 2, 4, Duration.ofSeconds(10)));   // 4 local ranks vs 8
         server.join(10_000);
         assertTrue(e.getMessage().contains("expects 2 processes and 8 ranks, process 0 expects 2 and 16"), e.getMessage());
