@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.model.MemoryPlan;

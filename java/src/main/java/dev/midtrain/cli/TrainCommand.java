@@ -1,6 +1,9 @@
 package dev.midtrain.cli;
 
-import dev.midtrain.bench.PeakFlops;
+import dev.midtrain.common.AtomicFiles;
+import dev.midtrain.common.UserError;
+
+import dev.midtrain.train.PeakFlops;
 import dev.midtrain.ckpt.GracefulStop;
 import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.StepCheckpoint;
@@ -32,12 +35,8 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
@@ -144,7 +143,11 @@ public final class TrainCommand implements Callable<Integer> {
         if (lead) {
             if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
             else createRunDir(dir);
-            writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            try {
+                AtomicFiles.writeString(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot write " + dir.resolve("config.yaml"), e);
+            }
             printConfig(cfg, dir);
         }
 
@@ -304,20 +307,6 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
-        }
-    }
-
-    /** temp file + fsync + rename. */
-    static void writeAtomically(Path file, String text) {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
-                ch.write(StandardCharsets.UTF_8.encode(text));
-                ch.force(true);
-            }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + file, e);
         }
     }
 }

@@ -69,7 +69,7 @@ public final class Llama implements AutoCloseable {
     private final long dtmp;                            // floatX[N,C]: gradient of a norm output
     private final long dmid;                            // floatX[N, max(A,F)]: d attention output | d swiglu output
     private final long dwide;                           // floatX[N, max(QKV,2F)]: d qkv | d gate|up
-    private final long normScratch, attnScratch, normOut;
+    private final long normScratch, attnScratch;
     // host staging (no per-step allocation)
     private final IntPointer hostInts;
     private final FloatPointer hostFloats;
@@ -170,7 +170,6 @@ public final class Llama implements AutoCloseable {
         dwide = allocX((long) N * Math.max(QKV, 2 * F));
         normScratch = allocF(Math.max(Backend.rmsnormBackwardScratchFloats(N, C), Backend.NORM_SCRATCH_FLOATS));
         attnScratch = allocF(Backend.attentionBackwardScratchFloats(B, NH, T));
-        normOut = allocF(1);
         hostInts = new IntPointer(N);
         hostFloats = new FloatPointer(Math.max(N, 1));
         lossHost = new float[N];
@@ -319,14 +318,6 @@ public final class Llama implements AutoCloseable {
 
     /** Gradients = 0 (one pass over the slab); call before the first micro-batch of a step. */
     public void zeroGrad() { be.fillF32(grads - 4L * guard, 0f, guard + shard.slabElems()); }
-
-    /** sum of squared gradients over the whole slab (one pass, fp64-accumulated on CPU). */
-    public double gradNormSquared() {
-        be.fillF32(normOut, 0f, 1);
-        be.globalNormSquared(normOut, normScratch, grads, numel);
-        be.copyDeviceToHost(hostFloats.address(), normOut, 4);
-        return hostFloats.get(0);
-    }
 
     /**
      * Deterministic initialization from {@code seed}: every matrix ~ N(0, std^2), with the residual-output

@@ -39,5 +39,4 @@ public record Topology(int tp, int dp, int rank, int kvReplicas) {
     public int kvRank() { return tpRank() % kvReplicas; }
 
     /** Global rank of tensor-parallel rank {@code t} in this rank's tensor-parallel group. */
-    public int globalRank(int tpRank, int dpRank) { return dpRank * tp + tpRank; }
 }
