@@ -9,6 +9,7 @@ import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
+import dev.midtrain.config.Placement;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
@@ -103,11 +104,6 @@ public final class TrainCommand implements Callable<Integer> {
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         TrainConfig tc = cfg.train();
         int T = cfg.parallel().tp(), D = cfg.parallel().dp();
-        try {
-            ParamLayout.of(cfg.model(), T, 0, cfg.optimizer().weightDecayExclude());
-        } catch (IllegalArgumentException e) {
-            throw new UserError(config + ": " + e.getMessage());             // names parallel.tp and the model field
-        }
         if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
         if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
@@ -176,7 +172,7 @@ public final class TrainCommand implements Callable<Integer> {
                 ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), mode,
+            List<TrainState> states = Launcher.run(env, T, D, Placement.of(cfg.model(), T).kvReplicas(), mode,
                     timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, perRank, ckpt, from, changes));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (from != null) from.close();

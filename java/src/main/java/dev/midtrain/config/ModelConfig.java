@@ -37,8 +37,6 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
     /** Head dimension HD = dim / nHeads. */
     public int headDim() { return dim / nHeads; }
 
-    /** Width of the packed q,k,v projection output: (NH + 2 NKV) * HD. */
-
     /** Total parameters (exact, from the layout). */
     public long paramCount() {
         long C = dim, HD = headDim();

@@ -61,7 +61,7 @@ class ShardingTest {
                 }
                 assertArrayEquals(full, rebuilt, 0f, t0.name() + " tp " + tp);
                 int expectHolders = t0.split() == ParamLayout.Split.REPLICATED ? tp
-                        : t0.name().contains("k_proj") || t0.name().contains("v_proj") ? Topology.kvReplicas(tp, M.nKvHeads()) : 1;
+                        : t0.name().contains("k_proj") || t0.name().contains("v_proj") ? dev.midtrain.config.Placement.of(M, tp).kvReplicas() : 1;
                 for (int h : holders) assertEquals(expectHolders, h, t0.name() + " tp " + tp);
             }
         }
