@@ -129,7 +129,7 @@ class HeldOutDocumentsTest {
         int[] one = new int[500];
         one[499] = EOS;
         java.util.Arrays.fill(one, 0, 499, 5);
-        var e = assertThrows(dev.midtrain.cli.UserError.class,
+        var e = assertThrows(dev.midtrain.common.UserError.class,
                 () -> BlendedLoader.of(List.of(TokenStream.of("solo", one, EOS)), new double[]{1}, 0.05, 15, 2, 2, 1, 0, 1));
         assertTrue(e.getMessage().startsWith("data source solo: holding out whole documents"), e.getMessage());
         assertTrue(e.getMessage().contains("1 document(s)"), e.getMessage());
