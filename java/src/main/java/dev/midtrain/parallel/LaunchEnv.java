@@ -1,6 +1,6 @@
 package dev.midtrain.parallel;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.util.ArrayList;
 import java.util.List;

@@ -38,8 +38,8 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
         int tp = topo.tp(), dp = topo.dp(), kvr = topo.kvReplicas();
         int[] all = new int[topo.worldSize()], tpm = new int[tp], dpm = new int[dp], kvm = new int[kvr];
         for (int r = 0; r < all.length; r++) all[r] = r;
-        for (int t = 0; t < tp; t++) tpm[t] = topo.globalRank(t, topo.dpRank());
-        for (int d = 0; d < dp; d++) dpm[d] = topo.globalRank(topo.tpRank(), d);
+        for (int t = 0; t < tp; t++) tpm[t] = topo.dpRank() * tp + t;
+        for (int d = 0; d < dp; d++) dpm[d] = d * tp + topo.tpRank();
         for (int k = 0; k < kvr; k++) kvm[k] = topo.kvGroup() * kvr + k;
         List<TcpCommunicator> made = new ArrayList<>();
         try {
