@@ -109,7 +109,6 @@ public final class TrainCommand implements Callable<Integer> {
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
         boolean gpu = tc.backend().equals("cuda");
         Launcher.Mode mode = gpu ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
-        Launcher.checkMode(env, mode);                                          // CPU ranks are threads of one process
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
         int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
