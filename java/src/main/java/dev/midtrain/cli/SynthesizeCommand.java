@@ -1,5 +1,6 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
 import dev.midtrain.synth.Pipeline;
 import dev.midtrain.synth.Report;
 import dev.midtrain.synth.SynthConfig;

@@ -1,6 +1,8 @@
 package dev.midtrain.data;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.AtomicFiles;
+
+import dev.midtrain.common.UserError;
 import org.apache.arrow.flatbuf.Buffer;
 import org.apache.arrow.flatbuf.FieldNode;
 import org.apache.arrow.flatbuf.MessageHeader;
@@ -148,6 +150,9 @@ public final class PreparedSource implements TokenStream, AutoCloseable {
     public Path dir() { return dir; }
 
     public Manifest manifest() { return manifest; }
+
+    /** Every document ends with the tokenizer's end-of-text id (midtrain prepare appends it). */
+    @Override public int eosId() { return manifest.tokenizer().eosId(); }
 
     /** Tokens in the stream. */
     @Override public long tokens() { return batchStart[batchStart.length - 1]; }

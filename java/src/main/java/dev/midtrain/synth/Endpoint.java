@@ -3,7 +3,7 @@ package dev.midtrain.synth;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.io.IOException;
 import java.net.URI;

@@ -2,7 +2,7 @@ package dev.midtrain.synth;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.io.BufferedReader;
 import java.io.Closeable;

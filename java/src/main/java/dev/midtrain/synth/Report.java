@@ -1,7 +1,7 @@
 package dev.midtrain.synth;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.CategoryChart;
 import org.knowm.xchart.CategoryChartBuilder;
