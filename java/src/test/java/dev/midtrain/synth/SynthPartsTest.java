@@ -121,6 +121,21 @@ class SynthPartsTest {
         assertNull(Pipeline.extractJson("[1, 2]"));
     }
 
+    /** The shipped config loads; its paths resolve (the e2e test runs the shipped templates with its own config). */
+    @Test
+    void shippedConfigLoads() {
+        Path file = Path.of("configs/synthesis/boostqa.yaml");
+        SynthConfig c = SynthConfig.load(file);
+        assertEquals("deepseek-ai/DeepSeek-R1", c.generate().model());
+        assertEquals("H4", c.booster().minAcceptedTier());
+        assertEquals(List.of("high_school", "college", "graduate"), c.grades());
+        for (String d : c.curate().decontaminate()) assertTrue(Files.exists(file.getParent().resolve(d)), d);
+        Path dir = file.getParent().resolve(c.templatesDir());
+        for (String t : List.of(c.annotate().template(), c.generate().template(), c.booster().stage().template(), c.refine().template()))
+            assertEquals(1, Templates.load(dir, t, Set.of()).version());
+        assertEquals(3, Templates.fragment(dir, "grades", "roles", c.grades()).entries().size());
+    }
+
     @Test
     void schemaViolationsNameTheField() throws Exception {
         Templates.Prompt p = Templates.load(Path.of("configs/synthesis"), "refine", Set.of("solvable"));
