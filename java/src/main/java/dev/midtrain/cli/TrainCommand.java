@@ -10,6 +10,7 @@ import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
+import dev.midtrain.data.SampleLog;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
@@ -170,7 +171,7 @@ public final class TrainCommand implements Callable<Integer> {
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
-                ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
+                ckpt.parallelRanks(env.firstRank(), env.localRanks(), env.procIndex(), env.nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
             List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), mode,
@@ -202,6 +203,7 @@ public final class TrainCommand implements Callable<Integer> {
         boolean gpu = tc.backend().equals("cuda");
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
+        if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
         try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());

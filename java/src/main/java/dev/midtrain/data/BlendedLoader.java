@@ -180,6 +180,7 @@ public final class BlendedLoader implements TokenBatches {
             walked++;
             long m = mix.taken(s) - 1;
             readTrain(s, m, out, row * rowLen);
+            if (SampleLog.on()) SampleLog.record(sources.get(s).name() + " " + m);
             delivered[s] += seqLen;
         }
         advance();
