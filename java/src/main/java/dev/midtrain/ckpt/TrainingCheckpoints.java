@@ -1,9 +1,11 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.parallel.ParallelException;
@@ -245,6 +247,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     /** The step-boundary hook of one rank (replaces this object as the trainer's listener under parallelism). */
     public StepListener rankListener(int tpRank, int dpRank) {
+        if (savingDisabled) return t -> {};           // nothing to save: the stop is agreed by the trainer's vote
         int local = dpRank * cfg.parallel().tp() + tpRank - firstRank;
         if (slots == null || local < 0 || local >= slots.size()) throw new IllegalArgumentException("rank tp " + tpRank + " dp " + dpRank + " is not in this process");
         return t -> parallelStepEnd(t, local);

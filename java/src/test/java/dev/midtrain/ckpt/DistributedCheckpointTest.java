@@ -1,7 +1,7 @@
 package dev.midtrain.ckpt;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
