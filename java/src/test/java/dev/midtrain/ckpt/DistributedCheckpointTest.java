@@ -1,6 +1,7 @@
 package dev.midtrain.ckpt;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.model.OptimizerShard;
