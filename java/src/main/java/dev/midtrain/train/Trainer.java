@@ -66,6 +66,8 @@ public final class Trainer {
         this.micro = new int[cfg.gradAccumSteps()][tc.microBatchSeqs() * (tc.seqLen() + 1)];
     }
 
+    private int consecutiveSkips;                                               // non-finite steps in a row (skip mode)
+
     /** Registers a step-boundary hook (checkpointing). */
     public void addListener(StepListener l) { listeners.add(l); }
 
@@ -120,7 +122,12 @@ public final class Trainer {
         if (finite) {
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
-        } else state.skippedSteps++;
+            consecutiveSkips = 0;
+        } else {
+            state.skippedSteps++;
+            if (++consecutiveSkips >= tc.maxConsecutiveSkips())
+                throw new NonFiniteLossException(stepNo, consecutiveSkips, tc.maxConsecutiveSkips());
+        }
         return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens);
     }
 
