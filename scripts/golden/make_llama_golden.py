@@ -120,7 +120,7 @@ def check_against_transformers(cfg, inv_freq):
         return
     hf = LlamaConfig(hidden_size=cfg["dim"], num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
                      rope_theta=cfg["rope_theta"], rope_scaling=dict(cfg["rope_scaling"]),
-                     max_position_embeddings=cfg["seq_len"])
+                     max_position_embeddings=8 * cfg["rope_scaling"]["original_max_position_embeddings"])
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](hf, "cpu")
     err = (ref.double() - inv_freq).abs().max().item() / inv_freq.abs().max().item()
     print(f"llama3 inverse frequencies vs transformers: max rel diff {err:.2e} (transformers computes in float32)")
@@ -303,7 +303,7 @@ def main():
     # (between 16/4 and 16/1), the others are divided by the factor.
     rs = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16)
     scaled = dict(vocab_size=53, dim=40, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=36, rope_theta=10000.0,
-                  norm_eps=1e-5, tied_embeddings=True, seq_len=13, batch=2, init_std=0.1, rope_scaling=rs)
+                  norm_eps=1e-5, tied_embeddings=True, seq_len=13, batch=3, init_std=0.1, rope_scaling=rs)
     if want("llama_rope_llama3.bin"):
         base = 1.0 / (scaled["rope_theta"] ** (torch.arange(0, 10, 2, dtype=torch.float64) / 10))
         check_against_transformers(scaled, llama3_inv_freq(base, rs))

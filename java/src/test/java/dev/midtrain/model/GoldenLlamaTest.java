@@ -29,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.*;
  *       weight decay 0.1 except norms, two ignored targets.</li>
  *   <li>llama_tied.bin: V 37, C 32, 2 layers, 4 q / 1 kv head (MQA), F 29, T 7, B 2, tied embeddings, theta 5e5;
  *       3 steps, clipping active in step 3 only.</li>
- *   <li>llama_rope_llama3.bin: Llama-3.2 style: V 53, C 40, 2 layers, 4 q / 2 kv heads, F 36, T 13, B 2, tied
+ *   <li>llama_rope_llama3.bin: Llama-3.2 style: V 53, C 40, 2 layers, 4 q / 2 kv heads, F 36, T 13, B 3, tied
  *       embeddings, rope_scaling llama3 (factor 8, low 1, high 4, original context 16: one interpolated and four
  *       divided frequencies); 4 steps of two micro-batches.</li>
  * </ul>
