@@ -9,8 +9,8 @@
  *             registers while the current row reduces. Each thread owns fixed columns, so it accumulates its dweight
  *             partials in registers over the chunk's rows (in row order) and writes them once to scratch[chunk, c];
  *             a second small kernel sums the chunks per column in a fixed tree order. dout/inp/dinp are read once and
- *             dinp written once (the old path read dout and inp twice more for dweight).
- * General path (any C, any alignment): the previous warp-per-row loop kernels, kept unchanged.
+ *             dinp written once.
+ * General path (any C, any alignment): one warp per row, looping over the columns.
  * All sums have a fixed order that depends only on (N, C): bitwise reproducible, no atomics. */
 #include "mt_cuda.cuh"
 

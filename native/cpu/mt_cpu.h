@@ -6,7 +6,7 @@ typedef float floatX;
 #include "midtrain_kernels.h"
 
 /* Below this many elements of work a kernel runs single-threaded: entering an OpenMP parallel region costs
- * ~300 ns, more than the work itself (measured in the tech recon). */
+ * ~300 ns, more than the work itself. */
 #define MT_OMP_MIN_WORK 32768
 
 /* Returns MT_ERR_ARG from the calling kernel when cond is false. */

@@ -1,12 +1,23 @@
 package dev.midtrain;
 
+import dev.midtrain.bench.BenchCommand;
 import dev.midtrain.cli.Commands;
 
-/** Entry point of bin/midtrain: picocli subcommands, one-line errors with a non-zero exit code. */
+import java.util.List;
+
+/**
+ * Entry point of bin/midtrain: picocli subcommands, one-line errors with a non-zero exit code. The benchmarks are
+ * added here, so that {@code cli} does not depend on {@code bench}.
+ */
 public final class Main {
     private Main() {}
 
     public static void main(String[] args) {
-        System.exit(Commands.execute(args));
+        System.exit(run(args));
+    }
+
+    /** The whole `midtrain` command line; returns the exit code. */
+    public static int run(String... args) {
+        return Commands.execute(List.of(new BenchCommand()), args);
     }
 }

@@ -1,6 +1,6 @@
 package dev.midtrain.bench;
 
-import dev.midtrain.ckpt.AtomicFiles;
+import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;

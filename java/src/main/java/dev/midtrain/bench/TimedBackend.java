@@ -81,6 +81,9 @@ public final class TimedBackend implements Backend {
     @Override public void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD) {
         long t = t0(); d.attentionBackward(dqkv, scratch, dout, qkv, out, lse, B, T, NH, NKV, HD); done("attention_backward", t, 4.0 * B * NH * (double) T * (T + 1) * HD);
     }
+    @Override public void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD) {
+        long t = t0(); d.kvcacheAttentionForward(out, kv, qkv, cos, sin, pos, B, Tq, Tmax, NH, NKV, HD); done("kvcache_attention_forward", t, 0);
+    }
     @Override public void swigluForward(long out, long gateup, int N, int F) { long t = t0(); d.swigluForward(out, gateup, N, F); done("swiglu_forward", t, 0); }
     @Override public void swigluBackward(long dgateup, long dout, long gateup, int N, int F) { long t = t0(); d.swigluBackward(dgateup, dout, gateup, N, F); done("swiglu_backward", t, 0); }
     @Override public void add(long out, long a, long b, long n) { long t = t0(); d.add(out, a, b, n); done("add", t, 0); }

@@ -11,6 +11,7 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.model.TpHooks;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.train.PeakFlops;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
 

@@ -1,5 +1,9 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.UserError;
+
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.model.ParamLayout;
@@ -84,7 +88,7 @@ public final class CheckpointStore {
                 if (m.matches() && Files.isRegularFile(p.resolve(COMMITTED))) steps.add(Long.parseLong(m.group(1)));
             });
         } catch (IOException e) {
-            throw new dev.midtrain.cli.UserError(dir + ": cannot list checkpoints: " + e.getMessage(), 1, e);
+            throw new UserError(dir + ": cannot list checkpoints: " + e.getMessage(), 1, e);
         }
         return new ArrayList<>(steps);
     }

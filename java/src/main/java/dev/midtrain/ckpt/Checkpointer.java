@@ -1,6 +1,6 @@
 package dev.midtrain.ckpt;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.CheckpointConfig;
 import dev.midtrain.model.ParamLayout;
 import org.slf4j.Logger;

@@ -33,11 +33,6 @@ public final class GracefulStop implements AutoCloseable {
         return g;
     }
 
-    /** For tests and other stop sources (e.g. a time limit): behaves like a first signal. */
-    public void request(String why) {
-        if (signals.getAndIncrement() == 0) signalName = why;
-    }
-
     private void onSignal(String name, int number) {
         if (signals.getAndIncrement() == 0) {
             signalName = "SIG" + name;
@@ -51,7 +46,7 @@ public final class GracefulStop implements AutoCloseable {
     /** Whether a stop was requested (checked at step boundaries). */
     public boolean requested() { return signals.get() > 0; }
 
-    /** What requested the stop ("SIGTERM", "SIGINT", or the reason given to {@link #request}), or null. */
+    /** What requested the stop ("SIGTERM", "SIGINT", ), or null. */
     public String reason() { return signalName; }
 
     @Override

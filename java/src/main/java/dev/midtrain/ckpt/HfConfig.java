@@ -7,7 +7,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RopeScaling;
 

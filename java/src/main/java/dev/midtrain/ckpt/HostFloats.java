@@ -41,19 +41,10 @@ public final class HostFloats implements AutoCloseable {
         return new HostFloats(null, p, p.address(), numel);
     }
 
-    /** Views {@code numel} floats at a host address owned by someone else (e.g. a CPU backend slab). */
-    public static HostFloats atAddress(long address, long numel) {
-        if (address == 0) throw new IllegalArgumentException("null address");
-        return new HostFloats(null, null, address, numel);
-    }
-
     public long numel() { return numel; }
 
     /** The host address of element 0, or 0 when heap-backed. */
     public long address() { return address; }
-
-    /** Whether heap-backed (then {@link #array()} is the storage). */
-    public boolean isHeap() { return heap != null; }
 
     public float[] array() {
         if (heap == null) throw new IllegalStateException("off-heap HostFloats has no array");

@@ -1,5 +1,7 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.JsonParser;
@@ -7,7 +9,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;

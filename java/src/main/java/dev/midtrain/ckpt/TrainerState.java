@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.nio.file.Path;
 import java.util.Map;
@@ -58,11 +58,6 @@ public record TrainerState(String format, long step, long tokensTrained, long to
 
     /** Total tokens the weights have seen: tokensSeenBefore + tokensTrained. */
     public long tokensTotal() { return tokensSeenBefore + tokensTrained; }
-
-    public TrainerState withStep(long s) {
-        return new TrainerState(format, s, tokensTrained, tokensSeenBefore, tokensPerSource, skippedSteps, loaderState, rngState, lr,
-                configYaml, engineVersion, tp, dp, hfConfig, initFrom);
-    }
 
     public String toJson() {
         try {

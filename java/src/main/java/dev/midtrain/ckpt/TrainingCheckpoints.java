@@ -1,9 +1,11 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.parallel.ParallelException;
@@ -214,9 +216,9 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
      * trainer. {@code tpLayouts}: the layout of every tensor-parallel rank, in rank order.
      */
     public void parallelRanks(int localRanks, List<ParamLayout> tpLayouts, Duration timeout) {
-        if (localRanks != cfg.parallel().worldSize())
+        if (localRanks != cfg.parallel().worldSize() && !savingDisabled)
             throw new UserError("checkpoints of a multi-process run are not supported yet: this process runs " + localRanks
-                    + " of " + cfg.parallel().worldSize() + " ranks (set checkpoint.every_steps=0)", 2, null);
+                    + " of " + cfg.parallel().worldSize() + " ranks (pass --no-checkpoints)", 2, null);
         this.tpLayouts = List.copyOf(tpLayouts);
         this.timeout = timeout;
         this.barrier = new CyclicBarrier(localRanks);
@@ -224,6 +226,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     /** The step-boundary hook of one rank (replaces this object as the trainer's listener under parallelism). */
     public StepListener rankListener(int tpRank, int dpRank) {
+        if (savingDisabled) return t -> {};           // nothing to save: the stop is agreed by the trainer's vote
         return t -> parallelStepEnd(t, tpRank, dpRank);
     }
 

@@ -1,21 +1,32 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.kernels.KernelException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 import java.io.PrintWriter;
+import java.util.List;
 
 /** The `midtrain` command and its subcommands; turns every user-facing failure into one line and an exit code. */
 @Command(name = "midtrain", mixinStandardHelpOptions = true, version = "midtrain 0.1.0",
         description = "Llama-3 mid-training engine (Java orchestration, C/OpenMP and CUDA kernels).",
-        subcommands = {TrainCommand.class, PrepareCommand.class, InfoCommand.class, ExportCommand.class, PlotCommand.class,
-                BenchCommand.class})
+        subcommands = {TrainCommand.class, PrepareCommand.class, InfoCommand.class, ExportCommand.class, PlotCommand.class})
 public final class Commands {
 
     /** Runs the CLI and returns the process exit code (0 ok, 1 runtime failure, 2 usage or input error). */
-    public static int execute(String... args) {
+    public static int execute(String... args) { return execute(List.of(), args); }
+
+    /** As {@link #execute(String...)}, with more subcommands (annotated picocli commands) added to the top level. */
+    public static int execute(List<Object> moreSubcommands, String... args) {
         CommandLine cli = new CommandLine(new Commands());
+        for (Object c : moreSubcommands) cli.addSubcommand(c);
+        // picocli lets --help win over an unknown command; refuse it instead (`midtrain frobnicate --help` is a typo)
+        if (args.length > 0 && !args[0].startsWith("-") && !cli.getSubcommands().containsKey(args[0])) {
+            cli.getErr().println("midtrain: unknown command '" + oneLine(args[0]) + "' (see 'midtrain --help')");
+            return 2;
+        }
         cli.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             Throwable t = unwrap(ex);
             PrintWriter err = cmd.getErr();

@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;

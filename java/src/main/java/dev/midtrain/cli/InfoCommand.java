@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.model.MemoryPlan;
@@ -7,6 +9,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 
@@ -23,17 +26,12 @@ public final class InfoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        RunConfig cfg = ConfigLoader.load(config, overrides);
+        List<String> sets = new ArrayList<>(overrides);
+        if (tp != null) sets.add("parallel.tp=" + tp);                     // validated against the model by the config
+        if (dp != null) sets.add("parallel.dp=" + dp);
+        RunConfig cfg = ConfigLoader.load(config, sets);
         var m = cfg.model();
-        int t = tp != null ? tp : cfg.parallel().tp(), d = dp != null ? dp : cfg.parallel().dp();
-        if (t < 1 || d < 1) throw new UserError("--tp/--dp: must be >= 1");
-        if (!MemoryPlan.validTp(m, t)) {
-            try {
-                dev.midtrain.model.ParamLayout.of(m, t, 0, List.of("norm"));
-            } catch (IllegalArgumentException e) {
-                throw new UserError("--tp: " + e.getMessage());
-            }
-        }
+        int t = cfg.parallel().tp(), d = cfg.parallel().dp();
         if (deviceGib != null && !(deviceGib > 0)) throw new UserError("--device-gib: must be > 0, got " + deviceGib);
         String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend() : "cuda";
         if (!be.equals("cpu") && !be.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + be);

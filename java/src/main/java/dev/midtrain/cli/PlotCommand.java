@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.knowm.xchart.BitmapEncoder;

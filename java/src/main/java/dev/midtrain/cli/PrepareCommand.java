@@ -1,5 +1,7 @@
 package dev.midtrain.cli;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.data.Inputs;
 import dev.midtrain.data.Preparer;
 import picocli.CommandLine.Command;

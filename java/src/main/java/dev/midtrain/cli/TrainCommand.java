@@ -1,12 +1,16 @@
 package dev.midtrain.cli;
 
-import dev.midtrain.bench.PeakFlops;
+import dev.midtrain.common.AtomicFiles;
+import dev.midtrain.common.UserError;
+
+import dev.midtrain.train.PeakFlops;
 import dev.midtrain.ckpt.GracefulStop;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
+import dev.midtrain.config.Placement;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
@@ -33,12 +37,8 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
@@ -105,17 +105,11 @@ public final class TrainCommand implements Callable<Integer> {
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         TrainConfig tc = cfg.train();
         int T = cfg.parallel().tp(), D = cfg.parallel().dp();
-        try {
-            ParamLayout.of(cfg.model(), T, 0, cfg.optimizer().weightDecayExclude());
-        } catch (IllegalArgumentException e) {
-            throw new UserError(config + ": " + e.getMessage());             // names parallel.tp and the model field
-        }
         if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
         if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
         boolean gpu = tc.backend().equals("cuda");
         Launcher.Mode mode = gpu ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
-        Launcher.checkMode(env, mode);                                          // CPU ranks are threads of one process
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
 
         int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
@@ -151,7 +145,11 @@ public final class TrainCommand implements Callable<Integer> {
             if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
             else createRunDir(dir);
             if (initFrom != null) copySideFiles(initFrom, dir);
-            writeAtomically(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            try {
+                AtomicFiles.writeString(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot write " + dir.resolve("config.yaml"), e);
+            }
             printConfig(cfg, dir);
         }
 
@@ -180,7 +178,7 @@ public final class TrainCommand implements Callable<Integer> {
                 ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(env, T, D, Topology.kvReplicas(T, cfg.model().nKvHeads()), mode,
+            List<TrainState> states = Launcher.run(env, T, D, Placement.of(cfg.model(), T).kvReplicas(), mode,
                     timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, perRank, ckpt, from, changes));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (from != null) from.close();
@@ -331,20 +329,6 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
-        }
-    }
-
-    /** temp file + fsync + rename. */
-    static void writeAtomically(Path file, String text) {
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
-                ch.write(StandardCharsets.UTF_8.encode(text));
-                ch.force(true);
-            }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + file, e);
         }
     }
 }

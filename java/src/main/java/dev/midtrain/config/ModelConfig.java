@@ -4,7 +4,7 @@ import static dev.midtrain.config.Check.require;
 
 /**
  * Llama-3 architecture. Field names follow the YAML keys (snake_case there); Hugging Face's config.json names are
- * mapped in {@code ckpt.HfNames}. Validated at construction: every error names its field.
+ * mapped in {@code ckpt.HfConfig}. Validated at construction: every error names its field.
  *
  * @param vocabSize       vocabulary size V (Llama-3: 128256)
  * @param dim             model width C (hidden_size)
@@ -60,9 +60,6 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
 
     /** Head dimension HD = dim / nHeads. */
     public int headDim() { return dim / nHeads; }
-
-    /** Width of the packed q,k,v projection output: (NH + 2 NKV) * HD. */
-    public int qkvDim() { return (nHeads + 2 * nKvHeads) * headDim(); }
 
     /** Total parameters (exact, from the layout). */
     public long paramCount() {

@@ -9,6 +9,8 @@ public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig tr
         require(model != null, "model", "section is required");
         if (parallel == null) parallel = ParallelConfig.single();
         if (checkpoint == null) checkpoint = new CheckpointConfig(0, 3, 0, true, 0);
+        String badTp = Placement.invalidTp(model, parallel.tp());          // the one check of tp against the model
+        require(badTp == null, "parallel.tp", badTp);
         if (train != null) {
             require(train.seqLen() <= model.maxSeqLen(), "train.seq_len",
                     "must be <= model.max_seq_len (" + model.maxSeqLen() + "), got " + train.seqLen());

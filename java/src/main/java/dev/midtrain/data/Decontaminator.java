@@ -1,9 +1,11 @@
 package dev.midtrain.data;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.io.BufferedReader;
 import java.io.IOException;

@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.core.JsonProcessingException;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 import java.io.IOException;
 import java.nio.file.Files;

@@ -1,6 +1,8 @@
 package dev.midtrain.data;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.AtomicFiles;
+
+import dev.midtrain.common.UserError;
 import org.apache.arrow.flatbuf.Buffer;
 import org.apache.arrow.flatbuf.FieldNode;
 import org.apache.arrow.flatbuf.MessageHeader;

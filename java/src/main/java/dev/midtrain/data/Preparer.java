@@ -1,12 +1,14 @@
 package dev.midtrain.data;
 
+import dev.midtrain.common.AtomicFiles;
+
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
@@ -305,7 +307,7 @@ public final class Preparer {
             boolean anyQa = inputs.stream().anyMatch(i -> "qa".equals(i.format()));
             Manifest m = new Manifest(Manifest.FORMAT, opt.source(), Instant.now().toString(), tok.info(), documents, tokens,
                     shards, inputs, anyQa ? opt.qaTemplate() : null, new LinkedHashMap<>(dropped), dc, List.copyOf(errors));
-            AtomicFiles.write(out.resolve(Manifest.FILE), m.toJson());
+            AtomicFiles.writeBytes(out.resolve(Manifest.FILE), m.toJson());
             double secs = (System.nanoTime() - t0) / 1e9;
             err.printf("prepare %s: %,d documents, %,d tokens in %d shard(s) -> %s (%.1f s, %,.0f tokens/s); dropped %s%n",
                     opt.source(), documents, tokens, shards.size(), out, secs, tokens / Math.max(secs, 1e-9), dropped.isEmpty() ? "none" : dropped);
@@ -422,7 +424,7 @@ public final class Preparer {
             }
             Manifest m = new Manifest(Manifest.FORMAT, source, Instant.now().toString(), tokenizer, n, t, w.finish(), List.of(),
                     null, Map.of(), null, List.of());
-            AtomicFiles.write(out.resolve(Manifest.FILE), m.toJson());
+            AtomicFiles.writeBytes(out.resolve(Manifest.FILE), m.toJson());
             return m;
         } catch (IOException e) {
             throw new UserError(out + ": " + e.getMessage());

@@ -11,9 +11,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.channels.FileChannel;
+import dev.midtrain.common.AtomicFiles;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -39,7 +38,7 @@ final class ShardWriter implements AutoCloseable {
 
     // the open shard
     private Path tmp;
-    private AtomicFiles.HashingChannel channel;
+    private AtomicFiles.Pending pending;
     private VectorSchemaRoot root;
     private ArrowFileWriter writer;
     private long shardLen;
@@ -96,10 +95,9 @@ final class ShardWriter implements AutoCloseable {
     private void openShard() throws IOException {
         Path file = dir.resolve(shardName(done.size()));
         tmp = AtomicFiles.tempFor(file);
-        channel = new AtomicFiles.HashingChannel(FileChannel.open(tmp, StandardOpenOption.CREATE,
-                StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE));
+        pending = AtomicFiles.begin(file);
         root = VectorSchemaRoot.create(SCHEMA, alloc);
-        writer = new ArrowFileWriter(root, null, channel);
+        writer = new ArrowFileWriter(root, null, pending.channel());
         writer.start();
         shardLen = 0;
         shardBatches = 0;
@@ -109,19 +107,19 @@ final class ShardWriter implements AutoCloseable {
     private void closeShard() {
         if (writer == null) return;
         String name = shardName(done.size());
+        AtomicFiles.Written w;
         try {
             writer.end();
-            writer.close();   // closes the channel: fsync + close
+            writer.close();
             root.close();
-            channel.close();
-            AtomicFiles.commit(tmp, dir.resolve(name));
+            w = pending.commit();   // fsync, rename, directory fsync
         } catch (IOException e) {
             throw new UncheckedIOException(tmp + ": write failed: " + e.getMessage(), e);
         }
-        done.add(new Manifest.ShardFile(name, channel.bytes, AtomicFiles.hex(channel.md.digest()), shardLen, shardBatches, shardMax));
+        done.add(new Manifest.ShardFile(name, w.bytes(), w.sha256(), shardLen, shardBatches, shardMax));
         writer = null;
         root = null;
-        channel = null;
+        pending = null;
         shardLen = 0;
         shardBatches = 0;
         shardMax = -1;
@@ -144,8 +142,7 @@ final class ShardWriter implements AutoCloseable {
         }
         root.close();
         try {
-            channel.close();
-            java.nio.file.Files.deleteIfExists(tmp);
+            pending.close();        // deletes the temp file
         } catch (IOException ignored) {
         }
         writer = null;

@@ -1,5 +1,7 @@
 package dev.midtrain.data;
 
+import dev.midtrain.common.UserError;
+
 /** A source's token stream as the loader sees it: random-access int32 ids (documents concatenated). */
 public interface TokenStream {
     String name();
@@ -9,7 +11,7 @@ public interface TokenStream {
     /** Copies tokens [pos, pos + len) into dst[off, off + len). Thread-safe. */
     void read(long pos, int[] dst, int off, int len);
 
-    /** Refuses ids outside [0, vocabSize) with a {@link dev.midtrain.cli.UserError} naming the source (and file). */
+    /** Refuses ids outside [0, vocabSize) with a {@link UserError} naming the source (and file). */
     void checkVocab(int vocabSize);
 
     /** Where stream position {@code pos} lives, for error messages (e.g. the shard file and index in it). */
@@ -24,7 +26,7 @@ public interface TokenStream {
             @Override public void checkVocab(int vocabSize) {
                 for (int i = 0; i < tokens.length; i++)
                     if (tokens[i] < 0 || tokens[i] >= vocabSize)
-                        throw new dev.midtrain.cli.UserError("data source " + name + ": token " + i + " has id " + tokens[i] + " outside the model vocab [0, " + vocabSize + ")");
+                        throw new UserError("data source " + name + ": token " + i + " has id " + tokens[i] + " outside the model vocab [0, " + vocabSize + ")");
             }
         };
     }

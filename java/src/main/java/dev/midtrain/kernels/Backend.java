@@ -93,6 +93,7 @@ public interface Backend extends AutoCloseable {
 
     void attentionForward(long out, long lse, long qkv, int B, int T, int NH, int NKV, int HD);
     void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD);
+    void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD);
 
     void swigluForward(long out, long gateup, int N, int F);
     void swigluBackward(long dgateup, long dout, long gateup, int N, int F);

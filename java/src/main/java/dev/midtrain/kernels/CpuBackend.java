@@ -127,6 +127,9 @@ public final class CpuBackend implements Backend {
     @Override public void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD) {
         check(mt_cpu_attention_backward(dqkv, scratch, dout, qkv, out, lse, B, T, NH, NKV, HD, NULL_STREAM), "attention_backward");
     }
+    @Override public void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD) {
+        check(mt_cpu_kvcache_attention_forward(out, kv, qkv, cos, sin, pos, B, Tq, Tmax, NH, NKV, HD, NULL_STREAM), "kvcache_attention_forward");
+    }
     @Override public void swigluForward(long out, long gateup, int N, int F) {
         check(mt_cpu_swiglu_forward(out, gateup, N, F, NULL_STREAM), "swiglu_forward");
     }

@@ -239,6 +239,9 @@ public final class CudaBackend implements Backend {
     @Override public void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD) {
         check(mt_cuda_attention_backward(dqkv, scratch, dout, qkv, out, lse, B, T, NH, NKV, HD, streamAddress), "attention_backward");
     }
+    @Override public void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD) {
+        check(mt_cuda_kvcache_attention_forward(out, kv, qkv, cos, sin, pos, B, Tq, Tmax, NH, NKV, HD, streamAddress), "kvcache_attention_forward");
+    }
     @Override public void swigluForward(long out, long gateup, int N, int F) {
         check(mt_cuda_swiglu_forward(out, gateup, N, F, streamAddress), "swiglu_forward");
     }

@@ -56,6 +56,10 @@ public final class CudaNative {
     public static native int mt_cuda_attention_backward(@Cast("floatX*") long dqkv, @Cast("float*") long scratch, @Cast("const floatX*") long dout,
                                                        @Cast("const floatX*") long qkv, @Cast("const floatX*") long out, @Cast("const float*") long lse,
                                                        int B, int T, int NH, int NKV, int HD, @Cast("void*") long stream);
+    public static native int mt_cuda_kvcache_attention_forward(@Cast("floatX*") long out, @Cast("floatX*") long kv, @Cast("floatX*") long qkv,
+                                                              @Cast("const float*") long cos, @Cast("const float*") long sin,
+                                                              @Cast("const int32_t*") long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD,
+                                                              @Cast("void*") long stream);
 
     public static native int mt_cuda_swiglu_forward(@Cast("floatX*") long out, @Cast("const floatX*") long gateup, int N, int F, @Cast("void*") long stream);
     public static native int mt_cuda_swiglu_backward(@Cast("floatX*") long dgateup, @Cast("const floatX*") long dout, @Cast("const floatX*") long gateup,

@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.IntPointer;
@@ -20,12 +21,10 @@ import java.util.SplittableRandom;
  * adamw_update rewrites). Weight gradients are accumulated (+=) into the fp32 gradient slab by the GEMMs, so calling
  * {@link #forwardBackward} on several micro-batches accumulates their gradients.
  *
- * <p>Tensor parallelism: dimensions are taken from the layout of this rank (NH, NKV, F and V are the rank's shares)
+ * <p>Tensor parallelism: dimensions are this rank's {@link Placement} (NH, NKV, F and V are the rank's shares)
  * and {@link TpHooks} is called where Megatron communicates. With tp == 1 the hooks are no-ops. The embedding is
- * vocabulary-parallel: a zero row sits just before the embedding shard in the weight slabs (and a scratch row before
- * the gradient slab), input ids are remapped on the host to id - vocabStart + 1 inside this rank's vocabulary range
- * and to 0 (the zero row) outside it, so the lookup yields zeros for other ranks' tokens and the tensor-parallel
- * all-reduce assembles the full embedding; the backward scatters other ranks' rows into the scratch row.
+ * vocabulary-parallel: a guard row before the embedding shard and the id remapping ({@link TpHooks#embeddingGuardRows},
+ * {@link TpHooks#toEmbeddingRows}).
  *
  * <p>Data parallelism: an {@link OptimizerShard} sizes the slabs (padded for the reduce-scatter / all-gather) and
  * the AdamW moments (only this rank's ZeRO-1 shard).
@@ -40,6 +39,7 @@ public final class Llama implements AutoCloseable {
     private final Backend be;
     private final ModelConfig cfg;
     private final ParamLayout layout;
+    private final Placement placement;
     private final TpHooks tp;
     private final boolean recompute;
     private final int xb;                               // bytes per floatX
@@ -69,7 +69,7 @@ public final class Llama implements AutoCloseable {
     private final long dtmp;                            // floatX[N,C]: gradient of a norm output
     private final long dmid;                            // floatX[N, max(A,F)]: d attention output | d swiglu output
     private final long dwide;                           // floatX[N, max(QKV,2F)]: d qkv | d gate|up
-    private final long normScratch, attnScratch, normOut;
+    private final long normScratch, attnScratch;
     // host staging (no per-step allocation)
     private final IntPointer hostInts;
     private final FloatPointer hostFloats;
@@ -101,11 +101,9 @@ public final class Llama implements AutoCloseable {
         xb = be.floatxBytes();
         B = microBatchSeqs; T = seqLen; N = B * T;
         C = cfg.dim(); L = cfg.nLayers(); HD = cfg.headDim();
-        NH = layout.get("model.layers.0.self_attn.q_proj.weight").shape()[0] / HD;
-        NKV = layout.get("model.layers.0.self_attn.k_proj.weight").shape()[0] / HD;
-        F = layout.get("model.layers.0.mlp.gate_proj.weight").shape()[0];
-        V = layout.get("model.embed_tokens.weight").shape()[0];
-        vocabStart = layout.rank() * V;
+        placement = layout.placement();
+        NH = placement.heads(); NKV = placement.kvHeads(); F = placement.ffn(); V = placement.vocab();
+        vocabStart = placement.vocabStart();
         QKV = (NH + 2 * NKV) * HD; A = NH * HD;
         chunk = Math.min(N, MemoryPlan.LOGITS_CHUNK_TOKENS);
         eps = (float) cfg.normEps();
@@ -129,7 +127,7 @@ public final class Llama implements AutoCloseable {
 
         numel = layout.numel();
         if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
-        guard = layout.tp() > 1 ? C : 0;
+        guard = TpHooks.embeddingGuardRows(placement) * C;
         if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
         long slab = shard.slabElems();
         params = allocF(guard + slab) + 4L * guard;     // [zero row | slab]: the row is the lookup target of foreign ids
@@ -170,7 +168,6 @@ public final class Llama implements AutoCloseable {
         dwide = allocX((long) N * Math.max(QKV, 2 * F));
         normScratch = allocF(Math.max(Backend.rmsnormBackwardScratchFloats(N, C), Backend.NORM_SCRATCH_FLOATS));
         attnScratch = allocF(Backend.attentionBackwardScratchFloats(B, NH, T));
-        normOut = allocF(1);
         hostInts = new IntPointer(N);
         hostFloats = new FloatPointer(Math.max(N, 1));
         lossHost = new float[N];
@@ -322,14 +319,6 @@ public final class Llama implements AutoCloseable {
     /** Gradients = 0 (one pass over the slab); call before the first micro-batch of a step. */
     public void zeroGrad() { be.fillF32(grads - 4L * guard, 0f, guard + shard.slabElems()); }
 
-    /** sum of squared gradients over the whole slab (one pass, fp64-accumulated on CPU). */
-    public double gradNormSquared() {
-        be.fillF32(normOut, 0f, 1);
-        be.globalNormSquared(normOut, normScratch, grads, numel);
-        be.copyDeviceToHost(hostFloats.address(), normOut, 4);
-        return hostFloats.get(0);
-    }
-
     /**
      * Deterministic initialization from {@code seed}: every matrix ~ N(0, std^2), with the residual-output
      * projections (o_proj, down_proj) scaled by 1/sqrt(2L) (GPT-2/Llama practice), RMSNorm weights = 1. Each tensor
@@ -427,11 +416,7 @@ public final class Llama implements AutoCloseable {
                     throw new IllegalArgumentException("target id " + tg + " at [" + b + "," + t + "] outside [0, " + Vfull + ")");
             }
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1), intStage, b * T, T);
-        if (guard > 0)                                  // vocab-parallel: own ids -> 1..V, other ranks' ids -> 0 (zero row)
-            for (int i = 0; i < N; i++) {
-                int local = intStage[i] - vocabStart;
-                intStage[i] = local >= 0 && local < V ? local + 1 : 0;
-            }
+        TpHooks.toEmbeddingRows(placement, intStage, N);                 // vocab-parallel: own ids -> 1..V, others -> 0
         hostInts.put(intStage, 0, N);
         be.copyHostToDevice(tokens, hostInts.address(), 4L * N);
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1) + 1, intStage, b * T, T);

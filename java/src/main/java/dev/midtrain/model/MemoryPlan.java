@@ -1,6 +1,9 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.Placement;
+
+import java.util.List;
 
 /**
  * Per-device memory of a training run, in bytes: what `midtrain info` prints and what the trainer checks before it
@@ -18,23 +21,20 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
 
     public static MemoryPlan of(ModelConfig m, int microBatchSeqs, int seqLen, int tp, int dp, boolean zero1, int computeBytes) {
         long params = m.paramCount();
-        // tensor-parallel share: the rank's layout when tp is valid (counts replicated norms and KV heads), else params/tp
-        long shard = validTp(m, tp) ? ParamLayout.of(m, tp, 0, java.util.List.of("norm")).numel() : ceilDiv(params, tp);
+        Placement pl = Placement.of(m, tp);                                    // throws for a tp the model cannot take
+        long shard = ParamLayout.of(pl, List.of("norm")).numel();             // counts replicated norms and KV heads
         long weights = shard * 4L + (computeBytes < 4 ? shard * computeBytes : 0);
         long grads = shard * 4L;
         long optimizer = (zero1 ? ceilDiv(shard, dp) : shard) * 8L;
 
         long N = (long) microBatchSeqs * seqLen;
-        long kvLocal = tp > m.nKvHeads() ? 1 : ceilDiv(m.nKvHeads(), tp);      // a KV head is replicated when tp > NKV
-        long C = m.dim(), F = ceilDiv(m.ffnDim(), tp), QKV = (ceilDiv(m.nHeads(), tp) + 2 * kvLocal) * m.headDim(),
-                A = ceilDiv((long) m.nHeads() * m.headDim(), tp);
-        long NH = ceilDiv(m.nHeads(), tp);
+        long C = m.dim(), F = pl.ffn(), NH = pl.heads(), QKV = (NH + 2L * pl.kvHeads()) * m.headDim(), A = NH * m.headDim();
         // Saved per token per layer (compute dtype): block input x, norm1 out, qkv (after RoPE), attention out,
         // residual x2, norm2 out, gate|up, swiglu out; fp32: two rstd and NH log-sum-exp values.
         long perTokenLayer = (C + C + QKV + A + C + C + 2 * F + F) * computeBytes + (2 + NH) * 4L;
         // Working buffers for one layer's backward (gradients of the same tensors) + final norm + logits chunk.
         long oneLayer = N * perTokenLayer;
-        long head = N * (2 * C * computeBytes + 4) + (long) Math.min(N, LOGITS_CHUNK_TOKENS) * ceilDiv(m.vocabSize(), tp) * computeBytes;
+        long head = N * (2 * C * computeBytes + 4) + (long) Math.min(N, LOGITS_CHUNK_TOKENS) * pl.vocab() * computeBytes;
         long stored = N * perTokenLayer * m.nLayers() + oneLayer + head;
         long recompute = N * C * computeBytes * m.nLayers() + 2 * oneLayer + head;
         return new MemoryPlan(params, weights, grads, optimizer, stored, recompute, computeBytes);
@@ -92,15 +92,8 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
                 : "would fit: " + String.join(", or ", fits));
     }
 
-    /** Whether {@link ParamLayout} accepts tensor-parallel degree {@code tp} for this model. */
-    public static boolean validTp(ModelConfig m, int tp) {
-        try {
-            ParamLayout.of(m, tp, 0, java.util.List.of("norm"));
-            return true;
-        } catch (IllegalArgumentException e) {
-            return false;
-        }
-    }
+    /** Whether tensor-parallel degree {@code tp} can split this model ({@link Placement#invalidTp}). */
+    public static boolean validTp(ModelConfig m, int tp) { return Placement.invalidTp(m, tp) == null; }
 
     private static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
 

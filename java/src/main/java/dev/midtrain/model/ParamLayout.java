@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.Placement;
 
 import java.util.ArrayList;
 import java.util.Collections;
@@ -30,7 +31,7 @@ import java.util.Map;
  * model.norm.weight                              [C]                  replicated
  * lm_head.weight                                 [V/tp, C]            vocab-parallel; absent when tied
  * </pre>
- * NKVl = NKV/tp when tp <= NKV, else 1 (each KV head is replicated over tp/NKV ranks).
+ * NKVl = NKV/tp when tp <= NKV, else 1 (each KV head is replicated over tp/NKV ranks): see {@link Placement}.
  *
  * @param tp   tensor-parallel degree the layout is for
  * @param rank this layout's tensor-parallel rank
@@ -112,17 +113,16 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
     }
 
     public static ParamLayout of(ModelConfig m, int tp, int rank, List<String> noDecaySubstrings) {
-        if (tp < 1 || rank < 0 || rank >= tp) throw new IllegalArgumentException("tp rank " + rank + " of " + tp);
-        if (m.nHeads() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.n_heads " + m.nHeads());
-        if (m.ffnDim() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.ffn_dim " + m.ffnDim());
-        if (m.vocabSize() % tp != 0) throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.vocab_size " + m.vocabSize());
-        if (tp > m.nKvHeads() && tp % m.nKvHeads() != 0)
-            throw new IllegalArgumentException("parallel.tp: " + tp + " must be a multiple of model.n_kv_heads " + m.nKvHeads() + " when larger");
-        if (tp < m.nKvHeads() && m.nKvHeads() % tp != 0)
-            throw new IllegalArgumentException("parallel.tp: " + tp + " must divide model.n_kv_heads " + m.nKvHeads());
+        return of(new Placement(m, tp, rank), noDecaySubstrings);
+    }
+
+    /** The layout of one tensor-parallel rank; the per-rank sizes are the placement's. */
+    public static ParamLayout of(Placement pl, List<String> noDecaySubstrings) {
+        ModelConfig m = pl.model();
+        int tp = pl.tp(), rank = pl.rank();
         int C = m.dim(), HD = m.headDim(), V = m.vocabSize(), F = m.ffnDim();
-        int nh = m.nHeads() / tp, nkv = Math.max(1, m.nKvHeads() / tp), f = F / tp, v = V / tp;
-        int kvShards = Math.min(tp, m.nKvHeads()), kvIndex = tp <= m.nKvHeads() ? rank : rank / (tp / m.nKvHeads());
+        int nh = pl.heads(), nkv = pl.kvHeads(), f = pl.ffn(), v = pl.vocab();
+        int kvShards = pl.kvShards(), kvIndex = pl.kvIndex();
 
         Builder b = new Builder(noDecaySubstrings == null ? List.of("norm") : noDecaySubstrings);
         b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
@@ -144,6 +144,9 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
     }
 
     public static ParamLayout of(ModelConfig m) { return of(m, 1, 0, List.of("norm")); }
+
+    /** What this rank holds (heads, KV heads, FFN and vocabulary slices). */
+    public Placement placement() { return new Placement(model, tp, rank); }
 
     private static final class Builder {
         final List<String> noDecay;

@@ -1,5 +1,6 @@
 package dev.midtrain.parallel;
 
+import dev.midtrain.config.Placement;
 import dev.midtrain.parallel.Communicator.Dtype;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.model.Llama;
@@ -54,6 +55,8 @@ public final class Parallelism implements AutoCloseable {
         Topology t = groups == null ? new Topology(1, 1, 0, 1) : groups.topology();
         if (layout.tp() != t.tp() || layout.rank() != t.tpRank())
             throw new IllegalArgumentException("layout tp rank " + layout.rank() + " of " + layout.tp() + " vs topology " + t);
+        Placement pl = layout.placement();
+        if (pl.kvReplicas() != t.kvReplicas()) throw new IllegalArgumentException(pl + " vs topology " + t);
         OptimizerShard expect = optimizerShard(layout.numel(), t, zero1);
         if (!s.shard().equals(expect)) throw new IllegalArgumentException("model optimizer shard " + s.shard() + ", expected " + expect);
         this.shardElems = OptimizerShard.shardElems(layout.numel(), t.dp());
@@ -64,9 +67,9 @@ public final class Parallelism implements AutoCloseable {
         kvRanges = new ArrayList<>();
         for (Tensor x : layout.tensors()) {
             boolean kv = x.name().endsWith("k_proj.weight") || x.name().endsWith("v_proj.weight");
-            boolean owned = x.split() == Split.REPLICATED ? t.tpRank() == 0 : !(kv && t.kvReplicas() > 1) || t.kvRank() == 0;
+            boolean owned = x.split() == Split.REPLICATED ? t.tpRank() == 0 : !(kv && pl.kvReplicas() > 1) || pl.kvRank() == 0;
             if (owned) addRange(normRanges, Math.max(dpLo, x.offset()), Math.min(dpHi, x.offset() + x.numel()));
-            if (kv && t.kvReplicas() > 1) addRange(kvRanges, x.offset(), x.offset() + x.numel());
+            if (kv && pl.kvReplicas() > 1) addRange(kvRanges, x.offset(), x.offset() + x.numel());
         }
         scalars = be.alloc(4L * host.length);
         normScratch = be.alloc(4L * Backend.NORM_SCRATCH_FLOATS);

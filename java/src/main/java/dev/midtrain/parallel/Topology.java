@@ -1,6 +1,7 @@
 package dev.midtrain.parallel;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.Placement;
 
 /**
  * Where one rank sits in the world of tp x dp ranks. Tensor-parallel groups are consecutive ranks (they share a node
@@ -20,11 +21,8 @@ public record Topology(int tp, int dp, int rank, int kvReplicas) {
     }
 
     public static Topology of(int tp, int dp, int rank, ModelConfig m) {
-        return new Topology(tp, dp, rank, kvReplicas(tp, m.nKvHeads()));
+        return new Topology(tp, dp, rank, Placement.of(m, tp).kvReplicas());
     }
-
-    /** tp / NKV when tp > NKV (each KV head on that many ranks), else 1. */
-    public static int kvReplicas(int tp, int nKvHeads) { return tp > nKvHeads ? tp / nKvHeads : 1; }
 
     public int worldSize() { return tp * dp; }
 
@@ -37,7 +35,4 @@ public record Topology(int tp, int dp, int rank, int kvReplicas) {
 
     /** This rank's index within its KV group. */
     public int kvRank() { return tpRank() % kvReplicas; }
-
-    /** Global rank of tensor-parallel rank {@code t} in this rank's tensor-parallel group. */
-    public int globalRank(int tpRank, int dpRank) { return dpRank * tp + tpRank; }
 }

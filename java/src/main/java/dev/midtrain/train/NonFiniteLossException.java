@@ -1,6 +1,6 @@
 package dev.midtrain.train;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 
 /**
  * A step produced a non-finite loss or gradient norm and train.on_nonfinite = stop: the run ends before that step's

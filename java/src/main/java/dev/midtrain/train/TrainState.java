@@ -1,8 +1,6 @@
 package dev.midtrain.train;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.util.Map;
 import java.util.TreeMap;
@@ -32,27 +30,4 @@ public final class TrainState {
 
     /** AdamW's own step count (its bias corrections): updates actually applied. */
     public long optimizerSteps() { return step - skippedSteps; }
-
-    public ObjectNode toJson() {
-        ObjectNode o = JsonNodeFactory.instance.objectNode();
-        o.put("step", step);
-        o.put("skipped_steps", skippedSteps);
-        o.put("tokens_seen", tokensSeen);
-        ObjectNode per = o.putObject("tokens_per_source");
-        tokensPerSource.forEach(per::put);
-        o.set("loader_state", loaderState);
-        o.put("seed", seed);
-        return o;
-    }
-
-    public static TrainState fromJson(JsonNode o) {
-        TrainState s = new TrainState(o.get("seed").asLong());
-        s.step = o.get("step").asLong();
-        s.skippedSteps = o.get("skipped_steps").asLong();
-        s.tokensSeen = o.get("tokens_seen").asLong();
-        o.get("tokens_per_source").fields().forEachRemaining(e -> s.tokensPerSource.put(e.getKey(), e.getValue().asLong()));
-        JsonNode ls = o.get("loader_state");
-        s.loaderState = ls == null || ls.isNull() ? null : ls;
-        return s;
-    }
 }

@@ -1,5 +1,7 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.config.ConfigLoader;

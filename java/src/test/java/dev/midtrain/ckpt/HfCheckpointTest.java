@@ -1,8 +1,10 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.common.AtomicFiles;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.model.ParamLayout;
 import org.junit.jupiter.api.Test;

@@ -1,6 +1,8 @@
 package dev.midtrain.ckpt;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.AtomicFiles;
+
+import dev.midtrain.common.UserError;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

@@ -18,7 +18,7 @@ public final class Cli {
         try {
             System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
             System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Commands.execute(args);
+            int code = dev.midtrain.Main.run(args);
             return new Run(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
         } finally {
             System.setOut(oldOut);
@@ -33,7 +33,7 @@ public final class Cli {
         try (PrintStream p = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
             System.setOut(p);
             System.setErr(p);
-            return Commands.execute(args);
+            return dev.midtrain.Main.run(args);
         } finally {
             System.setOut(oldOut);
             System.setErr(oldErr);

@@ -1,6 +1,6 @@
 package dev.midtrain.data;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

@@ -1,5 +1,9 @@
 package dev.midtrain.data;
 
+import dev.midtrain.common.UserError;
+
+import dev.midtrain.common.AtomicFiles;
+
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -177,7 +181,7 @@ class PrepareTest {
         Path foreign = tmp.resolve("foreign");
         Files.createDirectories(foreign);
         Files.writeString(foreign.resolve("notes.txt"), "mine");
-        var e = assertThrows(dev.midtrain.cli.UserError.class, () -> prepare(Preparer.Options.of("f", List.of(in), TOKENIZER, foreign)));
+        var e = assertThrows(UserError.class, () -> prepare(Preparer.Options.of("f", List.of(in), TOKENIZER, foreign)));
         assertTrue(e.getMessage().contains("notes.txt"), e.getMessage());
     }
 }

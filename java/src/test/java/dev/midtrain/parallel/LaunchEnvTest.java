@@ -1,6 +1,6 @@
 package dev.midtrain.parallel;
 
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.parallel.LaunchEnv.Flags;
 import dev.midtrain.parallel.LaunchEnv.Source;
 import org.junit.jupiter.api.Test;

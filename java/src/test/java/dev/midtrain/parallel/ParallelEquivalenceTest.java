@@ -101,7 +101,7 @@ class ParallelEquivalenceTest {
     static List<RankResult> runParallel(ModelConfig m, int tp, int dp, boolean zero1, boolean recompute) {
         RunConfig rc = config(m, tp, dp, zero1);
         LaunchEnv env = new LaunchEnv(LaunchEnv.Source.SINGLE, 1, 0, tp * dp, 0, null, 1);
-        return Launcher.run(env, tp, dp, Topology.kvReplicas(tp, m.nKvHeads()), Launcher.Mode.IN_PROCESS, Duration.ofSeconds(60), ctx -> {
+        return Launcher.run(env, tp, dp, dev.midtrain.config.Placement.of(m, tp).kvReplicas(), Launcher.Mode.IN_PROCESS, Duration.ofSeconds(60), ctx -> {
             Topology topo = ctx.topology();
             ProcessGroups g = ctx.groups(0);
             try (CpuBackend be = new CpuBackend();

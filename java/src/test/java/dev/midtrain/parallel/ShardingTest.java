@@ -1,5 +1,7 @@
 package dev.midtrain.parallel;
 
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
@@ -59,7 +61,7 @@ class ShardingTest {
                 }
                 assertArrayEquals(full, rebuilt, 0f, t0.name() + " tp " + tp);
                 int expectHolders = t0.split() == ParamLayout.Split.REPLICATED ? tp
-                        : t0.name().contains("k_proj") || t0.name().contains("v_proj") ? Topology.kvReplicas(tp, M.nKvHeads()) : 1;
+                        : t0.name().contains("k_proj") || t0.name().contains("v_proj") ? dev.midtrain.config.Placement.of(M, tp).kvReplicas() : 1;
                 for (int h : holders) assertEquals(expectHolders, h, t0.name() + " tp " + tp);
             }
         }
@@ -107,7 +109,7 @@ class ShardingTest {
     @Test
     void cpuBackendRefusesMultiProcessLaunch() {
         LaunchEnv env = new LaunchEnv(LaunchEnv.Source.SLURM, 2, 0, 2, 0, "h", 1);
-        var e = assertThrows(dev.midtrain.cli.UserError.class,
+        var e = assertThrows(UserError.class,
                 () -> Launcher.run(env, 4, 1, 1, Launcher.Mode.IN_PROCESS, Duration.ofSeconds(1), ctx -> 0));
         assertTrue(e.getMessage().contains("needs --backend cuda"), e.getMessage());
     }

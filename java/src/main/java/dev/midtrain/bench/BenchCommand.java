@@ -1,6 +1,7 @@
-package dev.midtrain.cli;
+package dev.midtrain.bench;
 
-import dev.midtrain.bench.KernelBench;
+import dev.midtrain.common.UserError;
+
 import dev.midtrain.kernels.CudaBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;

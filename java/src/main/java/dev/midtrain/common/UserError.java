@@ -1,4 +1,4 @@
-package dev.midtrain.cli;
+package dev.midtrain.common;
 
 /**
  * An error caused by the user's input (a bad flag, config field, file or shape). {@link dev.midtrain.Main} prints its

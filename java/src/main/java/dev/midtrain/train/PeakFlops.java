@@ -1,4 +1,4 @@
-package dev.midtrain.bench;
+package dev.midtrain.train;
 
 import dev.midtrain.kernels.Backend;
 
