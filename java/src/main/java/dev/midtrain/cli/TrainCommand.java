@@ -31,6 +31,7 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.eval.TrainingEval;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
 import picocli.CommandLine.Command;
@@ -240,7 +241,9 @@ public final class TrainCommand implements Callable<Integer> {
                 trainer.addListener(ckpt);
                 trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
             }
-            try {
+            TrainingEval evalDuring = cfg.eval().tasks().isEmpty() ? null : new TrainingEval(cfg, metrics);  // eval.tasks (one rank)
+            if (evalDuring != null) trainer.addListener(evalDuring);
+            try (evalDuring) {
                 TrainState s = trainer.run();
                 // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
                 if (topo.worldSize() == 1) ckpt.save(trainer);
