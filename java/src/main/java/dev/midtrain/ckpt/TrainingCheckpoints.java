@@ -59,7 +59,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private Duration timeout;
     private volatile boolean broken;
     private volatile long agreedStep;
-    private volatile boolean saveNow, stopNow;
+    private volatile boolean saveNow, leadStopping;
     private volatile List<CheckpointStore.RankState> buffers;
     private volatile TrainState leadState;
     private volatile RuntimeException failure;
@@ -166,7 +166,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- saving
 
-    /** Whether the run should stop after {@code step} (a signal, or --stop-at-step reached). */
+    /** Whether this process wants to stop after {@code step} (a signal, or --stop-at-step reached): the trainer's vote input. */
     public boolean stopRequested(long step) {
         return (stop != null && stop.requested()) || (stopAtStep > 0 && step >= stopAtStep);
     }
@@ -174,7 +174,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     @Override
     public void onStepEnd(Trainer t) {
         long step = t.state().step;
-        if (checkpointer.due(step) || step >= cfg.train().steps() || stopRequested(step)) save(t);
+        if (checkpointer.due(step) || step >= cfg.train().steps() || t.stopping()) save(t);
     }
 
     /** Turns saving off for this run (benchmarks, smoke tests): no step is ever written, not even at a stop. */
@@ -230,9 +230,6 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         return t -> parallelStepEnd(t, tpRank, dpRank);
     }
 
-    /** The stop decision of the last step boundary, identical on every rank (a signal is read once, at the barrier). */
-    public boolean stopDecided() { return stopNow; }
-
     /** Breaks the barrier so the other ranks stop waiting (a rank failed). */
     public void abort() {
         broken = true;
@@ -241,10 +238,9 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     private void parallelStepEnd(Trainer t, int tpRank, int dpRank) {
         TrainState s = t.state();
-        if (tpRank == 0 && dpRank == 0) { agreedStep = s.step; leadState = s; }
+        if (tpRank == 0 && dpRank == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); }
         await(() -> {                                   // decide once, for every rank
-            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || stopRequested(agreedStep));
-            stopNow = stopRequested(agreedStep);
+            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
             buffers = saveNow ? checkpointer.beginSave(tpLayouts) : null;
         });
         if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", rank 0 at step " + agreedStep);

@@ -29,6 +29,7 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.train.RunLock;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
 import picocli.CommandLine.Command;
@@ -89,8 +90,18 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
     long stopAtStep;
 
+    private RunLock runLock;                  // process 0 holds the run directory's lock for the whole run
+
     @Override
     public Integer call() {
+        try {
+            return train();
+        } finally {
+            if (runLock != null) runLock.close();
+        }
+    }
+
+    private int train() {
         if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
         if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
         if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
@@ -136,8 +147,11 @@ public final class TrainCommand implements Callable<Integer> {
         Path dir = resume != null ? resume
                 : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (lead) {
+            if (from == null) createRunDir(dir);
+            runLock = RunLock.acquire(dir);                                     // refuses a second training here
             if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
-            else createRunDir(dir);
+            else if (Files.exists(dir.resolve("metrics.jsonl")))
+                throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
             try {
                 AtomicFiles.writeString(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
             } catch (IOException e) {
@@ -179,7 +193,8 @@ public final class TrainCommand implements Callable<Integer> {
                 TrainState s = states.get(0);
                 if (s.step < tc.steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), dir);
+                            stop.requested() ? stop.reason() : stopAtStep > 0 && s.step >= stopAtStep ? "--stop-at-step"
+                                    : "a stop requested on another process", ckpt.lastSavedDir(), dir);
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
             }
@@ -224,18 +239,10 @@ public final class TrainCommand implements Callable<Integer> {
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }
-            if (topo.worldSize() > 1) {
-                trainer.addListener(ckpt.rankListener(topo.tpRank(), topo.dpRank()));
-                trainer.stopWhen(ckpt::stopDecided);
-            } else {
-                trainer.addListener(ckpt);
-                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
-            }
+            trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank()) : ckpt);
+            trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));      // this process's wish; the ranks vote
             try {
-                TrainState s = trainer.run();
-                // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
-                if (topo.worldSize() == 1) ckpt.save(trainer);
-                return s;
+                return trainer.run();                                           // the listener saved the stop step
             } catch (RuntimeException | Error e) {
                 ckpt.abort();                                                   // release the ranks waiting at its barrier
                 throw e;
@@ -298,8 +305,6 @@ public final class TrainCommand implements Callable<Integer> {
     private static void createRunDir(Path dir) {
         try {
             Files.createDirectories(dir);
-            if (Files.exists(dir.resolve("metrics.jsonl")))
-                throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
         }
