@@ -211,6 +211,19 @@ public final class Llama implements AutoCloseable {
         return head(0f, false, null);
     }
 
+    /**
+     * Per-row loss sums of the last {@link #forwardBackward} or {@link #evaluate}: out[b] = sum of the token losses of
+     * row b (ignored targets count 0), float[B] into double. For per-source metrics.
+     */
+    public void rowLossSums(double[] out) {
+        if (out.length != B) throw new IllegalArgumentException("out has " + out.length + " rows, expected " + B);
+        for (int b = 0; b < B; b++) {
+            double sum = 0;
+            for (int t = 0; t < T; t++) sum += lossHost[b * T + t];
+            out[b] = sum;
+        }
+    }
+
     /** Forward only, returning the logits float[N, V] (row-major over [B, T, V]); for tests. */
     public float[] logits(int[] batch) {
         float[] out = new float[N * V];

@@ -19,7 +19,7 @@ import java.util.Map;
 public final class DpSliceBatches implements TokenBatches {
     private final TokenBatches global;
     private final int dp, dpRank;
-    private int[] skip;
+    private int[] skip, rowSources;
     private final java.util.Map<String, Long> mine = new java.util.TreeMap<>();
 
     public DpSliceBatches(TokenBatches global, int dp, int dpRank) {
@@ -36,6 +36,7 @@ public final class DpSliceBatches implements TokenBatches {
             if (r != dpRank) { global.nextMicroBatch(skip); continue; }
             Map<String, Long> before = global.tokensPerSource();
             global.nextMicroBatch(out);
+            rowSources = global.lastRowSources();
             global.tokensPerSource().forEach((k, v) -> mine.merge(k, v - before.getOrDefault(k, 0L), Long::sum));
         }
     }
@@ -47,8 +48,15 @@ public final class DpSliceBatches implements TokenBatches {
         global.tokensPerSource().keySet().forEach(k -> out.put(k, mine.getOrDefault(k, 0L)));
         return out;
     }
-    @Override public List<int[]> validationMicroBatches(int count) {
-        List<int[]> all = global.validationMicroBatches(count), out = new java.util.ArrayList<>();
+    @Override public List<int[]> validationMicroBatches(int count) { return mine(global.validationMicroBatches(count)); }
+    @Override public List<int[]> validationRowSources(int count) { return mine(global.validationRowSources(count)); }
+    @Override public List<String> sourceNames() { return global.sourceNames(); }
+    @Override public int[] lastRowSources() { return rowSources == null ? null : rowSources.clone(); }
+
+    /** This rank's share of the first global held-out micro-batches: r, r + dp, ... (null stays null). */
+    private List<int[]> mine(List<int[]> all) {
+        if (all == null) return null;
+        List<int[]> out = new java.util.ArrayList<>();
         for (int i = dpRank; i < all.size(); i += dp) out.add(all.get(i));
         return out;
     }

@@ -247,12 +247,15 @@ class LoaderTest {
         int T = 32, L = T + 1;
         int[] all0 = TestData.readAll(tmp.resolve("p/boostqa")), all1 = TestData.readAll(tmp.resolve("p/knowedu"));
         try (BlendedLoader ld = BlendedLoader.open(cfg, T, 4, 8, 1234, 0, 1, true).checkVocab(512)) {
+            // the held-out spans are whole documents; training reads the rest of each stream back to back
+            int[] train0 = withoutSpans(all0, ld.heldOutSpans(0)), train1 = withoutSpans(all1, ld.heldOutSpans(1));
+            assertTrue(train0.length < all0.length && train1.length < all1.length);
             int[] mb = new int[4 * L];
             for (int i = 0; i < 50; i++) {
                 ld.nextMicroBatch(mb);
-                for (int r = 0; r < 4; r++) {   // every row is an aligned slice of one of the two prepared streams
+                for (int r = 0; r < 4; r++) {   // every row is an aligned slice of one of the two training streams
                     int[] row = Arrays.copyOfRange(mb, r * L, r * L + L);
-                    assertTrue(isAlignedSlice(all0, row, L) || isAlignedSlice(all1, row, L));
+                    assertTrue(isAlignedSlice(train0, row, L) || isAlignedSlice(train1, row, L));
                     for (int t : row) assertTrue(t >= 0 && t < 512);
                 }
             }
@@ -284,6 +287,22 @@ class LoaderTest {
             UserError e = assertThrows(UserError.class, () -> ld.nextMicroBatch(new int[2 * 16]));
             assertTrue(e.getMessage().startsWith("data source boostqa: token id 70000 at " + shard + " value "), e.getMessage());
         }
+    }
+
+    /** The stream without the spans, after checking that each span is whole documents (ends after an end-of-text). */
+    static int[] withoutSpans(int[] all, long[][] spans) {
+        int[] out = new int[all.length];
+        int n = 0, at = 0;
+        for (long[] sp : spans) {
+            assertTrue(sp[0] == 0 || all[(int) sp[0] - 1] == TestData.EOS, "span starts inside a document: " + Arrays.toString(sp));
+            assertTrue(sp[1] == all.length || all[(int) sp[1] - 1] == TestData.EOS, "span ends inside a document: " + Arrays.toString(sp));
+            assertTrue(sp[0] >= at && sp[1] > sp[0]);
+            System.arraycopy(all, at, out, n, (int) sp[0] - at);
+            n += (int) sp[0] - at;
+            at = (int) sp[1];
+        }
+        System.arraycopy(all, at, out, n, all.length - at);
+        return Arrays.copyOf(out, n + all.length - at);
     }
 
     private static boolean isAlignedSlice(int[] all, int[] row, int L) {
