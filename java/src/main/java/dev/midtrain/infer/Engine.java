@@ -7,7 +7,7 @@ import dev.midtrain.ckpt.HfConfig;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.ckpt.StepCheckpoint;
-import dev.midtrain.cli.UserError;
+import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.data.Manifest;

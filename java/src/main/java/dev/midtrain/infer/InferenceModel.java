@@ -56,7 +56,7 @@ public final class InferenceModel implements AutoCloseable {
         this.maxTokens = maxTokens;
         xb = be.floatxBytes();
         C = cfg.dim(); L = cfg.nLayers(); NH = cfg.nHeads(); NKV = cfg.nKvHeads(); HD = cfg.headDim();
-        QKV = cfg.qkvDim(); A = NH * HD; F = cfg.ffnDim(); V = cfg.vocabSize(); Tmax = cfg.maxSeqLen();
+        QKV = (NH + 2 * NKV) * HD; A = NH * HD; F = cfg.ffnDim(); V = cfg.vocabSize(); Tmax = cfg.maxSeqLen();
         eps = (float) cfg.normEps();
         chunk = Math.min(maxTokens, MemoryPlan.LOGITS_CHUNK_TOKENS);
 
@@ -262,7 +262,7 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     private static long addressOf(HostFloats h) {
-        if (h.isHeap()) throw new IllegalArgumentException("weights must be off-heap HostFloats");
+        if (h.address() == 0) throw new IllegalArgumentException("weights must be off-heap HostFloats");
         return h.address();
     }
 
