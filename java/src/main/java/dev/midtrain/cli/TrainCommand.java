@@ -189,6 +189,8 @@ public final class TrainCommand implements Callable<Integer> {
                     timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, perRank, ckpt, from, changes));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (from != null) from.close();
+            if (!lead)                                                          // each process's own record of where it stopped
+                System.out.printf("process %d of %d: done at step %d%n", env.procIndex(), env.nprocs(), states.get(0).step);
             if (lead) {
                 TrainState s = states.get(0);
                 if (s.step < tc.steps())
