@@ -94,6 +94,16 @@ public final class CudaBackend extends CudaKernels implements Backend {
         ckBlas(cublasSetWorkspace_v2(cublasHandle, raw(workspace), CUBLAS_WORKSPACE_BYTES), "cublasSetWorkspace");
     }
 
+    /**
+     * Which attention kernels attention_forward/backward run (cuda-kernels/attention.cu, mt_attn_choose): the tensor-core
+     * (FA2) path for head dim 64 or 128, else, or when {@code MT_CUDA_ATTN=simple}, the simple warp-per-row path.
+     * The tensors the engine passes are 256-byte aligned, as the tensor-core path also requires.
+     */
+    public static String attentionPath(int headDim, String mtCudaAttnEnv) {
+        if ("simple".equals(mtCudaAttnEnv)) return "simple (MT_CUDA_ATTN=simple)";
+        return headDim == 64 || headDim == 128 ? "tensor-core" : "simple (head dim " + headDim + ")";
+    }
+
     @Override public String name() { return "cuda"; }
     @Override public int floatxBytes() { return 2; }
 
