@@ -113,7 +113,8 @@ int MT_FN(rmsnorm_backward)(floatX* dinp, float* dweight, float* scratch, const 
  * For position t (0..T-1 within each sequence) and i < HD/2, with c = cos[t,i], s = sin[t,i]:
  *   out[i]        = x[i] * c - x[i+HD/2] * s
  *   out[i+HD/2]   = x[i+HD/2] * c + x[i] * s
- * cos, sin: float[T, HD/2], computed by the caller from theta (fp32). */
+ * cos, sin: float[T, HD/2], computed once by the caller: cos/sin(t * inv_freq[i]) in double, stored fp32, where
+ * inv_freq comes from theta and the model's rope_scaling (Llama-3.1 "llama3"; ModelConfig.ropeInverseFrequencies). */
 int MT_FN(rope_forward)(floatX* out, const floatX* inp, const float* cos, const float* sin,
                         int B, int T, int NH, int NKV, int HD, void* stream);
 /* The transpose rotation: dinp = R^T dout on the q and k heads (=), v heads copied when dinp != dout.
@@ -136,6 +137,21 @@ int MT_FN(attention_forward)(floatX* out, float* lse, const floatX* qkv,
 int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const floatX* dout, const floatX* qkv,
                               const floatX* out, const float* lse,
                               int B, int T, int NH, int NKV, int HD, void* stream);
+
+/* Inference: attention of Tq new tokens per sequence against a key/value cache (prefill, then decode with Tq = 1).
+ * Sequence b's new tokens sit at positions pos[b] .. pos[b]+Tq-1; pos: int32[B] in the backend's memory, the caller
+ * guarantees 0 <= pos[b] and pos[b] + Tq <= Tmax (the CPU implementation returns MT_ERR_RANGE otherwise; the CUDA one
+ * skips such a sequence's rows, leaving out unwritten). In one call:
+ *   1. RoPE (as rope_forward, rotate-half) at positions pos[b]+i on the q and k heads of qkv, in place;
+ *   2. kv[b, pos[b]+i, :, :] = the k and v heads of qkv[b, i]  (=, the cache rows of the new tokens);
+ *   3. out[b, i, h, :] = softmax_j(q[b,i,h] . k[b,j,h/(NH/NKV)] / sqrt(HD)) v[b,j,.]  over j = 0 .. pos[b]+i  (=).
+ * qkv: floatX[B,Tq,NH+2*NKV,HD] (the qkv GEMM's output, not yet rotated); kv: floatX[B,Tmax,2*NKV,HD] (per position
+ * the NKV key heads, then the NKV value heads: the k|v part of a qkv row); cos, sin: float[Tmax, HD/2] as for
+ * rope_forward; out: floatX[B,Tq,NH,HD].  Keys are visited in ascending blocks of fixed size from position 0:
+ * deterministic, and one query row's result depends only on its q and the cache, not on Tq or on how the prefix was
+ * split between calls. */
+int MT_FN(kvcache_attention_forward)(floatX* out, floatX* kv, floatX* qkv, const float* cos, const float* sin,
+                                     const int32_t* pos, int B, int Tq, int Tmax, int NH, int NKV, int HD, void* stream);
 
 /* ---------------------------------------------------------------------------------------------- SwiGLU */
 

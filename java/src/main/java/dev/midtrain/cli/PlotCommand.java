@@ -9,7 +9,10 @@ import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import org.knowm.xchart.XYSeries;
 import org.knowm.xchart.style.markers.SeriesMarkers;
+import dev.midtrain.train.MetricsLog;
+import dev.midtrain.train.RollingStd;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 import java.io.IOException;
@@ -17,17 +20,26 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** `midtrain plot RUN_DIR`: loss (train + validation), learning-rate and throughput curves from metrics.jsonl as PNGs. */
+/**
+ * `midtrain plot RUN_DIR`: loss (train + validation), learning-rate and throughput curves from metrics.jsonl as PNGs;
+ * with per-source metrics also loss_by_source.png (each source's training loss, and its held-out loss as markers)
+ * and volatility.png (rolling standard deviation of each source's and the blend's step loss over --window steps).
+ */
 @Command(name = "plot", mixinStandardHelpOptions = true, description = "Render RUN_DIR/metrics.jsonl to RUN_DIR/plots/*.png.")
 public final class PlotCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "RUN_DIR", description = "a run directory written by midtrain train") Path runDir;
+    @Option(names = "--window", description = "steps in the rolling loss-volatility window (default ${DEFAULT-VALUE})")
+    int window = MetricsLog.VOLATILITY_WINDOW_STEPS;
 
     @Override
     public Integer call() {
         System.setProperty("java.awt.headless", "true");
+        if (window < 2) throw new UserError("--window: must be >= 2 steps, got " + window);
         Path file = runDir.resolve("metrics.jsonl");
         List<String> lines;
         try {
@@ -37,7 +49,10 @@ public final class PlotCommand implements Callable<Integer> {
         } catch (IOException e) {
             throw new UserError(file + ": cannot read: " + e.getMessage());
         }
-        Series loss = new Series(), val = new Series(), lr = new Series(), tps = new Series();
+        Series loss = new Series(), val = new Series(), lr = new Series(), tps = new Series(), vol = new Series();
+        Map<String, Series> bySource = new LinkedHashMap<>(), valBySource = new LinkedHashMap<>(), volBySource = new LinkedHashMap<>();
+        RollingStd blendStd = new RollingStd(window);
+        Map<String, RollingStd> sourceStd = new LinkedHashMap<>();
         ObjectMapper json = new ObjectMapper();
         for (int i = 0; i < lines.size(); i++) {
             if (lines.get(i).isBlank()) continue;
@@ -53,6 +68,16 @@ public final class PlotCommand implements Callable<Integer> {
             val.add(step, o.get("val_loss"));
             lr.add(step, o.get("lr"));
             tps.add(step, o.get("tokens_per_s"));
+            JsonNode l = o.get("loss");
+            if (l != null && l.isNumber()) vol.add(step, blendStd.add(l.asDouble()));
+            o.path("loss_by_source").fields().forEachRemaining(e -> {
+                bySource.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue());
+                if (e.getValue().isNumber())
+                    volBySource.computeIfAbsent(e.getKey(), k -> new Series())
+                            .add(step, sourceStd.computeIfAbsent(e.getKey(), k -> new RollingStd(window)).add(e.getValue().asDouble()));
+            });
+            o.path("val_loss_by_source").fields().forEachRemaining(e ->
+                    valBySource.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
         }
         if (loss.x.isEmpty()) throw new UserError(file + ": no finite loss values to plot");
         Path out = runDir.resolve("plots");
@@ -68,10 +93,21 @@ public final class PlotCommand implements Callable<Integer> {
             XYChart tpsChart = chart("throughput", "tokens / s");
             tpsChart.addSeries("tokens/s", tps.x, tps.y).setMarker(SeriesMarkers.NONE);
             save(tpsChart, out.resolve("throughput"));
+            if (!bySource.isEmpty()) {
+                XYChart src = chart("loss by source", "loss (mean token cross-entropy)");
+                bySource.forEach((k, v) -> { if (!v.x.isEmpty()) src.addSeries("train " + k, v.x, v.y).setMarker(SeriesMarkers.NONE); });
+                valBySource.forEach((k, v) -> { if (!v.x.isEmpty()) src.addSeries("validation " + k, v.x, v.y).setMarker(SeriesMarkers.CIRCLE); });
+                save(src, out.resolve("loss_by_source"));
+                XYChart volChart = chart("loss volatility (std over " + window + " steps)", "std of the step loss");
+                if (!vol.x.isEmpty()) volChart.addSeries("blend", vol.x, vol.y).setMarker(SeriesMarkers.NONE);
+                volBySource.forEach((k, v) -> { if (!v.x.isEmpty()) volChart.addSeries(k, v.x, v.y).setMarker(SeriesMarkers.NONE); });
+                if (!volChart.getSeriesMap().isEmpty()) save(volChart, out.resolve("volatility"));
+            }
         } catch (IOException e) {
             throw new UserError(out + ": cannot write plots: " + e.getMessage());
         }
-        System.out.println("wrote " + out.resolve("loss.png") + ", lr.png, throughput.png");
+        System.out.println("wrote " + out.resolve("loss.png") + ", lr.png, throughput.png"
+                + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png"));
         return 0;
     }
 
@@ -90,7 +126,11 @@ public final class PlotCommand implements Callable<Integer> {
         final List<Double> x = new ArrayList<>(), y = new ArrayList<>();
 
         void add(double step, JsonNode v) {
-            if (v != null && v.isNumber() && Double.isFinite(v.asDouble())) { x.add(step); y.add(v.asDouble()); }
+            if (v != null && v.isNumber()) add(step, v.asDouble());
+        }
+
+        void add(double step, double v) {
+            if (Double.isFinite(v)) { x.add(step); y.add(v); }
         }
     }
 }

@@ -26,10 +26,13 @@ import static dev.midtrain.config.Check.require;
  *                            skip: the step is skipped, logged and counted
  * @param initStd             standard deviation of the random initialization (when not starting from a checkpoint)
  * @param threads             CPU threads for kernels and GEMMs (0 = all cores)
+ * @param maxConsecutiveSkips with on_nonfinite = skip: this many skipped steps in a row stop the run (exit 1); a run
+ *                            that only skips has nothing to save (default 10)
  */
 public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
                           int logEverySteps, int evalEverySteps, int evalBatches, long seed, boolean recompute,
-                          OnNonfinite onNonfinite, double initStd, int threads) {
+                          OnNonfinite onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
+    public static final int DEFAULT_MAX_CONSECUTIVE_SKIPS = 10;
 
     /** train.backend: where the run computes. */
     public enum Device {
@@ -68,6 +71,7 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         require(evalBatches >= 0, "train.eval_batches", "must be >= 0, got " + evalBatches);
         require(initStd > 0, "train.init_std", "must be > 0, got " + initStd);
         require(threads >= 0, "train.threads", "must be >= 0, got " + threads);
+        require(maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be >= 1, got " + maxConsecutiveSkips);
     }
 
     /** Tokens per optimizer step. */
@@ -89,6 +93,7 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         private boolean recompute = false;
         private OnNonfinite onNonfinite = OnNonfinite.STOP;
         private double initStd = 0.02;
+        private int maxConsecutiveSkips = DEFAULT_MAX_CONSECUTIVE_SKIPS;
 
         private Builder(int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps) {
             this.seqLen = seqLen;
@@ -106,10 +111,11 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         public Builder onNonfinite(OnNonfinite o) { onNonfinite = o; return this; }
         public Builder initStd(double s) { initStd = s; return this; }
         public Builder threads(int n) { threads = n; return this; }
+        public Builder maxConsecutiveSkips(int n) { maxConsecutiveSkips = n; return this; }
 
         public TrainConfig build() {
             return new TrainConfig(backend, seqLen, microBatchSeqs, globalBatchSeqs, steps, logEverySteps, evalEverySteps,
-                    evalBatches, seed, recompute, onNonfinite, initStd, threads);
+                    evalBatches, seed, recompute, onNonfinite, initStd, threads, maxConsecutiveSkips);
         }
     }
 }

@@ -18,10 +18,12 @@ import java.util.SplittableRandom;
  *
  * <p><b>Packing.</b> Each source's token stream (documents back to back, each ending with end-of-text) is cut into
  * sequences of L = seqLen + 1 tokens: sequence j = tokens [j*L, (j+1)*L); a trailing partial sequence is unused.
- * <b>Validation split.</b> Of a source's S sequences, V = floor(validFraction * S) (at least 1 when validFraction > 0)
- * evenly spaced ones, j_k = floor((2k+1) * S / (2V)), are held out; training never reads them. The split does not
- * depend on the seed. <b>Order.</b> Training sequences of source s are visited epoch by epoch, each epoch a
- * permutation drawn from (seed, s, epoch); a source that runs out starts its next epoch (small sources repeat).
+ * <b>Validation split.</b> Whole documents are held out, about validFraction of each source's tokens
+ * ({@link HeldOutDocuments}: which ones depends on the data and the fraction, not the seed); training packs the
+ * remaining documents back to back into its sequences and never reads a token of a held-out document, validation
+ * packs the held-out documents the same way. <b>Order.</b> Training sequences of source s are visited epoch by epoch, each epoch a
+ * permutation drawn from (seed, s, epoch), or in stream order with data.shuffle false; a source that runs out starts
+ * its next epoch (small sources repeat).
  * <b>Mix.</b> Global sample i (counted over all ranks from the start of training) is assigned to a source by the
  * deficit rule of {@link Mix}, so the token mix matches the weights within one sequence after every sample.
  * <b>Data parallelism.</b> Global batch k is global samples [k*G, (k+1)*G); rank r of D takes the contiguous share
@@ -31,16 +33,19 @@ import java.util.SplittableRandom;
  * <b>Reading</b> copies sequences from memory-mapped Arrow shards ({@link PreparedSource}). Not thread-safe.
  */
 public final class BlendedLoader implements TokenBatches {
-    private static final int STATE_VERSION = 1;
+    private static final int STATE_VERSION = 2;   // 2: held-out documents (1: held-out sequences, other training order)
 
     private final List<TokenStream> sources;
     private final double[] weights;
     private final int seqLen, rowLen, microSeqs, globalSeqs, dpRank, dpSize, microsPerStep;
     private final long seed;
+    private final boolean shuffle;
     private final double validFraction;
-    private final long[] sequences;       // S_s
-    private final long[][] validIdx;      // held-out sequence indices, ascending
-    private final int[][] trainIdx;       // the other sequence indices, ascending
+    private final long[] sequences;       // S_s = tokens / L of the whole source
+    private final HeldOutDocuments[] split;
+    private final TokenStream[] train, valid;   // per source: the stream without / of the held-out documents
+    private final int[] trainSeqs;        // sequences of train[s]
+    private final long[] validSeqs;       // sequences of valid[s]
 
     // position
     private long globalBatch;             // k
@@ -48,13 +53,15 @@ public final class BlendedLoader implements TokenBatches {
     private Mix mix;                      // assignment of global samples [0, walked)
     private long walked;
     private final long[] delivered;       // tokens delivered by this rank, per source
+    private final int[] rowSource;        // source of each row of the last micro-batch
     private int vocabLimit;               // > 0 after checkVocab: every delivered id is range-checked
     // per-source permutation cache
     private final long[] permEpoch;
     private final int[][] perm;
 
     private BlendedLoader(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microSeqs,
-                          int globalSeqs, long seed, int dpRank, int dpSize) {
+                          int globalSeqs, long seed, int dpRank, int dpSize, boolean shuffle) {
+        this.shuffle = shuffle;
         if (seqLen < 1) throw new IllegalArgumentException("seqLen must be >= 1");
         if (dpSize < 1 || dpRank < 0 || dpRank >= dpSize) throw new IllegalArgumentException("bad dp rank " + dpRank + " of " + dpSize);
         if (microSeqs < 1 || globalSeqs % ((long) microSeqs * dpSize) != 0)
@@ -72,28 +79,33 @@ public final class BlendedLoader implements TokenBatches {
         this.microsPerStep = globalSeqs / (microSeqs * dpSize);
         int n = sources.size();
         sequences = new long[n];
-        validIdx = new long[n][];
-        trainIdx = new int[n][];
+        split = new HeldOutDocuments[n];
+        train = new TokenStream[n];
+        valid = new TokenStream[n];
+        trainSeqs = new int[n];
+        validSeqs = new long[n];
         for (int s = 0; s < n; s++) {
             TokenStream src = sources.get(s);
             long S = src.tokens() / rowLen;
-            long V = validFraction > 0 ? Math.max(1, (long) Math.floor(validFraction * S)) : 0;
-            if (S - V < 1)
-                throw new UserError("data source " + src.name() + ": " + src.tokens() + " tokens make " + S + " sequence(s) of seq_len+1 = "
-                        + rowLen + " tokens; need at least " + (V + 1) + " (more data or a shorter train.seq_len)");
-            if (S - V > Integer.MAX_VALUE) throw new UserError("data source " + src.name() + ": more than 2^31 sequences; use a longer train.seq_len");
             sequences[s] = S;
-            validIdx[s] = new long[(int) V];
-            for (int k = 0; k < V; k++) validIdx[s][k] = (2L * k + 1) * S / (2 * V);
-            int[] t = new int[(int) (S - V)];
-            int vi = 0, ti = 0;
-            for (long j = 0; j < S; j++) {
-                if (vi < V && validIdx[s][vi] == j) vi++;
-                else t[ti++] = (int) j;
-            }
-            trainIdx[s] = t;
+            if (S < 1 + (validFraction > 0 ? 1 : 0))
+                throw new UserError("data source " + src.name() + ": " + src.tokens() + " tokens make " + S + " sequence(s) of seq_len+1 = "
+                        + rowLen + " tokens; need at least " + (validFraction > 0 ? 2 : 1) + " (more data or a shorter train.seq_len)");
+            split[s] = HeldOutDocuments.of(src, validFraction, rowLen);
+            train[s] = split[s].train();
+            valid[s] = split[s].valid();
+            long St = train[s].tokens() / rowLen;
+            validSeqs[s] = valid[s].tokens() / rowLen;
+            if (St < 1 || (validFraction > 0 && validSeqs[s] < 1))
+                throw new UserError("data source " + src.name() + ": holding out whole documents for data.valid_fraction " + validFraction
+                        + " leaves " + St + " training and " + validSeqs[s] + " validation sequence(s) of seq_len+1 = " + rowLen
+                        + " tokens (" + split[s].documents() + " document(s), " + split[s].heldTokens() + " of " + src.tokens()
+                        + " tokens held out); need at least one of each (more documents, a shorter train.seq_len, or valid_fraction 0)");
+            if (St > Integer.MAX_VALUE) throw new UserError("data source " + src.name() + ": more than 2^31 sequences; use a longer train.seq_len");
+            trainSeqs[s] = (int) St;
         }
         delivered = new long[n];
+        rowSource = new int[microSeqs];
         permEpoch = new long[n];
         java.util.Arrays.fill(permEpoch, -1);
         perm = new int[n][];
@@ -123,13 +135,19 @@ public final class BlendedLoader implements TokenBatches {
             srcs.add(p);
             w[s] = src.weight();
         }
-        return new BlendedLoader(srcs, w, cfg.validFraction(), seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize);
+        return new BlendedLoader(srcs, w, cfg.validFraction(), seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, cfg.shuffle());
     }
 
     /** A loader over in-memory (or any) token streams: tests and benchmarks. */
     public static BlendedLoader of(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microBatchSeqs,
                                    int globalBatchSeqs, long seed, int dpRank, int dpSize) {
-        return new BlendedLoader(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize);
+        return of(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, true);
+    }
+
+    /** As above; {@code shuffle} false reads each source's training sequences in stream order (data.shuffle). */
+    public static BlendedLoader of(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microBatchSeqs,
+                                   int globalBatchSeqs, long seed, int dpRank, int dpSize, boolean shuffle) {
+        return new BlendedLoader(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, shuffle);
     }
 
     /**
@@ -143,7 +161,7 @@ public final class BlendedLoader implements TokenBatches {
         return this;
     }
 
-    private void checkRow(int s, long pos, int[] out, int off) {
+    private void checkRow(TokenStream src, long pos, int[] out, int off) {
         if (vocabLimit <= 0) return;
         int lim1 = vocabLimit - 1, acc = 0;
         for (int i = off; i < off + rowLen; i++) acc |= out[i] | (lim1 - out[i]);   // sign bit set iff some id < 0 or > lim1
@@ -151,7 +169,7 @@ public final class BlendedLoader implements TokenBatches {
         for (int i = 0; i < rowLen; i++) {
             int t = out[off + i];
             if (t < 0 || t >= vocabLimit)
-                throw new UserError("data source " + sources.get(s).name() + ": token id " + t + " at " + sources.get(s).where(pos + i)
+                throw new UserError("data source " + src.name() + ": token id " + t + " at " + src.where(pos + i)
                         + " outside the model vocab [0, " + vocabLimit + ") (corrupt shard? open with SHA-256 verification)");
         }
     }
@@ -180,6 +198,8 @@ public final class BlendedLoader implements TokenBatches {
             walked++;
             long m = mix.taken(s) - 1;
             readTrain(s, m, out, row * rowLen);
+            if (SampleLog.on()) SampleLog.record(sources.get(s).name() + " " + m);
+            rowSource[row] = s;
             delivered[s] += seqLen;
         }
         advance();
@@ -210,12 +230,17 @@ public final class BlendedLoader implements TokenBatches {
 
     /** Copies the m-th training sample of source s (epoch m / trainSeqs) into out[off, off + L). */
     private void readTrain(int s, long m, int[] out, int off) {
-        int n = trainIdx[s].length;
+        int n = trainSeqs[s];
         long epoch = m / n;
         int pos = (int) (m % n);
+        if (!shuffle) {                                                     // data.shuffle: false: the stream's order
+            train[s].read((long) pos * rowLen, out, off, rowLen);
+            checkRow(train[s], (long) pos * rowLen, out, off);
+            return;
+        }
         if (permEpoch[s] != epoch) {
             int[] p = perm[s] != null ? perm[s] : new int[n];
-            System.arraycopy(trainIdx[s], 0, p, 0, n);
+            for (int i = 0; i < n; i++) p[i] = i;
             SplittableRandom rnd = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + s * 0xBF58476D1CE4E5B9L + epoch * 0x94D049BB133111EBL + 1);
             for (int i = n - 1; i > 0; i--) {
                 int j = rnd.nextInt(i + 1);
@@ -227,8 +252,8 @@ public final class BlendedLoader implements TokenBatches {
             permEpoch[s] = epoch;
         }
         long at = (long) perm[s][pos] * rowLen;
-        sources.get(s).read(at, out, off, rowLen);
-        checkRow(s, at, out, off);
+        train[s].read(at, out, off, rowLen);
+        checkRow(train[s], at, out, off);
     }
 
     @Override
@@ -236,6 +261,7 @@ public final class BlendedLoader implements TokenBatches {
         ObjectNode st = JsonNodeFactory.instance.objectNode();
         st.put("version", STATE_VERSION);
         st.put("seed", seed);
+        st.put("shuffle", shuffle);
         st.put("seq_len", seqLen);
         st.put("global_batch_seqs", globalSeqs);
         st.put("micro_batch_seqs", microSeqs);
@@ -255,17 +281,24 @@ public final class BlendedLoader implements TokenBatches {
             o.put("weight", weights[s]);
             o.put("tokens", sources.get(s).tokens());
             o.put("sequences", sequences[s]);
+            o.put("train_sequences", trainSeqs[s]);
+            o.put("valid_sequences", validSeqs[s]);
             o.put("samples_taken", takenAt[s]);   // over all ranks, before this rank's next micro-batch
-            o.put("epochs", (double) takenAt[s] / trainIdx[s].length);
+            o.put("epochs", (double) takenAt[s] / trainSeqs[s]);
         }
         return st;
     }
 
     @Override
     public void restore(JsonNode st) {
+        if (st != null && st.path("version").asInt() == 1)
+            throw new UserError("data loader state: version 1 (validation held out sequences, not documents) gives another training order;"
+                    + " this build resumes version " + STATE_VERSION + " only (start a new run, or --init-from an export of the step)");
         if (st == null || !st.isObject() || st.path("version").asInt() != STATE_VERSION)
             throw new UserError("data loader state: missing or unknown version (expected " + STATE_VERSION + ")");
         expect(st, "seed", seed);
+        if (st.has("shuffle") && st.get("shuffle").asBoolean() != shuffle)
+            throw new UserError("data loader state: data.shuffle was " + st.get("shuffle").asBoolean() + ", config has " + shuffle);
         expect(st, "seq_len", seqLen);
         expect(st, "global_batch_seqs", globalSeqs);
         JsonNode srcs = st.path("sources");
@@ -316,31 +349,61 @@ public final class BlendedLoader implements TokenBatches {
      */
     @Override
     public List<int[]> validationMicroBatches(int count) {
-        long[] limit = new long[sources.size()];
-        for (int s = 0; s < limit.length; s++) limit[s] = validIdx[s].length;
-        Mix vm = new Mix(weights, limit);
         List<int[]> out = new ArrayList<>();
-        int[] cur = null;
-        int row = 0;
+        validation(count, out, null);
+        return out;
+    }
+
+    @Override
+    public List<int[]> validationRowSources(int count) {
+        List<int[]> out = new ArrayList<>();
+        validation(count, null, out);
+        return out;
+    }
+
+    @Override
+    public List<String> sourceNames() { return sources.stream().map(TokenStream::name).toList(); }
+
+    @Override
+    public int[] lastRowSources() { return rowSource.clone(); }
+
+    /** The walk behind {@link #validationMicroBatches}: fills the batches and/or each row's source. */
+    private void validation(int count, List<int[]> out, List<int[]> rowSrc) {
+        long[] limit = new long[sources.size()];
+        for (int s = 0; s < limit.length; s++) limit[s] = validSeqs[s];
+        Mix vm = new Mix(weights, limit);
+        int[] cur = null, curSrc = null;
+        int row = 0, made = 0;
         long b = 0;                        // global validation micro-batch index
-        while (out.size() < count) {
+        while (made < count) {
             int s = vm.next();
             if (s < 0) break;
             if (b % dpSize == dpRank) {
-                if (cur == null) cur = new int[microSeqs * rowLen];
-                long at = validIdx[s][(int) (vm.taken(s) - 1)] * rowLen;
-                sources.get(s).read(at, cur, row * rowLen, rowLen);
-                checkRow(s, at, cur, row * rowLen);
+                if (curSrc == null) curSrc = new int[microSeqs];
+                curSrc[row] = s;
+                if (out != null) {
+                    if (cur == null) cur = new int[microSeqs * rowLen];
+                    long at = (vm.taken(s) - 1) * rowLen;
+                    valid[s].read(at, cur, row * rowLen, rowLen);
+                    checkRow(valid[s], at, cur, row * rowLen);
+                }
             }
             if (++row == microSeqs) {
-                if (cur != null) out.add(cur);
+                if (curSrc != null) {
+                    if (out != null) out.add(cur);
+                    if (rowSrc != null) rowSrc.add(curSrc);
+                    made++;
+                }
                 cur = null;
+                curSrc = null;
                 row = 0;
                 b++;
             }
         }
-        return out;
     }
+
+    /** Held-out spans of source {@code s} in its stream ([start, end), whole documents): for tests. */
+    public long[][] heldOutSpans(int s) { return split[s].spans(); }
 
     /** Sequences per source (S), held-out per source (V): for logs. */
     public String describe() {
@@ -348,8 +411,9 @@ public final class BlendedLoader implements TokenBatches {
         double sum = 0;
         for (double w : weights) sum += w;
         for (int s = 0; s < sources.size(); s++)
-            sb.append(String.format("%s%s: %,d tokens, %,d train + %,d valid sequences of %d, weight %.3f", s == 0 ? "" : "; ",
-                    sources.get(s).name(), sources.get(s).tokens(), trainIdx[s].length, validIdx[s].length, rowLen, weights[s] / sum));
+            sb.append(String.format("%s%s: %,d tokens, %,d train + %,d valid sequences of %d (%,d held-out documents), weight %.3f",
+                    s == 0 ? "" : "; ", sources.get(s).name(), sources.get(s).tokens(), trainSeqs[s], validSeqs[s], rowLen,
+                    split[s].documents(), weights[s] / sum));
         return sb.toString();
     }
 

@@ -151,6 +151,9 @@ public final class PreparedSource implements TokenStream, AutoCloseable {
 
     public Manifest manifest() { return manifest; }
 
+    /** Every document ends with the tokenizer's end-of-text id (midtrain prepare appends it). */
+    @Override public int eosId() { return manifest.tokenizer().eosId(); }
+
     /** Tokens in the stream. */
     @Override public long tokens() { return batchStart[batchStart.length - 1]; }
 

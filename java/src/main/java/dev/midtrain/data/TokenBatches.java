@@ -28,6 +28,21 @@ public interface TokenBatches extends AutoCloseable {
     /** A fixed, deterministic set of held-out micro-batches (the same every call), at most {@code count}. */
     List<int[]> validationMicroBatches(int count);
 
+    /** Source names in a fixed order: the indices of {@link #lastRowSources} and {@link #validationRowSources}. */
+    default List<String> sourceNames() { return List.copyOf(tokensPerSource().keySet()); }
+
+    /**
+     * For each row of the micro-batch last filled by {@link #nextMicroBatch}, the index of its source in
+     * {@link #sourceNames()}; null means every row is from source 0 (single-source implementations).
+     */
+    default int[] lastRowSources() { return null; }
+
+    /**
+     * For each row of each of {@code validationMicroBatches(count)}, the index of its source (same shape as the
+     * batches' rows); null means every row is from source 0.
+     */
+    default List<int[]> validationRowSources(int count) { return null; }
+
     @Override
     void close();
 }

@@ -4,16 +4,20 @@ package dev.midtrain.parallel;
  * Collectives over one group of ranks (the world, a tensor-parallel group, a data-parallel group), on buffers in the
  * rank's backend memory passed as raw addresses, like every kernel call.
  *
- * <p>Two implementations: {@link NcclCommunicator} (CUDA device buffers, enqueued on the rank's stream, asynchronous
- * like a kernel) and {@link InProcessCommunicator} (host buffers of the CPU backend, each rank a Java thread,
- * synchronous). Every rank of the group must call the same collectives in the same order with the same counts.
+ * <p>Three implementations: {@link NcclCommunicator} (CUDA device buffers, enqueued on the rank's stream, asynchronous
+ * like a kernel), {@link InProcessCommunicator} (host buffers of the CPU backend, each rank a Java thread,
+ * synchronous) and {@link TcpCommunicator} (host buffers of the CPU backend, ranks in several processes, over TCP,
+ * synchronous, with the in-process communicator's reduction order: the same bits). Every rank of the group must call the same collectives in the same order with the same counts.
  *
- * <p>Determinism: the in-process implementation sums in rank order (r = 0, 1, ..., size-1) whatever the thread timing,
+ * <p>Every implementation bounds its waits (the in-process and TCP ones by {@code --dist-timeout}; NCCL through the
+ * watchdog) and fails with a {@link ParallelException} whose one-line message names the rank at fault.
+ *
+ * <p>Determinism: the in-process and TCP implementations sum in rank order (r = 0, 1, ..., size-1) whatever the thread timing,
  * so a run is bitwise reproducible and every rank receives bitwise identical results. NCCL is deterministic for a
  * fixed topology, algorithm and message size (its ring/tree order does not depend on timing), and all ranks receive
  * identical all-reduce results.
  */
-public sealed interface Communicator extends AutoCloseable permits InProcessCommunicator, NcclCommunicator {
+public sealed interface Communicator extends AutoCloseable permits InProcessCommunicator, TcpCommunicator, NcclCommunicator {
 
     /** Element type of a collective's buffers. The CPU backend has only F32 (its floatX is float). */
     enum Dtype {

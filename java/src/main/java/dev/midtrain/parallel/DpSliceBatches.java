@@ -18,7 +18,7 @@ import java.util.Map;
 public final class DpSliceBatches implements TokenBatches {
     private final TokenBatches global;
     private final int dp, dpRank;
-    private int[] skip;
+    private int[] skip, rowSources;
     private final java.util.Map<String, Long> mine = new java.util.TreeMap<>();
 
     public DpSliceBatches(TokenBatches global, int dp, int dpRank) {
@@ -32,9 +32,10 @@ public final class DpSliceBatches implements TokenBatches {
     public void nextMicroBatch(int[] out) {
         if (skip == null || skip.length != out.length) skip = new int[out.length];
         for (int r = 0; r < dp; r++) {
-            if (r != dpRank) { global.nextMicroBatch(skip); continue; }
+            if (r != dpRank) { dev.midtrain.data.SampleLog.muted(() -> global.nextMicroBatch(skip)); continue; }
             Map<String, Long> before = global.tokensPerSource();
             global.nextMicroBatch(out);
+            rowSources = global.lastRowSources();
             global.tokensPerSource().forEach((k, v) -> mine.merge(k, v - before.getOrDefault(k, 0L), Long::sum));
         }
     }
@@ -47,5 +48,8 @@ public final class DpSliceBatches implements TokenBatches {
         return out;
     }
     @Override public List<int[]> validationMicroBatches(int count) { return global.validationMicroBatches(count); }
+    @Override public List<int[]> validationRowSources(int count) { return global.validationRowSources(count); }
+    @Override public List<String> sourceNames() { return global.sourceNames(); }
+    @Override public int[] lastRowSources() { return rowSources == null ? null : rowSources.clone(); }
     @Override public void close() { global.close(); }
 }

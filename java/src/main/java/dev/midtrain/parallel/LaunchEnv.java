@@ -53,6 +53,18 @@ public record LaunchEnv(Source source, int nprocs, int procIndex, int localRanks
     public boolean multiProcess() { return nprocs > 1; }
 
     /**
+     * The port process 0's rendezvous (and watchdog) listens on. Under torchrun it is MASTER_PORT + 1: torchrun's
+     * agent already holds MASTER_PORT with its own TCPStore (static rendezvous, and c10d when the agent store is
+     * shared), so listening there fails with "Address already in use". Flags and Slurm use the port as given.
+     */
+    public int storePort() { return source == Source.TORCHRUN ? masterPort + 1 : masterPort; }
+
+    /** How {@link #storePort} was chosen, for messages. */
+    public String portOrigin() {
+        return source == Source.TORCHRUN ? "MASTER_PORT " + masterPort + " + 1; torchrun holds MASTER_PORT itself" : source + " port";
+    }
+
+    /**
      * Resolves the launch of a world of {@code worldSize} = tp x dp ranks.
      *
      * @throws UserError naming the flag or variable at fault
@@ -79,7 +91,7 @@ public record LaunchEnv(Source source, int nprocs, int procIndex, int localRanks
             String addr = env.get("MASTER_ADDR");
             if (n > 1 && (addr == null || addr.isBlank())) throw new UserError("MASTER_ADDR: required when WORLD_SIZE is " + n);
             int port = intVar(env, "MASTER_PORT", DEFAULT_PORT);
-            checkPort(port, "MASTER_PORT");
+            checkPort(port + 1, "MASTER_PORT + 1 (midtrain's rendezvous port under torchrun)");
             return make(Source.TORCHRUN, n, r, local, worldSize, addr, port, "WORLD_SIZE");
         }
         if (env.containsKey("SLURM_PROCID")) {

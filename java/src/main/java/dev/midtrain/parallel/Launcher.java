@@ -1,7 +1,5 @@
 package dev.midtrain.parallel;
 
-import dev.midtrain.common.UserError;
-
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -9,9 +7,10 @@ import java.util.List;
 
 /**
  * Runs this process's ranks, one thread each (one per GPU, or per CPU rank), and returns their results in rank order.
- * In-process mode (the CPU backend) builds the thread communicators of the whole world, which must then live in this
- * one process; NCCL mode first exchanges the unique id with the other processes ({@link Rendezvous}) and lets each
- * thread join the NCCL world on its own device and stream.
+ * On the CPU backend a single process builds the thread communicators of the whole world ({@link
+ * InProcessCommunicator}); several processes first meet in a {@link TcpWorld} (rendezvous + watchdog) and each rank
+ * connects its groups over TCP ({@link TcpCommunicator}). NCCL mode exchanges the unique id through the same
+ * rendezvous and lets each thread join the NCCL world on its own device and stream.
  *
  * <p>When a rank fails, every group of this process is aborted so the other ranks stop at their next collective
  * instead of waiting out the timeout; the first failure is rethrown (later ones are attached as suppressed).
@@ -33,9 +32,11 @@ public final class Launcher {
         private final int localIndex, device;
         private final byte[] ncclId;
         private final Duration timeout;
+        private final TcpWorld tcp;
         private volatile ProcessGroups groups;
 
-        RankContext(Topology topology, int localIndex, int device, ProcessGroups inProcess, byte[] ncclId, Duration timeout) {
+        RankContext(Topology topology, int localIndex, int device, ProcessGroups inProcess, byte[] ncclId, Duration timeout, TcpWorld tcp) {
+            this.tcp = tcp;
             this.topology = topology;
             this.localIndex = localIndex;
             this.device = device;
@@ -57,9 +58,10 @@ public final class Launcher {
         /**
          * This rank's communicators. In NCCL mode the first call joins the world on {@code streamAddress} (the
          * rank's cudaStream_t; the thread must have selected its device) and splits the groups: collective, so every
-         * rank must call it. In-process mode ignores the stream.
+         * rank must call it. In-process mode ignores the stream; several CPU processes connect their TCP groups here.
          */
         public ProcessGroups groups(long streamAddress) {
+            if (groups == null && ncclId == null) groups = ProcessGroups.tcp(tcp, topology);
             if (groups == null) {
                 NcclCommunicator world = NcclCommunicator.init(ncclId, topology.worldSize(), topology.rank(), streamAddress);
                 groups = ProcessGroups.nccl(world, topology);
@@ -73,13 +75,6 @@ public final class Launcher {
         }
     }
 
-    /** Refuses a multi-process launch of in-process (CPU) ranks. */
-    public static void checkMode(LaunchEnv env, Mode mode) {
-        if (mode == Mode.IN_PROCESS && env.multiProcess())
-            throw new UserError("the cpu backend runs every rank as a thread of one process; a launch over "
-                    + env.nprocs() + " processes (" + env.source() + ") needs --backend cuda (NCCL)");
-    }
-
     /**
      * Runs {@code body} on each of this process's ranks.
      *
@@ -91,19 +86,31 @@ public final class Launcher {
             throw new IllegalArgumentException("launch world " + env.worldSize() + " != tp " + tp + " x dp " + dp);
         List<ProcessGroups> inProcess = null;
         byte[] id = null;
-        checkMode(env, mode);
-        if (mode == Mode.IN_PROCESS) {
+        TcpWorld tcp = null;
+        if (mode == Mode.NCCL) NcclCommunicator.load();
+        if (env.multiProcess()) {
+            tcp = TcpWorld.start(env, mode == Mode.NCCL && env.procIndex() == 0 ? NcclCommunicator.newUniqueId() : null, timeout, true);
+            if (mode == Mode.NCCL) id = tcp.payload();
+        } else if (mode == Mode.IN_PROCESS) {
             inProcess = ProcessGroups.inProcess(tp, dp, kvReplicas, timeout);
         } else {
-            NcclCommunicator.load();
-            id = Rendezvous.exchange(env, NcclCommunicator::newUniqueId, timeout);
+            id = NcclCommunicator.newUniqueId();
         }
+        try {
+            return runRanks(env, tp, dp, kvReplicas, timeout, body, inProcess, id, tcp);
+        } finally {
+            if (tcp != null) tcp.close();       // a clean exit says goodbye; after a failure it just closes
+        }
+    }
+
+    private static <T> List<T> runRanks(LaunchEnv env, int tp, int dp, int kvReplicas, Duration timeout, RankBody<T> body,
+                                        List<ProcessGroups> inProcess, byte[] id, TcpWorld tcp) {
         int n = env.localRanks();
         List<RankContext> ctxs = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             int rank = env.firstRank() + i;
             ctxs.add(new RankContext(new Topology(tp, dp, rank, kvReplicas), i, env.firstDevice() + i,
-                    inProcess == null ? null : inProcess.get(rank), id, timeout));
+                    inProcess == null ? null : inProcess.get(rank), id, timeout, tcp));
         }
         List<T> results = new ArrayList<>(Collections.nCopies(n, null));
         List<Throwable> failures = Collections.synchronizedList(new ArrayList<>());
@@ -118,6 +125,9 @@ public final class Launcher {
                     failures.add(e);
                     String reason = e.getClass().getSimpleName() + ": " + e.getMessage();
                     for (RankContext c : ctxs) c.abort("rank " + ctx.topology().rank() + " failed: " + reason);
+                    if (tcp != null && tcp.abortReason() == null)          // tell the other processes at once
+                        tcp.report("rank " + ctx.topology().rank() + " (host " + TcpWorld.hostName() + ") failed: "
+                                + (e instanceof ParallelException ? e.getMessage() : reason));
                 }
             }, "rank-" + ctx.topology().rank(), 8L << 20);
             threads.add(t);

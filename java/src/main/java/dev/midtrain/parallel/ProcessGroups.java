@@ -30,6 +30,30 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
         return List.copyOf(out);
     }
 
+    /**
+     * This rank's groups over TCP ({@link TcpCommunicator}): ranks in several processes on the CPU backend. Collective
+     * over the world: every rank connects its world, tensor-, data- and KV-group meshes in that order.
+     */
+    public static ProcessGroups tcp(TcpWorld world, Topology topo) {
+        int tp = topo.tp(), dp = topo.dp(), kvr = topo.kvReplicas();
+        int[] all = new int[topo.worldSize()], tpm = new int[tp], dpm = new int[dp], kvm = new int[kvr];
+        for (int r = 0; r < all.length; r++) all[r] = r;
+        for (int t = 0; t < tp; t++) tpm[t] = topo.dpRank() * tp + t;
+        for (int d = 0; d < dp; d++) dpm[d] = d * tp + topo.tpRank();
+        for (int k = 0; k < kvr; k++) kvm[k] = topo.kvGroup() * kvr + k;
+        List<TcpCommunicator> made = new ArrayList<>();
+        try {
+            made.add(TcpCommunicator.connect(world, "world", all, topo.rank()));
+            made.add(TcpCommunicator.connect(world, "tp." + topo.dpRank(), tpm, topo.tpRank()));
+            made.add(TcpCommunicator.connect(world, "dp." + topo.tpRank(), dpm, topo.dpRank()));
+            made.add(TcpCommunicator.connect(world, "kv." + topo.kvGroup(), kvm, topo.kvRank()));
+        } catch (RuntimeException e) {
+            for (TcpCommunicator c : made) c.close();
+            throw e;
+        }
+        return new ProcessGroups(topo, made.get(0), made.get(1), made.get(2), made.get(3));
+    }
+
     /** Splits the tensor-, data- and KV groups from an NCCL world communicator (collective over the world). */
     public static ProcessGroups nccl(NcclCommunicator world, Topology topo) {
         if (world.size() != topo.worldSize() || world.rank() != topo.rank())
@@ -45,6 +69,7 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
         for (Communicator c : List.of(world, tp, dp, kv)) {
             if (c instanceof InProcessCommunicator ip) ip.abort(reason);
             else if (c instanceof NcclCommunicator n) n.abort();
+            // TcpCommunicator: aborted through its TcpWorld (every process is told)
         }
     }
 

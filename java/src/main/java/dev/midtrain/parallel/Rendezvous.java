@@ -34,16 +34,16 @@ public final class Rendezvous {
 
     /**
      * Returns the world's unique id in every process: process 0 makes it with {@code makeId} and serves it on
-     * {@code env.masterPort()}, the others fetch it from {@code env.masterAddr()}. A single process just makes it.
+     * {@code env.storePort()}, the others fetch it from {@code env.masterAddr()}. A single process just makes it.
      */
     public static byte[] exchange(LaunchEnv env, Supplier<byte[]> makeId, Duration timeout) {
         if (!env.multiProcess()) return checkId(makeId.get());
         if (env.procIndex() == 0) {
             byte[] id = checkId(makeId.get());
-            serve(env.masterPort(), env.nprocs(), env.localRanks(), id, timeout);
+            serve(env.storePort(), env.nprocs(), env.localRanks(), id, timeout);
             return id;
         }
-        return join(env.masterAddr(), env.masterPort(), env.procIndex(), env.nprocs(), env.localRanks(), timeout);
+        return join(env.masterAddr(), env.storePort(), env.procIndex(), env.nprocs(), env.localRanks(), timeout);
     }
 
     /** Process 0: waits for processes 1..nprocs-1 (at most {@code timeout}), then sends each the id. */

@@ -17,11 +17,18 @@ import java.nio.file.StandardOpenOption;
  * tokens_per_s, mfu, skipped, tokens_per_source, val_loss when evaluated) and a progress line on the console every
  * log period (plus every skipped step and every evaluation).
  *
+ * <p>Per source: {@code loss_by_source} (the step's mean token loss of each source's rows), {@code
+ * loss_volatility_by_source} and {@code loss_volatility} (rolling standard deviation of the per-source and blended
+ * step losses over the last {@link #VOLATILITY_WINDOW_STEPS} logged steps of this process, {@link RollingStd}; from
+ * the second step on, and restarted on resume) and, on evaluated steps, {@code val_loss_by_source}.
+ *
  * <p>MFU = flopsPerToken(T) x tokens/s / peak FLOP/s, with ModelConfig.flopsPerToken's convention (6N + causal
  * attention); no MFU is reported when the peak is unknown (0).
  */
 public final class MetricsLog implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Steps in the rolling window of the logged loss volatility. */
+    public static final int VOLATILITY_WINDOW_STEPS = 20;
     private final PrintStream console;          // null: quiet
     private final BufferedWriter jsonl;         // null: no file
     private final int logEvery;
@@ -31,6 +38,8 @@ public final class MetricsLog implements AutoCloseable {
     private double intervalSeconds;
     private long intervalTokens;
     private double emaStepSeconds = Double.NaN;
+    private final RollingStd volatility = new RollingStd(VOLATILITY_WINDOW_STEPS);
+    private final java.util.Map<String, RollingStd> volatilityBySource = new java.util.LinkedHashMap<>();
 
     /**
      * @param console        progress lines go here (null: none)
@@ -56,12 +65,23 @@ public final class MetricsLog implements AutoCloseable {
 
     /** Records one completed step; {@code valLoss} is NaN when no evaluation ran. */
     public void record(StepResult r, TrainState s, double stepSeconds, double valLoss) {
+        record(r, s, stepSeconds, valLoss, java.util.Map.of());
+    }
+
+    /** As {@link #record(StepResult, TrainState, double, double)}, with the held-out loss per source (empty: none). */
+    public void record(StepResult r, TrainState s, double stepSeconds, double valLoss, java.util.Map<String, Double> valLossBySource) {
         double tps = r.tokens() / stepSeconds;
         double mfu = peakFlops > 0 ? flopsPerToken * tps / peakFlops : Double.NaN;
         intervalSeconds += stepSeconds;
         intervalTokens += r.tokens();
         emaStepSeconds = Double.isNaN(emaStepSeconds) ? stepSeconds : 0.9 * emaStepSeconds + 0.1 * stepSeconds;
-        if (jsonl != null) writeJson(r, s, tps, mfu, valLoss);
+        double vol = Double.isFinite(r.loss()) ? volatility.add(r.loss()) : volatility.std();
+        java.util.Map<String, Double> volBySource = new java.util.LinkedHashMap<>();
+        r.lossBySource().forEach((k, v) -> {
+            RollingStd w = volatilityBySource.computeIfAbsent(k, x -> new RollingStd(VOLATILITY_WINDOW_STEPS));
+            volBySource.put(k, Double.isFinite(v) ? w.add(v) : w.std());
+        });
+        if (jsonl != null) writeJson(r, s, tps, mfu, valLoss, vol, volBySource, valLossBySource);
         if (console == null) return;
         if (r.skipped())
             console.printf("step %d: SKIPPED (non-finite loss %s or grad norm %s), %d skipped so far%n",
@@ -76,10 +96,16 @@ public final class MetricsLog implements AutoCloseable {
             intervalSeconds = 0;
             intervalTokens = 0;
         }
-        if (!Double.isNaN(valLoss)) console.printf("step %6d/%d | val loss %8.4f%n", r.step(), totalSteps, valLoss);
+        if (!Double.isNaN(valLoss)) {
+            StringBuilder per = new StringBuilder();
+            valLossBySource.forEach((k, v) -> per.append(per.length() == 0 ? " (" : ", ").append(k).append(String.format(" %.4f", v)));
+            if (per.length() > 0) per.append(')');
+            console.printf("step %6d/%d | val loss %8.4f%s%n", r.step(), totalSteps, valLoss, per);
+        }
     }
 
-    private void writeJson(StepResult r, TrainState s, double tps, double mfu, double valLoss) {
+    private void writeJson(StepResult r, TrainState s, double tps, double mfu, double valLoss, double vol,
+                           java.util.Map<String, Double> volBySource, java.util.Map<String, Double> valLossBySource) {
         ObjectNode o = JSON.createObjectNode();
         o.put("step", r.step());
         putNumber(o, "loss", r.loss());
@@ -92,7 +118,18 @@ public final class MetricsLog implements AutoCloseable {
         o.put("skipped_step", r.skipped());
         ObjectNode per = o.putObject("tokens_per_source");
         s.tokensPerSource.forEach(per::put);
+        if (!r.lossBySource().isEmpty()) {
+            ObjectNode lb = o.putObject("loss_by_source");
+            r.lossBySource().forEach((k, v) -> putNumber(lb, k, v));
+            ObjectNode vb = o.putObject("loss_volatility_by_source");
+            volBySource.forEach((k, v) -> putNumber(vb, k, v));
+        }
+        putNumber(o, "loss_volatility", vol);
         if (!Double.isNaN(valLoss)) o.put("val_loss", valLoss);
+        if (!valLossBySource.isEmpty()) {
+            ObjectNode vb = o.putObject("val_loss_by_source");
+            valLossBySource.forEach((k, v) -> putNumber(vb, k, v));
+        }
         try {
             jsonl.write(JSON.writeValueAsString(o));
             jsonl.write('\n');

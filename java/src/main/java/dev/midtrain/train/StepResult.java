@@ -10,5 +10,12 @@ package dev.midtrain.train;
  * @param clipScale  factor the gradients were multiplied by (1 when not clipped)
  * @param skipped    the update was skipped (non-finite loss or norm, train.on_nonfinite = skip)
  * @param tokens     input tokens in the step's global batch
+ * @param lossBySource  mean token loss of the rows of each source in the step's global batch (sources without rows
+ *                      in this step left out; empty when the trainer was given no data)
  */
-public record StepResult(long step, double loss, double gradNorm, double lr, double clipScale, boolean skipped, long tokens) {}
+public record StepResult(long step, double loss, double gradNorm, double lr, double clipScale, boolean skipped, long tokens,
+                         java.util.Map<String, Double> lossBySource) {
+    public StepResult(long step, double loss, double gradNorm, double lr, double clipScale, boolean skipped, long tokens) {
+        this(step, loss, gradNorm, lr, clipScale, skipped, tokens, java.util.Map.of());
+    }
+}

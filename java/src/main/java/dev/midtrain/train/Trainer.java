@@ -25,6 +25,10 @@ import java.util.TreeMap;
  * update; skip leaves the weights and AdamW state untouched, counts the step in {@link TrainState#skippedSteps} and
  * logs it (the step still consumes its data and advances the schedule).
  *
+ * <p>Per-source metrics: every row of a micro-batch comes from one data source ({@link TokenBatches#lastRowSources});
+ * the step's loss of source s is the mean over the step's valid target tokens in rows of s (over all data-parallel
+ * ranks), and the same for the held-out batches. They are measured, not used: the gradient is the blend's.
+ *
  * <p>Parallelism: every rank runs this loop on its own thread (or process) with its own model shard and data;
  * {@link Parallelism} adds the data-parallel token count and loss, the gradient reduction, the world-wide gradient
  * norm and the ZeRO-1 weight all-gather. Tensor-parallel communication happens inside the model.
@@ -41,7 +45,9 @@ public final class Trainer {
     private final Parallelism par;
     private final List<StepListener> listeners = new ArrayList<>();
     private final int[][] micro;                  // one step's micro-batches, int32[B, T+1] each, reused
+    private final int[][] microSources;           // the source of each row of each micro-batch
     private List<int[]> validation;               // held-out micro-batches, fetched once
+    private List<int[]> validationSources;        // the source of each of their rows (null: all from source 0)
     private java.util.function.BooleanSupplier stop = () -> false;   // SIGTERM, --stop-at-step
 
     /**
@@ -64,7 +70,13 @@ public final class Trainer {
         this.adamw = new AdamW(model, cfg.optimizer());
         this.schedule = LrSchedule.of(cfg.optimizer(), tc.steps());
         this.micro = new int[cfg.gradAccumSteps()][tc.microBatchSeqs() * (tc.seqLen() + 1)];
+        this.microSources = new int[micro.length][];
     }
+
+    private int consecutiveSkips;                                               // non-finite steps in a row (skip mode)
+
+    /** The held-out loss: mean token loss over all held-out batches, and per source (sources without tokens left out). */
+    public record Validation(double loss, Map<String, Double> lossBySource) {}
 
     /** Registers a step-boundary hook (checkpointing). */
     public void addListener(StepListener l) { listeners.add(l); }
@@ -77,8 +89,11 @@ public final class Trainer {
         Map<String, Long> seen = data.tokensPerSource();                       // this rank's loader counts (after a resume)
         while (state.step < tc.steps()) {
             long t0 = System.nanoTime();
-            for (int[] mb : micro) data.nextMicroBatch(mb);                    // host int32[B, T+1] each
-            StepResult r = step(micro);                                         // fwd/bwd x accum, norm, clip, AdamW
+            for (int i = 0; i < micro.length; i++) {
+                data.nextMicroBatch(micro[i]);                                  // host int32[B, T+1] each
+                microSources[i] = data.lastRowSources();                        // int32[B] source of each row
+            }
+            StepResult r = step(micro, microSources);                           // fwd/bwd x accum, norm, clip, AdamW
             double seconds = (System.nanoTime() - t0) / 1e9;
             Map<String, Long> now = data.tokensPerSource(), delta = new TreeMap<>();
             for (var e : now.entrySet()) delta.put(e.getKey(), e.getValue() - seen.getOrDefault(e.getKey(), 0L));
@@ -87,7 +102,8 @@ public final class Trainer {
             state.loaderState = data.state();
             for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
             boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
-            metrics.record(r, state, seconds, eval ? validationLoss() : Double.NaN);
+            Validation v = eval ? validate() : new Validation(Double.NaN, Map.of());
+            metrics.record(r, state, seconds, v.loss(), v.lossBySource());
             if (stop.getAsBoolean()) break;
         }
         return state;
@@ -97,7 +113,10 @@ public final class Trainer {
      * One optimizer step over {@code microBatches} (each int32[B, T+1]): zero grads, accumulate every micro-batch,
      * global gradient norm, non-finite check, AdamW with the clip factor. Advances {@link #state()}.
      */
-    public StepResult step(int[][] microBatches) {
+    public StepResult step(int[][] microBatches) { return step(microBatches, null); }
+
+    /** As {@link #step(int[][])}; {@code rowSources[i]} (null: all source 0) gives the loss per source. */
+    public StepResult step(int[][] microBatches, int[][] rowSources) {
         long stepNo = state.step + 1;
         int B = model.microBatchSeqs(), T = model.seqLen();
         long valid = 0;
@@ -106,8 +125,13 @@ public final class Trainer {
         float dloss = valid > 0 ? 1f / valid : 0f;                              // d(step loss)/d(token loss)
         model.zeroGrad();
         double lossSum = 0;
-        for (int[] mb : microBatches) lossSum += model.forwardBackward(mb, dloss);
+        PerSource per = new PerSource(sourceNames(), B, T);
+        for (int i = 0; i < microBatches.length; i++) {
+            lossSum += model.forwardBackward(microBatches[i], dloss);
+            per.add(model, microBatches[i], rowSources == null ? null : rowSources[i]);
+        }
         double loss = par.sumOverDp(lossSum) / Math.max(1, valid);
+        Map<String, Double> lossBySource = per.means(par);
         par.reduceGradients();                                                  // KV replicas, then dp reduce(-scatter)
         double norm = Math.sqrt(par.gradNormSquared());
         double lr = schedule.at(stepNo);
@@ -120,22 +144,79 @@ public final class Trainer {
         if (finite) {
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
-        } else state.skippedSteps++;
-        return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens);
+            consecutiveSkips = 0;
+        } else {
+            state.skippedSteps++;
+            if (++consecutiveSkips >= tc.maxConsecutiveSkips())
+                throw new NonFiniteLossException(stepNo, consecutiveSkips, tc.maxConsecutiveSkips());
+        }
+        return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens, lossBySource);
     }
 
     /** Mean token loss over the loader's held-out micro-batches (train.eval_batches of them); NaN when there are none. */
-    public double validationLoss() {
-        if (validation == null) validation = data.validationMicroBatches(tc.evalBatches());
+    public double validationLoss() { return validate().loss(); }
+
+    /** The held-out loss over train.eval_batches micro-batches, overall and per source. */
+    public Validation validate() {
+        if (validation == null) {
+            validation = data.validationMicroBatches(tc.evalBatches());
+            validationSources = data.validationRowSources(tc.evalBatches());
+        }
+        int B = model.microBatchSeqs(), T = model.seqLen();
+        PerSource per = new PerSource(sourceNames(), B, T);
         double sum = 0;
         long valid = 0;
-        for (int[] mb : validation) {
+        for (int i = 0; i < validation.size(); i++) {
+            int[] mb = validation.get(i);
             sum += model.evaluate(mb);
-            valid += Llama.validTargets(mb, model.microBatchSeqs(), model.seqLen());
+            valid += Llama.validTargets(mb, B, T);
+            per.add(model, mb, validationSources == null ? null : validationSources.get(i));
         }
         sum = par.sumOverDp(sum);                                               // each data-parallel rank's held-out share
         valid = par.sumOverDp(valid);
-        return valid == 0 ? Double.NaN : sum / valid;
+        return new Validation(valid == 0 ? Double.NaN : sum / valid, per.means(par));
+    }
+
+    private List<String> sourceNames() { return data == null ? List.of() : data.sourceNames(); }
+
+    /** Loss sums and valid target counts per source, from each row's loss sum after a forward. */
+    private static final class PerSource {
+        final List<String> names;
+        final double[] loss;
+        final long[] count;
+        final double[] rowLoss;
+        final int B, T;
+
+        PerSource(List<String> names, int B, int T) {
+            this.names = names;
+            this.loss = new double[names.size()];
+            this.count = new long[names.size()];
+            this.rowLoss = new double[B];
+            this.B = B;
+            this.T = T;
+        }
+
+        void add(Llama model, int[] mb, int[] rowSrc) {
+            if (names.isEmpty()) return;
+            if (rowSrc == null && names.size() > 1) throw new IllegalStateException("the data has " + names.size() + " sources but no row sources");
+            model.rowLossSums(rowLoss);
+            for (int b = 0; b < B; b++) {
+                int s = rowSrc == null ? 0 : rowSrc[b];
+                loss[s] += rowLoss[b];
+                for (int t = 1; t <= T; t++) if (mb[b * (T + 1) + t] != Llama.IGNORE_INDEX) count[s]++;
+            }
+        }
+
+        /** Means over every data-parallel rank (the same collectives in the same order on every rank). */
+        Map<String, Double> means(Parallelism par) {
+            Map<String, Double> out = new java.util.LinkedHashMap<>();
+            for (int s = 0; s < names.size(); s++) {
+                double l = par.sumOverDp(loss[s]);
+                long n = par.sumOverDp(count[s]);
+                if (n > 0) out.put(names.get(s), l / n);
+            }
+            return out;
+        }
     }
 
     /** Restores a saved position: copies {@code saved} into this trainer's state and rewinds the loader. */

@@ -229,6 +229,60 @@ class LoaderTest {
         }
     }
 
+    /**
+     * data.shuffle false: a given token stream (prepared from token ids) comes back batch by batch in order: micro-batch
+     * k, row r is sequence k*M + r of the stream (no hold-out), across data-parallel ranks and after a resume.
+     */
+    @Test
+    void unshuffledDataReproducesTheTokenStreamBatchByBatch() throws IOException {
+        int T = 16, L = T + 1, M = 2, docs = 40;
+        Random rnd = new Random(11);
+        List<String> lines = new ArrayList<>();
+        List<Integer> stream = new ArrayList<>();
+        for (int d = 0; d < docs; d++) {                         // documents of token ids, each ending with end-of-text 511
+            int n = 5 + rnd.nextInt(30);
+            StringBuilder sb = new StringBuilder("[");
+            for (int i = 0; i < n; i++) {
+                int id = rnd.nextInt(500);
+                stream.add(id);
+                sb.append(i == 0 ? "" : ",").append(id);
+            }
+            stream.add(511);
+            lines.add(sb.append(",511]").toString());
+        }
+        Path in = TestData.writeLines(tmp.resolve("ids.jsonl"), lines, false);
+        Preparer.run(Preparer.Options.of("ext", List.of(in), TestData.TOKENIZER, tmp.resolve("p/ext")).withFormat(Inputs.Format.TOKENS).withSharding(64, 256),
+                new PrintStream(new ByteArrayOutputStream()));
+        DataConfig cfg = new DataConfig(List.of(new DataConfig.Source("ext", tmp.resolve("p/ext").toString(), 1)), 0.0, false);
+        int sequences = stream.size() / L;
+        try (BlendedLoader ld = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 1);
+             BlendedLoader r0 = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 2); BlendedLoader r1 = BlendedLoader.open(cfg, T, M, 2 * M, 99, 1, 2)) {
+            int[] mb = new int[M * L], a = new int[M * L], b = new int[M * L];
+            for (int k = 0; k < sequences / M + 3; k++) {           // past the end: the next epoch starts over in order
+                ld.nextMicroBatch(mb);
+                for (int r = 0; r < M; r++) {
+                    int seq = (k * M + r) % sequences;
+                    for (int i = 0; i < L; i++) assertEquals(stream.get(seq * L + i), mb[r * L + i], "batch " + k + " row " + r);
+                }
+                if (k % 2 == 0) { r0.nextMicroBatch(a); r1.nextMicroBatch(b); }   // dp 2: rank 0 then rank 1 = the dp 1 order
+                int[] want = k % 2 == 0 ? a : b;
+                assertArrayEquals(want, mb, "dp 2 global batch = dp 1 global batch, batch " + k);
+            }
+            JsonNode st = ld.state();
+            try (BlendedLoader again = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 1)) {
+                again.restore(st);
+                int[] x = new int[M * L], y = new int[M * L];
+                ld.nextMicroBatch(x);
+                again.nextMicroBatch(y);
+                assertArrayEquals(x, y, "resumed");
+            }
+            DataConfig shuffled = new DataConfig(cfg.sources(), 0.0, true);
+            try (BlendedLoader sh = BlendedLoader.open(shuffled, T, M, 2 * M, 99, 0, 1)) {
+                assertTrue(assertThrows(UserError.class, () -> sh.restore(st)).getMessage().contains("data.shuffle was false"));
+            }
+        }
+    }
+
     @Test
     void opensPreparedDirectoriesFromDataConfig() throws IOException {
         PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
@@ -241,12 +295,15 @@ class LoaderTest {
         int T = 32, L = T + 1;
         int[] all0 = TestData.readAll(tmp.resolve("p/boostqa")), all1 = TestData.readAll(tmp.resolve("p/knowedu"));
         try (BlendedLoader ld = BlendedLoader.open(cfg, T, 4, 8, 1234, 0, 1, true).checkVocab(512)) {
+            // the held-out spans are whole documents; training reads the rest of each stream back to back
+            int[] train0 = withoutSpans(all0, ld.heldOutSpans(0)), train1 = withoutSpans(all1, ld.heldOutSpans(1));
+            assertTrue(train0.length < all0.length && train1.length < all1.length);
             int[] mb = new int[4 * L];
             for (int i = 0; i < 50; i++) {
                 ld.nextMicroBatch(mb);
-                for (int r = 0; r < 4; r++) {   // every row is an aligned slice of one of the two prepared streams
+                for (int r = 0; r < 4; r++) {   // every row is an aligned slice of one of the two training streams
                     int[] row = Arrays.copyOfRange(mb, r * L, r * L + L);
-                    assertTrue(isAlignedSlice(all0, row, L) || isAlignedSlice(all1, row, L));
+                    assertTrue(isAlignedSlice(train0, row, L) || isAlignedSlice(train1, row, L));
                     for (int t : row) assertTrue(t >= 0 && t < 512);
                 }
             }
@@ -278,6 +335,22 @@ class LoaderTest {
             UserError e = assertThrows(UserError.class, () -> ld.nextMicroBatch(new int[2 * 16]));
             assertTrue(e.getMessage().startsWith("data source boostqa: token id 70000 at " + shard + " value "), e.getMessage());
         }
+    }
+
+    /** The stream without the spans, after checking that each span is whole documents (ends after an end-of-text). */
+    static int[] withoutSpans(int[] all, long[][] spans) {
+        int[] out = new int[all.length];
+        int n = 0, at = 0;
+        for (long[] sp : spans) {
+            assertTrue(sp[0] == 0 || all[(int) sp[0] - 1] == TestData.EOS, "span starts inside a document: " + Arrays.toString(sp));
+            assertTrue(sp[1] == all.length || all[(int) sp[1] - 1] == TestData.EOS, "span ends inside a document: " + Arrays.toString(sp));
+            assertTrue(sp[0] >= at && sp[1] > sp[0]);
+            System.arraycopy(all, at, out, n, (int) sp[0] - at);
+            n += (int) sp[0] - at;
+            at = (int) sp[1];
+        }
+        System.arraycopy(all, at, out, n, all.length - at);
+        return Arrays.copyOf(out, n + all.length - at);
     }
 
     private static boolean isAlignedSlice(int[] all, int[] row, int L) {

@@ -1,0 +1,389 @@
+package dev.midtrain.parallel;
+
+import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.CpuNative;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.Pointer;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.FloatBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Collectives between ranks in different processes over TCP, on host buffers of the CPU backend (fp32 only): the
+ * multi-process counterpart of {@link InProcessCommunicator}, so the whole multi-process path (launch, rendezvous,
+ * watchdog, stop vote) runs on CPU and in CI. NCCL stays the GPU transport.
+ *
+ * <p><b>Same numbers as the in-process communicator.</b> An all-reduce is a reduce-scatter to chunk owners then an
+ * all-gather: element i belongs to chunk r = [count*r/n, count*(r+1)/n) (the in-process split), its owner receives
+ * every rank's chunk and sums them in rank order ((x0 + x1) + x2) + ... with the same add kernel; a reduce-scatter
+ * sums rank r's window the same way. So a run gives bitwise the same results whether its ranks are threads of one
+ * process or processes (tested).
+ *
+ * <p><b>Transport.</b> Each group is a full mesh of TCP connections ({@link TcpWorld#mesh}); every collective is one
+ * non-blocking exchange (all sends and receives of a rank progress together on one selector, so large messages
+ * cannot deadlock), zero-copy from the rank's buffers. Each message carries a 16-byte header (collective, sequence
+ * number, bytes) so ranks calling different collectives fail with a mismatch instead of reading garbage.
+ *
+ * <p><b>Watchdog.</b> Every exchange is bounded by the world's timeout ({@code --dist-timeout}). A peer that sends
+ * nothing in time, or whose connection closes (its process died), is reported through {@link TcpWorld#report},
+ * which makes every process fail with the same line naming the lost rank, its host and the collective.
+ *
+ * <p>Synchronous: a call returns when the collective is complete on this rank. Like every communicator, each rank
+ * must be used by one thread only, and all ranks of a group must call the same collectives in the same order.
+ */
+public final class TcpCommunicator implements Communicator {
+    private static final long SEGMENT = 1L << 30;          // bytes per ByteBuffer view (a ByteBuffer's limit is an int)
+
+    private final TcpWorld world;
+    private final String group;
+    private final int[] members;
+    private final int rank, size;
+    private final SocketChannel[] ch;
+    private final Selector selector;
+    private long seq;
+    private volatile String current = "no collective yet";
+    private Pointer scratchOwner;
+    private long scratch, scratchBytes;
+    private boolean closed;
+
+    private TcpCommunicator(TcpWorld world, String group, int[] members, int rank, SocketChannel[] ch) throws IOException {
+        this.world = world;
+        this.group = group;
+        this.members = members.clone();
+        this.rank = rank;
+        this.size = members.length;
+        this.ch = ch;
+        this.selector = Selector.open();
+        for (int p = 0; p < size; p++) if (ch[p] != null) ch[p].register(selector, 0, p);
+        world.onAbort(selector::wakeup);
+    }
+
+    /**
+     * Joins the group {@code name} (unique in the world) whose members are the global ranks {@code members}, as group
+     * rank {@code me}. Collective over the group's ranks.
+     */
+    public static TcpCommunicator connect(TcpWorld world, String name, int[] members, int me) {
+        if (me < 0 || me >= members.length) throw new IllegalArgumentException("group rank " + me + " of " + members.length);
+        SocketChannel[] ch = members.length == 1 ? new SocketChannel[1] : world.mesh(name, members, me);
+        try {
+            return new TcpCommunicator(world, name, members, me, ch);
+        } catch (IOException e) {
+            for (SocketChannel c : ch) TcpWorld.closeQuietly(c);
+            throw new ParallelException("group " + name + ": cannot open a selector: " + e.getMessage(), e);
+        }
+    }
+
+    @Override public int rank() { return rank; }
+    @Override public int size() { return size; }
+
+    /** What this rank is doing or did last ("allReduceSum #12 of group tp.0"), for the watchdog's messages. */
+    public String current() { return current; }
+
+    @Override
+    public void allReduceSum(long buf, long count, Dtype t) { allReduce(buf, count, t, false); }
+
+    @Override
+    public void allReduceMax(long buf, long count, Dtype t) { allReduce(buf, count, t, true); }
+
+    private void allReduce(long buf, long count, Dtype t, boolean max) {
+        String op = max ? "allReduceMax" : "allReduceSum";
+        requireF32(t, op);
+        if (size == 1 || count == 0) return;
+        long slot = 4 * (count / size + 1);                    // largest chunk, bytes
+        ensureScratch(slot * size);
+        long[] sa = new long[size], sb = new long[size], ra = new long[size], rb = new long[size];
+        long myLo = chunk(count, rank), myN = chunk(count, rank + 1) - myLo;
+        for (int p = 0; p < size; p++) {
+            long lo = chunk(count, p), n = chunk(count, p + 1) - lo;
+            sa[p] = buf + 4 * lo; sb[p] = 4 * n;                   // my piece of p's chunk, to its owner p
+            ra[p] = scratch + slot * p; rb[p] = 4 * myN;           // p's piece of my chunk
+        }
+        exchange(op, count, sa, sb, ra, rb);
+        long acc = scratch + slot * rank;                          // my own slot holds the sum
+        reduceRankOrder(acc, buf + 4 * myLo, slot, myN, max);
+        copy(buf + 4 * myLo, acc, 4 * myN);
+        for (int p = 0; p < size; p++) {
+            long lo = chunk(count, p), n = chunk(count, p + 1) - lo;
+            sa[p] = buf + 4 * myLo; sb[p] = 4 * myN;               // my reduced chunk to everyone
+            ra[p] = buf + 4 * lo; rb[p] = 4 * n;                   // everyone's reduced chunk in place
+        }
+        exchange(op + "/gather", count, sa, sb, ra, rb);
+    }
+
+    @Override
+    public void reduceScatterSum(long recv, long send, long count, Dtype t) {
+        requireF32(t, "reduceScatterSum");
+        if (count == 0) return;
+        if (size == 1) { copy(recv, send, 4 * count); return; }
+        long slot = 4 * count;
+        ensureScratch(slot * size);
+        long[] sa = new long[size], sb = new long[size], ra = new long[size], rb = new long[size];
+        for (int p = 0; p < size; p++) {
+            sa[p] = send + slot * p; sb[p] = slot;
+            ra[p] = scratch + slot * p; rb[p] = slot;
+        }
+        exchange("reduceScatterSum", count, sa, sb, ra, rb);
+        long acc = scratch + slot * rank;
+        reduceRankOrder(acc, send + slot * rank, slot, count, false);
+        copy(recv, acc, slot);
+    }
+
+    @Override
+    public void allGather(long recv, long send, long count, Dtype t) {
+        requireF32(t, "allGather");
+        if (count == 0) return;
+        long bytes = 4 * count;
+        copy(recv + bytes * rank, send, bytes);
+        if (size == 1) return;
+        long[] sa = new long[size], sb = new long[size], ra = new long[size], rb = new long[size];
+        for (int p = 0; p < size; p++) {
+            sa[p] = recv + bytes * rank; sb[p] = bytes;
+            ra[p] = recv + bytes * p; rb[p] = bytes;
+        }
+        exchange("allGather", count, sa, sb, ra, rb);
+    }
+
+    @Override
+    public void broadcast(long buf, long count, Dtype t, int root) {
+        requireF32(t, "broadcast");
+        if (root < 0 || root >= size) throw new IllegalArgumentException("broadcast root " + root + " of " + size);
+        if (size == 1 || count == 0) return;
+        long[] sa = new long[size], sb = new long[size], ra = new long[size], rb = new long[size];
+        for (int p = 0; p < size; p++) {
+            if (rank == root) { sa[p] = buf; sb[p] = 4 * count; }
+            else if (p == root) { ra[p] = buf; rb[p] = 4 * count; }
+        }
+        exchange("broadcast(root " + root + ")", count, sa, sb, ra, rb);
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        TcpWorld.closeQuietly(selector);
+        for (SocketChannel c : ch) TcpWorld.closeQuietly(c);
+        if (scratchOwner != null) Pointer.free(scratchOwner);
+        scratchOwner = null;
+    }
+
+    // ------------------------------------------------------------------------------------------- the exchange
+
+    /** One peer's half of an exchange: a header + payload to send, a header + payload to receive. */
+    private static final class Xfer {
+        final ByteBuffer headOut = ByteBuffer.allocate(16), headIn = ByteBuffer.allocate(16);
+        long sendAddr, sendLeft, recvAddr, recvLeft, recvExpect;
+        ByteBuffer sendView, recvView;
+
+        boolean sending() { return headOut.hasRemaining() || sendLeft > 0; }
+
+        boolean receiving() { return headIn.hasRemaining() || recvLeft > 0; }
+    }
+
+    /**
+     * Sends sb[p] bytes at sa[p] to every peer p and receives rb[p] bytes into ra[p] from it, all at once. Peers
+     * with nothing to send and nothing to receive take no part; a zero-byte message still carries its header.
+     */
+    private void exchange(String op, long count, long[] sa, long[] sb, long[] ra, long[] rb) {
+        seq++;
+        String what = op + " #" + seq + " (" + count + " elements) of group " + group;
+        current = what;
+        checkAborted();
+        int code = op.hashCode();
+        Xfer[] x = new Xfer[size];
+        int pending = 0;
+        for (int p = 0; p < size; p++) {
+            if (p == rank) continue;
+            boolean send = sb[p] > 0 || (sa[p] != 0), recv = rb[p] > 0 || (ra[p] != 0);
+            if (!send && !recv) continue;
+            Xfer xf = new Xfer();
+            if (send) {
+                xf.headOut.putInt(code).putInt((int) seq).putLong(sb[p]).flip();
+                xf.sendAddr = sa[p];
+                xf.sendLeft = sb[p];
+            } else xf.headOut.position(16);
+            if (recv) {
+                xf.recvAddr = ra[p];
+                xf.recvExpect = rb[p];
+                xf.recvLeft = rb[p];
+            } else xf.headIn.position(16);
+            x[p] = xf;
+            pending++;
+        }
+        long timeoutNs = world.timeout().toNanos(), deadline = System.nanoTime() + timeoutNs;
+        try {
+            while (pending > 0) {
+                checkAborted();
+                for (int p = 0; p < size; p++) {
+                    if (x[p] == null) continue;
+                    SelectionKey k = ch[p].keyFor(selector);
+                    k.interestOps((x[p].sending() ? SelectionKey.OP_WRITE : 0) | (x[p].receiving() ? SelectionKey.OP_READ : 0));
+                }
+                long left = (deadline - System.nanoTime()) / 1_000_000L;
+                if (left <= 0) throw lost(x, what, timeoutNs, -1);
+                selector.select(Math.min(left, 1000));
+                for (SelectionKey k : selector.selectedKeys()) {
+                    int p = (Integer) k.attachment();
+                    Xfer xf = x[p];
+                    if (xf == null || !k.isValid()) continue;
+                    try {
+                        if (k.isWritable() && xf.sending()) write(xf, ch[p]);
+                        if (k.isReadable() && xf.receiving() && !read(xf, ch[p], code, op, p)) throw lost(x, what, timeoutNs, p);
+                    } catch (IOException e) {
+                        throw lost(x, what, timeoutNs, p);          // connection reset: the peer's process is gone
+                    }
+                    if (!xf.sending() && !xf.receiving()) { x[p] = null; pending--; k.interestOps(0); }
+                }
+                selector.selectedKeys().clear();
+            }
+        } catch (IOException e) {
+            throw new ParallelException("group " + group + ": selector failed in " + what + ": " + e.getMessage(), e);
+        } finally {
+            for (int p = 0; p < size; p++) if (ch[p] != null && ch[p].keyFor(selector) != null && ch[p].keyFor(selector).isValid())
+                ch[p].keyFor(selector).interestOps(0);
+        }
+    }
+
+    private static void write(Xfer xf, SocketChannel c) throws IOException {
+        if (xf.headOut.hasRemaining()) {
+            c.write(xf.headOut);
+            if (xf.headOut.hasRemaining()) return;
+        }
+        while (xf.sendLeft > 0) {
+            if (xf.sendView == null || !xf.sendView.hasRemaining()) {
+                int n = (int) Math.min(SEGMENT, xf.sendLeft);
+                xf.sendView = bytes(xf.sendAddr, n);
+            }
+            int w = c.write(xf.sendView);
+            xf.sendAddr += w;
+            xf.sendLeft -= w;
+            if (w == 0) return;
+        }
+    }
+
+    /** False on end of stream (the peer closed its connection). */
+    private boolean read(Xfer xf, SocketChannel c, int code, String op, int p) throws IOException {
+        if (xf.headIn.hasRemaining()) {
+            if (c.read(xf.headIn) < 0) return false;
+            if (xf.headIn.hasRemaining()) return true;
+            xf.headIn.flip();
+            int theirCode = xf.headIn.getInt(), theirSeq = xf.headIn.getInt();
+            long theirBytes = xf.headIn.getLong();
+            xf.headIn.position(16);
+            if (theirCode != code || theirSeq != (int) seq || theirBytes != xf.recvExpect) {
+                String msg = "collective mismatch in group " + group + ": " + world.describeRank(members[rank]) + " is in " + op + " #" + seq
+                        + " expecting " + xf.recvExpect + " bytes from " + world.describeRank(members[p]) + ", which sent "
+                        + theirBytes + " bytes of another collective (#" + theirSeq + ")";
+                throw new ParallelException(world.report(msg));
+            }
+        }
+        while (xf.recvLeft > 0) {
+            if (xf.recvView == null || !xf.recvView.hasRemaining()) {
+                int n = (int) Math.min(SEGMENT, xf.recvLeft);
+                xf.recvView = bytes(xf.recvAddr, n);
+            }
+            int r = c.read(xf.recvView);
+            if (r < 0) return false;
+            xf.recvAddr += r;
+            xf.recvLeft -= r;
+            if (r == 0) return true;
+        }
+        return true;
+    }
+
+    /** The failure of an exchange: reported to the world, which agrees on one line for every process. */
+    private ParallelException lost(Xfer[] x, String what, long timeoutNs, int closedPeer) {
+        String reason;
+        if (closedPeer >= 0) {
+            reason = "lost " + world.describeRank(members[closedPeer]) + ": its connection closed during " + what;
+        } else {
+            List<String> silent = new ArrayList<>();
+            for (int p = 0; p < x.length; p++) if (x[p] != null && x[p].receiving()) silent.add(world.describeRank(members[p]));
+            if (silent.isEmpty()) for (int p = 0; p < x.length; p++) if (x[p] != null) silent.add(world.describeRank(members[p]));
+            reason = "collective timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): " + String.join(", ", silent)
+                    + " did not complete " + what;
+        }
+        return new ParallelException(world.report(reason));
+    }
+
+    private void checkAborted() {
+        String r = world.abortReason();
+        if (r != null) throw new ParallelException(r + " (global rank " + members[rank] + " stopped in " + current + ")");
+    }
+
+    // -------------------------------------------------------------------------------------------- helpers
+
+    /**
+     * acc[n] = x_0 + x_1 + ... in rank order (or the NaN-propagating max), where x_p is the piece received from p at
+     * scratch + slot*p and this rank's own piece is at {@code own}. acc is this rank's own slot.
+     */
+    private void reduceRankOrder(long acc, long own, long slot, long n, boolean max) {
+        if (n == 0) return;
+        copy(acc, rank == 0 ? own : scratch, 4 * n);
+        for (int p = 1; p < size; p++) {
+            long src = p == rank ? own : scratch + slot * p;
+            if (!max) Backend.check(CpuNative.mt_cpu_add(acc, acc, src, n, 0L), "add (tcp collective)");
+            else maxInto(acc, src, n);
+        }
+    }
+
+    private static void maxInto(long acc, long src, long n) {
+        for (long off = 0; off < n; off += Integer.MAX_VALUE / 4) {
+            int m = (int) Math.min(n - off, Integer.MAX_VALUE / 4);
+            FloatBuffer out = new RawFloats(acc + 4 * off, m).asBuffer(), in = new RawFloats(src + 4 * off, m).asBuffer();
+            // NaN propagates (like NCCL's max): a non-finite value on any rank must not vanish
+            for (int i = 0; i < m; i++) {
+                float a = out.get(i), b = in.get(i);
+                out.put(i, (a != a || b != b) ? Float.NaN : Math.max(a, b));
+            }
+        }
+    }
+
+    private long chunk(long count, int r) { return count * r / size; }
+
+    private void ensureScratch(long bytes) {
+        if (bytes <= scratchBytes) return;
+        if (scratchOwner != null) Pointer.free(scratchOwner);
+        scratchOwner = Pointer.malloc(bytes + 256);
+        if (scratchOwner == null || scratchOwner.isNull()) {
+            scratchOwner = null;
+            scratchBytes = 0;
+            throw new ParallelException("cannot allocate " + bytes + " bytes of collective scratch");
+        }
+        scratch = (scratchOwner.address() + 255) & ~255L;
+        scratchBytes = bytes;
+    }
+
+    private static void copy(long dst, long src, long bytes) {
+        if (dst == src || bytes == 0) return;
+        Backend.check(CpuNative.mt_cpu_copy_bytes(dst, src, bytes, 0L), "copy_bytes (tcp collective)");
+    }
+
+    private static void requireF32(Dtype t, String op) {
+        if (t != Dtype.F32) throw new IllegalArgumentException("tcp " + op + ": only F32 buffers (the CPU floatX is float), got " + t);
+    }
+
+    private static ByteBuffer bytes(long address, int n) { return new RawBytes(address, n).asByteBuffer(); }
+
+    private static final class RawBytes extends BytePointer {
+        RawBytes(long address, long n) {
+            this.address = address;
+            this.limit = n;
+            this.capacity = n;
+        }
+    }
+
+    private static final class RawFloats extends FloatPointer {
+        RawFloats(long address, long n) {
+            this.address = address;
+            this.limit = n;
+            this.capacity = n;
+        }
+    }
+}
