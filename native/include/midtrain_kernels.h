@@ -113,7 +113,8 @@ int MT_FN(rmsnorm_backward)(floatX* dinp, float* dweight, float* scratch, const 
  * For position t (0..T-1 within each sequence) and i < HD/2, with c = cos[t,i], s = sin[t,i]:
  *   out[i]        = x[i] * c - x[i+HD/2] * s
  *   out[i+HD/2]   = x[i+HD/2] * c + x[i] * s
- * cos, sin: float[T, HD/2], computed by the caller from theta (fp32). */
+ * cos, sin: float[T, HD/2], computed once by the caller: cos/sin(t * inv_freq[i]) in double, stored fp32, where
+ * inv_freq comes from theta and the model's rope_scaling (Llama-3.1 "llama3"; ModelConfig.ropeInverseFrequencies). */
 int MT_FN(rope_forward)(floatX* out, const floatX* inp, const float* cos, const float* sin,
                         int B, int T, int NH, int NKV, int HD, void* stream);
 /* The transpose rotation: dinp = R^T dout on the q and k heads (=), v heads copied when dinp != dout.

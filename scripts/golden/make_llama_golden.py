@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Writes the PyTorch golden fixtures that GoldenLlamaTest checks the Java engine against.
 
-    python3 scripts/golden/make_llama_golden.py      # Debian: apt-get install -y python3-torch (1.13 works)
+    python3 scripts/golden/make_llama_golden.py [FIXTURE.bin ...]   # Debian: apt-get install -y python3-torch (1.13 works)
+    (no argument: every fixture; llama_rope_llama3.bin was written with torch 2.13 and cross-checked against
+    transformers' own llama3 rope initialisation, which the script does whenever transformers is installed)
 
 Outputs (committed; the Java tests never run Python):
     java/src/test/resources/golden/llama_gqa.bin   untied embeddings, GQA (4 q heads / 2 kv heads), 2 layers,
                                                    10 AdamW steps of 2 accumulated micro-batches each
     java/src/test/resources/golden/llama_tied.bin  tied embeddings, MQA (4 q heads / 1 kv head), 1 step
+    java/src/test/resources/golden/llama_rope_llama3.bin  Llama-3.2 style: tied embeddings, GQA, rope_scaling
+                                                   llama3 (Hugging Face's _compute_llama3_parameters), 4 steps
 
 The model is written out independently and plainly with Hugging Face LlamaForCausalLM semantics: embedding,
-L x [RMSNorm -> q,k,v projections -> rotate-half RoPE (base theta) -> causal attention with k/v repeated per group
+L x [RMSNorm -> q,k,v projections -> rotate-half RoPE (base theta, llama3 frequency scaling when set) -> causal attention with k/v repeated per group
 (repeat_interleave over heads, HF repeat_kv) -> o_proj -> residual -> RMSNorm -> down(silu(gate) * up) -> residual],
 final RMSNorm, lm_head (or the embedding matrix when tied), mean token cross-entropy with ignore_index -100.
 
@@ -34,6 +38,7 @@ import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -92,8 +97,40 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope_tables(T, HD, theta):
+def llama3_inv_freq(inv_freq, rs):
+    """Hugging Face's _compute_llama3_parameters (transformers.modeling_rope_utils), written out in float64."""
+    factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old_context_len = rs["original_max_position_embeddings"]
+    low_freq_wavelen, high_freq_wavelen = old_context_len / low, old_context_len / high
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old_context_len / wavelen - low) / (high - low)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def check_against_transformers(cfg, inv_freq):
+    """When transformers is installed, its own llama3 rope init must agree with the formula above."""
+    try:
+        from transformers import LlamaConfig
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    except ImportError:
+        print("transformers not installed: llama3 inverse frequencies not cross-checked")
+        return
+    hf = LlamaConfig(hidden_size=cfg["dim"], num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
+                     rope_theta=cfg["rope_theta"], rope_scaling=dict(cfg["rope_scaling"]),
+                     max_position_embeddings=8 * cfg["rope_scaling"]["original_max_position_embeddings"])
+    ref, _ = ROPE_INIT_FUNCTIONS["llama3"](hf, "cpu")
+    err = (ref.double() - inv_freq).abs().max().item() / inv_freq.abs().max().item()
+    print(f"llama3 inverse frequencies vs transformers: max rel diff {err:.2e} (transformers computes in float32)")
+    assert err < 1e-6, err
+
+
+def rope_tables(T, HD, theta, rope_scaling=None):
     inv_freq = 1.0 / (theta ** (torch.arange(0, HD, 2, dtype=torch.float64) / HD))      # [HD/2]
+    if rope_scaling is not None:
+        inv_freq = llama3_inv_freq(inv_freq, rope_scaling)
     freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)                 # [T, HD/2]
     emb = torch.cat([freqs, freqs], dim=-1)                                             # [T, HD]
     return emb.cos(), emb.sin()
@@ -109,7 +146,7 @@ def forward(cfg, P, inputs):
     B, T = inputs.shape
     C, NH, NKV = cfg["dim"], cfg["n_heads"], cfg["n_kv_heads"]
     HD, eps = C // NH, cfg["norm_eps"]
-    cos, sin = rope_tables(T, HD, cfg["rope_theta"])
+    cos, sin = rope_tables(T, HD, cfg["rope_theta"], cfg.get("rope_scaling"))
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     x = P["model.embed_tokens.weight"][inputs]                                          # [B, T, C]
     for i in range(cfg["n_layers"]):
@@ -243,18 +280,35 @@ def make_fixture(cfg, opt, path, seed):
 
 
 def main():
+    """Writes every fixture, or only those named on the command line (e.g. llama_rope_llama3.bin)."""
     torch.set_default_dtype(torch.float64)
     os.makedirs(OUT_DIR, exist_ok=True)
+    only = set(sys.argv[1:])
+    want = lambda name: not only or name in only
     gqa = dict(vocab_size=61, dim=40, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=45, rope_theta=10000.0,
                norm_eps=1e-5, tied_embeddings=False, seq_len=11, batch=3, init_std=0.1)
     opt = dict(lr=1e-2, min_lr=1e-3, warmup_steps=3, steps=10, beta1=0.9, beta2=0.95, eps=1e-4,
                weight_decay=0.1, grad_clip_norm=1.5, micro_batches=2)
-    make_fixture(gqa, opt, os.path.join(OUT_DIR, "llama_gqa.bin"), seed=20240601)
+    if want("llama_gqa.bin"):
+        make_fixture(gqa, opt, os.path.join(OUT_DIR, "llama_gqa.bin"), seed=20240601)
 
     tied = dict(vocab_size=37, dim=32, n_layers=2, n_heads=4, n_kv_heads=1, ffn_dim=29, rope_theta=500000.0,
                 norm_eps=1e-6, tied_embeddings=True, seq_len=7, batch=2, init_std=0.2)
     opt_tied = dict(opt, steps=3, warmup_steps=1, micro_batches=1, grad_clip_norm=8.5)
-    make_fixture(tied, opt_tied, os.path.join(OUT_DIR, "llama_tied.bin"), seed=7)
+    if want("llama_tied.bin"):
+        make_fixture(tied, opt_tied, os.path.join(OUT_DIR, "llama_tied.bin"), seed=7)
+
+    # Llama-3.2-style: tied embeddings, GQA, rope_scaling llama3. original_max_position_embeddings 16 puts the
+    # wavelengths of HD 10 / theta 1e4 (6.3, 40, 250, 1579, 9934) in both scaled bands: the first is interpolated
+    # (between 16/4 and 16/1), the others are divided by the factor.
+    rs = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16)
+    scaled = dict(vocab_size=53, dim=40, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=36, rope_theta=10000.0,
+                  norm_eps=1e-5, tied_embeddings=True, seq_len=13, batch=3, init_std=0.1, rope_scaling=rs)
+    if want("llama_rope_llama3.bin"):
+        base = 1.0 / (scaled["rope_theta"] ** (torch.arange(0, 10, 2, dtype=torch.float64) / 10))
+        check_against_transformers(scaled, llama3_inv_freq(base, rs))
+        opt_scaled = dict(opt, steps=4, warmup_steps=2, micro_batches=2, grad_clip_norm=2.0)
+        make_fixture(scaled, opt_scaled, os.path.join(OUT_DIR, "llama_rope_llama3.bin"), seed=31)
 
 
 if __name__ == "__main__":

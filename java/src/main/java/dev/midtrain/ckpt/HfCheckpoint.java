@@ -28,6 +28,14 @@ public final class HfCheckpoint implements AutoCloseable {
     public static final String CONFIG = "config.json";
     public static final String SINGLE = "model.safetensors";
     public static final String INDEX = "model.safetensors.index.json";
+    /**
+     * Files of a Hugging Face checkpoint directory besides the weights that an export carries over unchanged when
+     * the run started from one (--init-from copies them into the run directory, {@link #SIDE_FILES_DIR}).
+     */
+    public static final List<String> SIDE_FILES = List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+            "tokenizer.model", "generation_config.json");
+    /** Where a run keeps the {@link #SIDE_FILES} of its --init-from checkpoint: RUN_DIR/hf_files/. */
+    public static final String SIDE_FILES_DIR = "hf_files";
     /** Default largest shard written by {@link #export} (bytes of tensor data), transformers' default. */
     public static final long DEFAULT_MAX_SHARD_BYTES = 5_000_000_000L;
 
@@ -137,6 +145,33 @@ public final class HfCheckpoint implements AutoCloseable {
      * and renamed into place, so a crash leaves no half-written export at {@code out}.
      */
     public static Exported export(ModelConfig m, JsonNode baseConfig, FullTensors source, Path out, DType dtype, long maxShardBytes) throws IOException {
+        return export(m, baseConfig, source, out, dtype, maxShardBytes, null);
+    }
+
+    /**
+     * Copies the {@link #SIDE_FILES} present in {@code dir} (tokenizer files, generation_config.json) into {@code to}
+     * unchanged; returns their names. A null or missing {@code dir} copies nothing.
+     */
+    public static List<String> copySideFiles(Path dir, Path to) throws IOException {
+        List<String> copied = new ArrayList<>();
+        if (dir == null || !Files.isDirectory(dir)) return copied;
+        for (String f : SIDE_FILES) {
+            Path src = dir.resolve(f);
+            if (!Files.isRegularFile(src)) continue;
+            AtomicFiles.write(to.resolve(f), ch -> {
+                try (var in = java.nio.channels.FileChannel.open(src)) {
+                    long pos = 0, size = in.size();
+                    while (pos < size) pos += in.transferTo(pos, size - pos, ch);
+                }
+            });
+            copied.add(f);
+        }
+        return copied;
+    }
+
+    /** As above; {@code sideFiles} (may be null): a directory whose {@link #SIDE_FILES} are copied into the export. */
+    public static Exported export(ModelConfig m, JsonNode baseConfig, FullTensors source, Path out, DType dtype, long maxShardBytes,
+                                  Path sideFiles) throws IOException {
         if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new UserError("--dtype: must be bf16, fp16 or fp32, got " + dtype);
         if (maxShardBytes <= 0) throw new UserError("--max-shard-size: must be > 0, got " + maxShardBytes);
@@ -187,6 +222,7 @@ public final class HfCheckpoint implements AutoCloseable {
             AtomicFiles.writeString(tmp.resolve(CONFIG), HfConfig.toText(HfConfig.toJson(m, torchDtype, baseConfig)));
             files.add(INDEX);
             files.add(CONFIG);
+            files.addAll(copySideFiles(sideFiles, tmp));
             AtomicFiles.fsyncDir(tmp);
             AtomicFiles.publish(tmp, out);
             return new Exported(files, total, full.tensors().size());

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.RopeScaling;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -23,6 +24,7 @@ import java.util.List;
  * num_hidden_layers   n_layers        hidden_size        dim          num_attention_heads  n_heads
  * num_key_value_heads n_kv_heads      intermediate_size  ffn_dim      vocab_size           vocab_size
  * rope_theta          rope_theta      rms_norm_eps       norm_eps     tie_word_embeddings  tied_embeddings
+ * rope_scaling        rope_scaling    (null, or rope_type llama3 with factor, low/high_freq_factor, original_max_position_embeddings)
  * max_position_embeddings  max_seq_len (informational: not validated)
  * </pre>
  * Absent fields take transformers' LlamaConfig defaults (num_key_value_heads = num_attention_heads,
@@ -52,7 +54,7 @@ public final class HfConfig {
     /**
      * Every difference between a config.json and the run's model config, one entry per field
      * ("num_hidden_layers 32 != model.n_layers 4"), plus features the engine does not implement
-     * (rope_scaling, biases, an activation other than silu). Empty when the checkpoint fits.
+     * (rope_scaling other than llama3, biases, an activation other than silu). Empty when the checkpoint fits.
      */
     public static List<String> mismatches(JsonNode hf, ModelConfig m) {
         List<String> out = new ArrayList<>();
@@ -74,8 +76,7 @@ public final class HfConfig {
         JsonNode hd = hf.get("head_dim");
         if (hd != null && !hd.isNull() && hd.asInt() != m.headDim())
             out.add("head_dim " + hd + " != model.dim/model.n_heads " + m.headDim());
-        JsonNode rs = hf.get("rope_scaling");
-        if (rs != null && !rs.isNull()) out.add("rope_scaling " + rs + " is not supported (the engine implements plain RoPE)");
+        ropeScalingMismatch(hf.get("rope_scaling"), m.ropeScaling(), out);
         for (String bias : List.of("attention_bias", "mlp_bias")) {
             JsonNode b = hf.get(bias);
             if (b != null && b.asBoolean(false)) out.add(bias + " true is not supported (Llama has no biases)");
@@ -85,6 +86,50 @@ public final class HfConfig {
         JsonNode type = hf.get("model_type");
         if (type != null && !type.isNull() && !type.asText().equals("llama")) out.add("model_type " + type.asText() + " is not llama");
         return out;
+    }
+
+    /**
+     * rope_scaling of config.json against model.rope_scaling: absent, null or rope_type "default" is plain RoPE;
+     * "llama3" must match field by field; any other type (linear, dynamic, yarn...) is not implemented.
+     */
+    private static void ropeScalingMismatch(JsonNode rs, RopeScaling ours, List<String> out) {
+        String type = rs == null || rs.isNull() ? "default" : rs.isObject() ? rs.path("rope_type").asText(rs.path("type").asText("")) : "";
+        if (type.equals("default")) {
+            if (ours != null) out.add("rope_scaling null != model.rope_scaling " + describe(ours));
+            return;
+        }
+        if (!type.equals(RopeScaling.LLAMA3)) {
+            out.add("rope_scaling " + rs + " is not supported (the engine implements plain RoPE and rope_type llama3)");
+            return;
+        }
+        if (ours == null) {
+            out.add("rope_scaling " + rs + " != model.rope_scaling null (set model.rope_scaling to the checkpoint's values)");
+            return;
+        }
+        String[] keys = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+        double[] want = {ours.factor(), ours.lowFreqFactor(), ours.highFreqFactor(), ours.originalMaxPositionEmbeddings()};
+        for (int i = 0; i < keys.length; i++) {
+            JsonNode v = rs.get(keys[i]);
+            if (v == null || !v.isNumber()) out.add("rope_scaling." + keys[i] + " " + v + " is missing or not a number");
+            else if (v.asDouble() != want[i]) out.add("rope_scaling." + keys[i] + " " + v.asDouble() + " != model.rope_scaling." + keys[i] + " " + want[i]);
+        }
+    }
+
+    private static String describe(RopeScaling r) {
+        return "{rope_type: " + r.ropeType() + ", factor: " + r.factor() + ", low_freq_factor: " + r.lowFreqFactor() + ", high_freq_factor: "
+                + r.highFreqFactor() + ", original_max_position_embeddings: " + r.originalMaxPositionEmbeddings() + "}";
+    }
+
+    /** rope_scaling as Hugging Face writes it (keys sorted), or JSON null for plain RoPE. */
+    static JsonNode ropeScalingJson(RopeScaling r) {
+        if (r == null) return JsonNodeFactory.instance.nullNode();
+        ObjectNode o = JsonNodeFactory.instance.objectNode();
+        o.put("factor", r.factor());
+        o.put("high_freq_factor", r.highFreqFactor());
+        o.put("low_freq_factor", r.lowFreqFactor());
+        o.put("original_max_position_embeddings", r.originalMaxPositionEmbeddings());
+        o.put("rope_type", r.ropeType());
+        return o;
     }
 
     /** Throws a one-line {@link UserError} naming the file and every mismatching field. */
@@ -122,7 +167,7 @@ public final class HfConfig {
         o.put("num_key_value_heads", m.nKvHeads());
         o.put("pretraining_tp", 1);
         o.put("rms_norm_eps", m.normEps());
-        o.putNull("rope_scaling");
+        o.set("rope_scaling", ropeScalingJson(m.ropeScaling()));
         o.put("rope_theta", m.ropeTheta());
         o.put("tie_word_embeddings", m.tiedEmbeddings());
         o.put("torch_dtype", torchDtype);
@@ -131,7 +176,7 @@ public final class HfConfig {
         o.put("vocab_size", m.vocabSize());
         if (base != null && base.isObject()) {
             List<String> ours = List.of("architectures", "head_dim", "hidden_size", "intermediate_size", "num_attention_heads",
-                    "num_hidden_layers", "num_key_value_heads", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "torch_dtype",
+                    "num_hidden_layers", "num_key_value_heads", "rms_norm_eps", "rope_scaling", "rope_theta", "tie_word_embeddings", "torch_dtype",
                     "vocab_size", "model_type", "hidden_act", "attention_bias", "mlp_bias");
             ObjectNode merged = ((ObjectNode) base).deepCopy();
             o.fields().forEachRemaining(e -> { if (ours.contains(e.getKey()) || !merged.has(e.getKey())) merged.set(e.getKey(), e.getValue()); });

@@ -6,6 +6,12 @@ import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.StepCheckpoint;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.midtrain.config.RunConfig;
+import dev.midtrain.data.Manifest;
+import dev.midtrain.data.Preparer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -37,11 +43,41 @@ public final class ExportCommand implements Callable<Integer> {
         Path step = resolveStep(checkpoint);
         try (StepCheckpoint ck = StepCheckpoint.open(step, true)) {
             var st = ck.state();
-            HfCheckpoint.Exported ex = HfCheckpoint.export(ck.config().model(), st.hfConfig(), ck::fullTensor, out, dt, maxBytes);
+            HfCheckpoint.Exported ex = HfCheckpoint.export(ck.config().model(), baseConfig(st.hfConfig(), ck.config()), ck::fullTensor, out, dt,
+                    maxBytes, sideFiles(step, st.initFrom()));
             System.out.printf("exported %s (step %d, %,d tokens seen in total) to %s: %d tensors, %s, %.3f GB in %d file(s)%n",
                     step, st.step(), st.tokensTotal(), out, ex.tensors(), dt, ex.totalBytes() / 1e9, ex.files().size());
         }
         return 0;
+    }
+
+    /**
+     * The tokenizer files and generation_config.json to carry over: those --init-from copied into the run directory
+     * (RUN/hf_files), else those still in the --init-from directory; null when the run did not start from one.
+     */
+    static Path sideFiles(Path step, String initFrom) {
+        Path run = step.toAbsolutePath().getParent() == null ? null : step.toAbsolutePath().getParent().getParent();
+        if (run != null && Files.isDirectory(run.resolve(HfCheckpoint.SIDE_FILES_DIR))) return run.resolve(HfCheckpoint.SIDE_FILES_DIR);
+        return initFrom == null ? null : Path.of(initFrom);
+    }
+
+    /**
+     * The config.json fields an export keeps from the source (token ids...): the --init-from checkpoint's config.json;
+     * for a run trained from scratch, bos/eos ids from the tokenizer the run's prepared data was made with.
+     */
+    static JsonNode baseConfig(JsonNode hfConfig, RunConfig cfg) {
+        if (hfConfig != null && !hfConfig.isNull()) return hfConfig;
+        if (cfg.data() == null || cfg.data().sources().isEmpty()) return null;
+        try {
+            Manifest.Tokenizer t = Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer();
+            ObjectNode o = JsonNodeFactory.instance.objectNode();
+            o.put("eos_token_id", t.eosId());
+            int bos = Files.isRegularFile(Path.of(t.file())) ? Preparer.Tok.tokenId(Path.of(t.file()), Preparer.DEFAULT_BOS) : -1;
+            if (bos >= 0) o.put("bos_token_id", bos);
+            return o;
+        } catch (RuntimeException e) {
+            return null;                                                    // prepared data moved away: no ids to add
+        }
     }
 
     static Path resolveStep(Path p) {

@@ -5,6 +5,7 @@ import dev.midtrain.common.UserError;
 
 import dev.midtrain.train.PeakFlops;
 import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.TrainingCheckpoints;
@@ -14,6 +15,7 @@ import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
+import dev.midtrain.data.SampleLog;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
@@ -135,9 +137,15 @@ public final class TrainCommand implements Callable<Integer> {
             throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
         Path dir = resume != null ? resume
                 : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        // Every refusal of the run's inputs comes before the run directory exists, so a corrected retry can reuse it.
+        if (from == null && Files.exists(dir.resolve("metrics.jsonl")))
+            throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
+        if (initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(initFrom)) { hf.validate(cfg.model()); }
+        if (!synthetic) preflightData(cfg);
         if (lead) {
             if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
             else createRunDir(dir);
+            if (initFrom != null) copySideFiles(initFrom, dir);
             try {
                 AtomicFiles.writeString(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
             } catch (IOException e) {
@@ -168,7 +176,7 @@ public final class TrainCommand implements Callable<Integer> {
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
-                ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
+                ckpt.parallelRanks(env.firstRank(), env.localRanks(), env.procIndex(), env.nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
             List<TrainState> states = Launcher.run(env, T, D, Placement.of(cfg.model(), T).kvReplicas(), mode,
@@ -200,6 +208,7 @@ public final class TrainCommand implements Callable<Integer> {
         boolean gpu = tc.backend().equals("cuda");
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
+        if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
         try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
@@ -275,6 +284,26 @@ public final class TrainCommand implements Callable<Integer> {
         }
         if (announce) System.out.println("data: " + loader.describe());
         return loader;
+    }
+
+    /** Opens (and closes) the data as rank 0 would: missing or corrupt prepared data and vocab mismatches fail here. */
+    private void preflightData(RunConfig cfg) {
+        TrainConfig tc = cfg.train();
+        if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
+        try (BlendedLoader l = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, cfg.parallel().dp())) {
+            l.checkVocab(cfg.model().vocabSize());
+        }
+    }
+
+    /** The --init-from checkpoint's tokenizer files and generation_config.json, kept in RUN_DIR/hf_files for export. */
+    private static void copySideFiles(Path hfDir, Path run) {
+        try {
+            Path to = run.resolve(HfCheckpoint.SIDE_FILES_DIR);
+            Files.createDirectories(to);
+            HfCheckpoint.copySideFiles(hfDir, to);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot copy the tokenizer files of " + hfDir + " into " + run, e);
+        }
     }
 
     private static void printConfig(RunConfig cfg, Path dir) {

@@ -32,6 +32,7 @@ public final class ConfigLoader {
             .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
             .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
             .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)      // a repeated key is an error, not "last wins"
             .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS);
     public static final ObjectMapper JSON = new ObjectMapper()
             .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
@@ -51,6 +52,7 @@ public final class ConfigLoader {
     public static RunConfig fromTree(JsonNode tree, String where) {
         ObjectNode merged = (ObjectNode) defaults().deepCopy();
         merge(merged, tree);
+        if (merged.get("model") instanceof ObjectNode model && !model.has("rope_scaling")) model.putNull("rope_scaling");  // optional: plain RoPE
         batchInTokens(merged, where);
         // sections absent from the user's file stay absent (a model-only file is fine for `info`)
         // optional sections the user's file leaves out stay absent (null), defaults and all: a model-only file is
@@ -91,6 +93,10 @@ public final class ConfigLoader {
         } catch (NoSuchFileException e) {
             throw new UserError(file + ": config file not found");
         } catch (JsonProcessingException e) {
+            java.util.regex.Matcher dup = java.util.regex.Pattern.compile("Duplicate field '([^']*)'").matcher(e.getOriginalMessage());
+            if (dup.find())
+                throw new UserError(file + ": duplicate key '" + dup.group(1) + "' at line " + e.getLocation().getLineNr()
+                        + " (each key may appear once per section)", e);
             String what = e.getOriginalMessage().lines().map(String::strip)  // one line: snakeyaml's text without its excerpt
                     .filter(l -> !l.isEmpty() && !l.startsWith("in 'reader'") && !l.equals("^") && !l.contains("    "))
                     .reduce((a, b) -> a + "; " + b).orElse("unparseable");

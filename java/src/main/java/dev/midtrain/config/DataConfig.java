@@ -10,8 +10,13 @@ import static dev.midtrain.config.Check.require;
  *
  * @param sources        the sources and weights
  * @param validFraction  fraction of each source's sequences held out for validation
+ * @param shuffle        true (default): each source's training sequences in a seeded permutation per epoch; false:
+ *                       in prepared-stream order (one source: the stream itself; a blend: the mix's interleaving)
  */
-public record DataConfig(List<Source> sources, double validFraction) {
+public record DataConfig(List<Source> sources, double validFraction, boolean shuffle) {
+    /** Shuffled. */
+    public DataConfig(List<Source> sources, double validFraction) { this(sources, validFraction, true); }
+
     public DataConfig {
         require(sources != null && !sources.isEmpty(), "data.sources", "at least one source is required");
         sources = List.copyOf(sources);

@@ -16,9 +16,16 @@ import static dev.midtrain.config.Check.require;
  * @param normEps         RMSNorm epsilon
  * @param maxSeqLen       longest sequence the model is configured for (tokens)
  * @param tiedEmbeddings  whether lm_head shares the embedding matrix
+ * @param ropeScaling     Llama-3.1 frequency scaling, or null for plain RoPE
  */
 public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int nKvHeads, int ffnDim,
-                          double ropeTheta, double normEps, int maxSeqLen, boolean tiedEmbeddings) {
+                          double ropeTheta, double normEps, int maxSeqLen, boolean tiedEmbeddings, RopeScaling ropeScaling) {
+    /** Plain RoPE (no rope_scaling). */
+    public ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int nKvHeads, int ffnDim,
+                       double ropeTheta, double normEps, int maxSeqLen, boolean tiedEmbeddings) {
+        this(vocabSize, dim, nLayers, nHeads, nKvHeads, ffnDim, ropeTheta, normEps, maxSeqLen, tiedEmbeddings, null);
+    }
+
     public ModelConfig {
         require(vocabSize > 0, "model.vocab_size", "must be > 0, got " + vocabSize);
         require(dim > 0, "model.dim", "must be > 0, got " + dim);
@@ -32,6 +39,23 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
         require(ropeTheta > 0, "model.rope_theta", "must be > 0, got " + ropeTheta);
         require(normEps > 0 && normEps < 1, "model.norm_eps", "must be in (0, 1), got " + normEps);
         require(maxSeqLen > 0, "model.max_seq_len", "must be > 0, got " + maxSeqLen);
+    }
+
+    /** This config with {@code rs} as its RoPE scaling. */
+    public ModelConfig withRopeScaling(RopeScaling rs) {
+        return new ModelConfig(vocabSize, dim, nLayers, nHeads, nKvHeads, ffnDim, ropeTheta, normEps, maxSeqLen, tiedEmbeddings, rs);
+    }
+
+    /**
+     * RoPE inverse frequencies, double[HD/2]: {@code theta^(-2i/HD)}, then {@link RopeScaling#apply} when set. Computed
+     * once here; the model turns them into the cos/sin tables that the CPU and CUDA rope kernels both read.
+     */
+    public double[] ropeInverseFrequencies() {
+        int HD = headDim();
+        double[] f = new double[HD / 2];
+        for (int i = 0; i < f.length; i++) f[i] = 1.0 / Math.pow(ropeTheta, 2.0 * i / HD);
+        if (ropeScaling != null) ropeScaling.apply(f);
+        return f;
     }
 
     /** Head dimension HD = dim / nHeads. */

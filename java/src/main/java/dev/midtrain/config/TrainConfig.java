@@ -19,10 +19,21 @@ import static dev.midtrain.config.Check.require;
  *                            "skip": the step is skipped, logged and counted
  * @param initStd             standard deviation of the random initialization (when not starting from a checkpoint)
  * @param threads             CPU threads for kernels and GEMMs (0 = all cores)
+ * @param maxConsecutiveSkips with on_nonfinite = skip: this many skipped steps in a row stop the run (exit 1); a run
+ *                            that only skips has nothing to save (default 10)
  */
 public record TrainConfig(String backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
                           int logEverySteps, int evalEverySteps, int evalBatches, long seed, boolean recompute,
-                          String onNonfinite, double initStd, int threads) {
+                          String onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
+    public static final int DEFAULT_MAX_CONSECUTIVE_SKIPS = 10;
+
+    /** With the default train.max_consecutive_skips. */
+    public TrainConfig(String backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps, int logEverySteps,
+                       int evalEverySteps, int evalBatches, long seed, boolean recompute, String onNonfinite, double initStd, int threads) {
+        this(backend, seqLen, microBatchSeqs, globalBatchSeqs, steps, logEverySteps, evalEverySteps, evalBatches, seed, recompute,
+                onNonfinite, initStd, threads, DEFAULT_MAX_CONSECUTIVE_SKIPS);
+    }
+
     public TrainConfig {
         backend = backend == null ? "cpu" : backend;
         onNonfinite = onNonfinite == null ? "stop" : onNonfinite;
@@ -37,6 +48,7 @@ public record TrainConfig(String backend, int seqLen, int microBatchSeqs, int gl
         require(onNonfinite.equals("stop") || onNonfinite.equals("skip"), "train.on_nonfinite", "must be stop or skip, got " + onNonfinite);
         require(initStd > 0, "train.init_std", "must be > 0, got " + initStd);
         require(threads >= 0, "train.threads", "must be >= 0, got " + threads);
+        require(maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be >= 1, got " + maxConsecutiveSkips);
     }
 
     /** Tokens per optimizer step. */

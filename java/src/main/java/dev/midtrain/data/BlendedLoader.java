@@ -22,7 +22,8 @@ import java.util.SplittableRandom;
  * ({@link HeldOutDocuments}: which ones depends on the data and the fraction, not the seed); training packs the
  * remaining documents back to back into its sequences and never reads a token of a held-out document, validation
  * packs the held-out documents the same way. <b>Order.</b> Training sequences of source s are visited epoch by epoch, each epoch a
- * permutation drawn from (seed, s, epoch); a source that runs out starts its next epoch (small sources repeat).
+ * permutation drawn from (seed, s, epoch), or in stream order with data.shuffle false; a source that runs out starts
+ * its next epoch (small sources repeat).
  * <b>Mix.</b> Global sample i (counted over all ranks from the start of training) is assigned to a source by the
  * deficit rule of {@link Mix}, so the token mix matches the weights within one sequence after every sample.
  * <b>Data parallelism.</b> Global batch k is global samples [k*G, (k+1)*G); rank r of D takes the contiguous share
@@ -38,6 +39,7 @@ public final class BlendedLoader implements TokenBatches {
     private final double[] weights;
     private final int seqLen, rowLen, microSeqs, globalSeqs, dpRank, dpSize, microsPerStep;
     private final long seed;
+    private final boolean shuffle;
     private final double validFraction;
     private final long[] sequences;       // S_s = tokens / L of the whole source
     private final HeldOutDocuments[] split;
@@ -58,7 +60,8 @@ public final class BlendedLoader implements TokenBatches {
     private final int[][] perm;
 
     private BlendedLoader(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microSeqs,
-                          int globalSeqs, long seed, int dpRank, int dpSize) {
+                          int globalSeqs, long seed, int dpRank, int dpSize, boolean shuffle) {
+        this.shuffle = shuffle;
         if (seqLen < 1) throw new IllegalArgumentException("seqLen must be >= 1");
         if (dpSize < 1 || dpRank < 0 || dpRank >= dpSize) throw new IllegalArgumentException("bad dp rank " + dpRank + " of " + dpSize);
         if (microSeqs < 1 || globalSeqs % ((long) microSeqs * dpSize) != 0)
@@ -132,13 +135,19 @@ public final class BlendedLoader implements TokenBatches {
             srcs.add(p);
             w[s] = src.weight();
         }
-        return new BlendedLoader(srcs, w, cfg.validFraction(), seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize);
+        return new BlendedLoader(srcs, w, cfg.validFraction(), seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, cfg.shuffle());
     }
 
     /** A loader over in-memory (or any) token streams: tests and benchmarks. */
     public static BlendedLoader of(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microBatchSeqs,
                                    int globalBatchSeqs, long seed, int dpRank, int dpSize) {
-        return new BlendedLoader(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize);
+        return of(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, true);
+    }
+
+    /** As above; {@code shuffle} false reads each source's training sequences in stream order (data.shuffle). */
+    public static BlendedLoader of(List<TokenStream> sources, double[] weights, double validFraction, int seqLen, int microBatchSeqs,
+                                   int globalBatchSeqs, long seed, int dpRank, int dpSize, boolean shuffle) {
+        return new BlendedLoader(sources, weights, validFraction, seqLen, microBatchSeqs, globalBatchSeqs, seed, dpRank, dpSize, shuffle);
     }
 
     /**
@@ -189,6 +198,7 @@ public final class BlendedLoader implements TokenBatches {
             walked++;
             long m = mix.taken(s) - 1;
             readTrain(s, m, out, row * rowLen);
+            if (SampleLog.on()) SampleLog.record(sources.get(s).name() + " " + m);
             rowSource[row] = s;
             delivered[s] += seqLen;
         }
@@ -223,6 +233,11 @@ public final class BlendedLoader implements TokenBatches {
         int n = trainSeqs[s];
         long epoch = m / n;
         int pos = (int) (m % n);
+        if (!shuffle) {                                                     // data.shuffle: false: the stream's order
+            train[s].read((long) pos * rowLen, out, off, rowLen);
+            checkRow(train[s], (long) pos * rowLen, out, off);
+            return;
+        }
         if (permEpoch[s] != epoch) {
             int[] p = perm[s] != null ? perm[s] : new int[n];
             for (int i = 0; i < n; i++) p[i] = i;
@@ -246,6 +261,7 @@ public final class BlendedLoader implements TokenBatches {
         ObjectNode st = JsonNodeFactory.instance.objectNode();
         st.put("version", STATE_VERSION);
         st.put("seed", seed);
+        st.put("shuffle", shuffle);
         st.put("seq_len", seqLen);
         st.put("global_batch_seqs", globalSeqs);
         st.put("micro_batch_seqs", microSeqs);
@@ -281,6 +297,8 @@ public final class BlendedLoader implements TokenBatches {
         if (st == null || !st.isObject() || st.path("version").asInt() != STATE_VERSION)
             throw new UserError("data loader state: missing or unknown version (expected " + STATE_VERSION + ")");
         expect(st, "seed", seed);
+        if (st.has("shuffle") && st.get("shuffle").asBoolean() != shuffle)
+            throw new UserError("data loader state: data.shuffle was " + st.get("shuffle").asBoolean() + ", config has " + shuffle);
         expect(st, "seq_len", seqLen);
         expect(st, "global_batch_seqs", globalSeqs);
         JsonNode srcs = st.path("sources");

@@ -44,6 +44,7 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class Preparer {
     public static final String DEFAULT_QA_TEMPLATE = "Question: {question}\nAnswer: {answer}";
     public static final String DEFAULT_EOS = "<|end_of_text|>";
+    public static final String DEFAULT_BOS = "<|begin_of_text|>";
     static final int MAX_ERRORS_KEPT = 20;
     private static final int CHUNK_DOCS = 256;
     private static final int CHUNK_CHARS = 1 << 20;
@@ -131,6 +132,9 @@ public final class Preparer {
             }
             return t;
         }
+
+        /** The id of {@code token} in tokenizer.json {@code file} (vocabulary or added tokens), or -1. */
+        public static int tokenId(Path file, String token) { return scanVocab(file, token)[1]; }
 
         /**
          * Streams tokenizer.json (Llama-3's is 9 MB) for the largest id in model.vocab and added_tokens and the id of

@@ -92,11 +92,12 @@ public final class InferenceModel implements AutoCloseable {
         kv = new long[L];
         for (int l = 0; l < L; l++) kv[l] = allocX((long) Tmax * 2 * NKV * HD);
 
-        // RoPE tables, Hugging Face convention: angle(t, i) = t * theta^(-2i/HD), in double, stored fp32 (as model.Llama)
+        // RoPE tables, Hugging Face convention: angle(t, i) = t * inv_freq[i] (rope_scaling applied), in double, stored fp32 (as model.Llama)
+        double[] invFreq = cfg.ropeInverseFrequencies();
         float[] cos = new float[Tmax * HD / 2], sin = new float[Tmax * HD / 2];
         for (int t = 0; t < Tmax; t++)
             for (int i = 0; i < HD / 2; i++) {
-                double angle = t / Math.pow(cfg.ropeTheta(), 2.0 * i / HD);
+                double angle = t * invFreq[i];
                 cos[t * HD / 2 + i] = (float) Math.cos(angle);
                 sin[t * HD / 2 + i] = (float) Math.sin(angle);
             }

@@ -173,11 +173,13 @@ public final class Llama implements AutoCloseable {
         lossHost = new float[N];
         intStage = new int[N];
 
-        // RoPE tables, Hugging Face convention: angle(t, i) = t * theta^(-2i/HD), in double, stored fp32.
+        // RoPE tables, Hugging Face convention: angle(t, i) = t * inv_freq[i], inv_freq = theta^(-2i/HD) with the
+        // model's rope_scaling applied (ModelConfig.ropeInverseFrequencies), in double, stored fp32 [T, HD/2].
+        double[] invFreq = cfg.ropeInverseFrequencies();
         float[] cos = new float[T * HD / 2], sin = new float[T * HD / 2];
         for (int t = 0; t < T; t++)
             for (int i = 0; i < HD / 2; i++) {
-                double angle = t / Math.pow(cfg.ropeTheta(), 2.0 * i / HD);
+                double angle = t * invFreq[i];
                 cos[t * HD / 2 + i] = (float) Math.cos(angle);
                 sin[t * HD / 2 + i] = (float) Math.sin(angle);
             }

@@ -32,7 +32,7 @@ public final class DpSliceBatches implements TokenBatches {
     public void nextMicroBatch(int[] out) {
         if (skip == null || skip.length != out.length) skip = new int[out.length];
         for (int r = 0; r < dp; r++) {
-            if (r != dpRank) { global.nextMicroBatch(skip); continue; }
+            if (r != dpRank) { dev.midtrain.data.SampleLog.muted(() -> global.nextMicroBatch(skip)); continue; }
             Map<String, Long> before = global.tokensPerSource();
             global.nextMicroBatch(out);
             rowSources = global.lastRowSources();

@@ -15,5 +15,12 @@ public final class NonFiniteLossException extends UserError {
         this.step = step;
     }
 
+    /** on_nonfinite = skip, and {@code skipped} steps in a row up to {@code step} were skipped: nothing is learning. */
+    public NonFiniteLossException(long step, int skipped, int limit) {
+        super("step " + step + ": " + skipped + " consecutive steps skipped as non-finite (train.max_consecutive_skips = " + limit
+                + "); stopped: check the data and the learning rate", 1, null);
+        this.step = step;
+    }
+
     public long step() { return step; }
 }

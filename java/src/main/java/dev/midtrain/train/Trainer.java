@@ -73,6 +73,8 @@ public final class Trainer {
         this.microSources = new int[micro.length][];
     }
 
+    private int consecutiveSkips;                                               // non-finite steps in a row (skip mode)
+
     /** The held-out loss: mean token loss over all held-out batches, and per source (sources without tokens left out). */
     public record Validation(double loss, Map<String, Double> lossBySource) {}
 
@@ -142,7 +144,12 @@ public final class Trainer {
         if (finite) {
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
-        } else state.skippedSteps++;
+            consecutiveSkips = 0;
+        } else {
+            state.skippedSteps++;
+            if (++consecutiveSkips >= tc.maxConsecutiveSkips())
+                throw new NonFiniteLossException(stepNo, consecutiveSkips, tc.maxConsecutiveSkips());
+        }
         return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens, lossBySource);
     }
 

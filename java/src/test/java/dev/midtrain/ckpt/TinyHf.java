@@ -61,7 +61,15 @@ final class TinyHf {
         o.put("max_position_embeddings", m.maxSeqLen());
         o.put("bos_token_id", 1);
         o.put("eos_token_id", 2);
-        o.putNull("rope_scaling");
+        if (m.ropeScaling() == null) o.putNull("rope_scaling");
+        else {                                  // as meta-llama/Llama-3.2-1B's config.json spells it
+            ObjectNode rs = o.putObject("rope_scaling");
+            rs.put("factor", m.ropeScaling().factor());
+            rs.put("high_freq_factor", m.ropeScaling().highFreqFactor());
+            rs.put("low_freq_factor", m.ropeScaling().lowFreqFactor());
+            rs.put("original_max_position_embeddings", m.ropeScaling().originalMaxPositionEmbeddings());
+            rs.put("rope_type", "llama3");
+        }
         return o;
     }
 

@@ -7,6 +7,7 @@ import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.RopeScaling;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -163,5 +164,50 @@ class TrainCheckpointTest {
                 && err.contains("vocab_size 12 != model.vocab_size 96") && err.contains("tie_word_embeddings false != model.tied_embeddings true")
                 && err.contains("intermediate_size 12 != model.ffn_dim 56"), err);
         assertFalse(err.contains("num_hidden_layers") || err.contains("num_attention_heads"), "only the fields that differ: " + err);
+    }
+
+    /**
+     * Llama-3.2 style (tied embeddings, rope_scaling llama3) HF -> --init-from -> one step that cannot move the weights
+     * -> export: the tensors bit for bit, config.json's rope_scaling and token ids kept, tokenizer files and
+     * generation_config.json copied byte for byte. A mismatching rope_scaling is refused before the run directory
+     * exists, so the corrected retry can use the same --run-dir.
+     */
+    @Test
+    void initFromLlama32StyleCheckpointWithRopeScaling() throws Exception {
+        RopeScaling rs = new RopeScaling("llama3", 32.0, 1.0, 4.0, 8192);
+        ModelConfig m = new ModelConfig(96, 32, 2, 4, 2, 56, 500000.0, 1e-5, 32, true, rs);
+        Path hf = tmp.resolve("hf32");
+        Map<String, float[]> values = TestAccess.writeHf(hf, m, DType.F32, 0, 5);
+        Map<String, String> side = Map.of("tokenizer.json", "{\"model\": {\"vocab\": {}}}\n", "tokenizer_config.json", "{\"bos_token\": \"<s>\"}\n",
+                "special_tokens_map.json", "{}\n", "generation_config.json", "{\"bos_token_id\": 1, \"eos_token_id\": [2, 9], \"do_sample\": true}\n");
+        for (var e : side.entrySet()) Files.writeString(hf.resolve(e.getKey()), e.getValue());
+        Path plain = config(), c = tmp.resolve("c32.yaml"), r = tmp.resolve("r32");
+        Files.writeString(c, CONFIG.replace("tied_embeddings: true}", "tied_embeddings: true,\n  rope_scaling: {rope_type: llama3, factor: 32.0,"
+                + " low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192}}"));
+        String[] steps = {"--set", "optimizer.lr=1.0e-30", "--set", "optimizer.min_lr=0", "--set", "train.steps=1"};
+
+        StringBuilder out = new StringBuilder();          // plain RoPE config vs scaled checkpoint: refused, nothing created
+        assertEquals(2, run(out, concat(new String[]{"train", "--config", plain.toString(), "--synthetic-data", "--run-dir", r.toString(),
+                "--init-from", hf.toString()}, steps)), out.toString());
+        String err = out.toString().lines().filter(l -> l.startsWith("midtrain:")).findFirst().orElse("");
+        assertTrue(err.contains("rope_scaling {") && err.contains("!= model.rope_scaling null"), err);
+        assertFalse(Files.exists(r), "refused before the run directory was created");
+
+        out.setLength(0);
+        assertEquals(0, run(out, concat(new String[]{"train", "--config", c.toString(), "--synthetic-data", "--run-dir", r.toString(),
+                "--init-from", hf.toString()}, steps)), out.toString());
+        Path ex = tmp.resolve("export32");
+        assertEquals(0, run(out, "export", "--checkpoint", r.toString(), "--out", ex.toString(), "--dtype", "fp32"), out.toString());
+        TestAccess.assertSameTensors(values, ex, DType.F32);
+        JsonNode src = JSON.readTree(hf.resolve("config.json").toFile()), got = JSON.readTree(ex.resolve("config.json").toFile());
+        assertEquals(src.get("rope_scaling"), got.get("rope_scaling"));
+        assertEquals(1, got.get("bos_token_id").asInt());
+        assertEquals(2, got.get("eos_token_id").asInt());
+        assertTrue(got.get("tie_word_embeddings").asBoolean());
+        for (var e : side.entrySet()) assertEquals(e.getValue(), Files.readString(ex.resolve(e.getKey())), e.getKey());
+    }
+
+    static String[] concat(String[] a, String[] b) {
+        return Stream.concat(Stream.of(a), Stream.of(b)).toArray(String[]::new);
     }
 }

@@ -63,6 +63,54 @@ class ConfigLoaderTest {
         assertEquals(r.data().sources().get(0).weight(), r.data().sources().get(1).weight(), "the recipe's 1:1 blend");
     }
 
+    /** Llama-3.1 8B and Llama-3.2 1B/3B: parameter counts of the published checkpoints, rope_scaling llama3, 3.2 tied. */
+    @Test
+    void llama31And32Configs() {
+        record Want(String file, long params, boolean tied, double factor) {}
+        for (Want w : List.of(new Want("llama3.1-8b.yaml", 8_030_261_248L, false, 8.0), new Want("llama3.2-1b.yaml", 1_235_814_400L, true, 32.0),
+                new Want("llama3.2-3b.yaml", 3_212_749_824L, true, 32.0))) {
+            RunConfig c = ConfigLoader.load(Path.of("configs", w.file()), List.of());
+            assertEquals(w.params(), c.model().paramCount(), w.file());
+            assertEquals(w.tied(), c.model().tiedEmbeddings(), w.file());
+            RopeScaling rs = c.model().ropeScaling();
+            assertEquals(new RopeScaling("llama3", w.factor(), 1.0, 4.0, 8192), rs, w.file());
+            assertEquals(131072, c.model().maxSeqLen(), w.file());
+        }
+        assertNull(ConfigLoader.load(Path.of("configs/llama3-8b.yaml"), List.of()).model().ropeScaling(), "Llama-3: plain RoPE");
+    }
+
+    /** RopeScaling.apply against Hugging Face's rule worked by hand for HD 128, theta 5e5, Llama-3.1 8B's values. */
+    @Test
+    void llama3FrequencyBands() throws IOException {
+        double[] base = new ModelConfig(16, 128, 1, 1, 1, 8, 500000.0, 1e-5, 8, false).ropeInverseFrequencies();
+        double[] scaled = new ModelConfig(16, 128, 1, 1, 1, 8, 500000.0, 1e-5, 8, false, new RopeScaling("llama3", 8, 1, 4, 8192))
+                .ropeInverseFrequencies();
+        int high = 0, low = 0, mid = 0;
+        for (int i = 0; i < 64; i++) {
+            double f = Math.pow(500000.0, -2.0 * i / 128), wl = 2 * Math.PI / f;
+            assertEquals(f, base[i], 1e-15 * f);
+            if (wl < 2048) { high++; assertEquals(f, scaled[i], 1e-15 * f); }                 // 8192 / high_freq_factor 4
+            else if (wl > 8192) { low++; assertEquals(f / 8, scaled[i], 1e-15 * f); }        // 8192 / low_freq_factor 1
+            else {
+                mid++;
+                double s = (8192 / wl - 1) / 3;
+                assertEquals((1 - s) * f / 8 + s * f, scaled[i], 1e-15 * f);
+                assertTrue(scaled[i] < f && scaled[i] > f / 8);
+            }
+        }
+        assertTrue(high > 0 && low > 0 && mid > 0, high + " " + low + " " + mid);
+        assertTrue(error(MODEL.replace("tied_embeddings: false", "tied_embeddings: false\n  rope_scaling: {rope_type: yarn, factor: 4.0,"
+                + " low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192}") + TRAIN).contains("model.rope_scaling.rope_type"));
+    }
+
+    @Test
+    void duplicateKeysAreAnError() throws IOException {
+        String e = error(MODEL + TRAIN + "  steps: 20\n");
+        assertTrue(e.contains("duplicate key 'steps' at line"), e);
+        e = error(MODEL + TRAIN + "train:\n  steps: 3\n");
+        assertTrue(e.contains("duplicate key 'train'"), e);
+    }
+
     @Test
     void defaultsAndOverrides() throws IOException {
         RunConfig c = ConfigLoader.load(write(MODEL + TRAIN), List.of("optimizer.lr=1e-3", "train.recompute=true", "parallel.tp=2"));

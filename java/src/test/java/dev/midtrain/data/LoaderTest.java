@@ -229,6 +229,60 @@ class LoaderTest {
         }
     }
 
+    /**
+     * data.shuffle false: a given token stream (prepared from token ids) comes back batch by batch in order: micro-batch
+     * k, row r is sequence k*M + r of the stream (no hold-out), across data-parallel ranks and after a resume.
+     */
+    @Test
+    void unshuffledDataReproducesTheTokenStreamBatchByBatch() throws IOException {
+        int T = 16, L = T + 1, M = 2, docs = 40;
+        Random rnd = new Random(11);
+        List<String> lines = new ArrayList<>();
+        List<Integer> stream = new ArrayList<>();
+        for (int d = 0; d < docs; d++) {                         // documents of token ids, each ending with end-of-text 511
+            int n = 5 + rnd.nextInt(30);
+            StringBuilder sb = new StringBuilder("[");
+            for (int i = 0; i < n; i++) {
+                int id = rnd.nextInt(500);
+                stream.add(id);
+                sb.append(i == 0 ? "" : ",").append(id);
+            }
+            stream.add(511);
+            lines.add(sb.append(",511]").toString());
+        }
+        Path in = TestData.writeLines(tmp.resolve("ids.jsonl"), lines, false);
+        Preparer.run(Preparer.Options.of("ext", List.of(in), TestData.TOKENIZER, tmp.resolve("p/ext")).withFormat(Inputs.Format.TOKENS).withSharding(64, 256),
+                new PrintStream(new ByteArrayOutputStream()));
+        DataConfig cfg = new DataConfig(List.of(new DataConfig.Source("ext", tmp.resolve("p/ext").toString(), 1)), 0.0, false);
+        int sequences = stream.size() / L;
+        try (BlendedLoader ld = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 1);
+             BlendedLoader r0 = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 2); BlendedLoader r1 = BlendedLoader.open(cfg, T, M, 2 * M, 99, 1, 2)) {
+            int[] mb = new int[M * L], a = new int[M * L], b = new int[M * L];
+            for (int k = 0; k < sequences / M + 3; k++) {           // past the end: the next epoch starts over in order
+                ld.nextMicroBatch(mb);
+                for (int r = 0; r < M; r++) {
+                    int seq = (k * M + r) % sequences;
+                    for (int i = 0; i < L; i++) assertEquals(stream.get(seq * L + i), mb[r * L + i], "batch " + k + " row " + r);
+                }
+                if (k % 2 == 0) { r0.nextMicroBatch(a); r1.nextMicroBatch(b); }   // dp 2: rank 0 then rank 1 = the dp 1 order
+                int[] want = k % 2 == 0 ? a : b;
+                assertArrayEquals(want, mb, "dp 2 global batch = dp 1 global batch, batch " + k);
+            }
+            JsonNode st = ld.state();
+            try (BlendedLoader again = BlendedLoader.open(cfg, T, M, 2 * M, 99, 0, 1)) {
+                again.restore(st);
+                int[] x = new int[M * L], y = new int[M * L];
+                ld.nextMicroBatch(x);
+                again.nextMicroBatch(y);
+                assertArrayEquals(x, y, "resumed");
+            }
+            DataConfig shuffled = new DataConfig(cfg.sources(), 0.0, true);
+            try (BlendedLoader sh = BlendedLoader.open(shuffled, T, M, 2 * M, 99, 0, 1)) {
+                assertTrue(assertThrows(UserError.class, () -> sh.restore(st)).getMessage().contains("data.shuffle was false"));
+            }
+        }
+    }
+
     @Test
     void opensPreparedDirectoriesFromDataConfig() throws IOException {
         PrintStream quiet = new PrintStream(new ByteArrayOutputStream());

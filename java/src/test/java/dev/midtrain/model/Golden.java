@@ -3,6 +3,7 @@ package dev.midtrain.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.RopeScaling;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -85,7 +86,13 @@ final class Golden {
         JsonNode m = model();
         return new ModelConfig(m.get("vocab_size").asInt(), m.get("dim").asInt(), m.get("n_layers").asInt(),
                 m.get("n_heads").asInt(), m.get("n_kv_heads").asInt(), m.get("ffn_dim").asInt(), m.get("rope_theta").asDouble(),
-                m.get("norm_eps").asDouble(), m.get("seq_len").asInt(), m.get("tied_embeddings").asBoolean());
+                m.get("norm_eps").asDouble(), m.get("seq_len").asInt(), m.get("tied_embeddings").asBoolean(), ropeScaling(m.get("rope_scaling")));
+    }
+
+    private static RopeScaling ropeScaling(JsonNode rs) {
+        if (rs == null || rs.isNull()) return null;
+        return new RopeScaling(rs.get("rope_type").asText(), rs.get("factor").asDouble(), rs.get("low_freq_factor").asDouble(),
+                rs.get("high_freq_factor").asDouble(), rs.get("original_max_position_embeddings").asInt());
     }
 
     int batch() { return model().get("batch").asInt(); }

@@ -29,6 +29,9 @@ import static org.junit.jupiter.api.Assertions.*;
  *       weight decay 0.1 except norms, two ignored targets.</li>
  *   <li>llama_tied.bin: V 37, C 32, 2 layers, 4 q / 1 kv head (MQA), F 29, T 7, B 2, tied embeddings, theta 5e5;
  *       3 steps, clipping active in step 3 only.</li>
+ *   <li>llama_rope_llama3.bin: Llama-3.2 style: V 53, C 40, 2 layers, 4 q / 2 kv heads, F 36, T 13, B 3, tied
+ *       embeddings, rope_scaling llama3 (factor 8, low 1, high 4, original context 16: one interpolated and four
+ *       divided frequencies); 4 steps of two micro-batches.</li>
  * </ul>
  * Tolerances are relative to each tensor's largest magnitude (scale = max|expected|), since the reference is exact
  * to float64 and the engine's error is fp32 rounding (u = 6e-8) accumulated over sums of at most a few hundred terms:
@@ -79,7 +82,7 @@ class GoldenLlamaTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin"})
+    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin", "llama_rope_llama3.bin"})
     void logitsAndLoss(String fixture) {
         Golden g = Golden.load(fixture);
         int[] batch = g.batch(0, 0);
@@ -93,7 +96,7 @@ class GoldenLlamaTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin"})
+    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin", "llama_rope_llama3.bin"})
     void gradientsOfTheFirstStep(String fixture) {
         Golden g = Golden.load(fixture);
         try (Llama m = build(g, false)) {
@@ -105,7 +108,7 @@ class GoldenLlamaTest {
 
     /** Recomputing each block in the backward runs the same kernels on the same inputs: bitwise equal gradients. */
     @ParameterizedTest
-    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin"})
+    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin", "llama_rope_llama3.bin"})
     void recomputeGivesIdenticalGradients(String fixture) {
         Golden g = Golden.load(fixture);
         try (Llama stored = build(g, false); Llama recomputed = build(g, true)) {
@@ -117,7 +120,7 @@ class GoldenLlamaTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin"})
+    @ValueSource(strings = {"llama_gqa.bin", "llama_tied.bin", "llama_rope_llama3.bin"})
     void trainingTrajectoryAndFinalWeights(String fixture) {
         Golden g = Golden.load(fixture);
         try (Llama m = build(g, false)) {

@@ -133,6 +133,31 @@ class TrainerTest {
         }
     }
 
+    /** train.max_consecutive_skips: a finite step resets the count; the limit-th skip in a row stops with exit code 1. */
+    @Test
+    void consecutiveSkipsStopTheRun() {
+        RunConfig c0 = config(32, 8, 2, 8, 2, "skip", 0);
+        var tc = c0.train();
+        RunConfig c = new RunConfig(c0.model(), c0.optimizer(), new TrainConfig(tc.backend(), tc.seqLen(), tc.microBatchSeqs(),
+                tc.globalBatchSeqs(), tc.steps(), tc.logEverySteps(), tc.evalEverySteps(), tc.evalBatches(), tc.seed(), tc.recompute(),
+                "skip", tc.initStd(), tc.threads(), 3), null, null, null);
+        int[][] b = batches(5, 2, 8, 2);
+        try (Llama m = model(c)) {
+            poisonToken31(m, 32, 48);
+            Trainer t = new Trainer(c, m, null, new TrainState(42), MetricsLog.quiet());
+            assertTrue(t.step(new int[][]{b[2]}).skipped());
+            assertTrue(t.step(new int[][]{b[2]}).skipped());
+            assertFalse(t.step(new int[][]{b[0]}).skipped(), "resets the count");
+            assertTrue(t.step(new int[][]{b[2]}).skipped());
+            assertTrue(t.step(new int[][]{b[2]}).skipped());
+            NonFiniteLossException e = assertThrows(NonFiniteLossException.class, () -> t.step(new int[][]{b[2]}));
+            assertEquals(1, e.exitCode());
+            assertEquals("step 6: 3 consecutive steps skipped as non-finite (train.max_consecutive_skips = 3); stopped: check the data and the learning rate",
+                    e.getMessage());
+        }
+        assertEquals(10, config(32, 8, 2, 8, 2, "skip", 0).train().maxConsecutiveSkips(), "default");
+    }
+
     private static float[] momentsOf(Llama m) {
         Llama.Slabs s = m.slabs();
         float[] v = new float[1000];

@@ -1,0 +1,151 @@
+package dev.midtrain.synth;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The synthesis pipeline's parts: the append log, the booster's draw, Retry-After, the rate limiter, JSON extraction. */
+class SynthPartsTest {
+    static final ObjectMapper JSON = new ObjectMapper();
+    @TempDir Path tmp;
+
+    @Test
+    void appendLogDropsATornLastLineAndRefusesDuplicates() throws Exception {
+        Path f = tmp.resolve("out.jsonl");
+        Files.writeString(f, "{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":2}\n{\"id\":\"c\",\"v\"");   // killed mid-write of c
+        try (JsonlLog log = JsonlLog.open(f)) {
+            assertEquals(Set.of("a", "b"), log.ids());
+            log.append(JSON.createObjectNode().put("id", "c").put("v", 3));
+            assertThrows(IllegalStateException.class, () -> log.append(JSON.createObjectNode().put("id", "a")));
+        }
+        assertEquals("{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":2}\n{\"id\":\"c\",\"v\":3}\n", Files.readString(f));
+        Files.writeString(f, "{\"id\":\"x\"}");   // a file that is one torn line
+        try (JsonlLog log = JsonlLog.open(f)) {
+            assertEquals(Set.of(), log.ids());
+        }
+        assertEquals(0, Files.size(f));
+    }
+
+    /**
+     * The booster's Efraimidis-Spirakis draw against a naive reference: draw one seed at a time with probability
+     * weight / (sum of the remaining weights). Both are averaged over 200 draws of 30 out of 100 seeds (20 per tier);
+     * the expected H4/H5 share (~0.61 for weights 1,1,1,4,4) has a standard error of ~0.007 per average, so 0.03 is
+     * over 3 standard errors of their difference.
+     */
+    @Test
+    void boosterDrawsHighTiersInProportionToTheirWeights() {
+        List<JsonNode> seeds = new ArrayList<>();
+        for (int i = 0; i < 100; i++) seeds.add(JSON.createObjectNode().put("id", "seed" + i).put("difficulty", SynthConfig.TIERS.get(i % 5)));
+        Map<String, Double> w = Map.of("H1", 1.0, "H2", 1.0, "H3", 1.0, "H4", 4.0, "H5", 4.0);
+        double es = 0, naive = 0;
+        Random rnd = new Random(42);
+        int trials = 200;
+        for (int t = 0; t < trials; t++) {
+            Set<String> drawn = Pipeline.boosterDraw(seeds, new SynthConfig.Booster(stage(), true, w, 0.3, "H4", (long) t));
+            assertEquals(30, drawn.size());
+            es += seeds.stream().filter(s -> drawn.contains(s.get("id").asText()) && high(s)).count() / 30.0;
+            List<JsonNode> left = new ArrayList<>(seeds);
+            int hi = 0;
+            for (int k = 0; k < 30; k++) {
+                double total = left.stream().mapToDouble(s -> w.get(s.get("difficulty").asText())).sum(), u = rnd.nextDouble() * total;
+                int j = 0;
+                while ((u -= w.get(left.get(j).get("difficulty").asText())) > 0) j++;
+                if (high(left.remove(j))) hi++;
+            }
+            naive += hi / 30.0;
+        }
+        es /= trials;
+        naive /= trials;
+        assertEquals(naive, es, 0.03, "ES " + es + " vs sequential " + naive);
+        assertTrue(es > 0.55, "H4/H5 share " + es + " (uniform would be 0.4)");
+        // same seed, same ids in another order: the same draw
+        List<JsonNode> reversed = new ArrayList<>(seeds);
+        java.util.Collections.reverse(reversed);
+        SynthConfig.Booster b = new SynthConfig.Booster(stage(), true, w, 0.3, "H4", 5L);
+        assertEquals(Pipeline.boosterDraw(seeds, b), Pipeline.boosterDraw(reversed, b));
+    }
+
+    private static boolean high(JsonNode s) { return s.get("difficulty").asText().compareTo("H4") >= 0; }
+
+    private static SynthConfig.Stage stage() { return new SynthConfig.Stage("m", null, "booster", null, null, null); }
+
+    @Test
+    void retryAfterSecondsOrHttpDate() {
+        assertEquals(1000, Endpoint.retryAfterMs("1"));
+        assertEquals(2500, Endpoint.retryAfterMs(" 2.5 "));
+        assertEquals(0, Endpoint.retryAfterMs(null));
+        assertEquals(0, Endpoint.retryAfterMs("soon"));
+        String in30s = java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME.format(java.time.ZonedDateTime.now(java.time.ZoneOffset.UTC).plusSeconds(30));
+        long ms = Endpoint.retryAfterMs(in30s);
+        assertTrue(ms > 28_000 && ms <= 30_000, "HTTP date 30 s ahead -> " + ms + " ms");
+    }
+
+    /** 50 requests/s: the first 50 pass at once (the bucket starts full), the next 20 need at least 20/50 s. */
+    @Test
+    void rateLimiterSpacesRequestsAndTokens() throws Exception {
+        Endpoint.RateLimiter r = new Endpoint.RateLimiter(50, 0);
+        long t0 = System.nanoTime();
+        for (int i = 0; i < 50; i++) r.acquire(1);
+        double burst = (System.nanoTime() - t0) / 1e9;
+        for (int i = 0; i < 20; i++) r.acquire(1);
+        double all = (System.nanoTime() - t0) / 1e9;
+        assertTrue(burst < 0.2, "burst took " + burst);
+        assertTrue(all - burst >= 0.38, "20 more requests at 50/s took " + (all - burst) + " s");
+        // tokens: 6000/min = 100/s; 600 tokens beyond the full bucket need >= 6 s... so use a small budget: 3000/min = 50/s
+        Endpoint.RateLimiter t = new Endpoint.RateLimiter(0, 3000);
+        t.acquire(3000);                 // the whole bucket
+        long t1 = System.nanoTime();
+        t.acquire(20);                   // 20 tokens at 50/s
+        double s = (System.nanoTime() - t1) / 1e9;
+        assertTrue(s >= 0.38 && s < 2, "20 tokens at 50 tokens/s took " + s + " s");
+    }
+
+    @Test
+    void jsonIsFoundInReasoningAndFencedAnswers() {
+        assertEquals("H3", Pipeline.extractJson("<think>{not json} maybe H5</think>\n```json\n{\"difficulty\": \"H3\"}\n```").get("difficulty").asText());
+        assertEquals(2, Pipeline.extractJson("Here: {\"a\": {\"b\": 1}, \"c\": 2} done").get("c").asInt());
+        assertNull(Pipeline.extractJson("no json here"));
+        assertNull(Pipeline.extractJson("{\"a\": 1"));
+        assertNull(Pipeline.extractJson("[1, 2]"));
+    }
+
+    /** The shipped config loads; its paths resolve (the e2e test runs the shipped templates with its own config). */
+    @Test
+    void shippedConfigLoads() {
+        Path file = Path.of("configs/synthesis/boostqa.yaml");
+        SynthConfig c = SynthConfig.load(file);
+        assertEquals("deepseek-ai/DeepSeek-R1", c.generate().model());
+        assertEquals("H4", c.booster().minAcceptedTier());
+        assertEquals(List.of("high_school", "college", "graduate"), c.grades());
+        for (String d : c.curate().decontaminate()) assertTrue(Files.exists(file.getParent().resolve(d)), d);
+        Path dir = file.getParent().resolve(c.templatesDir());
+        for (String t : List.of(c.annotate().template(), c.generate().template(), c.booster().stage().template(), c.refine().template()))
+            assertEquals(1, Templates.load(dir, t, Set.of()).version());
+        assertEquals(3, Templates.fragment(dir, "grades", "roles", c.grades()).entries().size());
+    }
+
+    @Test
+    void schemaViolationsNameTheField() throws Exception {
+        Templates.Prompt p = Templates.load(Path.of("configs/synthesis"), "refine", Set.of("solvable"));
+        ObjectNode ok = JSON.createObjectNode().put("solvable", true).put("answer", "x").put("consistent", true).put("grade", "college").put("difficulty", "H2");
+        assertNull(p.violation(ok));
+        assertTrue(p.violation(ok.deepCopy().put("solvable", "yes")).startsWith("schema_violation:solvable"));
+        assertTrue(p.violation(ok.deepCopy().put("difficulty", "H6")).startsWith("schema_violation:difficulty"));
+        ObjectNode missing = ok.deepCopy();
+        missing.remove("answer");
+        assertTrue(p.violation(missing).startsWith("schema_violation:answer"));
+        assertTrue(p.violation(JSON.createArrayNode()).startsWith("schema_violation:not_an_object"));
+    }
+}
