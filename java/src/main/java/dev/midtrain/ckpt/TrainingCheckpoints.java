@@ -140,7 +140,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         TrainState saved = new TrainState(st.rngState() != null && st.rngState().has("seed") ? st.rngState().get("seed").asLong() : cfg.train().seed());
         saved.step = st.step();
         saved.skippedSteps = st.skippedSteps();
-        saved.tokensSeen = st.tokensTrained();
+        saved.tokensTrained = st.tokensTrained();
         saved.tokensPerSource.putAll(st.tokensPerSource());
         saved.loaderState = st.loaderState() == null || st.loaderState().isNull() ? null : st.loaderState();
         trainer.resume(saved);
@@ -208,7 +208,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     }
 
     private TrainerState trainerState(TrainState s) {
-        return new TrainerState(TrainerState.FORMAT, s.step, s.tokensSeen, tokensSeenBefore, s.tokensPerSource, s.skippedSteps,
+        return new TrainerState(TrainerState.FORMAT, s.step, s.tokensTrained, tokensSeenBefore, s.tokensPerSource, s.skippedSteps,
                 s.loaderState, JsonNodeFactory.instance.objectNode().put("seed", s.seed),
                 s.step >= 1 ? LrSchedule.of(cfg.optimizer(), cfg.train().steps()).at(s.step) : 0.0,
                 ConfigLoader.toYaml(cfg), engineVersion(), cfg.parallel().tp(), cfg.parallel().dp(), hfConfig, initFrom);

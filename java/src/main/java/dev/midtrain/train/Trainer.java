@@ -137,10 +137,10 @@ public final class Trainer {
         double lr = schedule.at(stepNo);
         double clip = AdamW.clipScale(norm, cfg.optimizer().gradClipNorm());
         boolean finite = Double.isFinite(loss) && Double.isFinite(norm);
-        if (!finite && tc.onNonfinite().equals("stop")) throw new NonFiniteLossException(stepNo, loss, norm);
+        if (!finite && tc.onNonfinite() == TrainConfig.OnNonfinite.STOP) throw new NonFiniteLossException(stepNo, loss, norm);
         state.step = stepNo;
         long tokens = (long) microBatches.length * B * T * cfg.parallel().dp();
-        state.tokensSeen += tokens;
+        state.tokensTrained += tokens;
         if (finite) {
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
@@ -223,7 +223,7 @@ public final class Trainer {
     public void resume(TrainState saved) {
         state.step = saved.step;
         state.skippedSteps = saved.skippedSteps;
-        state.tokensSeen = saved.tokensSeen;
+        state.tokensTrained = saved.tokensTrained;
         state.tokensPerSource.clear();
         state.tokensPerSource.putAll(saved.tokensPerSource);
         state.loaderState = saved.loaderState;
