@@ -372,11 +372,13 @@ public final class Pipeline {
             detail = e.getMessage();
         } catch (Endpoint.Failure e) {
             log.println(stageName + ": " + w.id() + ": " + e.getMessage());
-            return;                                          // counted as failed.*; not recorded, retried by the next run
+            if (!e.permanent) return;                        // counted as failed.*; not recorded, retried by the next run
+            reason = e.reason;
+            detail = Templates.trim(e.getMessage(), 300);
         }
         ObjectNode rec = JsonlLog.JSON.createObjectNode().put("id", w.id()).put("seed_id", w.base().get("seed_id").asText());
         if (reason == null) {
-            reason = w.accept().apply(answer, rec);
+            reason = w.accept().apply(answer, rec);   // answer != null here
             if (reason != null) detail = Templates.trim(answer.toString(), 200);
         }
         if (reason != null) {

@@ -183,7 +183,7 @@ class SynthesizeTest {
             assertEquals(0, ra.code(), ra.err());
 
             System.err.printf("TIMING uninterrupted %.2f s%n", (System.nanoTime() - t0) / 1e9);
-            server.delayMs = 120;   // ~24 x 120 ms / 2 in flight: the kill lands mid-stage
+            server.delayMs = 150;   // ~24 x 150 ms / 2 in flight: the kill lands mid-stage
             List<String> output = Collections.synchronizedList(new ArrayList<>());
             Process p = start(output, "synthesize", "--config", cfg.toString(), "--work", b.toString(), "--stage", "generate");
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
