@@ -125,7 +125,7 @@ public final class MetricsLog implements AutoCloseable {
         putNumber(o, "loss", r.loss());
         putNumber(o, "grad_norm", r.gradNorm());
         o.put("lr", r.lr());
-        o.put("tokens", s.tokensSeen);
+        o.put("tokens", s.tokensTrained);
         o.put("tokens_per_s", tps);
         putNumber(o, "mfu", mfu);
         o.put("skipped", s.skippedSteps);
