@@ -319,9 +319,12 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (f != null) throw f;
     }
 
-    /** Waits for the last save; throws if it failed. */
+    /** Waits for the last save; throws if it failed. After {@link #abort} it does not wait: the save in flight is abandoned. */
     @Override
-    public void close() { checkpointer.close(); }
+    public void close() {
+        if (broken) checkpointer.abandon();      // a rank failed: the run exits non-zero; an unfinished save stays unpublished
+        else checkpointer.close();
+    }
 
     public Path lastSavedDir() { return checkpointer.lastSaved(); }
 
