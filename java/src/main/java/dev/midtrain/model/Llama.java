@@ -3,6 +3,7 @@ package dev.midtrain.model;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.DeviceBuffers;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.IntPointer;
 
@@ -46,6 +47,7 @@ public final class Llama implements AutoCloseable {
     private final int B, T, N, C, L, NH, NKV, HD, QKV, A, F, V, vocabStart, chunk;
     private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
     private final OptimizerShard shard;
+    private final boolean masterSharded;               // fp32 master weights only for the shard (distributed optimizer)
     private final float eps;
 
     // ------------------------------------------------------------------------------------ slabs (one allocation each)
@@ -76,7 +78,7 @@ public final class Llama implements AutoCloseable {
     private final float[] lossHost;
     private final int[] intStage;
 
-    private final List<Long> allocations = new ArrayList<>();
+    private final DeviceBuffers buffers;
 
     /**
      * @param layout          this rank's parameter layout (its weight-decay flags are the optimizer's)
@@ -92,6 +94,7 @@ public final class Llama implements AutoCloseable {
     /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
         this.be = be;
+        this.buffers = new DeviceBuffers(be);
         this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
@@ -108,34 +111,31 @@ public final class Llama implements AutoCloseable {
         chunk = Math.min(N, MemoryPlan.LOGITS_CHUNK_TOKENS);
         eps = (float) cfg.normEps();
 
-        oEmbed = layout.offset("model.embed_tokens.weight");
-        oNormF = layout.offset("model.norm.weight");
-        oHead = cfg.tiedEmbeddings() ? oEmbed : layout.offset("lm_head.weight");
-        oQkv = new long[L]; oO = new long[L]; oGateUp = new long[L]; oDown = new long[L]; oLn1 = new long[L]; oLn2 = new long[L];
-        for (int l = 0; l < L; l++) {
-            String p = "model.layers." + l + ".";
-            oQkv[l] = layout.offset(p + "self_attn.q_proj.weight");       // q, k, v adjacent: one [QKV, C] matrix
-            oO[l] = layout.offset(p + "self_attn.o_proj.weight");
-            oGateUp[l] = layout.offset(p + "mlp.gate_proj.weight");       // gate, up adjacent: one [2F, C] matrix
-            oDown[l] = layout.offset(p + "mlp.down_proj.weight");
-            oLn1[l] = layout.offset(p + "input_layernorm.weight");
-            oLn2[l] = layout.offset(p + "post_attention_layernorm.weight");
-            if (layout.offset(p + "self_attn.v_proj.weight") != oQkv[l] + (long) (NH + NKV) * HD * C
-                    || layout.offset(p + "mlp.up_proj.weight") != oGateUp[l] + (long) F * C)
-                throw new IllegalStateException("ParamLayout does not keep q|k|v and gate|up adjacent");
-        }
+        ParamLayout.Offsets off = layout.offsets();                    // q|k|v: one [QKV, C] matrix; gate|up: one [2F, C]
+        oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
+        oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
 
         numel = layout.numel();
         if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
         guard = TpHooks.embeddingGuardRows(placement) * C;
         if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
         long slab = shard.slabElems();
-        params = allocF(guard + slab) + 4L * guard;     // [zero row | slab]: the row is the lookup target of foreign ids
+        // Distributed optimizer (ZeRO-1 over dp > 1): the fp32 master weights exist only for this rank's shard; the
+        // compute copy is a slab of its own, all-gathered after each update (an fp32 copy on the CPU, so that the
+        // CPU runs the same code path). params is then a base address whose [start, start + count) alone is backed.
+        masterSharded = shard.start() != 0 || shard.count() != numel;
+        if (masterSharded) {
+            long backed = allocF(shard.count());
+            be.fillF32(backed, 0f, shard.count());
+            params = backed - 4L * shard.start();
+        } else {
+            params = allocF(guard + slab) + 4L * guard; // [zero row | slab]: the row is the lookup target of foreign ids
+            be.fillF32(params - 4L * guard, 0f, guard + slab);
+        }
         grads = allocF(guard + slab) + 4L * guard;      // [scratch row | slab]: foreign ids' gradients land in the row
         adamM = allocF(shard.count());
         adamV = allocF(shard.count());
-        paramsX = xb == 4 ? params : allocX(guard + slab) + (long) xb * guard;
-        be.fillF32(params - 4L * guard, 0f, guard + slab);
+        paramsX = xb == 4 && !masterSharded ? params : allocX(guard + slab) + (long) xb * guard;
         if (paramsX != params) be.fillX(paramsX - (long) xb * guard, 0f, guard + slab);
         be.fillF32(grads - 4L * guard, 0f, guard + slab);
         be.fillF32(adamM, 0f, shard.count());
@@ -173,20 +173,12 @@ public final class Llama implements AutoCloseable {
         lossHost = new float[N];
         intStage = new int[N];
 
-        // RoPE tables, Hugging Face convention: angle(t, i) = t * inv_freq[i], inv_freq = theta^(-2i/HD) with the
-        // model's rope_scaling applied (ModelConfig.ropeInverseFrequencies), in double, stored fp32 [T, HD/2].
-        double[] invFreq = cfg.ropeInverseFrequencies();
-        float[] cos = new float[T * HD / 2], sin = new float[T * HD / 2];
-        for (int t = 0; t < T; t++)
-            for (int i = 0; i < HD / 2; i++) {
-                double angle = t * invFreq[i];
-                cos[t * HD / 2 + i] = (float) Math.cos(angle);
-                sin[t * HD / 2 + i] = (float) Math.sin(angle);
-            }
-        ropeCos = allocF(cos.length);
-        ropeSin = allocF(sin.length);
-        be.upload(ropeCos, cos);
-        be.upload(ropeSin, sin);
+        // RoPE tables float[T, HD/2] (ModelConfig.ropeTables: rope_scaling applied, double, stored fp32)
+        float[][] rope = cfg.ropeTables(T);
+        ropeCos = allocF(rope[0].length);
+        ropeSin = allocF(rope[1].length);
+        be.upload(ropeCos, rope[0]);
+        be.upload(ropeSin, rope[1]);
     }
 
     // ================================================================================================ forward
@@ -357,24 +349,58 @@ public final class Llama implements AutoCloseable {
                     }
                     if (k == 0) continue;
                     host.put(buf, 0, k);
-                    be.copyHostToDevice(params + 4L * (t.offset() + kept), host.address(), 4L * k);
+                    stageMaster(t.offset() + kept, host.address(), k);
                     kept += k;
                 }
             }
         }
         be.fillF32(adamM, 0f, shard.count());
         be.fillF32(adamV, 0f, shard.count());
-        syncComputeCopy();
+        finishStaging();
+    }
+
+    /**
+     * Sets the fp32 master weights from a host slab of all {@code layout.numel()} elements (a checkpoint, a Hugging
+     * Face load) and refreshes the compute copy; a sharded master keeps only its shard.
+     */
+    public void setMasterWeights(long hostAddress) {
+        stageMaster(0, hostAddress, numel);
+        finishStaging();
+    }
+
+    /**
+     * Writes slab elements [off, off + n) from host memory: into the master, or, when the master is sharded, into
+     * the gradient slab used as a full fp32 staging buffer plus the part inside the shard into the master.
+     */
+    private void stageMaster(long off, long hostAddress, long n) {
+        if (!masterSharded) { be.copyHostToDevice(params + 4L * off, hostAddress, 4L * n); return; }
+        be.copyHostToDevice(grads + 4L * off, hostAddress, 4L * n);
+        long a = Math.max(off, shard.start()), b = Math.min(off + n, shard.start() + shard.count());
+        if (b > a) be.copyHostToDevice(params + 4L * a, hostAddress + 4L * (a - off), 4L * (b - a));
+    }
+
+    /** After staging: the compute copy from the full staged values, then the gradient slab zeroed again. */
+    private void finishStaging() {
+        if (!masterSharded) { syncComputeCopy(); return; }
+        be.castF32ToX(paramsX, grads, numel);
+        be.fillF32(grads, 0f, numel);
+        be.synchronize();
     }
 
     /** Sets one named parameter's fp32 master values (host array of its shape); call {@link #syncComputeCopy} after. */
     public void setParam(String name, float[] values) {
         ParamLayout.Tensor t = layout.get(name);
         if (values.length != t.numel()) throw new IllegalArgumentException(name + ": " + values.length + " values for " + t.numel() + " elements");
+        if (masterSharded) throw new IllegalStateException("setParam: the master weights are sharded (distributed optimizer); use setMasterWeights");
         be.upload(params + 4L * t.offset(), values);
     }
 
-    public float[] getParam(String name) { return download(params, name); }
+    /** One parameter's current fp32 values (from the fp32 compute copy when the master is sharded, CPU only). */
+    public float[] getParam(String name) {
+        if (!masterSharded) return download(params, name);
+        if (xb != 4) throw new IllegalStateException("getParam: the master weights are sharded and the compute copy is not fp32");
+        return download(paramsX, name);
+    }
 
     public float[] getGrad(String name) { return download(grads, name); }
 
@@ -387,7 +413,8 @@ public final class Llama implements AutoCloseable {
 
     /** Refreshes the floatX compute copy from the fp32 master weights (no-op when they are the same slab). */
     public void syncComputeCopy() {
-        if (paramsX != params) be.castF32ToX(paramsX, params, numel);
+        if (masterSharded) be.castF32ToX(paramsX + (long) xb * shard.start(), params + 4L * shard.start(), shard.count());   // the rest: all-gather
+        else if (paramsX != params) be.castF32ToX(paramsX, params, numel);
         be.synchronize();
     }
 
@@ -405,6 +432,9 @@ public final class Llama implements AutoCloseable {
      */
     public record Slabs(long params, long paramsX, long grads, long m, long v, long numel, OptimizerShard shard) {
         public boolean separateComputeCopy() { return paramsX != params; }
+
+        /** Whether only [shard.start, shard.start + shard.count) of {@code params} exists (distributed optimizer). */
+        public boolean masterSharded() { return shard.start() != 0 || shard.count() != numel; }
     }
 
     public ParamLayout layout() { return layout; }
@@ -464,15 +494,12 @@ public final class Llama implements AutoCloseable {
     private long wX(long offset) { return paramsX + offset * xb; }
     private long gF(long offset) { return grads + 4L * offset; }
 
-    private long allocF(long floats) { return track(be.alloc(4L * Math.max(1, floats))); }
-    private long allocX(long elems) { return track(be.alloc((long) xb * Math.max(1, elems))); }
-
-    private long track(long p) { allocations.add(p); return p; }
+    private long allocF(long floats) { return buffers.f32(floats); }
+    private long allocX(long elems) { return buffers.x(elems); }
 
     @Override
     public void close() {
-        for (long p : allocations) be.free(p);
-        allocations.clear();
+        buffers.close();
         hostInts.close();
         hostFloats.close();
     }
