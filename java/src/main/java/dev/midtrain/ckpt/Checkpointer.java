@@ -38,7 +38,7 @@ public final class Checkpointer implements AutoCloseable {
     private final CheckpointConfig cfg;
     private final ExecutorService writer;
     private final List<CheckpointStore.RankState> buffers = new ArrayList<>();
-    private Future<Path> pending;
+    private volatile Future<Path> pending;
     private long pendingStep = -1;
     private Path lastSaved;
 
@@ -147,6 +147,18 @@ public final class Checkpointer implements AutoCloseable {
     private void freeBuffers() {
         for (CheckpointStore.RankState r : buffers) { r.params().close(); r.m().close(); r.v().close(); }
         buffers.clear();
+    }
+
+    /**
+     * Gives up the save in flight without waiting (the run failed): its writer is interrupted, so process 0 stops
+     * waiting for the other processes' parts and nothing is published. The buffers are left to the exiting process
+     * (the writer may still hold them).
+     */
+    public void abandon() {
+        Future<Path> f = pending;
+        if (f != null && !f.isDone()) log.warn("checkpoint step {} abandoned (not published): the run failed", pendingStep);
+        if (f != null) f.cancel(true);
+        if (writer != null) writer.shutdownNow();
     }
 
     /** Waits for the in-flight save (throwing its failure), then frees the buffers. */

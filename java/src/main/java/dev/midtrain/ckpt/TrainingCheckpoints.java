@@ -61,7 +61,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private Duration timeout;
     private volatile boolean broken;
     private volatile long agreedStep;
-    private volatile boolean saveNow, stopNow;
+    private volatile boolean saveNow, leadStopping;
     private volatile List<CheckpointStore.RankState> buffers;
     private volatile TrainState leadState;
     private volatile RuntimeException failure;
@@ -171,7 +171,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- saving
 
-    /** Whether the run should stop after {@code step} (a signal, or --stop-at-step reached). */
+    /** Whether this process wants to stop after {@code step} (a signal, or --stop-at-step reached): the trainer's vote input. */
     public boolean stopRequested(long step) {
         return (stop != null && stop.requested()) || (stopAtStep > 0 && step >= stopAtStep);
     }
@@ -179,7 +179,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     @Override
     public void onStepEnd(Trainer t) {
         long step = t.state().step;
-        if (checkpointer.due(step) || step >= cfg.train().steps() || stopRequested(step)) save(t);
+        if (checkpointer.due(step) || step >= cfg.train().steps() || t.stopping()) save(t);
     }
 
     /** Turns saving off for this run (benchmarks, smoke tests): no step is ever written, not even at a stop. */
@@ -253,9 +253,6 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         return t -> parallelStepEnd(t, local);
     }
 
-    /** The stop decision of the last step boundary, identical on every rank (a signal is read once, at the barrier). */
-    public boolean stopDecided() { return stopNow; }
-
     /** Breaks the barrier so the other ranks stop waiting (a rank failed). */
     public void abort() {
         broken = true;
@@ -264,10 +261,9 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     private void parallelStepEnd(Trainer t, int local) {
         TrainState s = t.state();
-        if (local == 0) { agreedStep = s.step; leadState = s; }
+        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); }
         await(() -> {                                   // decide once, for every rank
-            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || stopRequested(agreedStep));
-            stopNow = stopRequested(agreedStep);
+            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
             buffers = saveNow ? checkpointer.beginSave(slots) : null;
         });
         if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", local rank 0 at step " + agreedStep);
@@ -323,9 +319,12 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (f != null) throw f;
     }
 
-    /** Waits for the last save; throws if it failed. */
+    /** Waits for the last save; throws if it failed. After {@link #abort} it does not wait: the save in flight is abandoned. */
     @Override
-    public void close() { checkpointer.close(); }
+    public void close() {
+        if (broken) checkpointer.abandon();      // a rank failed: the run exits non-zero; an unfinished save stays unpublished
+        else checkpointer.close();
+    }
 
     public Path lastSavedDir() { return checkpointer.lastSaved(); }
 

@@ -31,6 +31,7 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.train.RunLock;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
 import picocli.CommandLine.Command;
@@ -91,11 +92,17 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
     long stopAtStep;
 
+    private RunLock runLock;                  // process 0 holds the run directory's lock for the whole run
+
     @Override
     public Integer call() {
-        Resolved run = resolveConfig();
-        Plan plan = plan(run);
-        return launch(run, plan);
+        try {
+            Resolved run = resolveConfig();
+            Plan plan = plan(run);
+            return launch(run, plan);
+        } finally {
+            if (runLock != null) runLock.close();
+        }
     }
 
     /** The run config (file, --set and flags; or the resumed checkpoint's) and the checkpoint it resumes from. */
@@ -161,6 +168,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
         Path dir = resume != null ? resume
                 : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (lead && Files.isDirectory(dir)) runLock = RunLock.acquire(dir);    // a training in progress here: say so first
         // Every refusal of the run's inputs comes before the run directory exists, so a corrected retry can reuse it.
         if (run.from() == null && Files.exists(dir.resolve("metrics.jsonl")))
             throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
@@ -203,11 +211,14 @@ public final class TrainCommand implements Callable<Integer> {
                     ctx -> trainRank(ctx, cfg, plan.dir(), plan.peakFlops(), plan.threadsPerRank(), ckpt, run.from(), run.changes()));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (run.from() != null) run.from().close();
+            if (!plan.lead())                                                   // each process's own record of where it stopped
+                System.out.printf("process %d of %d: done at step %d%n", plan.env().procIndex(), plan.env().nprocs(), states.get(0).step);
             if (plan.lead()) {
                 TrainState s = states.get(0);
                 if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), plan.dir());
+                            stop.requested() ? stop.reason() : stopAtStep > 0 && s.step >= stopAtStep ? "--stop-at-step"
+                                    : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
             }
@@ -225,8 +236,9 @@ public final class TrainCommand implements Callable<Integer> {
      * side files, config.yaml (headed by the attention path in use) and the config table.
      */
     private void writeRunDir(Resolved run, Path dir, String attention) {
+        if (run.from() == null) createRunDir(dir);
+        if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
         if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().state().step());
-        else createRunDir(dir);
         if (initFrom != null) copySideFiles(initFrom, dir);
         String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
         try {
@@ -275,18 +287,10 @@ public final class TrainCommand implements Callable<Integer> {
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }
-            if (topo.worldSize() > 1) {
-                trainer.addListener(ckpt.rankListener(topo.tpRank(), topo.dpRank()));
-                trainer.stopWhen(ckpt::stopDecided);
-            } else {
-                trainer.addListener(ckpt);
-                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
-            }
+            trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank()) : ckpt);
+            trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));      // this process's wish; the ranks vote
             try {
-                TrainState s = trainer.run();
-                // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
-                if (topo.worldSize() == 1) ckpt.save(trainer);
-                return s;
+                return trainer.run();                                           // the listener saved the stop step
             } catch (RuntimeException | Error e) {
                 ckpt.abort();                                                   // release the ranks waiting at its barrier
                 throw e;
@@ -369,8 +373,6 @@ public final class TrainCommand implements Callable<Integer> {
     private static void createRunDir(Path dir) {
         try {
             Files.createDirectories(dir);
-            if (Files.exists(dir.resolve("metrics.jsonl")))
-                throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
         }

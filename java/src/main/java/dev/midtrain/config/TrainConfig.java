@@ -19,7 +19,7 @@ import static dev.midtrain.config.Check.require;
  * @param steps               optimizer steps in the run (the schedule's horizon)
  * @param logEverySteps       progress-line period
  * @param evalEverySteps      validation-loss period; 0 disables
- * @param evalBatches         micro-batches per validation pass
+ * @param evalBatches         global micro-batches per validation pass (split over the data-parallel ranks: every layout evaluates the same set)
  * @param seed                seed for initialization and data order
  * @param recompute           recompute each block's activations in the backward instead of storing them
  * @param onNonfinite         stop (default): a non-finite loss or grad norm stops the run before the update;

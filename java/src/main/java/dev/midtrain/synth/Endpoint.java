@@ -144,6 +144,22 @@ public final class Endpoint {
         }
     }
 
+    /**
+     * Checks once, before a stage sends anything, that the server at {@code baseUrl} accepts connections (GET /models;
+     * any HTTP status will do, some servers lack the route). A refused or timed-out connection is a one-line error
+     * (exit 1) instead of every record spending its retries on a server that is not there.
+     */
+    public void probe(String baseUrl) throws InterruptedException {
+        HttpRequest.Builder rb = HttpRequest.newBuilder(URI.create(baseUrl + "/models")).timeout(Duration.ofMillis((long) (cfg.connectTimeoutS() * 1000))).GET();
+        if (apiKey != null) rb.header("Authorization", "Bearer " + apiKey);
+        try {
+            http.send(rb.build(), HttpResponse.BodyHandlers.discarding());
+        } catch (IOException e) {
+            throw new UserError(baseUrl + ": cannot reach the endpoint (" + e.getClass().getSimpleName()
+                    + (e.getMessage() == null ? "" : ": " + e.getMessage()) + "); is the server running? (endpoint.base_url)", 1, null);
+        }
+    }
+
     private static Reply parse(String raw) throws MalformedResponse {
         JsonNode root;
         try {
