@@ -31,6 +31,7 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.eval.TrainingEval;
 import dev.midtrain.train.RunLock;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
@@ -289,7 +290,9 @@ public final class TrainCommand implements Callable<Integer> {
             }
             trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank()) : ckpt);
             trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));      // this process's wish; the ranks vote
-            try {
+            TrainingEval evalDuring = cfg.eval().tasks().isEmpty() ? null : new TrainingEval(cfg, metrics);  // eval.tasks (one rank)
+            if (evalDuring != null) trainer.addListener(evalDuring);
+            try (evalDuring) {
                 return trainer.run();                                           // the listener saved the stop step
             } catch (RuntimeException | Error e) {
                 ckpt.abort();                                                   // release the ranks waiting at its barrier

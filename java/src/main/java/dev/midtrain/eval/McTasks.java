@@ -36,7 +36,8 @@ import java.util.Map;
  *   <li>{@code Question}, {@code A}, {@code B}, {@code C}, {@code D}, {@code Answer}: CMMLU ({@code haonan-li/cmmlu});</li>
  * </ul>
  * {@code answer} may be an index (0-based), a letter (A, B, ...) or the text of the right choice. Optional:
- * {@code subject} or {@code discipline} (default: the file name without a {@code _test}/{@code -dev}-style suffix),
+ * {@code subject} or {@code discipline} (default: the file name without a {@code _test}/{@code -dev}-style suffix, or
+ * the directory's name for a bare {@code test.jsonl}),
  * {@code difficulty} (H1-H5 or 1-5), {@code grade}. A malformed record is an error naming file and line/row.
  */
 public final class McTasks {
@@ -65,7 +66,9 @@ public final class McTasks {
         String n = file.getFileName().toString();
         int dot = n.indexOf('.');
         if (dot > 0) n = n.substring(0, dot);
-        return n.replaceAll("[-_](test|dev|val|validation|train)$", "").replaceAll("^(test|dev|val|validation)$", "tasks");
+        if (n.matches("test|dev|val|validation|train") && file.toAbsolutePath().getParent() != null)
+            return file.toAbsolutePath().getParent().getFileName().toString();      // eval-sample/test.jsonl -> eval-sample
+        return n.replaceAll("[-_](test|dev|val|validation|train)$", "");
     }
 
     private static List<McItem> jsonl(Path file) throws IOException {
