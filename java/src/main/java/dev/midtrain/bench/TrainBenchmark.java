@@ -37,7 +37,7 @@ public final class TrainBenchmark {
             default -> throw new IllegalArgumentException("preset must be 3m or 30m, got " + name);
         }
         OptimConfig o = new OptimConfig(1e-3, 1e-4, 10, 0.9, 0.95, 1e-8, 0.1, List.of("norm"), 1.0);
-        TrainConfig t = new TrainConfig("cpu", T, B, B, steps, 1_000_000, 0, 0, 1234, recompute, "stop", 0.02, 0);
+        TrainConfig t = TrainConfig.builder(T, B, B, steps).logEverySteps(1_000_000).evalBatches(0).seed(1234).recompute(recompute).build();
         return new RunConfig(m, o, t, null, null, null);
     }
 

@@ -1,11 +1,11 @@
 package dev.midtrain.ckpt;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.common.UserError;
-
 import dev.midtrain.common.AtomicFiles;
-
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
 
 import java.io.IOException;
@@ -46,8 +46,38 @@ public final class CheckpointStore {
     /** Test-only: milliseconds to sleep after each file of a save, so a test can kill a process mid-save. */
     public static final String SLOW_WRITE_PROPERTY = "midtrain.ckpt.testSlowWriteMillis";
 
-    /** One tensor-parallel rank's state in host memory: fp32 params, AdamW m and v, all laid out by {@code layout}. */
-    public record RankState(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v) {}
+    /**
+     * One rank's part of a checkpoint in host memory: elements [window.start, window.start + window.count) of
+     * tensor-parallel rank {@code layout.rank()}'s slab (fp32 master weights, AdamW m and v), where the window is
+     * data-parallel rank {@code dpRank}'s equal share ({@link OptimizerShard#of} with ZeRO on; the whole slab when
+     * dp = 1). The buffers hold the window from index 0.
+     */
+    public record RankState(ParamLayout layout, int dpRank, int dp, HostFloats params, HostFloats m, HostFloats v) {
+        public RankState {
+            if (dp < 1 || dpRank < 0 || dpRank >= dp) throw new IllegalArgumentException("dp rank " + dpRank + " of " + dp);
+        }
+
+        /** The whole slab of one tensor-parallel rank (dp 1). */
+        public RankState(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v) { this(layout, 0, 1, params, m, v); }
+
+        public OptimizerShard window() { return CheckpointStore.window(layout.numel(), dp, dpRank); }
+    }
+
+    /** The slab window data-parallel rank {@code dpRank} of {@code dp} writes: its ZeRO shard, or everything at dp 1. */
+    public static OptimizerShard window(long numel, int dp, int dpRank) { return OptimizerShard.of(numel, dp, dpRank, true); }
+
+    /**
+     * Which process of a multi-process run writes this part of a save ({@link #savePart}): process 0 commits.
+     *
+     * @param timeout how long process 0 waits for the other processes' parts before giving the step up
+     */
+    public record Part(int process, int processes, java.time.Duration timeout) {
+        public static final Part SOLE = new Part(0, 1, java.time.Duration.ZERO);
+
+        public Part {
+            if (processes < 1 || process < 0 || process >= processes) throw new IllegalArgumentException("process " + process + " of " + processes);
+        }
+    }
 
     /** Called before each file of a save is written (tests inject delays and failures here). */
     @FunctionalInterface
@@ -70,13 +100,23 @@ public final class CheckpointStore {
 
     public Path stepDir(long step) { return dir.resolve(stepName(step)); }
 
-    public static String modelFile(int rank, int tp) {
-        return tp == 1 ? "model.safetensors" : String.format("model-tp%02d-of-%02d.safetensors", rank, tp);
+    public static String modelFile(int rank, int tp) { return modelFile(rank, tp, 0, 1); }
+
+    public static String optimizerFile(int rank, int tp) { return optimizerFile(rank, tp, 0, 1); }
+
+    /** {@code model[-tpTT-of-TT][-dpDD-of-DD].safetensors}: rank (tp, dp)'s window of the fp32 master weights. */
+    public static String modelFile(int tpRank, int tp, int dpRank, int dp) { return fileName("model", tpRank, tp, dpRank, dp); }
+
+    /** {@code optimizer[-tpTT-of-TT][-dpDD-of-DD].safetensors}: the same window of the AdamW moments. */
+    public static String optimizerFile(int tpRank, int tp, int dpRank, int dp) { return fileName("optimizer", tpRank, tp, dpRank, dp); }
+
+    private static String fileName(String base, int tpRank, int tp, int dpRank, int dp) {
+        return base + (tp == 1 ? "" : String.format("-tp%02d-of-%02d", tpRank, tp)) + (dp == 1 ? "" : String.format("-dp%02d-of-%02d", dpRank, dp))
+                + ".safetensors";
     }
 
-    public static String optimizerFile(int rank, int tp) {
-        return tp == 1 ? "optimizer.safetensors" : String.format("optimizer-tp%02d-of-%02d.safetensors", rank, tp);
-    }
+    /** The file in which process {@code process} lists what it wrote (size and SHA-256 per file) for process 0. */
+    public static String partFile(int process, int processes) { return String.format("part-%05d-of-%05d.json", process, processes); }
 
     /** Steps whose directory holds COMMITTED, ascending. */
     public List<Long> committedSteps() {
@@ -102,35 +142,68 @@ public final class CheckpointStore {
     /**
      * Writes {@code state} and the ranks' tensors as step {@code state.step()}, commits it, moves the latest
      * pointer and prunes (keep the newest {@code keepLast} plus every step divisible by {@code keepEvery} > 0).
-     * On failure nothing is published and the exception propagates.
+     * {@code ranks} must hold every rank (tp x dp) of the state. On failure nothing is published and the exception
+     * propagates.
      */
     public Path save(TrainerState state, List<RankState> ranks, int keepLast, int keepEvery) throws IOException {
-        int tp = ranks.size();
-        if (tp != state.tp()) throw new IllegalArgumentException("state says tp " + state.tp() + ", " + tp + " rank states given");
+        return savePart(state, ranks, Part.SOLE, keepLast, keepEvery);
+    }
+
+    /**
+     * One process's part of a save (two-phase commit across the processes of a run; {@link Part#SOLE} for one).
+     * Every process writes the files of its own ranks into {@code .tmp-step_N/} (each fsync'd and renamed into
+     * place), then its part file listing their sizes and SHA-256 (the vote: written last, fsync'd). Process 0 also
+     * writes trainer_state.json, waits until every process's part is there (at most {@code part.timeout()}; a
+     * process that failed writes a {@code .failed} part instead), and only then writes manifest.json (every file
+     * of every rank), renames the directory to {@code step_N/}, writes COMMITTED and the latest pointer, and
+     * prunes. A step some process did not finish is never published. Returns the committed directory (process
+     * 0), or the temporary directory (other processes: the commit is process 0's).
+     */
+    public Path savePart(TrainerState state, List<RankState> ranks, Part part, int keepLast, int keepEvery) throws IOException {
+        int tp = state.tp(), dp = state.dp();
+        java.util.Set<Integer> seen = new java.util.HashSet<>();
+        for (RankState r : ranks) {
+            if (r.layout().tp() != tp || r.dp() != dp)
+                throw new IllegalArgumentException("rank state of tp " + r.layout().tp() + " x dp " + r.dp() + ", the state says tp " + tp + " x dp " + dp);
+            if (!seen.add(r.dpRank() * tp + r.layout().rank())) throw new IllegalArgumentException("rank given twice: tp " + r.layout().rank() + " dp " + r.dpRank());
+        }
+        if (part.processes() == 1 && seen.size() != tp * dp)
+            throw new IllegalArgumentException("state says tp " + tp + " x dp " + dp + ", " + ranks.size() + " rank states given");
+        boolean sole = part.processes() == 1, lead = part.process() == 0;
         Files.createDirectories(dir);
         String name = stepName(state.step());
         Path tmp = dir.resolve(".tmp-" + name), fin = dir.resolve(name);
-        AtomicFiles.deleteTree(tmp);
+        if (sole) AtomicFiles.deleteTree(tmp);       // several processes: process 0 cleared leftovers at start-up
         Files.createDirectories(tmp);
         long slow = Long.getLong(SLOW_WRITE_PROPERTY, 0L);
         ObjectNode files = JsonNodeFactory.instance.objectNode();
         try {
-            for (int i = 0; i < tp; i++) {
-                RankState r = ranks.get(i);
-                if (r.layout().tp() != tp || r.layout().rank() != i)
-                    throw new IllegalArgumentException("rank states must be in rank order 0.." + (tp - 1));
-                String mf = modelFile(r.layout().rank(), tp);
-                writeFile(tmp, mf, files, slow, out -> Safetensors.write(out, tensors(r.layout(), "", r.params()), metadata(r.layout(), "model")));
-                String of = optimizerFile(r.layout().rank(), tp);
-                List<Safetensors.OutTensor> opt = new ArrayList<>(tensors(r.layout(), "m.", r.m()));
-                opt.addAll(tensors(r.layout(), "v.", r.v()));
-                writeFile(tmp, of, files, slow, out -> Safetensors.write(out, opt, metadata(r.layout(), "adamw")));
+            for (RankState r : ranks) {
+                ParamLayout l = r.layout();
+                OptimizerShard w = r.window();
+                String mf = modelFile(l.rank(), tp, r.dpRank(), dp);
+                writeFile(tmp, mf, files, slow, out -> Safetensors.write(out, tensors(l, w, "", r.params()), metadata(r, "model")));
+                String of = optimizerFile(l.rank(), tp, r.dpRank(), dp);
+                List<Safetensors.OutTensor> opt = new ArrayList<>(tensors(l, w, "m.", r.m()));
+                opt.addAll(tensors(l, w, "v.", r.v()));
+                writeFile(tmp, of, files, slow, out -> Safetensors.write(out, opt, metadata(r, "adamw")));
             }
-            String json = state.toJson();
-            writeFile(tmp, STATE, files, slow, out -> out.write(java.nio.ByteBuffer.wrap(json.getBytes(java.nio.charset.StandardCharsets.UTF_8))));
+            if (lead) {
+                String json = state.toJson();
+                writeFile(tmp, STATE, files, slow, out -> out.write(java.nio.ByteBuffer.wrap(json.getBytes(java.nio.charset.StandardCharsets.UTF_8))));
+            }
+            if (!sole) {
+                ObjectNode vote = JsonNodeFactory.instance.objectNode();
+                vote.put("process", part.process()).put("step", state.step()).set("files", files);
+                AtomicFiles.writeString(tmp.resolve(partFile(part.process(), part.processes())), HfConfig.toText(vote));
+                AtomicFiles.fsyncDir(tmp);
+                if (!lead) return tmp;
+                for (int p = 1; p < part.processes(); p++) files.setAll((ObjectNode) awaitPart(tmp, p, part).get("files"));
+            }
             ObjectNode manifest = JsonNodeFactory.instance.objectNode();
             manifest.put("format", "midtrain-manifest/1");
             manifest.put("step", state.step());
+            manifest.put("tp", tp).put("dp", dp).put("processes", part.processes());
             manifest.set("files", files);
             hook.beforeFile(MANIFEST);
             AtomicFiles.Written mw = AtomicFiles.writeString(tmp.resolve(MANIFEST), HfConfig.toText(manifest));
@@ -145,12 +218,59 @@ public final class CheckpointStore {
             sleep(slow);
             AtomicFiles.writeString(fin.resolve(COMMITTED), "step " + state.step() + "\nmanifest_sha256 " + mw.sha256() + "\n");
         } catch (IOException | RuntimeException e) {
-            try { AtomicFiles.deleteTree(tmp); } catch (IOException ignored) { }
+            if (sole || lead) {
+                try { AtomicFiles.deleteTree(tmp); } catch (IOException ignored) { }
+            } else {                                     // tell process 0 at once rather than letting it wait out the timeout
+                try {
+                    AtomicFiles.writeString(tmp.resolve(partFile(part.process(), part.processes()) + ".failed"), e + "\n");
+                } catch (IOException ignored) { }
+            }
             throw e;
         }
         AtomicFiles.writeString(dir.resolve(LATEST), name + "\n");
-        prune(keepLast, keepEvery);
+        prune(keepLast, keepEvery, sole);
         return fin;
+    }
+
+    /** Process 0's wait for process {@code p}'s part file; a failed part or the timeout gives the step up. */
+    private JsonNode awaitPart(Path tmp, int p, Part part) throws IOException {
+        Path f = tmp.resolve(partFile(p, part.processes())), failed = tmp.resolve(partFile(p, part.processes()) + ".failed");
+        long deadline = System.nanoTime() + part.timeout().toNanos();
+        while (!Files.exists(f)) {
+            if (Files.exists(failed))
+                throw new IOException("process " + p + " failed to write its part: " + Files.readString(failed).trim());
+            if (System.nanoTime() > deadline)
+                throw new IOException("process " + p + " did not finish its part of " + tmp.getFileName() + " within " + part.timeout().toSeconds() + " s");
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while waiting for process " + p);
+            }
+        }
+        JsonNode n = HfConfig.read(f);
+        if (n.path("step").asLong(-1) != parseStep(tmp) || !n.path("files").isObject())
+            throw new IOException(f + ": not a part of " + tmp.getFileName());
+        return n;
+    }
+
+    private static long parseStep(Path tmp) {
+        Matcher m = STEP_DIR.matcher(tmp.getFileName().toString().substring(".tmp-".length()));
+        return m.matches() ? Long.parseLong(m.group(1)) : -1;
+    }
+
+    /**
+     * Removes every uncommitted leftover ({@code .tmp-step_*}, {@code .trash-step_*}); process 0 of a multi-process run
+     * calls it at start-up, before any process can write (writing starts after the first step's collectives).
+     */
+    public void removeUncommitted() throws IOException {
+        if (!Files.isDirectory(dir)) return;
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.toList()) {
+                String n = p.getFileName().toString();
+                if (n.startsWith(".tmp-step_") || n.startsWith(".trash-step_")) AtomicFiles.deleteTree(p);
+            }
+        }
     }
 
     private void writeFile(Path tmp, String name, ObjectNode files, long slow, AtomicFiles.Body body) throws IOException {
@@ -170,25 +290,47 @@ public final class CheckpointStore {
         }
     }
 
-    static List<Safetensors.OutTensor> tensors(ParamLayout layout, String prefix, HostFloats src) {
-        if (src.numel() < layout.numel())
-            throw new IllegalArgumentException("slab holds " + src.numel() + " floats, layout needs " + layout.numel());
+    /**
+     * The pieces of the layout's tensors inside window {@code w} (src holds the window from index 0): a tensor
+     * wholly inside keeps its rank shape; one cut by the window's edge is stored flat ([elements]), in slab order.
+     */
+    static List<Safetensors.OutTensor> tensors(ParamLayout layout, OptimizerShard w, String prefix, HostFloats src) {
+        if (src.numel() < w.count())
+            throw new IllegalArgumentException("buffer holds " + src.numel() + " floats, the window needs " + w.count());
         List<Safetensors.OutTensor> out = new ArrayList<>();
-        for (ParamLayout.Tensor t : layout.tensors())
-            out.add(Safetensors.OutTensor.of(prefix + t.name(), DType.F32, Shards.toLong(t.shape()), src, t.offset()));
+        for (ParamLayout.Tensor t : layout.tensors()) {
+            long[] piece = piece(t, w);
+            if (piece == null) continue;
+            long[] shape = piece[1] - piece[0] == t.numel() ? Shards.toLong(t.shape()) : new long[]{piece[1] - piece[0]};
+            out.add(Safetensors.OutTensor.of(prefix + t.name(), DType.F32, shape, src, piece[0] - w.start()));
+        }
         return out;
     }
 
-    private static Map<String, String> metadata(ParamLayout l, String content) {
-        return Map.of("format", "pt", "midtrain_content", content, "midtrain_tp_rank", Integer.toString(l.rank()),
-                "midtrain_tp_size", Integer.toString(l.tp()));
+    /** [lo, hi) slab range of tensor {@code t} inside window {@code w}, or null when they do not meet. */
+    static long[] piece(ParamLayout.Tensor t, OptimizerShard w) {
+        long lo = Math.max(t.offset(), w.start()), hi = Math.min(t.offset() + t.numel(), w.start() + w.count());
+        return hi > lo ? new long[]{lo, hi} : null;
+    }
+
+    private static Map<String, String> metadata(RankState r, String content) {
+        return Map.of("format", "pt", "midtrain_content", content, "midtrain_tp_rank", Integer.toString(r.layout().rank()),
+                "midtrain_tp_size", Integer.toString(r.layout().tp()), "midtrain_dp_rank", Integer.toString(r.dpRank()),
+                "midtrain_dp_size", Integer.toString(r.dp()), "midtrain_window", r.window().start() + "," + r.window().count());
     }
 
     /**
      * Deletes committed steps other than the newest {@code keepLast} and those divisible by {@code keepEvery}
      * (when > 0), and every uncommitted or temporary directory. The step {@code latest} names is always kept.
      */
-    public void prune(int keepLast, int keepEvery) throws IOException {
+    public void prune(int keepLast, int keepEvery) throws IOException { prune(keepLast, keepEvery, true); }
+
+    /**
+     * As {@link #prune(int, int)}; with {@code allTemporary} false (several processes write), only temporary
+     * directories of steps older than the newest committed one are removed: a newer one may be another process's
+     * save in progress.
+     */
+    public void prune(int keepLast, int keepEvery, boolean allTemporary) throws IOException {
         if (keepLast < 1) throw new IllegalArgumentException("keepLast " + keepLast);
         List<Long> committed = committedSteps();
         TreeSet<Long> keep = new TreeSet<>(committed.subList(Math.max(0, committed.size() - keepLast), committed.size()));
@@ -200,7 +342,10 @@ public final class CheckpointStore {
                 Matcher m = STEP_DIR.matcher(n);
                 boolean drop;
                 if (m.matches()) drop = !keep.contains(Long.parseLong(m.group(1))) && !n.equals(latest);
-                else drop = n.startsWith(".tmp-step_") || n.startsWith(".trash-step_");
+                else if (n.startsWith(".tmp-step_") && !allTemporary) {
+                    Matcher t = STEP_DIR.matcher(n.substring(".tmp-".length()));
+                    drop = t.matches() && !committed.isEmpty() && Long.parseLong(t.group(1)) < committed.get(committed.size() - 1);
+                } else drop = n.startsWith(".tmp-step_") || n.startsWith(".trash-step_");
                 if (drop) AtomicFiles.deleteTree(p);
             }
         }

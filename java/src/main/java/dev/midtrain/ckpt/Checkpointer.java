@@ -30,11 +30,15 @@ public final class Checkpointer implements AutoCloseable {
         void fill(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v);
     }
 
+    /** A rank whose state a save holds: tensor-parallel layout and data-parallel window (see {@link CheckpointStore.RankState}). */
+    public record Slot(ParamLayout layout, int dpRank, int dp) {}
+
     private final CheckpointStore store;
+    private volatile CheckpointStore.Part part = CheckpointStore.Part.SOLE;
     private final CheckpointConfig cfg;
     private final ExecutorService writer;
     private final List<CheckpointStore.RankState> buffers = new ArrayList<>();
-    private Future<Path> pending;
+    private volatile Future<Path> pending;
     private long pendingStep = -1;
     private Path lastSaved;
 
@@ -50,6 +54,9 @@ public final class Checkpointer implements AutoCloseable {
 
     public CheckpointStore store() { return store; }
 
+    /** Makes this process's saves parts of a multi-process two-phase commit ({@link CheckpointStore#savePart}). */
+    public void setPart(CheckpointStore.Part part) { this.part = part; }
+
     /** Whether {@code step} is a periodic save point (checkpoint.every_steps). */
     public boolean due(long step) { return cfg.everySteps() > 0 && step % cfg.everySteps() == 0; }
 
@@ -58,18 +65,19 @@ public final class Checkpointer implements AutoCloseable {
      * Returns once the state is in host memory (async) or on disk (sync).
      */
     public synchronized void save(TrainerState state, List<ParamLayout> layouts, Filler filler) {
-        List<CheckpointStore.RankState> ranks = beginSave(layouts);
+        List<CheckpointStore.RankState> ranks = beginSave(layouts.stream().map(l -> new Slot(l, 0, 1)).toList());
         for (CheckpointStore.RankState r : ranks) filler.fill(r.layout(), r.params(), r.m(), r.v());
         finishSave(state, ranks);
     }
 
     /**
      * First half of {@link #save} for ranks that fill the buffers from their own threads (tensor/data parallelism):
-     * waits for the in-flight save (throwing its failure) and returns the host buffers to fill, one per layout.
+     * waits for the in-flight save (throwing its failure) and returns the host buffers to fill, one per slot (each
+     * holds the slot's data-parallel window).
      */
-    public synchronized List<CheckpointStore.RankState> beginSave(List<ParamLayout> layouts) {
+    public synchronized List<CheckpointStore.RankState> beginSave(List<Slot> slots) {
         awaitPending();
-        return buffersFor(layouts);
+        return buffersFor(slots);
     }
 
     /** Second half of {@link #save}: writes the filled buffers (in the background when checkpoint.async). */
@@ -85,7 +93,12 @@ public final class Checkpointer implements AutoCloseable {
     private Path write(TrainerState state, List<CheckpointStore.RankState> ranks) {
         long t0 = System.nanoTime();
         try {
-            Path p = store.save(state, ranks, cfg.keepLast(), cfg.keepEvery());
+            CheckpointStore.Part pt = part;
+            Path p = store.savePart(state, ranks, pt, cfg.keepLast(), cfg.keepEvery());
+            if (pt.process() != 0) {
+                log.debug("checkpoint part {} of {} written in {} s", pt.process(), p, String.format("%.2f", (System.nanoTime() - t0) / 1e9));
+                return store.stepDir(state.step());      // process 0 commits it
+            }
             log.info("checkpoint {} saved in {} s", p, String.format("%.2f", (System.nanoTime() - t0) / 1e9));
             return p;
         } catch (Exception e) {
@@ -114,14 +127,19 @@ public final class Checkpointer implements AutoCloseable {
     /** The directory of the last save known to have completed, or null. */
     public synchronized Path lastSaved() { return lastSaved; }
 
-    private List<CheckpointStore.RankState> buffersFor(List<ParamLayout> layouts) {
-        boolean same = buffers.size() == layouts.size();
-        for (int i = 0; same && i < layouts.size(); i++)
-            same = buffers.get(i).layout().numel() == layouts.get(i).numel() && buffers.get(i).layout().rank() == layouts.get(i).rank();
+    private List<CheckpointStore.RankState> buffersFor(List<Slot> slots) {
+        boolean same = buffers.size() == slots.size();
+        for (int i = 0; same && i < slots.size(); i++) {
+            CheckpointStore.RankState b = buffers.get(i);
+            Slot sl = slots.get(i);
+            same = b.layout().numel() == sl.layout().numel() && b.layout().rank() == sl.layout().rank() && b.layout().tp() == sl.layout().tp() && b.dpRank() == sl.dpRank() && b.dp() == sl.dp();
+        }
         if (!same) {
             freeBuffers();
-            for (ParamLayout l : layouts)
-                buffers.add(new CheckpointStore.RankState(l, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel())));
+            for (Slot sl : slots) {
+                long n = CheckpointStore.window(sl.layout().numel(), sl.dp(), sl.dpRank()).count();
+                buffers.add(new CheckpointStore.RankState(sl.layout(), sl.dpRank(), sl.dp(), HostFloats.allocate(n), HostFloats.allocate(n), HostFloats.allocate(n)));
+            }
         }
         return List.copyOf(buffers);
     }
@@ -129,6 +147,18 @@ public final class Checkpointer implements AutoCloseable {
     private void freeBuffers() {
         for (CheckpointStore.RankState r : buffers) { r.params().close(); r.m().close(); r.v().close(); }
         buffers.clear();
+    }
+
+    /**
+     * Gives up the save in flight without waiting (the run failed): its writer is interrupted, so process 0 stops
+     * waiting for the other processes' parts and nothing is published. The buffers are left to the exiting process
+     * (the writer may still hold them).
+     */
+    public void abandon() {
+        Future<Path> f = pending;
+        if (f != null && !f.isDone()) log.warn("checkpoint step {} abandoned (not published): the run failed", pendingStep);
+        if (f != null) f.cancel(true);
+        if (writer != null) writer.shutdownNow();
     }
 
     /** Waits for the in-flight save (throwing its failure), then frees the buffers. */

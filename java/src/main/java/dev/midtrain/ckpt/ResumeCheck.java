@@ -12,9 +12,10 @@ import java.util.TreeSet;
 
 /**
  * What may change between a checkpoint's run config and the resuming run's. Refused (one line naming every
- * field): the model's shape and numerics (everything in model.* except max_seq_len) and the parallel layout
- * (parallel.tp, parallel.dp: the saved shards and loader positions are per rank). Allowed and reported: everything
- * else (learning rate, schedule, step budget, batch geometry, data sources, checkpoint policy...).
+ * field): the model's shape and numerics (everything in model.* except max_seq_len). Allowed and reported:
+ * everything else (learning rate, schedule, step budget, batch geometry, data sources, checkpoint policy...),
+ * including the parallel layout (parallel.tp, parallel.dp, the node count): the ranks reshard the saved weights and
+ * AdamW moments on load ({@link StepCheckpoint#loadRank}) and the loader position is a global batch index.
  */
 public final class ResumeCheck {
     private ResumeCheck() {}
@@ -22,7 +23,7 @@ public final class ResumeCheck {
     /** Returns "field: old -> new" for each allowed change; throws a {@link UserError} for an incompatible one. */
     public static List<String> compare(RunConfig saved, RunConfig now, Path checkpoint) {
         Map<String, String> a = ConfigLoader.flatten(saved), b = ConfigLoader.flatten(now);
-        List<String> refused = new ArrayList<>(), layout = new ArrayList<>(), allowed = new ArrayList<>();
+        List<String> refused = new ArrayList<>(), allowed = new ArrayList<>();
         TreeSet<String> keys = new TreeSet<>(a.keySet());
         keys.addAll(b.keySet());
         for (String k : keys) {
@@ -30,14 +31,11 @@ public final class ResumeCheck {
             if (x.equals(y)) continue;
             String change = k + " " + x + " -> " + y;
             if (k.startsWith("model.") && !k.equals("model.max_seq_len")) refused.add(change);
-            else if (k.equals("parallel.tp") || k.equals("parallel.dp")) layout.add(change);
+            else if (k.equals("parallel.tp") || k.equals("parallel.dp")) allowed.add(change + " (resharded)");
             else allowed.add(change);
         }
         if (!refused.isEmpty())
             throw new UserError(checkpoint + ": cannot resume with a different model shape: " + String.join("; ", refused));
-        if (!layout.isEmpty())
-            throw new UserError(checkpoint + ": cannot resume with an incompatible parallel layout (saved shards and loader positions are per rank): "
-                    + String.join("; ", layout));
         return allowed;
     }
 }

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
+import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
 
 import java.io.IOException;
@@ -26,16 +27,29 @@ public final class StepCheckpoint implements AutoCloseable {
     private final Path dir;
     private final TrainerState state;
     private final RunConfig config;
-    private final List<Safetensors.Reader> model = new ArrayList<>(), optimizer = new ArrayList<>();
+    private final Map<String, String> sha256 = new java.util.HashMap<>();     // manifest: file -> SHA-256
+    private final Map<String, Safetensors.Reader> readers = new java.util.HashMap<>();
+    private final boolean hashOnRead;
+    private ParamLayout[] layouts;                                          // saved layouts, by tensor-parallel rank
 
-    private StepCheckpoint(Path dir, TrainerState state, RunConfig config) {
+    private StepCheckpoint(Path dir, TrainerState state, RunConfig config, boolean hashOnRead) {
         this.dir = dir;
         this.state = state;
         this.config = config;
+        this.hashOnRead = hashOnRead;
     }
 
     /** Opens and verifies {@code dir}; {@code verifyHashes} false skips re-hashing the files (sizes are still checked). */
-    public static StepCheckpoint open(Path dir, boolean verifyHashes) {
+    public static StepCheckpoint open(Path dir, boolean verifyHashes) { return open(dir, verifyHashes, false); }
+
+    /**
+     * Opens {@code dir} checking the commit marker, the manifest and every file's size, but hashing (SHA-256
+     * against the manifest) only trainer_state.json now and each tensor file when it is first read: a process of a
+     * multi-process run verifies (and reads) only the files its ranks need.
+     */
+    public static StepCheckpoint openForRanks(Path dir) { return open(dir, false, true); }
+
+    private static StepCheckpoint open(Path dir, boolean verifyHashes, boolean hashOnRead) {
         if (!Files.isDirectory(dir)) throw new UserError(dir + ": not a checkpoint step directory");
         Path committed = dir.resolve(CheckpointStore.COMMITTED);
         if (!Files.isRegularFile(committed))
@@ -58,7 +72,7 @@ public final class StepCheckpoint implements AutoCloseable {
                 if (!Files.isRegularFile(f)) throw new UserError(f + ": listed in the manifest but missing");
                 long size = Files.size(f), want = e.getValue().path("bytes").asLong(-1);
                 if (size != want) throw new UserError(f + ": " + size + " bytes, the manifest says " + want + " (truncated or corrupt checkpoint)");
-                if (verifyHashes) {
+                if (verifyHashes || hashOnRead && e.getKey().equals(CheckpointStore.STATE)) {
                     String sha = AtomicFiles.sha256(f), wantSha = e.getValue().path("sha256").asText();
                     if (!sha.equals(wantSha))
                         throw new UserError(f + ": SHA-256 " + sha + " does not match the manifest's " + wantSha + " (corrupt checkpoint)");
@@ -74,15 +88,24 @@ public final class StepCheckpoint implements AutoCloseable {
             }
             if (cfg.parallel().tp() != state.tp())
                 throw new UserError(sf + ": tp " + state.tp() + " disagrees with config_yaml parallel.tp " + cfg.parallel().tp());
-            StepCheckpoint c = new StepCheckpoint(dir, state, cfg);
-            try {
-                for (int r = 0; r < state.tp(); r++) {
-                    c.model.add(Safetensors.Reader.open(dir.resolve(CheckpointStore.modelFile(r, state.tp()))));
-                    c.optimizer.add(Safetensors.Reader.open(dir.resolve(CheckpointStore.optimizerFile(r, state.tp()))));
+            if (cfg.parallel().dp() != state.dp())
+                throw new UserError(sf + ": dp " + state.dp() + " disagrees with config_yaml parallel.dp " + cfg.parallel().dp());
+            StepCheckpoint c = new StepCheckpoint(dir, state, cfg, hashOnRead);
+            for (Iterator<Map.Entry<String, JsonNode>> it = files.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                c.sha256.put(e.getKey(), e.getValue().path("sha256").asText());
+            }
+            for (int t = 0; t < state.tp(); t++)
+                for (int d = 0; d < state.dp(); d++)
+                    for (String f : List.of(CheckpointStore.modelFile(t, state.tp(), d, state.dp()), CheckpointStore.optimizerFile(t, state.tp(), d, state.dp())))
+                        if (!c.sha256.containsKey(f)) throw new UserError(dir.resolve(f) + ": missing (not in the manifest)");
+            if (!hashOnRead) {                           // eager: open every reader now (header validation of every file)
+                try {
+                    for (String f : c.sha256.keySet()) if (f.endsWith(".safetensors")) c.reader(f);
+                } catch (RuntimeException e) {
+                    c.close();
+                    throw e;
                 }
-            } catch (RuntimeException e) {
-                c.close();
-                throw e;
             }
             return c;
         } catch (NoSuchFileException e) {
@@ -100,20 +123,26 @@ public final class StepCheckpoint implements AutoCloseable {
     public RunConfig config() { return config; }
 
     /** The layout of tensor-parallel rank {@code rank} as saved. */
-    public ParamLayout layout(int rank) {
-        return ParamLayout.of(config.model(), state.tp(), rank, config.optimizer() == null ? null : config.optimizer().weightDecayExclude());
+    public synchronized ParamLayout layout(int rank) {
+        if (layouts == null) layouts = new ParamLayout[state.tp()];
+        if (layouts[rank] == null) layouts[rank] = ParamLayout.of(config.model(), state.tp(), rank, config.optimizer() == null ? null : config.optimizer().weightDecayExclude());
+        return layouts[rank];
     }
 
     /** Loads rank {@code layout.rank()}'s fp32 master weights into {@code dst}. The layout must match the saved one. */
     public void loadParams(ParamLayout layout, HostFloats dst) {
-        load(model.get(checkRank(layout)), layout, "", dst);
+        checkRank(layout);
+        checkLength(dst, layout.numel());
+        readRange("", layout.rank(), 0, layout.numel(), dst, 0);
     }
 
     /** Loads rank {@code layout.rank()}'s AdamW moments into {@code m} and {@code v}. */
     public void loadOptimizer(ParamLayout layout, HostFloats m, HostFloats v) {
-        Safetensors.Reader r = optimizer.get(checkRank(layout));
-        load(r, layout, "m.", m);
-        load(r, layout, "v.", v);
+        checkRank(layout);
+        checkLength(m, layout.numel());
+        checkLength(v, layout.numel());
+        readRange("m.", layout.rank(), 0, layout.numel(), m, 0);
+        readRange("v.", layout.rank(), 0, layout.numel(), v, 0);
     }
 
     private int checkRank(ParamLayout layout) {
@@ -122,50 +151,130 @@ public final class StepCheckpoint implements AutoCloseable {
         return layout.rank();
     }
 
-    private static void load(Safetensors.Reader r, ParamLayout layout, String prefix, HostFloats dst) {
-        if (dst.numel() < layout.numel()) throw new IllegalArgumentException("destination holds " + dst.numel() + ", layout needs " + layout.numel());
-        for (ParamLayout.Tensor t : layout.tensors()) {
-            String name = prefix + t.name();
-            if (!r.has(name)) throw new UserError(r.file() + ": tensor " + name + " missing");
-            Shards.readWhole(new Shards.Ref(r, r.get(name)), t, dst, 0);
-        }
-        int expected = layout.tensors().size();
-        long have = r.tensors().keySet().stream().filter(n -> n.startsWith(prefix) && (!prefix.isEmpty() || !n.startsWith("m.") && !n.startsWith("v."))).count();
-        if (have != expected) throw new UserError(r.file() + ": holds " + have + " " + (prefix.isEmpty() ? "parameter" : prefix + "*") + " tensors, the layout has " + expected);
+    private static void checkLength(HostFloats h, long n) {
+        if (h.numel() < n) throw new IllegalArgumentException("destination holds " + h.numel() + ", needs " + n);
     }
 
-    /** One full (unsharded, Hugging Face shaped) parameter tensor, assembled from the rank files; the caller closes it. */
-    public Safetensors.Source fullTensor(ParamLayout.Tensor full) {
-        HostFloats out = HostFloats.allocate(Shards.numel(full.fullShape()));
+    /**
+     * Loads one rank of any layout, resharding when the checkpoint's tp or dp differ: {@code params} gets the
+     * rank's whole slab of fp32 master weights ({@code layout.numel()}), {@code m} and {@code v} the AdamW moments
+     * of its optimizer window {@code w} ({@code w.count()} elements, from index 0). With the saved tp, each tensor
+     * is read from the saved rank's files where they overlap (only the data-parallel files covering the
+     * requested ranges are opened); with another tp each needed tensor is assembled whole from the saved ranks and
+     * the rank's slice is cut from it. Copies values only, so the same layout restores bit for bit.
+     */
+    public void loadRank(ParamLayout layout, OptimizerShard w, HostFloats params, HostFloats m, HostFloats v) {
+        checkLength(params, layout.numel());
+        checkLength(m, w.count());
+        checkLength(v, w.count());
+        boolean sameTp = layout.tp() == state.tp();
+        for (ParamLayout.Tensor t : layout.tensors()) {
+            long[] in = CheckpointStore.piece(t, w);                        // the part of t inside the optimizer window
+            if (sameTp) {
+                ParamLayout.Tensor old = layout(layout.rank()).get(t.name());
+                readRange("", layout.rank(), old.offset(), old.offset() + t.numel(), params, t.offset());
+                if (in != null) for (String k : List.of("m.", "v."))
+                    readRange(k, layout.rank(), old.offset() + in[0] - t.offset(), old.offset() + in[1] - t.offset(), k.equals("m.") ? m : v, in[0] - w.start());
+                continue;
+            }
+            for (String k : in == null ? List.of("") : List.of("", "m.", "v.")) {
+                try (HostFloats full = assemble(k, t.name()); HostFloats piece = HostFloats.allocate(t.numel())) {
+                    takePiece(t, full, piece);
+                    if (k.isEmpty()) params.copyFrom(piece, 0, t.offset(), t.numel());
+                    else (k.equals("m.") ? m : v).copyFrom(piece, in[0] - t.offset(), in[0] - w.start(), in[1] - in[0]);
+                }
+            }
+        }
+    }
+
+    /** The rank's piece of a full tensor (the inverse of {@link Shards#placePiece}). */
+    static void takePiece(ParamLayout.Tensor t, HostFloats full, HostFloats piece) {
+        switch (t.split()) {
+            case REPLICATED -> piece.copyFrom(full, 0, 0, t.numel());
+            case ROWS -> piece.copyFrom(full, (long) t.shardIndex() * t.numel(), 0, t.numel());
+            case COLUMNS -> {
+                long rows = t.shape()[0], cols = t.shape()[1], fullCols = t.fullShape()[1];
+                for (long i = 0; i < rows; i++) piece.copyFrom(full, i * fullCols + (long) t.shardIndex() * cols, i * cols, cols);
+            }
+        }
+    }
+
+    /** One full (Hugging Face shaped) tensor of kind "" (weights), "m." or "v.", assembled from the saved ranks. */
+    private HostFloats assemble(String kind, String name) {
+        ParamLayout.Tensor any = layout(0).get(name);
+        HostFloats out = HostFloats.allocate(Shards.numel(any.fullShape()));
         boolean[] placed = new boolean[state.tp()];
         try {
             for (int r = 0; r < state.tp(); r++) {
-                ParamLayout.Tensor t = layout(r).get(full.name());
+                ParamLayout.Tensor t = layout(r).get(name);
                 if (placed[t.shardIndex()]) continue;        // a replicated piece (REPLICATED, or a KV head shared by ranks)
                 placed[t.shardIndex()] = true;
-                Safetensors.Reader rd = model.get(r);
-                if (!rd.has(t.name())) throw new UserError(rd.file() + ": tensor " + t.name() + " missing");
-                Shards.Ref ref = new Shards.Ref(rd, rd.get(t.name()));
-                Shards.checkShape(ref, t.shape(), "tensor-parallel rank " + r);
-                if (t.split() == ParamLayout.Split.COLUMNS) {
-                    try (HostFloats piece = HostFloats.allocate(t.numel())) {
-                        rd.readF32(ref.info(), 0, t.numel(), piece, 0);
-                        Shards.placePiece(t, piece, out);
-                    }
-                } else {
-                    rd.readF32(ref.info(), 0, t.numel(), out, (long) t.shardIndex() * t.numel());
+                try (HostFloats piece = HostFloats.allocate(t.numel())) {
+                    readRange(kind, r, t.offset(), t.offset() + t.numel(), piece, 0);
+                    Shards.placePiece(t, piece, out);
                 }
             }
-            return new Safetensors.Source(out, 0, true);
+            return out;
         } catch (RuntimeException e) {
             out.close();
             throw e;
         }
     }
 
+    /**
+     * Reads elements [lo, hi) of saved tensor-parallel rank {@code tpRank}'s slab of kind "" (weights), "m." or "v."
+     * into {@code dst[dstOff ..]}, from the data-parallel window files that hold them.
+     */
+    private void readRange(String kind, int tpRank, long lo, long hi, HostFloats dst, long dstOff) {
+        ParamLayout l = layout(tpRank);
+        for (int d = 0; d < state.dp(); d++) {
+            OptimizerShard w = CheckpointStore.window(l.numel(), state.dp(), d);
+            long a = Math.max(lo, w.start()), b = Math.min(hi, w.start() + w.count());
+            if (a >= b) continue;
+            Safetensors.Reader r = reader(kind.isEmpty() ? CheckpointStore.modelFile(tpRank, state.tp(), d, state.dp())
+                    : CheckpointStore.optimizerFile(tpRank, state.tp(), d, state.dp()));
+            for (ParamLayout.Tensor t : l.tensors()) {
+                long[] p = CheckpointStore.piece(t, w);
+                if (p == null || p[1] <= a || p[0] >= b) continue;
+                String name = kind + t.name();
+                if (!r.has(name)) throw new UserError(r.file() + ": tensor " + name + " missing");
+                Safetensors.TensorInfo info = r.get(name);
+                if (info.numel() != p[1] - p[0])
+                    throw new UserError(r.file() + ": tensor " + name + " holds " + info.numel() + " elements, the layout puts " + (p[1] - p[0]) + " in this file");
+                long x = Math.max(a, p[0]), y = Math.min(b, p[1]);
+                r.readF32(info, x - p[0], y - x, dst, dstOff + x - lo);
+            }
+        }
+    }
+
+    /** The reader of a file of this step (opened once; verified against the manifest's SHA-256 first when hashing on read). */
+    private synchronized Safetensors.Reader reader(String file) {
+        Safetensors.Reader r = readers.get(file);
+        if (r != null) return r;
+        Path f = dir.resolve(file);
+        if (!sha256.containsKey(file)) throw new UserError(f + ": missing (not in the manifest)");
+        if (hashOnRead) {
+            try {
+                String got = AtomicFiles.sha256(f);
+                if (!got.equals(sha256.get(file)))
+                    throw new UserError(f + ": SHA-256 " + got + " does not match the manifest's " + sha256.get(file) + " (corrupt checkpoint)");
+            } catch (IOException e) {
+                throw new UserError(f + ": cannot read: " + e.getMessage(), e);
+            }
+        }
+        r = Safetensors.Reader.open(f);
+        readers.put(file, r);
+        return r;
+    }
+
+    /** One full (unsharded, Hugging Face shaped) parameter tensor, assembled from the rank files; the caller closes it. */
+    public Safetensors.Source fullTensor(ParamLayout.Tensor full) {
+        return new Safetensors.Source(assemble("", full.name()), 0, true);
+    }
+
     @Override
-    public void close() {
-        model.forEach(Safetensors.Reader::close);
-        optimizer.forEach(Safetensors.Reader::close);
+    public synchronized void close() {
+        readers.values().forEach(Safetensors.Reader::close);
+        readers.clear();
     }
 }

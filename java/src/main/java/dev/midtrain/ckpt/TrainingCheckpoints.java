@@ -35,13 +35,14 @@ import java.util.concurrent.TimeoutException;
  * and the step-boundary hook that saves every checkpoint.every_steps, at the last step and when a stop is
  * requested (SIGTERM/SIGINT, --stop-at-step). Saves go through {@link Checkpointer} (async by default).
  *
- * <p>Tensor and data parallelism (ranks as threads of this process, {@link #parallelRanks}): one instance serves
- * every rank. At each step boundary the ranks meet at a barrier where the save/stop decision is taken once; each
- * rank then copies its own part into the host buffers from its own thread (tensor-parallel rank t's weights from
- * data-parallel rank 0; the AdamW moments from every data-parallel rank's ZeRO-1 shard, which assembles the full
- * moments of each tensor-parallel rank), and after a second barrier one save writes one file pair per
- * tensor-parallel rank. The files are the same as a ZeRO-1-off run's, so a run at the same tp x dp layout resumes
- * from them, each rank taking its own shard. Multi-process runs need a cross-process commit (not implemented).
+ * <p>Tensor and data parallelism ({@link #parallelRanks}): one instance serves the ranks of this process (threads).
+ * At each step boundary they meet at a barrier where the save/stop decision is taken once (every process takes the
+ * same one: the step is the same everywhere, and the stop decision is the run's); each rank then copies its
+ * data-parallel window of the master weights and AdamW moments into the host buffers from its own thread, and after
+ * a second barrier this process writes one file pair per local rank. With several processes the save is one part
+ * of a two-phase commit ({@link CheckpointStore#savePart}): process 0 publishes the step once every process's part
+ * is on disk. A resume may use another layout: each rank reads (and reshards) what it needs
+ * ({@link StepCheckpoint#loadRank}).
  */
 public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private final Path runDir;
@@ -55,11 +56,12 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private long lastSaved = -1;
     // parallel ranks (null barrier: one rank, the StepListener path)
     private CyclicBarrier barrier;
-    private List<ParamLayout> tpLayouts;
+    private List<Checkpointer.Slot> slots;    // this process's ranks, by local index
+    private int firstRank;
     private Duration timeout;
     private volatile boolean broken;
     private volatile long agreedStep;
-    private volatile boolean saveNow, stopNow;
+    private volatile boolean saveNow, leadStopping;
     private volatile List<CheckpointStore.RankState> buffers;
     private volatile TrainState leadState;
     private volatile RuntimeException failure;
@@ -80,7 +82,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (!Files.isDirectory(runDir)) throw new UserError("--resume " + runDir + ": not a directory");
         Path step = CheckpointStore.forRun(runDir).newestCommitted()
                 .orElseThrow(() -> new UserError("--resume " + runDir + ": no committed checkpoint in " + runDir.resolve("checkpoints")));
-        return StepCheckpoint.open(step, true);
+        return StepCheckpoint.openForRanks(step);
     }
 
     /** The config of a resumed run: {@code configFile} when given, else the checkpoint's; then the overrides. */
@@ -114,28 +116,31 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     /**
      * Restores {@code from} into the model's slabs and the trainer (step, tokens, loader position, seed). The
-     * config must have passed {@link ResumeCheck#compare} (the slabs are loaded with the run's layout).
+     * config must have passed {@link ResumeCheck#compare}. The checkpoint may have another tp x dp layout: the rank
+     * reads its slice of every tensor and the moments of its optimizer window ({@link StepCheckpoint#loadRank}); the
+     * loader position is a global batch index, the same for every data-parallel degree.
      */
     public synchronized void resume(StepCheckpoint from, Trainer trainer) {
         Llama model = trainer.model();
         ParamLayout layout = model.layout();
         TrainerState st = from.state();
         Llama.Slabs s = model.slabs();
-        try (HostFloats p = HostFloats.allocate(layout.numel()); HostFloats m = HostFloats.allocate(layout.numel());
-             HostFloats v = HostFloats.allocate(layout.numel())) {
-            from.loadParams(layout, p);
-            from.loadOptimizer(layout, m, v);
+        OptimizerShard sh = s.shard();                           // ZeRO-1: this rank's window of the moments
+        try (HostFloats p = HostFloats.allocate(layout.numel()); HostFloats m = HostFloats.allocate(Math.max(1, sh.count()));
+             HostFloats v = HostFloats.allocate(Math.max(1, sh.count()))) {
+            from.loadRank(layout, sh, p, m, v);
             Backend be = model.backend();
             be.copyHostToDevice(s.params(), p.address(), 4 * layout.numel());
-            OptimizerShard sh = s.shard();                       // ZeRO-1: this rank's window of the full moments
-            be.copyHostToDevice(s.m(), m.address() + 4 * sh.start(), 4 * sh.count());
-            be.copyHostToDevice(s.v(), v.address() + 4 * sh.start(), 4 * sh.count());
+            if (sh.count() > 0) {
+                be.copyHostToDevice(s.m(), m.address(), 4 * sh.count());
+                be.copyHostToDevice(s.v(), v.address(), 4 * sh.count());
+            }
             model.syncComputeCopy();
         }
         TrainState saved = new TrainState(st.rngState() != null && st.rngState().has("seed") ? st.rngState().get("seed").asLong() : cfg.train().seed());
         saved.step = st.step();
         saved.skippedSteps = st.skippedSteps();
-        saved.tokensSeen = st.tokensTrained();
+        saved.tokensTrained = st.tokensTrained();
         saved.tokensPerSource.putAll(st.tokensPerSource());
         saved.loaderState = st.loaderState() == null || st.loaderState().isNull() ? null : st.loaderState();
         trainer.resume(saved);
@@ -166,7 +171,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- saving
 
-    /** Whether the run should stop after {@code step} (a signal, or --stop-at-step reached). */
+    /** Whether this process wants to stop after {@code step} (a signal, or --stop-at-step reached): the trainer's vote input. */
     public boolean stopRequested(long step) {
         return (stop != null && stop.requested()) || (stopAtStep > 0 && step >= stopAtStep);
     }
@@ -174,7 +179,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     @Override
     public void onStepEnd(Trainer t) {
         long step = t.state().step;
-        if (checkpointer.due(step) || step >= cfg.train().steps() || stopRequested(step)) save(t);
+        if (checkpointer.due(step) || step >= cfg.train().steps() || t.stopping()) save(t);
     }
 
     /** Turns saving off for this run (benchmarks, smoke tests): no step is ever written, not even at a stop. */
@@ -203,7 +208,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     }
 
     private TrainerState trainerState(TrainState s) {
-        return new TrainerState(TrainerState.FORMAT, s.step, s.tokensSeen, tokensSeenBefore, s.tokensPerSource, s.skippedSteps,
+        return new TrainerState(TrainerState.FORMAT, s.step, s.tokensTrained, tokensSeenBefore, s.tokensPerSource, s.skippedSteps,
                 s.loaderState, JsonNodeFactory.instance.objectNode().put("seed", s.seed),
                 s.step >= 1 ? LrSchedule.of(cfg.optimizer(), cfg.train().steps()).at(s.step) : 0.0,
                 ConfigLoader.toYaml(cfg), engineVersion(), cfg.parallel().tp(), cfg.parallel().dp(), hfConfig, initFrom);
@@ -212,26 +217,41 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     // ---------------------------------------------------------------------------------- parallel ranks (threads)
 
     /**
-     * Serves {@code localRanks} rank threads (all tp x dp ranks of the run, in this process) instead of one
-     * trainer. {@code tpLayouts}: the layout of every tensor-parallel rank, in rank order.
+     * Serves this process's rank threads instead of one trainer: global ranks [firstRank, firstRank + localRanks)
+     * of the run's tp x dp, in process {@code process} of {@code processes}. {@code tpLayouts}: the layout of every
+     * tensor-parallel rank, in rank order. {@code timeout} bounds the local barriers and, with several processes,
+     * how long process 0 waits for the others' parts of a save. Process 0 of several removes uncommitted leftovers
+     * of earlier runs now, before any process can start writing.
      */
-    public void parallelRanks(int localRanks, List<ParamLayout> tpLayouts, Duration timeout) {
-        if (localRanks != cfg.parallel().worldSize() && !savingDisabled)
-            throw new UserError("checkpoints of a multi-process run are not supported yet: this process runs " + localRanks
-                    + " of " + cfg.parallel().worldSize() + " ranks (pass --no-checkpoints)", 2, null);
-        this.tpLayouts = List.copyOf(tpLayouts);
+    public void parallelRanks(int firstRank, int localRanks, int process, int processes, List<ParamLayout> tpLayouts, Duration timeout) {
+        int tp = cfg.parallel().tp(), dp = cfg.parallel().dp();
+        if (tpLayouts.size() != tp || (long) localRanks * processes != (long) tp * dp)
+            throw new IllegalArgumentException(processes + " processes x " + localRanks + " ranks for tp " + tp + " x dp " + dp);
+        List<Checkpointer.Slot> sl = new ArrayList<>();
+        for (int r = firstRank; r < firstRank + localRanks; r++) sl.add(new Checkpointer.Slot(tpLayouts.get(r % tp), r / tp, dp));
+        this.slots = List.copyOf(sl);
+        this.firstRank = firstRank;
         this.timeout = timeout;
         this.barrier = new CyclicBarrier(localRanks);
+        if (processes > 1) {
+            checkpointer.setPart(new CheckpointStore.Part(process, processes, timeout));
+            if (process == 0) {
+                try {
+                    checkpointer.store().removeUncommitted();
+                } catch (IOException e) {
+                    throw new UserError(checkpointer.store().dir() + ": cannot remove an interrupted save: " + e.getMessage(), 1, e);
+                }
+            }
+        }
     }
 
     /** The step-boundary hook of one rank (replaces this object as the trainer's listener under parallelism). */
     public StepListener rankListener(int tpRank, int dpRank) {
         if (savingDisabled) return t -> {};           // nothing to save: the stop is agreed by the trainer's vote
-        return t -> parallelStepEnd(t, tpRank, dpRank);
+        int local = dpRank * cfg.parallel().tp() + tpRank - firstRank;
+        if (slots == null || local < 0 || local >= slots.size()) throw new IllegalArgumentException("rank tp " + tpRank + " dp " + dpRank + " is not in this process");
+        return t -> parallelStepEnd(t, local);
     }
-
-    /** The stop decision of the last step boundary, identical on every rank (a signal is read once, at the barrier). */
-    public boolean stopDecided() { return stopNow; }
 
     /** Breaks the barrier so the other ranks stop waiting (a rank failed). */
     public void abort() {
@@ -239,26 +259,27 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (barrier != null) barrier.reset();
     }
 
-    private void parallelStepEnd(Trainer t, int tpRank, int dpRank) {
+    private void parallelStepEnd(Trainer t, int local) {
         TrainState s = t.state();
-        if (tpRank == 0 && dpRank == 0) { agreedStep = s.step; leadState = s; }
+        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); }
         await(() -> {                                   // decide once, for every rank
-            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || stopRequested(agreedStep));
-            stopNow = stopRequested(agreedStep);
-            buffers = saveNow ? checkpointer.beginSave(tpLayouts) : null;
+            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
+            buffers = saveNow ? checkpointer.beginSave(slots) : null;
         });
-        if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", rank 0 at step " + agreedStep);
-        if (saveNow) {
+        if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", local rank 0 at step " + agreedStep);
+        if (saveNow) {                                  // every rank writes its data-parallel window of its tp rank's slab
             Llama model = t.model();
             Llama.Slabs sl = model.slabs();
             Backend be = model.backend();
-            CheckpointStore.RankState r = buffers.get(tpRank);
-            OptimizerShard sh = sl.shard();
+            CheckpointStore.RankState r = buffers.get(local);
+            OptimizerShard sh = sl.shard(), w = r.window();
+            if (w.start() < sh.start() || w.start() + w.count() > sh.start() + sh.count())
+                throw new IllegalStateException("checkpoint window " + w + " outside the optimizer shard " + sh);
             be.synchronize();
-            if (dpRank == 0) be.copyDeviceToHost(r.params().address(), sl.params(), 4 * sl.numel());
-            if (sh.count() != sl.numel() || dpRank == 0) {      // ZeRO-1: every dp rank holds a window of the moments
-                be.copyDeviceToHost(r.m().address() + 4 * sh.start(), sl.m(), 4 * sh.count());
-                be.copyDeviceToHost(r.v().address() + 4 * sh.start(), sl.v(), 4 * sh.count());
+            if (w.count() > 0) {
+                be.copyDeviceToHost(r.params().address(), sl.params() + 4 * w.start(), 4 * w.count());
+                be.copyDeviceToHost(r.m().address(), sl.m() + 4 * (w.start() - sh.start()), 4 * w.count());
+                be.copyDeviceToHost(r.v().address(), sl.v() + 4 * (w.start() - sh.start()), 4 * w.count());
             }
             be.synchronize();
         }
@@ -298,9 +319,12 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         if (f != null) throw f;
     }
 
-    /** Waits for the last save; throws if it failed. */
+    /** Waits for the last save; throws if it failed. After {@link #abort} it does not wait: the save in flight is abandoned. */
     @Override
-    public void close() { checkpointer.close(); }
+    public void close() {
+        if (broken) checkpointer.abandon();      // a rank failed: the run exits non-zero; an unfinished save stays unpublished
+        else checkpointer.close();
+    }
 
     public Path lastSavedDir() { return checkpointer.lastSaved(); }
 

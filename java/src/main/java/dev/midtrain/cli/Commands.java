@@ -12,8 +12,8 @@ import java.util.List;
 /** The `midtrain` command and its subcommands; turns every user-facing failure into one line and an exit code. */
 @Command(name = "midtrain", mixinStandardHelpOptions = true, version = "midtrain 0.1.0",
         description = "Llama-3 mid-training engine (Java orchestration, C/OpenMP and CUDA kernels).",
-        subcommands = {TrainCommand.class, PrepareCommand.class, InfoCommand.class, ExportCommand.class, PlotCommand.class,
-                SynthesizeCommand.class})
+        subcommands = {TrainCommand.class, LaunchCommand.class, PrepareCommand.class, InfoCommand.class, ExportCommand.class, PlotCommand.class,
+                SynthesizeCommand.class, EvalCommand.class, GenerateCommand.class, ServeCommand.class})
 public final class Commands {
 
     /** Runs the CLI and returns the process exit code (0 ok, 1 runtime failure, 2 usage or input error). */

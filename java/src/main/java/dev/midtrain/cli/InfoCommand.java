@@ -33,7 +33,7 @@ public final class InfoCommand implements Callable<Integer> {
         var m = cfg.model();
         int t = cfg.parallel().tp(), d = cfg.parallel().dp();
         if (deviceGib != null && !(deviceGib > 0)) throw new UserError("--device-gib: must be > 0, got " + deviceGib);
-        String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend() : "cuda";
+        String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend().yaml() : "cuda";
         if (!be.equals("cpu") && !be.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + be);
         int mb = cfg.train() != null ? cfg.train().microBatchSeqs() : 1;
         int seq = cfg.train() != null ? cfg.train().seqLen() : m.maxSeqLen();

@@ -51,6 +51,7 @@ public final class PlotCommand implements Callable<Integer> {
         }
         Series loss = new Series(), val = new Series(), lr = new Series(), tps = new Series(), vol = new Series();
         Map<String, Series> bySource = new LinkedHashMap<>(), valBySource = new LinkedHashMap<>(), volBySource = new LinkedHashMap<>();
+        Map<String, Series> evalAcc = new LinkedHashMap<>(), evalAccNorm = new LinkedHashMap<>();   // eval.tasks during training
         RollingStd blendStd = new RollingStd(window);
         Map<String, RollingStd> sourceStd = new LinkedHashMap<>();
         ObjectMapper json = new ObjectMapper();
@@ -76,6 +77,8 @@ public final class PlotCommand implements Callable<Integer> {
                     volBySource.computeIfAbsent(e.getKey(), k -> new Series())
                             .add(step, sourceStd.computeIfAbsent(e.getKey(), k -> new RollingStd(window)).add(e.getValue().asDouble()));
             });
+            o.path("eval_acc").fields().forEachRemaining(e -> evalAcc.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
+            o.path("eval_acc_norm").fields().forEachRemaining(e -> evalAccNorm.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
             o.path("val_loss_by_source").fields().forEachRemaining(e ->
                     valBySource.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
         }
@@ -103,11 +106,17 @@ public final class PlotCommand implements Callable<Integer> {
                 volBySource.forEach((k, v) -> { if (!v.x.isEmpty()) volChart.addSeries(k, v.x, v.y).setMarker(SeriesMarkers.NONE); });
                 if (!volChart.getSeriesMap().isEmpty()) save(volChart, out.resolve("volatility"));
             }
+            if (!evalAcc.isEmpty()) {
+                XYChart ev = chart("multiple-choice accuracy during training (eval.tasks)", "accuracy");
+                evalAcc.forEach((k, v) -> { if (!v.x.isEmpty()) ev.addSeries("acc " + k, v.x, v.y).setMarker(SeriesMarkers.CIRCLE); });
+                evalAccNorm.forEach((k, v) -> { if (!v.x.isEmpty()) ev.addSeries("acc_norm " + k, v.x, v.y).setMarker(SeriesMarkers.DIAMOND); });
+                save(ev, out.resolve("eval"));
+            }
         } catch (IOException e) {
             throw new UserError(out + ": cannot write plots: " + e.getMessage());
         }
         System.out.println("wrote " + out.resolve("loss.png") + ", lr.png, throughput.png"
-                + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png"));
+                + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png") + (evalAcc.isEmpty() ? "" : ", eval.png"));
         return 0;
     }
 

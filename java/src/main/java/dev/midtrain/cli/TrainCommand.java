@@ -15,6 +15,7 @@ import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
+import dev.midtrain.data.SampleLog;
 import dev.midtrain.data.ShardVerifier;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
@@ -31,6 +32,8 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.train.MetricsLog;
+import dev.midtrain.eval.TrainingEval;
+import dev.midtrain.train.RunLock;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
 import picocli.CommandLine.Command;
@@ -93,11 +96,39 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
     long stopAtStep;
 
+    private RunLock runLock;                  // process 0 holds the run directory's lock for the whole run
+
     @Override
     public Integer call() {
+        try {
+            Resolved run = resolveConfig();
+            Plan plan = plan(run);
+            return launch(run, plan);
+        } finally {
+            if (runLock != null) runLock.close();
+        }
+    }
+
+    /** The run config (file, --set and flags; or the resumed checkpoint's) and the checkpoint it resumes from. */
+    private record Resolved(RunConfig cfg, StepCheckpoint from, List<String> changes) {
+        TrainConfig train() { return cfg.train(); }
+        boolean gpu() { return cfg.train().backend() == TrainConfig.Device.CUDA; }
+        int tp() { return cfg.parallel().tp(); }
+        int dp() { return cfg.parallel().dp(); }
+    }
+
+    /** Where the ranks run, the run directory, the MFU denominator and the CPU threads of each rank. */
+    private record Plan(LaunchEnv env, Launcher.Mode mode, boolean lead, Path dir, double peakFlops, int threadsPerRank) {}
+
+    private Resolved resolveConfig() {
         if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
         if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
         if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
+        if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
+        if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
+        if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
+        if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
+            throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
         List<String> sets = new ArrayList<>(overrides);
         if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
@@ -106,22 +137,26 @@ public final class TrainCommand implements Callable<Integer> {
         RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
-        TrainConfig tc = cfg.train();
-        int T = cfg.parallel().tp(), D = cfg.parallel().dp();
-        if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
-        if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
+        return new Resolved(cfg, from, changes);
+    }
+
+    /**
+     * Places the ranks, probes the GPU (no usable GPU: a one-line error before anything is written, never the CPU),
+     * refuses a run that does not fit, measures the MFU peak and writes the run directory's config.yaml.
+     */
+    private Plan plan(Resolved run) {
+        RunConfig cfg = run.cfg();
+        TrainConfig tc = run.train();
+        int T = run.tp(), D = run.dp();
         LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
-        boolean gpu = tc.backend().equals("cuda");
-        Launcher.Mode mode = gpu ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
-        if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
-
-        int computeBytes = gpu ? 2 : 4;                                         // bf16 on CUDA, fp32 on CPU
-        MemoryPlan plan = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
-
+        Launcher.Mode mode = run.gpu() ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
+        int computeBytes = run.gpu() ? 2 : 4;                                   // bf16 on CUDA, fp32 on CPU
+        MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
+
         double gpuPeak = Double.NaN;
         long deviceBytes = 0;
-        if (gpu) {                                 // no usable GPU: a one-line error before anything is written, never CPU
+        if (run.gpu()) {
             try (CudaBackend probe = CudaBackend.open(0)) {
                 deviceBytes = probe.totalMemoryBytes();
                 gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
@@ -132,70 +167,93 @@ public final class TrainCommand implements Callable<Integer> {
         long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
         if (budgetSource > 0) {
             String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), gpu ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
+                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
-        if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
-            throw new UserError("--run-dir: a resumed run stays in its directory " + resume);
         Path dir = resume != null ? resume
                 : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (lead && Files.isDirectory(dir)) runLock = RunLock.acquire(dir);    // a training in progress here: say so first
         // Every refusal of the run's inputs comes before the run directory exists, so a corrected retry can reuse it.
-        if (from == null && Files.exists(dir.resolve("metrics.jsonl")))
+        if (run.from() == null && Files.exists(dir.resolve("metrics.jsonl")))
             throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         if (initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(initFrom)) { hf.validate(cfg.model()); }
         ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
+        String attention = attentionPath(run);
         if (lead) {
-            if (from != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), from.state().step());
-            else createRunDir(dir);
-            if (initFrom != null) copySideFiles(initFrom, dir);
+            writeRunDir(run, dir, attention);
             if (verified != null) ShardVerifier.writeCache(dir.resolve(ShardVerifier.CACHE_FILE), verified);
-            try {
-                AtomicFiles.writeString(dir.resolve("config.yaml"), ConfigLoader.toYaml(cfg));
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot write " + dir.resolve("config.yaml"), e);
-            }
-            printConfig(cfg, dir);
         }
 
         int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         CpuBackend.setThreads(threads);
         double peak;
-        if (gpu) peak = gpuPeak;
+        if (run.gpu()) peak = gpuPeak;
         else if (peakTflops != null) peak = peakTflops * 1e12;                  // the whole machine on CPU
         else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 10); }
-        double mfuPeak = peak;
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
-            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | MFU peak %.1f GFLOP/s (%s)%n",
+            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
                     cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
-                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(plan.totalBytes(tc.recompute())), peak / 1e9,
-                    peakTflops != null ? "--peak-tflops" : gpu ? "measured cuBLAS bf16 GEMM 8192^3" : "measured sgemm 1024^3");
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak / 1e9,
+                    peakTflops != null ? "--peak-tflops" : run.gpu() ? "measured cuBLAS bf16 GEMM 8192^3" : "measured sgemm 1024^3");
+        return new Plan(env, mode, lead, dir, peak, perRank);
+    }
 
+    /** Runs every rank of this process to the end (or to a stop) and reports the run. */
+    private int launch(Resolved run, Plan plan) {
+        RunConfig cfg = run.cfg();
+        int T = run.tp(), D = run.dp();
         Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
-             TrainingCheckpoints ckpt = new TrainingCheckpoints(dir, cfg, stop, stopAtStep)) {
+             TrainingCheckpoints ckpt = new TrainingCheckpoints(plan.dir(), cfg, stop, stopAtStep)) {
             if (noCheckpoints) ckpt.disableSaving();
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
-                ckpt.parallelRanks(env.localRanks(), tpLayouts, timeout);
+                ckpt.parallelRanks(plan.env().firstRank(), plan.env().localRanks(), plan.env().procIndex(), plan.env().nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(env, T, D, Placement.of(cfg.model(), T).kvReplicas(), mode,
-                    timeout, ctx -> trainRank(ctx, cfg, dir, mfuPeak, perRank, ckpt, from, changes));
+            List<TrainState> states = Launcher.run(plan.env(), T, D, Placement.of(cfg.model(), T).kvReplicas(), plan.mode(), timeout,
+                    ctx -> trainRank(ctx, cfg, plan.dir(), plan.peakFlops(), plan.threadsPerRank(), ckpt, run.from(), run.changes()));
             ckpt.close();                                                       // waits for the last save; throws if it failed
-            if (from != null) from.close();
-            if (lead) {
+            if (run.from() != null) run.from().close();
+            if (!plan.lead())                                                   // each process's own record of where it stopped
+                System.out.printf("process %d of %d: done at step %d%n", plan.env().procIndex(), plan.env().nprocs(), states.get(0).step);
+            if (plan.lead()) {
                 TrainState s = states.get(0);
-                if (s.step < tc.steps())
+                if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : "--stop-at-step", ckpt.lastSavedDir(), dir);
+                            stop.requested() ? stop.reason() : stopAtStep > 0 && s.step >= stopAtStep ? "--stop-at-step"
+                                    : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
-                        s.step, s.skippedSteps, s.tokensSeen, (System.nanoTime() - t0) / 1e9, dir);
+                        s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
             }
         }
         return 0;
+    }
+
+    /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
+    private static String attentionPath(Resolved run) {
+        return run.gpu() ? CudaBackend.attentionPath(run.cfg().model().headDim(), System.getenv("MT_CUDA_ATTN")) : "cpu";
+    }
+
+    /**
+     * A new run directory (or the resumed one, its metrics cut back to the checkpoint), the --init-from checkpoint's
+     * side files, config.yaml (headed by the attention path in use) and the config table.
+     */
+    private void writeRunDir(Resolved run, Path dir, String attention) {
+        if (run.from() == null) createRunDir(dir);
+        if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
+        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().state().step());
+        if (initFrom != null) copySideFiles(initFrom, dir);
+        String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
+        try {
+            AtomicFiles.writeString(dir.resolve("config.yaml"), yaml);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + dir.resolve("config.yaml"), e);
+        }
+        printConfig(run.cfg(), dir);
     }
 
     /**
@@ -208,9 +266,10 @@ public final class TrainCommand implements Callable<Integer> {
         Topology topo = ctx.topology();
         boolean rank0 = topo.rank() == 0;
         boolean zero1 = cfg.parallel().zero1();
-        boolean gpu = tc.backend().equals("cuda");
+        boolean gpu = tc.backend() == TrainConfig.Device.CUDA;
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
+        if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
         try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
@@ -235,18 +294,12 @@ public final class TrainCommand implements Callable<Integer> {
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }
-            if (topo.worldSize() > 1) {
-                trainer.addListener(ckpt.rankListener(topo.tpRank(), topo.dpRank()));
-                trainer.stopWhen(ckpt::stopDecided);
-            } else {
-                trainer.addListener(ckpt);
-                trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));
-            }
-            try {
-                TrainState s = trainer.run();
-                // one rank: a stop that arrived after the step's hook (ranks decide at the barrier, so they never miss it)
-                if (topo.worldSize() == 1) ckpt.save(trainer);
-                return s;
+            trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank()) : ckpt);
+            trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));      // this process's wish; the ranks vote
+            TrainingEval evalDuring = cfg.eval().tasks().isEmpty() ? null : new TrainingEval(cfg, metrics);  // eval.tasks (one rank)
+            if (evalDuring != null) trainer.addListener(evalDuring);
+            try (evalDuring) {
+                return trainer.run();                                           // the listener saved the stop step
             } catch (RuntimeException | Error e) {
                 ckpt.abort();                                                   // release the ranks waiting at its barrier
                 throw e;
@@ -336,8 +389,6 @@ public final class TrainCommand implements Callable<Integer> {
     private static void createRunDir(Path dir) {
         try {
             Files.createDirectories(dir);
-            if (Files.exists(dir.resolve("metrics.jsonl")))
-                throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
         }

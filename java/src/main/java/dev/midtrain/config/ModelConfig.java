@@ -58,6 +58,23 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
         return f;
     }
 
+    /**
+     * The RoPE tables the rope kernels read, {cos, sin}, each float[positions, HD/2] (Hugging Face convention):
+     * angle(t, i) = t * inv_freq[i] ({@link #ropeInverseFrequencies}), computed in double, stored fp32.
+     */
+    public float[][] ropeTables(int positions) {
+        int half = headDim() / 2;
+        double[] invFreq = ropeInverseFrequencies();
+        float[] cos = new float[positions * half], sin = new float[positions * half];
+        for (int t = 0; t < positions; t++)
+            for (int i = 0; i < half; i++) {
+                double angle = t * invFreq[i];
+                cos[t * half + i] = (float) Math.cos(angle);
+                sin[t * half + i] = (float) Math.sin(angle);
+            }
+        return new float[][]{cos, sin};
+    }
+
     /** Head dimension HD = dim / nHeads. */
     public int headDim() { return dim / nHeads; }
 

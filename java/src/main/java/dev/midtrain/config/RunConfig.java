@@ -4,11 +4,15 @@ import static dev.midtrain.config.Check.require;
 
 /** A whole run, as loaded from one YAML file plus --set overrides. Sections may be absent where a command needs none. */
 public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data,
-                        CheckpointConfig checkpoint, ParallelConfig parallel) {
+                        CheckpointConfig checkpoint, ParallelConfig parallel, EvalConfig eval) {
+    @com.fasterxml.jackson.annotation.JsonCreator
     public RunConfig {
         require(model != null, "model", "section is required");
         if (parallel == null) parallel = ParallelConfig.single();
         if (checkpoint == null) checkpoint = new CheckpointConfig(0, 3, 0, true, 0);
+        if (eval == null) eval = EvalConfig.none();
+        require(eval.tasks().isEmpty() || parallel.tp() * parallel.dp() == 1, "eval.tasks",
+                "evaluation during training runs on one rank (parallel.tp 1, parallel.dp 1); use midtrain eval on the checkpoints");
         String badTp = Placement.invalidTp(model, parallel.tp());          // the one check of tp against the model
         require(badTp == null, "parallel.tp", badTp);
         if (train != null) {
@@ -18,6 +22,12 @@ public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig tr
                     "must be a multiple of train.micro_batch_seqs x parallel.dp (" + train.microBatchSeqs() * parallel.dp()
                             + "), got " + train.globalBatchSeqs());
         }
+    }
+
+    /** Without an eval section. */
+    public RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data, CheckpointConfig checkpoint,
+                     ParallelConfig parallel) {
+        this(model, optimizer, train, data, checkpoint, parallel, null);
     }
 
     /** Micro-batches each data-parallel rank accumulates per optimizer step. */

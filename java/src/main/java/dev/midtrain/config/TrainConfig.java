@@ -1,43 +1,67 @@
 package dev.midtrain.config;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
+import com.fasterxml.jackson.annotation.JsonValue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
 import static dev.midtrain.config.Check.require;
 
 /**
  * The training loop.
  *
- * @param backend             "cpu" or "cuda" (no fallback: cuda without a usable GPU is an error)
+ * @param backend             cpu or cuda (no fallback: cuda without a usable GPU is an error)
  * @param seqLen              tokens per training sequence T (each sample holds T+1 tokens: inputs and shifted targets)
  * @param microBatchSeqs      sequences per forward/backward on one data-parallel rank
  * @param globalBatchSeqs     sequences per optimizer step across all data-parallel ranks (accumulation fills the rest)
  * @param steps               optimizer steps in the run (the schedule's horizon)
  * @param logEverySteps       progress-line period
  * @param evalEverySteps      validation-loss period; 0 disables
- * @param evalBatches         micro-batches per validation pass
+ * @param evalBatches         global micro-batches per validation pass (split over the data-parallel ranks: every layout evaluates the same set)
  * @param seed                seed for initialization and data order
  * @param recompute           recompute each block's activations in the backward instead of storing them
- * @param onNonfinite         "stop" (default): a non-finite loss or grad norm stops the run before the update;
- *                            "skip": the step is skipped, logged and counted
+ * @param onNonfinite         stop (default): a non-finite loss or grad norm stops the run before the update;
+ *                            skip: the step is skipped, logged and counted
  * @param initStd             standard deviation of the random initialization (when not starting from a checkpoint)
  * @param threads             CPU threads for kernels and GEMMs (0 = all cores)
  * @param maxConsecutiveSkips with on_nonfinite = skip: this many skipped steps in a row stop the run (exit 1); a run
  *                            that only skips has nothing to save (default 10)
  */
-public record TrainConfig(String backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
+public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
                           int logEverySteps, int evalEverySteps, int evalBatches, long seed, boolean recompute,
-                          String onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
+                          OnNonfinite onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
     public static final int DEFAULT_MAX_CONSECUTIVE_SKIPS = 10;
 
-    /** With the default train.max_consecutive_skips. */
-    public TrainConfig(String backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps, int logEverySteps,
-                       int evalEverySteps, int evalBatches, long seed, boolean recompute, String onNonfinite, double initStd, int threads) {
-        this(backend, seqLen, microBatchSeqs, globalBatchSeqs, steps, logEverySteps, evalEverySteps, evalBatches, seed, recompute,
-                onNonfinite, initStd, threads, DEFAULT_MAX_CONSECUTIVE_SKIPS);
+    /** train.backend: where the run computes. */
+    public enum Device {
+        CPU, CUDA;
+
+        @JsonValue public String yaml() { return name().toLowerCase(Locale.ROOT); }
+
+        @JsonCreator public static Device parse(String s) { return parseEnum(Device.class, s, "train.backend"); }
+    }
+
+    /** train.on_nonfinite: what a non-finite loss or gradient norm does. */
+    public enum OnNonfinite {
+        STOP, SKIP;
+
+        @JsonValue public String yaml() { return name().toLowerCase(Locale.ROOT); }
+
+        @JsonCreator public static OnNonfinite parse(String s) { return parseEnum(OnNonfinite.class, s, "train.on_nonfinite"); }
+    }
+
+    static <E extends Enum<E>> E parseEnum(Class<E> type, String s, String field) {
+        for (E e : type.getEnumConstants()) if (e.name().toLowerCase(Locale.ROOT).equals(s)) return e;
+        List<String> names = new ArrayList<>();
+        for (E e : type.getEnumConstants()) names.add(e.name().toLowerCase(Locale.ROOT));
+        throw new Check.ConfigException(field, "must be " + String.join(" or ", names) + ", got " + s);
     }
 
     public TrainConfig {
-        backend = backend == null ? "cpu" : backend;
-        onNonfinite = onNonfinite == null ? "stop" : onNonfinite;
-        require(backend.equals("cpu") || backend.equals("cuda"), "train.backend", "must be cpu or cuda, got " + backend);
+        backend = backend == null ? Device.CPU : backend;
+        onNonfinite = onNonfinite == null ? OnNonfinite.STOP : onNonfinite;
         require(seqLen > 0, "train.seq_len", "must be > 0, got " + seqLen);
         require(microBatchSeqs > 0, "train.micro_batch_seqs", "must be > 0, got " + microBatchSeqs);
         require(globalBatchSeqs > 0, "train.global_batch_seqs", "must be > 0, got " + globalBatchSeqs);
@@ -45,7 +69,6 @@ public record TrainConfig(String backend, int seqLen, int microBatchSeqs, int gl
         require(logEverySteps > 0, "train.log_every_steps", "must be > 0, got " + logEverySteps);
         require(evalEverySteps >= 0, "train.eval_every_steps", "must be >= 0, got " + evalEverySteps);
         require(evalBatches >= 0, "train.eval_batches", "must be >= 0, got " + evalBatches);
-        require(onNonfinite.equals("stop") || onNonfinite.equals("skip"), "train.on_nonfinite", "must be stop or skip, got " + onNonfinite);
         require(initStd > 0, "train.init_std", "must be > 0, got " + initStd);
         require(threads >= 0, "train.threads", "must be >= 0, got " + threads);
         require(maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be >= 1, got " + maxConsecutiveSkips);
@@ -53,4 +76,46 @@ public record TrainConfig(String backend, int seqLen, int microBatchSeqs, int gl
 
     /** Tokens per optimizer step. */
     public long tokensPerStep() { return (long) globalBatchSeqs * seqLen; }
+
+    /**
+     * A config by name rather than position (tests, benchmarks): {@code TrainConfig.builder(seqLen, microBatchSeqs,
+     * globalBatchSeqs, steps).seed(7).build()}. The other fields start at the defaults of config/defaults.yaml.
+     */
+    public static Builder builder(int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps) {
+        return new Builder(seqLen, microBatchSeqs, globalBatchSeqs, steps);
+    }
+
+    public static final class Builder {
+        private final int seqLen, microBatchSeqs, globalBatchSeqs, steps;
+        private Device backend = Device.CPU;
+        private int logEverySteps = 1, evalEverySteps = 0, evalBatches = 4, threads = 0;
+        private long seed = 1234;
+        private boolean recompute = false;
+        private OnNonfinite onNonfinite = OnNonfinite.STOP;
+        private double initStd = 0.02;
+        private int maxConsecutiveSkips = DEFAULT_MAX_CONSECUTIVE_SKIPS;
+
+        private Builder(int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps) {
+            this.seqLen = seqLen;
+            this.microBatchSeqs = microBatchSeqs;
+            this.globalBatchSeqs = globalBatchSeqs;
+            this.steps = steps;
+        }
+
+        public Builder backend(Device d) { backend = d; return this; }
+        public Builder logEverySteps(int n) { logEverySteps = n; return this; }
+        public Builder evalEverySteps(int n) { evalEverySteps = n; return this; }
+        public Builder evalBatches(int n) { evalBatches = n; return this; }
+        public Builder seed(long s) { seed = s; return this; }
+        public Builder recompute(boolean r) { recompute = r; return this; }
+        public Builder onNonfinite(OnNonfinite o) { onNonfinite = o; return this; }
+        public Builder initStd(double s) { initStd = s; return this; }
+        public Builder threads(int n) { threads = n; return this; }
+        public Builder maxConsecutiveSkips(int n) { maxConsecutiveSkips = n; return this; }
+
+        public TrainConfig build() {
+            return new TrainConfig(backend, seqLen, microBatchSeqs, globalBatchSeqs, steps, logEverySteps, evalEverySteps,
+                    evalBatches, seed, recompute, onNonfinite, initStd, threads, maxConsecutiveSkips);
+        }
+    }
 }

@@ -198,6 +198,7 @@ public final class BlendedLoader implements TokenBatches {
             walked++;
             long m = mix.taken(s) - 1;
             readTrain(s, m, out, row * rowLen);
+            if (SampleLog.on()) SampleLog.record(sources.get(s).name() + " " + m);
             rowSource[row] = s;
             delivered[s] += seqLen;
         }
@@ -343,8 +344,9 @@ public final class BlendedLoader implements TokenBatches {
 
     /**
      * Held-out micro-batches: the held-out sequences of all sources, interleaved by the mix rule (a source that runs
-     * out is skipped), in a fixed order independent of seed and position; rank r gets micro-batches r, r + D, ...
-     * of that order, at most {@code count}, only complete ones. Every call returns the same batches.
+     * out is skipped), in a fixed order independent of seed and position; of the first {@code count} complete global
+     * micro-batches rank r gets r, r + D, ..., so every layout evaluates the same set. Every call returns the same
+     * batches.
      */
     @Override
     public List<int[]> validationMicroBatches(int count) {
@@ -374,7 +376,7 @@ public final class BlendedLoader implements TokenBatches {
         int[] cur = null, curSrc = null;
         int row = 0, made = 0;
         long b = 0;                        // global validation micro-batch index
-        while (made < count) {
+        while (b < count) {
             int s = vm.next();
             if (s < 0) break;
             if (b % dpSize == dpRank) {

@@ -43,6 +43,7 @@ public final class MemoryBatches implements TokenBatches {
         for (int b = 0; b < B; b++) {
             int start = (int) (position % windows) * T;
             System.arraycopy(stream, start, out, b * (T + 1), T + 1);
+            if (SampleLog.on()) SampleLog.record("window " + position);
             position++;
         }
         tokensDelivered += (long) B * T;

@@ -25,7 +25,11 @@ public interface TokenBatches extends AutoCloseable {
     /** Tokens delivered to the trainer so far (by this rank), per source name. */
     Map<String, Long> tokensPerSource();
 
-    /** A fixed, deterministic set of held-out micro-batches (the same every call), at most {@code count}. */
+    /**
+     * This data-parallel rank's share of a fixed, deterministic set of held-out micro-batches (the same every call):
+     * of the first {@code count} global micro-batches (train.eval_batches), rank r of D takes r, r + D, ..., so the
+     * union over the ranks is the same set for every layout.
+     */
     List<int[]> validationMicroBatches(int count);
 
     /** Source names in a fixed order: the indices of {@link #lastRowSources} and {@link #validationRowSources}. */

@@ -10,6 +10,7 @@ import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.RopeScaling;
 import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
@@ -175,12 +176,20 @@ public final class Engine implements AutoCloseable {
             ModelConfig m = new ModelConfig(req(j, "vocab_size", configJson), req(j, "hidden_size", configJson),
                     req(j, "num_hidden_layers", configJson), heads, j.path("num_key_value_heads").asInt(heads),
                     req(j, "intermediate_size", configJson), j.path("rope_theta").asDouble(10000.0), j.path("rms_norm_eps").asDouble(1e-6),
-                    req(j, "max_position_embeddings", configJson), j.path("tie_word_embeddings").asBoolean(false));
+                    req(j, "max_position_embeddings", configJson), j.path("tie_word_embeddings").asBoolean(false), ropeScaling(j));
             HfConfig.validate(configJson, j, m);
             return m;
         } catch (IllegalArgumentException e) {
             throw new UserError(configJson + ": " + e.getMessage());
         }
+    }
+
+    /** Llama-3.1-style rope_scaling (rope_type llama3); null for plain RoPE. Other types fail in HfConfig.validate. */
+    private static RopeScaling ropeScaling(JsonNode j) {
+        JsonNode rs = j.get("rope_scaling");
+        if (rs == null || !rs.isObject() || !RopeScaling.LLAMA3.equals(rs.path("rope_type").asText(rs.path("type").asText()))) return null;
+        return new RopeScaling(RopeScaling.LLAMA3, rs.path("factor").asDouble(), rs.path("low_freq_factor").asDouble(),
+                rs.path("high_freq_factor").asDouble(), rs.path("original_max_position_embeddings").asInt());
     }
 
     private static int req(JsonNode j, String field, Path file) {

@@ -3,6 +3,7 @@ package dev.midtrain.infer;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.DeviceBuffers;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
@@ -41,7 +42,7 @@ public final class InferenceModel implements AutoCloseable {
     private final long ropeCos, ropeSin;                 // float[Tmax, HD/2]
     private final long[] kv;                             // per layer floatX[Tmax, 2*NKV, HD]
     private int cached;                                  // positions held by the cache
-    private final List<Long> allocations = new ArrayList<>();
+    private final DeviceBuffers buffers;
 
     /**
      * @param params    fp32 weights in {@code layout}'s order (host memory; copied, the caller keeps ownership)
@@ -51,6 +52,7 @@ public final class InferenceModel implements AutoCloseable {
         if (layout.tp() != 1) throw new IllegalArgumentException("inference runs one rank (tp 1), layout has tp " + layout.tp());
         if (maxTokens < 1) throw new IllegalArgumentException("maxTokens must be >= 1, got " + maxTokens);
         this.be = be;
+        this.buffers = new DeviceBuffers(be);
         this.layout = layout;
         this.cfg = layout.model();
         this.maxTokens = maxTokens;
@@ -68,19 +70,9 @@ public final class InferenceModel implements AutoCloseable {
             try { be.copyHostToDevice(stage, addressOf(params), 4L * numel); be.castF32ToX(paramsX, stage, numel); be.synchronize(); }
             finally { be.free(stage); }
         }
-        oEmbed = layout.offset("model.embed_tokens.weight");
-        oNormF = layout.offset("model.norm.weight");
-        oHead = cfg.tiedEmbeddings() ? oEmbed : layout.offset("lm_head.weight");
-        oQkv = new long[L]; oO = new long[L]; oGateUp = new long[L]; oDown = new long[L]; oLn1 = new long[L]; oLn2 = new long[L];
-        for (int l = 0; l < L; l++) {
-            String p = "model.layers." + l + ".";
-            oQkv[l] = layout.offset(p + "self_attn.q_proj.weight");           // q|k|v adjacent: one [QKV, C] matrix
-            oO[l] = layout.offset(p + "self_attn.o_proj.weight");
-            oGateUp[l] = layout.offset(p + "mlp.gate_proj.weight");           // gate|up adjacent: one [2F, C] matrix
-            oDown[l] = layout.offset(p + "mlp.down_proj.weight");
-            oLn1[l] = layout.offset(p + "input_layernorm.weight");
-            oLn2[l] = layout.offset(p + "post_attention_layernorm.weight");
-        }
+        ParamLayout.Offsets off = layout.offsets();                    // q|k|v: one [QKV, C] matrix; gate|up: one [2F, C]
+        oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
+        oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
         long N = maxTokens;
         x = allocX(N * C); ln = allocX(N * C); tmp = allocX(N * C);
         qkv = allocX(N * QKV); att = allocX(N * A);
@@ -92,19 +84,12 @@ public final class InferenceModel implements AutoCloseable {
         kv = new long[L];
         for (int l = 0; l < L; l++) kv[l] = allocX((long) Tmax * 2 * NKV * HD);
 
-        // RoPE tables, Hugging Face convention: angle(t, i) = t * inv_freq[i] (rope_scaling applied), in double, stored fp32 (as model.Llama)
-        double[] invFreq = cfg.ropeInverseFrequencies();
-        float[] cos = new float[Tmax * HD / 2], sin = new float[Tmax * HD / 2];
-        for (int t = 0; t < Tmax; t++)
-            for (int i = 0; i < HD / 2; i++) {
-                double angle = t * invFreq[i];
-                cos[t * HD / 2 + i] = (float) Math.cos(angle);
-                sin[t * HD / 2 + i] = (float) Math.sin(angle);
-            }
-        ropeCos = allocF(cos.length);
-        ropeSin = allocF(sin.length);
-        be.upload(ropeCos, cos);
-        be.upload(ropeSin, sin);
+        // RoPE tables float[Tmax, HD/2], as model.Llama's (ModelConfig.ropeTables)
+        float[][] rope = cfg.ropeTables(Tmax);
+        ropeCos = allocF(rope[0].length);
+        ropeSin = allocF(rope[1].length);
+        be.upload(ropeCos, rope[0]);
+        be.upload(ropeSin, rope[1]);
     }
 
     public ModelConfig config() { return cfg; }
@@ -268,13 +253,11 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     private long wX(long offset) { return paramsX + offset * xb; }
-    private long allocF(long floats) { return track(be.alloc(4L * Math.max(1, floats))); }
-    private long allocX(long elems) { return track(be.alloc((long) xb * Math.max(1, elems))); }
-    private long track(long p) { allocations.add(p); return p; }
+    private long allocF(long floats) { return buffers.f32(floats); }
+    private long allocX(long elems) { return buffers.x(elems); }
 
     @Override
     public void close() {
-        for (long p : allocations) be.free(p);
-        allocations.clear();
+        buffers.close();
     }
 }

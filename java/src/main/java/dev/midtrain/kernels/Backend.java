@@ -7,13 +7,14 @@ import org.bytedeco.javacpp.IntPointer;
  * One device: its memory, its stream, its GEMM handle and the kernel ABI (native/include/midtrain_kernels.h).
  *
  * <p>Two implementations: {@link CpuBackend} (fp32, OpenBLAS, synchronous) and {@code CudaBackend} (bf16 compute,
- * cuBLAS, one stream). All tensors are raw addresses in this backend's memory space; the kernel methods take the
- * C arguments in the same order, minus the stream, which the backend owns. Contracts (shapes, "=" or "+=",
+ * cuBLAS, one stream). All tensors are raw addresses in this backend's memory space; the kernel methods
+ * ({@link Kernels}, generated from native/include/midtrain_kernels.h with {@code CpuKernels}/{@code CudaKernels})
+ * take the C arguments in the same order, minus the stream, which the backend owns. Contracts (shapes, "=" or "+=",
  * determinism) are the header's. A non-zero kernel status becomes a {@link KernelException} naming the kernel.
  *
  * <p>A backend is used by one thread at a time (one per tensor-parallel rank).
  */
-public interface Backend extends AutoCloseable {
+public interface Backend extends Kernels, AutoCloseable {
 
     /** "cpu" or "cuda". */
     String name();
@@ -74,42 +75,8 @@ public interface Backend extends AutoCloseable {
      */
     void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, long B, float beta, long C, boolean cF32);
 
-    // ----------------------------------------------------------------------------- kernels (see the header)
-
-    void fillF32(long x, float value, long n);
-    void fillX(long x, float value, long n);
-    void copyBytes(long dst, long src, long bytes);
-    void castF32ToX(long out, long inp, long n);
-    void castXToF32(long out, long inp, long n);
-
-    void embeddingForward(long out, long tokens, long wte, int N, int C, int V);
-    void embeddingBackward(long dwte, long tokens, long dout, int N, int C, int V);
-
-    void rmsnormForward(long out, long rstd, long inp, long weight, int N, int C, float eps);
-    void rmsnormBackward(long dinp, long dweight, long scratch, long dout, long inp, long weight, long rstd, int N, int C);
-
-    void ropeForward(long out, long inp, long cos, long sin, int B, int T, int NH, int NKV, int HD);
-    void ropeBackward(long dinp, long dout, long cos, long sin, int B, int T, int NH, int NKV, int HD);
-
-    void attentionForward(long out, long lse, long qkv, int B, int T, int NH, int NKV, int HD);
-    void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD);
-    void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD);
-
-    void swigluForward(long out, long gateup, int N, int F);
-    void swigluBackward(long dgateup, long dout, long gateup, int N, int F);
-
-    void add(long out, long a, long b, long n);
-
-    void crossentropyForward(long lse, long targetLogit, long logits, long targets, int N, int V, int vocabStart, int ignoreIndex);
-    void crossentropyBackward(long dlogits, long losses, long logits, long lse, long targetLogit, long targets, float dloss,
-                              int N, int V, int vocabStart, int ignoreIndex);
-    void lseCombine(long lse, long lseParts, int P, int N);
-
-    void adamwUpdate(long param, long paramX, long grad, long m, long v, long n, float lr, float beta1, float beta2, float eps,
-                     float weightDecay, float biasCorr1, float biasCorr2, float gradScale);
-
-    void globalNormSquared(long out, long scratch, long x, long n);
-    void scaleF32(long x, float s, long n);
+    // ------------------------------------------------------------------------------------------- kernels
+    // Every kernel of the header is a method of {@link Kernels}, generated from it at build time.
 
     // ------------------------------------------------------------------------------------------ scratch sizes
 

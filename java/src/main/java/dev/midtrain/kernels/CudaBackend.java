@@ -26,7 +26,7 @@ import static org.bytedeco.cuda.global.cudart.*;
  * with {@link #open(int)}, which turns every missing piece (driver, device, cuBLAS, our library) into a one-line
  * {@link KernelException}; there is no fallback to the CPU.
  */
-public final class CudaBackend implements Backend {
+public final class CudaBackend extends CudaKernels implements Backend {
     /** cuBLAS workspace (NVIDIA recommends 32 MiB on Hopper). */
     private static final long CUBLAS_WORKSPACE_BYTES = 32L << 20;
 
@@ -92,6 +92,16 @@ public final class CudaBackend implements Backend {
         ckBlas(cublasSetStream_v2(cublasHandle, stream), "cublasSetStream");
         workspace = alloc(CUBLAS_WORKSPACE_BYTES);
         ckBlas(cublasSetWorkspace_v2(cublasHandle, raw(workspace), CUBLAS_WORKSPACE_BYTES), "cublasSetWorkspace");
+    }
+
+    /**
+     * Which attention kernels attention_forward/backward run (cuda-kernels/attention.cu, mt_attn_choose): the tensor-core
+     * (FA2) path for head dim 64 or 128, else, or when {@code MT_CUDA_ATTN=simple}, the simple warp-per-row path.
+     * The tensors the engine passes are 256-byte aligned, as the tensor-core path also requires.
+     */
+    public static String attentionPath(int headDim, String mtCudaAttnEnv) {
+        if ("simple".equals(mtCudaAttnEnv)) return "simple (MT_CUDA_ATTN=simple)";
+        return headDim == 64 || headDim == 128 ? "tensor-core" : "simple (head dim " + headDim + ")";
     }
 
     @Override public String name() { return "cuda"; }
@@ -209,64 +219,7 @@ public final class CudaBackend implements Backend {
 
     // ------------------------------------------------------------------------------------------------ kernels
 
-    @Override public void fillF32(long x, float value, long n) { check(mt_cuda_fill_f32(x, value, n, streamAddress), "fill_f32"); }
-    @Override public void fillX(long x, float value, long n) { check(mt_cuda_fill_x(x, value, n, streamAddress), "fill_x"); }
-    @Override public void copyBytes(long dst, long src, long bytes) { check(mt_cuda_copy_bytes(dst, src, bytes, streamAddress), "copy_bytes"); }
-    @Override public void castF32ToX(long out, long inp, long n) { check(mt_cuda_cast_f32_to_x(out, inp, n, streamAddress), "cast_f32_to_x"); }
-    @Override public void castXToF32(long out, long inp, long n) { check(mt_cuda_cast_x_to_f32(out, inp, n, streamAddress), "cast_x_to_f32"); }
-
-    @Override public void embeddingForward(long out, long tokens, long wte, int N, int C, int V) {
-        check(mt_cuda_embedding_forward(out, tokens, wte, N, C, V, streamAddress), "embedding_forward");
-    }
-    @Override public void embeddingBackward(long dwte, long tokens, long dout, int N, int C, int V) {
-        check(mt_cuda_embedding_backward(dwte, tokens, dout, N, C, V, streamAddress), "embedding_backward");
-    }
-    @Override public void rmsnormForward(long out, long rstd, long inp, long weight, int N, int C, float eps) {
-        check(mt_cuda_rmsnorm_forward(out, rstd, inp, weight, N, C, eps, streamAddress), "rmsnorm_forward");
-    }
-    @Override public void rmsnormBackward(long dinp, long dweight, long scratch, long dout, long inp, long weight, long rstd, int N, int C) {
-        check(mt_cuda_rmsnorm_backward(dinp, dweight, scratch, dout, inp, weight, rstd, N, C, streamAddress), "rmsnorm_backward");
-    }
-    @Override public void ropeForward(long out, long inp, long cos, long sin, int B, int T, int NH, int NKV, int HD) {
-        check(mt_cuda_rope_forward(out, inp, cos, sin, B, T, NH, NKV, HD, streamAddress), "rope_forward");
-    }
-    @Override public void ropeBackward(long dinp, long dout, long cos, long sin, int B, int T, int NH, int NKV, int HD) {
-        check(mt_cuda_rope_backward(dinp, dout, cos, sin, B, T, NH, NKV, HD, streamAddress), "rope_backward");
-    }
-    @Override public void attentionForward(long out, long lse, long qkv, int B, int T, int NH, int NKV, int HD) {
-        check(mt_cuda_attention_forward(out, lse, qkv, B, T, NH, NKV, HD, streamAddress), "attention_forward");
-    }
-    @Override public void attentionBackward(long dqkv, long scratch, long dout, long qkv, long out, long lse, int B, int T, int NH, int NKV, int HD) {
-        check(mt_cuda_attention_backward(dqkv, scratch, dout, qkv, out, lse, B, T, NH, NKV, HD, streamAddress), "attention_backward");
-    }
-    @Override public void kvcacheAttentionForward(long out, long kv, long qkv, long cos, long sin, long pos, int B, int Tq, int Tmax, int NH, int NKV, int HD) {
-        check(mt_cuda_kvcache_attention_forward(out, kv, qkv, cos, sin, pos, B, Tq, Tmax, NH, NKV, HD, streamAddress), "kvcache_attention_forward");
-    }
-    @Override public void swigluForward(long out, long gateup, int N, int F) {
-        check(mt_cuda_swiglu_forward(out, gateup, N, F, streamAddress), "swiglu_forward");
-    }
-    @Override public void swigluBackward(long dgateup, long dout, long gateup, int N, int F) {
-        check(mt_cuda_swiglu_backward(dgateup, dout, gateup, N, F, streamAddress), "swiglu_backward");
-    }
-    @Override public void add(long out, long a, long b, long n) { check(mt_cuda_add(out, a, b, n, streamAddress), "add"); }
-    @Override public void crossentropyForward(long lse, long targetLogit, long logits, long targets, int N, int V, int vocabStart, int ignoreIndex) {
-        check(mt_cuda_crossentropy_forward(lse, targetLogit, logits, targets, N, V, vocabStart, ignoreIndex, streamAddress), "crossentropy_forward");
-    }
-    @Override public void crossentropyBackward(long dlogits, long losses, long logits, long lse, long targetLogit, long targets, float dloss,
-                                               int N, int V, int vocabStart, int ignoreIndex) {
-        check(mt_cuda_crossentropy_backward(dlogits, losses, logits, lse, targetLogit, targets, dloss, N, V, vocabStart, ignoreIndex, streamAddress),
-                "crossentropy_backward");
-    }
-    @Override public void lseCombine(long lse, long lseParts, int P, int N) { check(mt_cuda_lse_combine(lse, lseParts, P, N, streamAddress), "lse_combine"); }
-    @Override public void adamwUpdate(long param, long paramX, long grad, long m, long v, long n, float lr, float beta1, float beta2, float eps,
-                                      float weightDecay, float biasCorr1, float biasCorr2, float gradScale) {
-        check(mt_cuda_adamw_update(param, paramX, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, biasCorr1, biasCorr2, gradScale, streamAddress),
-                "adamw_update");
-    }
-    @Override public void globalNormSquared(long out, long scratch, long x, long n) {
-        check(mt_cuda_global_norm_squared(out, scratch, x, n, streamAddress), "global_norm_squared");
-    }
-    @Override public void scaleF32(long x, float s, long n) { check(mt_cuda_scale_f32(x, s, n, streamAddress), "scale_f32"); }
+    @Override protected long kernelStream() { return streamAddress; }
 
     // ------------------------------------------------------------------------------------------------ helpers
 

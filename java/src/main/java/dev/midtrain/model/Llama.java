@@ -3,6 +3,7 @@ package dev.midtrain.model;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.DeviceBuffers;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.IntPointer;
 
@@ -76,7 +77,7 @@ public final class Llama implements AutoCloseable {
     private final float[] lossHost;
     private final int[] intStage;
 
-    private final List<Long> allocations = new ArrayList<>();
+    private final DeviceBuffers buffers;
 
     /**
      * @param layout          this rank's parameter layout (its weight-decay flags are the optimizer's)
@@ -92,6 +93,7 @@ public final class Llama implements AutoCloseable {
     /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
         this.be = be;
+        this.buffers = new DeviceBuffers(be);
         this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
@@ -108,22 +110,9 @@ public final class Llama implements AutoCloseable {
         chunk = Math.min(N, MemoryPlan.LOGITS_CHUNK_TOKENS);
         eps = (float) cfg.normEps();
 
-        oEmbed = layout.offset("model.embed_tokens.weight");
-        oNormF = layout.offset("model.norm.weight");
-        oHead = cfg.tiedEmbeddings() ? oEmbed : layout.offset("lm_head.weight");
-        oQkv = new long[L]; oO = new long[L]; oGateUp = new long[L]; oDown = new long[L]; oLn1 = new long[L]; oLn2 = new long[L];
-        for (int l = 0; l < L; l++) {
-            String p = "model.layers." + l + ".";
-            oQkv[l] = layout.offset(p + "self_attn.q_proj.weight");       // q, k, v adjacent: one [QKV, C] matrix
-            oO[l] = layout.offset(p + "self_attn.o_proj.weight");
-            oGateUp[l] = layout.offset(p + "mlp.gate_proj.weight");       // gate, up adjacent: one [2F, C] matrix
-            oDown[l] = layout.offset(p + "mlp.down_proj.weight");
-            oLn1[l] = layout.offset(p + "input_layernorm.weight");
-            oLn2[l] = layout.offset(p + "post_attention_layernorm.weight");
-            if (layout.offset(p + "self_attn.v_proj.weight") != oQkv[l] + (long) (NH + NKV) * HD * C
-                    || layout.offset(p + "mlp.up_proj.weight") != oGateUp[l] + (long) F * C)
-                throw new IllegalStateException("ParamLayout does not keep q|k|v and gate|up adjacent");
-        }
+        ParamLayout.Offsets off = layout.offsets();                    // q|k|v: one [QKV, C] matrix; gate|up: one [2F, C]
+        oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
+        oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
 
         numel = layout.numel();
         if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
@@ -173,20 +162,12 @@ public final class Llama implements AutoCloseable {
         lossHost = new float[N];
         intStage = new int[N];
 
-        // RoPE tables, Hugging Face convention: angle(t, i) = t * inv_freq[i], inv_freq = theta^(-2i/HD) with the
-        // model's rope_scaling applied (ModelConfig.ropeInverseFrequencies), in double, stored fp32 [T, HD/2].
-        double[] invFreq = cfg.ropeInverseFrequencies();
-        float[] cos = new float[T * HD / 2], sin = new float[T * HD / 2];
-        for (int t = 0; t < T; t++)
-            for (int i = 0; i < HD / 2; i++) {
-                double angle = t * invFreq[i];
-                cos[t * HD / 2 + i] = (float) Math.cos(angle);
-                sin[t * HD / 2 + i] = (float) Math.sin(angle);
-            }
-        ropeCos = allocF(cos.length);
-        ropeSin = allocF(sin.length);
-        be.upload(ropeCos, cos);
-        be.upload(ropeSin, sin);
+        // RoPE tables float[T, HD/2] (ModelConfig.ropeTables: rope_scaling applied, double, stored fp32)
+        float[][] rope = cfg.ropeTables(T);
+        ropeCos = allocF(rope[0].length);
+        ropeSin = allocF(rope[1].length);
+        be.upload(ropeCos, rope[0]);
+        be.upload(ropeSin, rope[1]);
     }
 
     // ================================================================================================ forward
@@ -464,15 +445,12 @@ public final class Llama implements AutoCloseable {
     private long wX(long offset) { return paramsX + offset * xb; }
     private long gF(long offset) { return grads + 4L * offset; }
 
-    private long allocF(long floats) { return track(be.alloc(4L * Math.max(1, floats))); }
-    private long allocX(long elems) { return track(be.alloc((long) xb * Math.max(1, elems))); }
-
-    private long track(long p) { allocations.add(p); return p; }
+    private long allocF(long floats) { return buffers.f32(floats); }
+    private long allocX(long elems) { return buffers.x(elems); }
 
     @Override
     public void close() {
-        for (long p : allocations) be.free(p);
-        allocations.clear();
+        buffers.close();
         hostInts.close();
         hostFloats.close();
     }

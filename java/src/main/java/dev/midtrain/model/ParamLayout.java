@@ -174,6 +174,33 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
         throw new IllegalArgumentException("no parameter named " + name);
     }
 
+    /**
+     * Slab offsets of what the model's kernels read: the embedding, the final norm, the LM head (the embedding when
+     * tied) and per layer the fused q|k|v and gate|up matrices (their parts are adjacent), o, down and the two norms.
+     */
+    public record Offsets(long embed, long normF, long head, long[] qkv, long[] o, long[] gateUp, long[] down, long[] ln1, long[] ln2) {}
+
+    public Offsets offsets() {
+        int L = model.nLayers();
+        long embed = offset("model.embed_tokens.weight");
+        long[] qkv = new long[L], o = new long[L], gateUp = new long[L], down = new long[L], ln1 = new long[L], ln2 = new long[L];
+        for (int l = 0; l < L; l++) {
+            String p = "model.layers." + l + ".";
+            qkv[l] = offset(p + "self_attn.q_proj.weight");
+            o[l] = offset(p + "self_attn.o_proj.weight");
+            gateUp[l] = offset(p + "mlp.gate_proj.weight");
+            down[l] = offset(p + "mlp.down_proj.weight");
+            ln1[l] = offset(p + "input_layernorm.weight");
+            ln2[l] = offset(p + "post_attention_layernorm.weight");
+            Tensor q = get(p + "self_attn.q_proj.weight"), k = get(p + "self_attn.k_proj.weight"), gate = get(p + "mlp.gate_proj.weight");
+            if (offset(p + "self_attn.k_proj.weight") != qkv[l] + q.numel() || offset(p + "self_attn.v_proj.weight") != qkv[l] + q.numel() + k.numel()
+                    || offset(p + "mlp.up_proj.weight") != gateUp[l] + gate.numel())
+                throw new IllegalStateException("ParamLayout does not keep q|k|v and gate|up adjacent");
+        }
+        return new Offsets(embed, offset("model.norm.weight"), model.tiedEmbeddings() ? embed : offset("lm_head.weight"),
+                qkv, o, gateUp, down, ln1, ln2);
+    }
+
     /** Element offset of a named parameter. */
     public long offset(String name) { return get(name).offset(); }
 

@@ -12,7 +12,8 @@ import java.util.Map;
  * the union of a step's micro-batches over the ranks is exactly what a single rank would accumulate, and a run at
  * any dp sees the same data as at dp = 1. The position is that of the global stream (identical on every rank, so
  * any rank's saved state resumes every rank); the per-source token counts are this rank's own micro-batches'.
- * Validation batches are the global loader's, the same on every rank. Use a loader that shards by rank itself
+ * Validation: the first {@code count} global held-out micro-batches, rank r taking r, r+dp, ... (the trainer sums
+ * over the ranks, so every layout evaluates the same set). Use a loader that shards by rank itself
  * (BlendedLoader) where reading is expensive.
  */
 public final class DpSliceBatches implements TokenBatches {
@@ -32,7 +33,7 @@ public final class DpSliceBatches implements TokenBatches {
     public void nextMicroBatch(int[] out) {
         if (skip == null || skip.length != out.length) skip = new int[out.length];
         for (int r = 0; r < dp; r++) {
-            if (r != dpRank) { global.nextMicroBatch(skip); continue; }
+            if (r != dpRank) { dev.midtrain.data.SampleLog.muted(() -> global.nextMicroBatch(skip)); continue; }
             Map<String, Long> before = global.tokensPerSource();
             global.nextMicroBatch(out);
             rowSources = global.lastRowSources();
@@ -47,9 +48,17 @@ public final class DpSliceBatches implements TokenBatches {
         global.tokensPerSource().keySet().forEach(k -> out.put(k, mine.getOrDefault(k, 0L)));
         return out;
     }
-    @Override public List<int[]> validationMicroBatches(int count) { return global.validationMicroBatches(count); }
-    @Override public List<int[]> validationRowSources(int count) { return global.validationRowSources(count); }
+    @Override public List<int[]> validationMicroBatches(int count) { return mine(global.validationMicroBatches(count)); }
+    @Override public List<int[]> validationRowSources(int count) { return mine(global.validationRowSources(count)); }
     @Override public List<String> sourceNames() { return global.sourceNames(); }
     @Override public int[] lastRowSources() { return rowSources == null ? null : rowSources.clone(); }
+
+    /** This rank's share of the first global held-out micro-batches: r, r + dp, ... (null stays null). */
+    private List<int[]> mine(List<int[]> all) {
+        if (all == null) return null;
+        List<int[]> out = new java.util.ArrayList<>();
+        for (int i = dpRank; i < all.size(); i += dp) out.add(all.get(i));
+        return out;
+    }
     @Override public void close() { global.close(); }
 }

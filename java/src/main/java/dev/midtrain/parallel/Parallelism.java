@@ -123,6 +123,19 @@ public final class Parallelism implements AutoCloseable {
         return v;
     }
 
+    /**
+     * The stop vote of a step boundary: true on every rank when any rank wants to stop (a signal on any process,
+     * --stop-at-step). One all-reduce-max of one value over the world; bounded by the watchdog like every collective.
+     */
+    public boolean agreeStop(boolean wish) {
+        if (g == null || g.world().size() == 1) return wish;
+        float[] v = {wish ? 1f : 0f};
+        be.upload(scalars, v);
+        g.world().allReduceMax(scalars, 1, Dtype.F32);
+        be.download(v, scalars);
+        return v[0] != 0f;
+    }
+
     /** KV-replica sum, then the data-parallel reduce-scatter (ZeRO-1) or all-reduce of the gradient slab. */
     public void reduceGradients() {
         if (g == null) return;

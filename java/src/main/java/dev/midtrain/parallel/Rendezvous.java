@@ -90,7 +90,7 @@ public final class Rendezvous {
                     else if (peers[proc] != null) bad = "two processes announced index " + proc + " (duplicate node rank?)";
                     if (bad != null) {
                         String msg = "rendezvous on port " + port + ": " + bad;
-                        reply(s, msg);
+                        replyError(s, msg);
                         failAll(peers, msg);
                         throw new ParallelException(msg);
                     }
@@ -172,10 +172,11 @@ public final class Rendezvous {
     }
 
     private static void failAll(Socket[] peers, String msg) {
-        for (Socket s : peers) if (s != null) reply(s, msg);
+        for (Socket s : peers) if (s != null) replyError(s, msg);
     }
 
-    private static void reply(Socket s, String msg) {
+    /** Sends a peer the error reply (byte 1, then the message, at most 8000 characters) and closes its socket. */
+    static void replyError(Socket s, String msg) {
         try (s) {
             DataOutputStream out = new DataOutputStream(s.getOutputStream());
             out.writeByte(1);

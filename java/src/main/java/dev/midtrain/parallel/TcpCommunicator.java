@@ -309,7 +309,8 @@ public final class TcpCommunicator implements Communicator {
             reason = "collective timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): " + String.join(", ", silent)
                     + " did not complete " + what;
         }
-        return new ParallelException(world.report(reason));
+        String agreed = world.report(reason);
+        return new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
     }
 
     private void checkAborted() {

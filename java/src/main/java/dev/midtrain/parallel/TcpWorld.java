@@ -273,7 +273,7 @@ public final class TcpWorld implements AutoCloseable {
                     else if (control[proc] != null) bad = "two processes announced index " + proc + " (duplicate node rank?)";
                     if (bad != null) {
                         String msg = "rendezvous on port " + port + ": " + bad;
-                        answerError(s, msg);
+                        Rendezvous.replyError(s, msg);
                         failAll(msg);
                         throw new ParallelException(msg);
                     }
@@ -511,19 +511,9 @@ public final class TcpWorld implements AutoCloseable {
 
     private void failAll(String msg) {
         if (control == null) return;
-        for (Socket s : control) if (s != null) answerError(s, msg);
+        for (Socket s : control) if (s != null) Rendezvous.replyError(s, msg);
     }
 
-    private static void answerError(Socket s, String msg) {
-        try (s) {
-            DataOutputStream out = new DataOutputStream(s.getOutputStream());
-            out.writeByte(1);
-            out.writeUTF(msg.length() > 4000 ? msg.substring(0, 4000) : msg);
-            out.flush();
-        } catch (IOException ignored) {
-            // that peer is gone; it reports its own error
-        }
-    }
 
     private String missing() {
         List<String> miss = new ArrayList<>();

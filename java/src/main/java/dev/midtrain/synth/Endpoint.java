@@ -25,7 +25,8 @@ import java.util.concurrent.ThreadLocalRandom;
  * server's Retry-After, seconds or HTTP date), HTTP 5xx, a response not complete within request_timeout_s, and a
  * dropped or refused connection. The wait before retry k (k = 0, 1, ...) is "equal jitter" exponential backoff:
  * d = min(backoff_max_ms, backoff_initial_ms * 2^k), wait uniform in [d/2, d]. Other 4xx are not retried: 401/403/404
- * mean the endpoint or model is misconfigured and abort the stage ({@link UserError}); any other 4xx fails the record.
+ * mean the endpoint or model is misconfigured and abort the stage ({@link UserError}); 408 is retried as a timeout;
+ * any other 4xx (a prompt too long, a field the server refuses) is permanent for that request and rejects the record.
  * Rate limits (requests/s, tokens/min) are applied before every attempt. The API key goes only into the
  * Authorization header; it is never logged, written, or put into an exception message. Thread-safe.
  */
@@ -40,13 +41,18 @@ public final class Endpoint {
     /** A 200 response: the assistant message's content, the raw body, its SHA-256 and the usage the server reported. */
     public record Reply(String content, String rawBody, String sha256, long promptTokens, long completionTokens) {}
 
-    /** The request failed for good (retries exhausted or a non-retryable status); {@link #reason} is a counter name. */
+    /**
+     * The request failed: retries exhausted ({@link #permanent} false: worth another run) or a 4xx the server will
+     * give this request again (permanent: the record is rejected with {@link #reason}, e.g. http_400 for a prompt too long).
+     */
     public static final class Failure extends Exception {
         final String reason;
+        final boolean permanent;
 
-        Failure(String reason, String message) {
+        Failure(String reason, boolean permanent, String message) {
             super(message);
             this.reason = reason;
+            this.permanent = permanent;
         }
     }
 
@@ -115,9 +121,10 @@ public final class Endpoint {
                     stats.inc("failed.http_" + code);
                     throw new UserError(uri + ": HTTP " + code + " for model " + stage.model()
                             + (code == 404 ? " (wrong base_url or model name?)" : " (is $" + cfg.apiKeyEnv() + " set?)"), 1, null);
+                } else if (code == 408) {
+                    cause = "timeout";
                 } else {
-                    stats.inc("failed.http_" + code);
-                    throw new Failure("http_" + code, "HTTP " + code + " from " + uri + ": " + Templates.trim(r.body().strip(), 200));
+                    throw new Failure("http_" + code, true, "HTTP " + code + " from " + uri + ": " + Templates.trim(r.body().strip(), 200));
                 }
             } catch (HttpTimeoutException e) {
                 cause = "timeout";
@@ -128,12 +135,28 @@ public final class Endpoint {
             }
             if (attempt >= cfg.maxRetries()) {
                 stats.inc("failed.retries_exhausted");
-                throw new Failure("retries_exhausted", lastError + " (after " + (attempt + 1) + " attempts)");
+                throw new Failure("retries_exhausted", false, lastError + " (after " + (attempt + 1) + " attempts)");
             }
             stats.inc("retry." + cause);
             long d = Math.min(cfg.backoffMaxMs(), cfg.backoffInitialMs() << Math.min(attempt, 30));
             long wait = d / 2 + (d > 1 ? ThreadLocalRandom.current().nextLong(d - d / 2 + 1) : 0);
             Thread.sleep(Math.max(wait, retryAfterMs));
+        }
+    }
+
+    /**
+     * Checks once, before a stage sends anything, that the server at {@code baseUrl} accepts connections (GET /models;
+     * any HTTP status will do, some servers lack the route). A refused or timed-out connection is a one-line error
+     * (exit 1) instead of every record spending its retries on a server that is not there.
+     */
+    public void probe(String baseUrl) throws InterruptedException {
+        HttpRequest.Builder rb = HttpRequest.newBuilder(URI.create(baseUrl + "/models")).timeout(Duration.ofMillis((long) (cfg.connectTimeoutS() * 1000))).GET();
+        if (apiKey != null) rb.header("Authorization", "Bearer " + apiKey);
+        try {
+            http.send(rb.build(), HttpResponse.BodyHandlers.discarding());
+        } catch (IOException e) {
+            throw new UserError(baseUrl + ": cannot reach the endpoint (" + e.getClass().getSimpleName()
+                    + (e.getMessage() == null ? "" : ": " + e.getMessage()) + "); is the server running? (endpoint.base_url)", 1, null);
         }
     }
 

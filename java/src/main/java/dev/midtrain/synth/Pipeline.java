@@ -286,6 +286,13 @@ public final class Pipeline {
             Set<String> done = new HashSet<>(out.ids());
             done.addAll(rej.ids());
             List<Work> todo = items.stream().filter(w -> !done.contains(w.id())).toList();
+            try {
+                for (String url : new java.util.TreeSet<>(todo.stream().map(w -> w.stage().baseUrl() != null ? w.stage().baseUrl() : cfg.endpoint().baseUrl()).toList()))
+                    client.probe(url);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new UserError(stageName + ": interrupted", 1, e);
+            }
             log.println(stageName + ": " + items.size() + " records, " + (items.size() - todo.size()) + " already done, "
                     + todo.size() + " to request (" + cfg.endpoint().concurrency() + " in flight)");
             int threads = cfg.endpoint().concurrency();
@@ -296,6 +303,7 @@ public final class Pipeline {
             });
             Semaphore slots = new Semaphore(threads * 2);
             AtomicReference<RuntimeException> fatal = new AtomicReference<>();
+            java.util.concurrent.atomic.AtomicInteger failStreak = new java.util.concurrent.atomic.AtomicInteger();
             java.util.concurrent.atomic.AtomicLong finished = new java.util.concurrent.atomic.AtomicLong();
             long every = Math.max(1, todo.size() / 10);
             try {
@@ -304,7 +312,7 @@ public final class Pipeline {
                     slots.acquire();
                     pool.execute(() -> {
                         try {
-                            if (fatal.get() == null) one(stageName, w, fragments, client, out, rej, stats);
+                            if (fatal.get() == null) one(stageName, w, fragments, client, out, rej, stats, failStreak);
                         } catch (RuntimeException e) {
                             fatal.compareAndSet(null, e);
                         } catch (InterruptedException e) {
@@ -324,7 +332,10 @@ public final class Pipeline {
                 Thread.currentThread().interrupt();
                 throw new UserError(stageName + ": interrupted", 1, e);
             }
-            if (fatal.get() != null) throw fatal.get();
+            if (fatal.get() != null) {
+                writeStats(stageName, stats, t0);
+                throw fatal.get();
+            }
         } catch (IOException e) {
             throw new UserError(outFile + ": " + e.getMessage(), 1, e);
         }
@@ -337,8 +348,13 @@ public final class Pipeline {
         return nFailed > 0 ? 1 : 0;
     }
 
+    /**
+     * One record: request, validate, append to the output or the rejects. {@code failStreak} counts records in a row
+     * whose retries ran out; at max(2, concurrency) the server is taken to be down and the stage stops (exit 1) rather
+     * than spending every remaining record's retries.
+     */
     private void one(String stageName, Work w, Map<String, Templates.Fragment> fragments, Endpoint client, JsonlLog out,
-                     JsonlLog rej, Stats stats) throws InterruptedException {
+                     JsonlLog rej, Stats stats, java.util.concurrent.atomic.AtomicInteger failStreak) throws InterruptedException {
         String[] msgs = w.tpl().render(w.slots());
         long seed = Long.parseLong(Templates.Hashes.sha256(w.id()).substring(0, 7), 16);   // per-record, < 2^31
         ObjectNode prov = JsonlLog.JSON.createObjectNode().put("stage", stageName).put("model", w.stage().model());
@@ -353,6 +369,7 @@ public final class Pipeline {
         JsonNode answer = null;
         try {
             reply = client.complete(w.stage(), msgs[0], msgs[1], seed);
+            failStreak.set(0);
             prov.put("response_sha256", reply.sha256()).put("prompt_tokens", reply.promptTokens()).put("completion_tokens", reply.completionTokens());
             answer = extractJson(reply.content());
             if (answer == null) {
@@ -367,16 +384,25 @@ public final class Pipeline {
                 }
             }
         } catch (Endpoint.MalformedResponse e) {
+            failStreak.set(0);
             prov.put("response_sha256", Templates.Hashes.sha256(e.rawBody));
             reason = "malformed_response";
             detail = e.getMessage();
         } catch (Endpoint.Failure e) {
             log.println(stageName + ": " + w.id() + ": " + e.getMessage());
-            return;                                          // counted as failed.*; not recorded, retried by the next run
+            if (!e.permanent) {                              // counted as failed.*; not recorded, retried by the next run
+                if (failStreak.incrementAndGet() >= Math.max(2, cfg.endpoint().concurrency()))
+                    throw new UserError(stageName + ": " + failStreak.get() + " records in a row failed after " + cfg.endpoint().maxRetries()
+                            + " retries (last: " + e.getMessage() + "); stopping; a rerun resumes where this run stopped", 1, null);
+                return;
+            }
+            failStreak.set(0);
+            reason = e.reason;
+            detail = Templates.trim(e.getMessage(), 300);
         }
         ObjectNode rec = JsonlLog.JSON.createObjectNode().put("id", w.id()).put("seed_id", w.base().get("seed_id").asText());
         if (reason == null) {
-            reason = w.accept().apply(answer, rec);
+            reason = w.accept().apply(answer, rec);   // answer != null here
             if (reason != null) detail = Templates.trim(answer.toString(), 200);
         }
         if (reason != null) {

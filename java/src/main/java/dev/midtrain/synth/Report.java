@@ -78,11 +78,12 @@ public final class Report {
                 default -> List.of();
             };
             for (JsonNode r : accepted) for (JsonNode p : r.path("provenance")) addTokens(p, st, tok);
-            long malformed = byReason.entrySet().stream().filter(e -> e.getKey().startsWith("malformed") || e.getKey().startsWith("schema_violation"))
-                    .mapToLong(Map.Entry::getValue).sum();
-            long total = accepted.size() + rj.size();
+            Map<String, Long> bad = new TreeMap<>(byReason);
+            bad.keySet().removeIf(k -> !(k.startsWith("malformed") || k.startsWith("schema_violation") || k.startsWith("http_")));
+            long malformed = bad.values().stream().mapToLong(Long::longValue).sum(), total = accepted.size() + rj.size();
             if (MODEL_STAGES.contains(st) && total > 0 && malformed * 2 >= total)
-                warnings.add(String.format("WARNING: %s: %d of %d responses rejected as malformed or off-schema: is the endpoint an instruction-tuned model that answers in JSON?", st, malformed, total));
+                warnings.add(String.format("WARNING: %s: %d of %d responses were malformed, off-schema or refused %s: is the endpoint an "
+                        + "instruction-tuned model that answers in JSON, with room for these prompts?", st, malformed, total, bad));
         }
         md.append("\n## Rejects\n\n| stage | reason | count |\n|---|---|---|\n");
         rejects.forEach((st, m) -> m.forEach((r, n) -> md.append("| ").append(st).append(" | ").append(r).append(" | ").append(n).append(" |\n")));

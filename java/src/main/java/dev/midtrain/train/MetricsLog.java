@@ -61,6 +61,12 @@ public final class MetricsLog implements AutoCloseable {
         }
     }
 
+    /** Extra per-step objects (e.g. eval_acc by task) attached by step listeners, written with the next record. */
+    private final java.util.Map<String, java.util.Map<String, Double>> attached = new java.util.LinkedHashMap<>();
+
+    /** Adds {@code key: {name: value, ...}} to the next recorded step's JSON line and prints it with that step. */
+    public synchronized void attach(String key, java.util.Map<String, Double> values) { attached.put(key, new java.util.LinkedHashMap<>(values)); }
+
     public static MetricsLog quiet() { return new MetricsLog(null, null, 1, 1, 0, 0); }
 
     /** Records one completed step; {@code valLoss} is NaN when no evaluation ran. */
@@ -81,8 +87,15 @@ public final class MetricsLog implements AutoCloseable {
             RollingStd w = volatilityBySource.computeIfAbsent(k, x -> new RollingStd(VOLATILITY_WINDOW_STEPS));
             volBySource.put(k, Double.isFinite(v) ? w.add(v) : w.std());
         });
-        if (jsonl != null) writeJson(r, s, tps, mfu, valLoss, vol, volBySource, valLossBySource);
+        java.util.Map<String, java.util.Map<String, Double>> extra;
+        synchronized (this) { extra = new java.util.LinkedHashMap<>(attached); attached.clear(); }
+        if (jsonl != null) writeJson(r, s, tps, mfu, valLoss, vol, volBySource, valLossBySource, extra);
         if (console == null) return;
+        extra.forEach((k, m) -> {
+            StringBuilder b = new StringBuilder();
+            m.forEach((n, v) -> b.append(b.length() == 0 ? "" : ", ").append(n).append(String.format(" %.4f", v)));
+            console.printf("step %6d/%d | %s: %s%n", r.step(), totalSteps, k, b);
+        });
         if (r.skipped())
             console.printf("step %d: SKIPPED (non-finite loss %s or grad norm %s), %d skipped so far%n",
                     r.step(), r.loss(), r.gradNorm(), s.skippedSteps);
@@ -105,13 +118,14 @@ public final class MetricsLog implements AutoCloseable {
     }
 
     private void writeJson(StepResult r, TrainState s, double tps, double mfu, double valLoss, double vol,
-                           java.util.Map<String, Double> volBySource, java.util.Map<String, Double> valLossBySource) {
+                           java.util.Map<String, Double> volBySource, java.util.Map<String, Double> valLossBySource,
+                           java.util.Map<String, java.util.Map<String, Double>> extra) {
         ObjectNode o = JSON.createObjectNode();
         o.put("step", r.step());
         putNumber(o, "loss", r.loss());
         putNumber(o, "grad_norm", r.gradNorm());
         o.put("lr", r.lr());
-        o.put("tokens", s.tokensSeen);
+        o.put("tokens", s.tokensTrained);
         o.put("tokens_per_s", tps);
         putNumber(o, "mfu", mfu);
         o.put("skipped", s.skippedSteps);
@@ -130,6 +144,10 @@ public final class MetricsLog implements AutoCloseable {
             ObjectNode vb = o.putObject("val_loss_by_source");
             valLossBySource.forEach((k, v) -> putNumber(vb, k, v));
         }
+        extra.forEach((k, m) -> {
+            ObjectNode e = o.putObject(k);
+            m.forEach((n, v) -> putNumber(e, n, v));
+        });
         try {
             jsonl.write(JSON.writeValueAsString(o));
             jsonl.write('\n');

@@ -18,7 +18,7 @@ public final class TrainState {
     /** Steps whose update was skipped for a non-finite loss or gradient norm (train.on_nonfinite = skip). */
     public long skippedSteps;
     /** Training tokens consumed (input positions of every micro-batch), all sources. */
-    public long tokensSeen;
+    public long tokensTrained;
     /** Training tokens consumed per data source (the loader's accounting). */
     public Map<String, Long> tokensPerSource = new TreeMap<>();
     /** The loader's position after the last completed step ({@code TokenBatches.state()}); null before the first. */

@@ -48,7 +48,8 @@ public final class Trainer {
     private final int[][] microSources;           // the source of each row of each micro-batch
     private List<int[]> validation;               // held-out micro-batches, fetched once
     private List<int[]> validationSources;        // the source of each of their rows (null: all from source 0)
-    private java.util.function.BooleanSupplier stop = () -> false;   // SIGTERM, --stop-at-step
+    private java.util.function.BooleanSupplier stop = () -> false;   // this process's wish: SIGTERM, --stop-at-step
+    private boolean stopping;                                         // the agreed decision of the last step boundary
 
     /**
      * @param data     the batches of this rank (may be null when only {@link #step(int[][])} is used)
@@ -81,8 +82,15 @@ public final class Trainer {
     /** Registers a step-boundary hook (checkpointing). */
     public void addListener(StepListener l) { listeners.add(l); }
 
-    /** {@link #run()} returns at the next step boundary (after the listeners and metrics) once this is true. */
+    /**
+     * This process's wish to stop (a signal, --stop-at-step), asked once per step boundary. The ranks vote
+     * ({@link Parallelism#agreeStop}: one all-reduce of one value over the world), so all of them stop after the same
+     * step; {@link #run()} then returns after the listeners and metrics of that step.
+     */
     public void stopWhen(java.util.function.BooleanSupplier stop) { this.stop = stop; }
+
+    /** The agreed stop decision of the last step boundary, identical on every rank (listeners read it to save). */
+    public boolean stopping() { return stopping; }
 
     /** Trains from {@code state.step} to train.steps (or until {@link #stopWhen} says stop). */
     public TrainState run() {
@@ -100,11 +108,12 @@ public final class Trainer {
             seen = now;                                                         // + every data-parallel rank's new tokens
             par.sumOverDp(delta).forEach((k, v) -> state.tokensPerSource.merge(k, v, Long::sum));
             state.loaderState = data.state();
+            stopping = par.agreeStop(stop.getAsBoolean());                     // one decision for every rank
             for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
             boolean eval = tc.evalEverySteps() > 0 && (state.step % tc.evalEverySteps() == 0 || state.step == tc.steps());
             Validation v = eval ? validate() : new Validation(Double.NaN, Map.of());
             metrics.record(r, state, seconds, v.loss(), v.lossBySource());
-            if (stop.getAsBoolean()) break;
+            if (stopping) break;
         }
         return state;
     }
@@ -137,10 +146,10 @@ public final class Trainer {
         double lr = schedule.at(stepNo);
         double clip = AdamW.clipScale(norm, cfg.optimizer().gradClipNorm());
         boolean finite = Double.isFinite(loss) && Double.isFinite(norm);
-        if (!finite && tc.onNonfinite().equals("stop")) throw new NonFiniteLossException(stepNo, loss, norm);
+        if (!finite && tc.onNonfinite() == TrainConfig.OnNonfinite.STOP) throw new NonFiniteLossException(stepNo, loss, norm);
         state.step = stepNo;
         long tokens = (long) microBatches.length * B * T * cfg.parallel().dp();
-        state.tokensSeen += tokens;
+        state.tokensTrained += tokens;
         if (finite) {
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
@@ -223,7 +232,7 @@ public final class Trainer {
     public void resume(TrainState saved) {
         state.step = saved.step;
         state.skippedSteps = saved.skippedSteps;
-        state.tokensSeen = saved.tokensSeen;
+        state.tokensTrained = saved.tokensTrained;
         state.tokensPerSource.clear();
         state.tokensPerSource.putAll(saved.tokensPerSource);
         state.loaderState = saved.loaderState;

@@ -22,12 +22,16 @@ final class CkptFixtures {
 
     static final ModelConfig M = HfCheckpointTest.M;
 
-    static RunConfig config(int tp) {
+    static RunConfig config(int tp) { return config(tp, 1); }
+
+    /** dp > 1: global_batch_seqs 8 (a multiple of micro_batch_seqs 2 x dp for dp 1, 2, 4). */
+    static RunConfig config(int tp, int dp) {
         String yaml = "model: {vocab_size: 12, dim: 8, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 12, rope_theta: 500000.0, norm_eps: 1.0e-5, max_seq_len: 16, tied_embeddings: false}\n"
                 + "optimizer: {lr: 1.0e-3}\n"
                 + "train: {seq_len: 8, micro_batch_seqs: 2, global_batch_seqs: 4, steps: 100}\n"
                 + "data: {sources: [{name: a, path: /nonexistent/a, weight: 1.0}, {name: b, path: /nonexistent/b, weight: 2.0}], valid_fraction: 0.0}\n"
-                + "parallel: {tp: " + tp + ", dp: 1}\n";
+                + "parallel: {tp: " + tp + ", dp: " + dp + "}\n";
+        if (dp > 1) yaml = yaml.replace("global_batch_seqs: 4", "global_batch_seqs: 8");
         try {
             return ConfigLoader.fromTree(ConfigLoader.YAML.readTree(yaml), "test");
         } catch (IOException e) {

@@ -227,6 +227,12 @@ class LoaderTest {
             assertArrayEquals(v1.get(2 * i), a.get(i));
             assertArrayEquals(v1.get(2 * i + 1), b.get(i));
         }
+        // eval_batches counts global micro-batches: 5 at dp 2 are global 0, 2, 4 on rank 0 and 1, 3 on rank 1,
+        // the same 5 a dp 1 run evaluates (so the validation loss does not depend on the layout)
+        List<int[]> a5 = r0.validationMicroBatches(5), b5 = r1.validationMicroBatches(5);
+        assertEquals(3, a5.size());
+        assertEquals(2, b5.size());
+        for (int i = 0; i < 5; i++) assertArrayEquals(v1.get(i), (i % 2 == 0 ? a5 : b5).get(i / 2), "global batch " + i);
     }
 
     /**

@@ -66,8 +66,8 @@ class GoldenLlamaTest {
         OptimConfig oc = new OptimConfig(o.get("lr").asDouble(), o.get("min_lr").asDouble(), o.get("warmup_steps").asInt(),
                 o.get("beta1").asDouble(), o.get("beta2").asDouble(), o.get("eps").asDouble(), o.get("weight_decay").asDouble(),
                 List.of("norm"), o.get("grad_clip_norm").asDouble());
-        TrainConfig tc = new TrainConfig("cpu", g.seqLen(), g.batch(), g.batch() * g.microBatches(), g.steps(), 1, 0, 0, 1,
-                recompute, "stop", 0.02, 0);
+        TrainConfig tc = TrainConfig.builder(g.seqLen(), g.batch(), g.batch() * g.microBatches(), g.steps())
+                .evalBatches(0).seed(1).recompute(recompute).build();
         return new RunConfig(mc, oc, tc, null, null, null);
     }
 

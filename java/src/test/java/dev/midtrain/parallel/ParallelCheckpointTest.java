@@ -41,9 +41,10 @@ class ParallelCheckpointTest {
                 out.toString());
         assertTrue(out.toString().contains("stopped at step 3"), out.toString());
         Path step3 = CheckpointStore.forRun(cut).stepDir(3);
-        for (String f : List.of("model-tp00-of-02.safetensors", "model-tp01-of-02.safetensors",
-                "optimizer-tp00-of-02.safetensors", "optimizer-tp01-of-02.safetensors"))
-            assertTrue(Files.isRegularFile(step3.resolve(f)), f);
+        for (String f : List.of("model-tp00-of-02-dp00-of-02.safetensors", "model-tp01-of-02-dp00-of-02.safetensors",
+                "model-tp00-of-02-dp01-of-02.safetensors", "model-tp01-of-02-dp01-of-02.safetensors",
+                "optimizer-tp00-of-02-dp00-of-02.safetensors", "optimizer-tp01-of-02-dp01-of-02.safetensors"))
+            assertTrue(Files.isRegularFile(step3.resolve(f)), f);      // every rank writes its data-parallel window
         out.setLength(0);
         assertEquals(0, run(out, "train", "--resume", cut.toString(), "--synthetic-data", "--peak-tflops", "0.1"), out.toString());
         assertTrue(out.toString().contains("resumed from " + step3), out.toString());
@@ -55,10 +56,10 @@ class ParallelCheckpointTest {
             assertEquals(a.get(i).get("grad_norm").asDouble(), b.get(i).get("grad_norm").asDouble(), 0.0, "step " + (i + 1));
             assertEquals(a.get(i).get("tokens_per_source"), b.get(i).get("tokens_per_source"), "step " + (i + 1));
         }
-        // a different layout is refused (the shards are per tensor-parallel rank)
+        // a different layout is resharded (ReshardResumeTest checks the numbers)
         out.setLength(0);
-        assertEquals(2, run(out, "train", "--resume", cut.toString(), "--synthetic-data", "--tp", "1", "--dp", "1"));
-        assertTrue(out.toString().contains("incompatible parallel layout"), out.toString());
+        assertEquals(0, run(out, "train", "--resume", cut.toString(), "--synthetic-data", "--tp", "1", "--dp", "1", "--set", "train.steps=7"), out.toString());
+        assertTrue(out.toString().contains("parallel.tp 2 -> 1 (resharded)"), out.toString());
     }
 
     @Test

@@ -70,7 +70,7 @@ class ParallelEquivalenceTest {
 
     static RunConfig config(ModelConfig m, int tp, int dp, boolean zero1) {
         OptimConfig oc = new OptimConfig(1e-2, 1e-3, 3, 0.9, 0.95, 1e-4, 0.1, List.of("norm"), 1.0);
-        TrainConfig tc = new TrainConfig("cpu", T, B, B * MICRO, STEPS, 1, 0, 0, 7, false, "stop", 0.05, 1);
+        TrainConfig tc = TrainConfig.builder(T, B, B * MICRO, STEPS).evalBatches(0).seed(7).initStd(0.05).threads(1).build();
         return new RunConfig(m, oc, tc, null, null, new ParallelConfig(tp, dp, zero1));
     }
 

@@ -21,7 +21,7 @@ class ParallelTrainCommandTest {
                     rope_theta: 500000.0, norm_eps: 1.0e-5, max_seq_len: 32, tied_embeddings: false}
             optimizer: {lr: 1.0e-2, min_lr: 1.0e-3, warmup_steps: 2, eps: 1.0e-4}
             train: {seq_len: 16, micro_batch_seqs: 2, global_batch_seqs: 8, steps: 5, log_every_steps: 1,
-                    eval_every_steps: 5, eval_batches: 1, threads: 2}
+                    eval_every_steps: 5, eval_batches: 3, threads: 2}
             data: {sources: [{name: none, path: /nonexistent, weight: 1.0}], valid_fraction: 0.05}
             """;
 
@@ -49,6 +49,8 @@ class ParallelTrainCommandTest {
             assertEquals(one.get(i).get("loss").asDouble(), par.get(i).get("loss").asDouble(), 5e-6 * one.get(i).get("loss").asDouble());
             assertEquals(one.get(i).get("grad_norm").asDouble(), par.get(i).get("grad_norm").asDouble(), 5e-6 * one.get(i).get("grad_norm").asDouble());
             assertEquals(one.get(i).get("tokens").asLong(), par.get(i).get("tokens").asLong());
+            // one validation set for every layout (eval_batches counts global micro-batches): fp32 summation order only
+            assertEquals(one.get(i).path("val_loss").asDouble(-1), par.get(i).path("val_loss").asDouble(-1), 5e-6 * one.get(i).path("val_loss").asDouble(1));
             // every data-parallel rank's tokens are counted once
             assertEquals(one.get(i).get("tokens_per_source"), par.get(i).get("tokens_per_source"), "step " + (i + 1));
         }

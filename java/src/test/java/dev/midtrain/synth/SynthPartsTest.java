@@ -81,6 +81,37 @@ class SynthPartsTest {
 
     private static SynthConfig.Stage stage() { return new SynthConfig.Stage("m", null, "booster", null, null, null); }
 
+    /** A 4xx the server would repeat rejects the record (permanent); 401 stops the stage with a one-line user error. */
+    @Test
+    void clientErrorsAreNotRetried() throws Exception {
+        var server = com.sun.net.httpserver.HttpServer.create(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 8);
+        java.util.concurrent.atomic.AtomicInteger hits = new java.util.concurrent.atomic.AtomicInteger();
+        server.createContext("/", ex -> {
+            hits.incrementAndGet();
+            ex.getRequestBody().readAllBytes();
+            int code = ex.getRequestURI().getPath().startsWith("/a/") ? 401 : 400;
+            byte[] b = "{\"error\": {\"message\": \"prompt too long\"}}".getBytes();
+            ex.sendResponseHeaders(code, b.length);
+            try (var os = ex.getResponseBody()) { os.write(b); }
+        });
+        server.start();
+        try {
+            String base = "http://127.0.0.1:" + server.getAddress().getPort();
+            Stats stats = new Stats();
+            Endpoint e = new Endpoint(new SynthConfig.Endpoint(base + "/v1", "UNSET_KEY_VAR", 5.0, null, 1, null, null, 3, 1L, 2L, true), null, stats);
+            Endpoint.Failure f = assertThrows(Endpoint.Failure.class, () -> e.complete(stage(), "s", "u", 1));
+            assertTrue(f.permanent);
+            assertEquals("http_400", f.reason);
+            assertEquals(1, hits.get(), "a 400 is not retried");
+            SynthConfig.Stage other = new SynthConfig.Stage("m", base + "/a/v1", "booster", null, null, null);
+            var u = assertThrows(dev.midtrain.common.UserError.class, () -> e.complete(other, "s", "u", 1));
+            assertTrue(u.getMessage().contains("HTTP 401") && u.getMessage().contains("$UNSET_KEY_VAR"), u.getMessage());
+            assertEquals(2, hits.get());
+        } finally {
+            server.stop(0);
+        }
+    }
+
     @Test
     void retryAfterSecondsOrHttpDate() {
         assertEquals(1000, Endpoint.retryAfterMs("1"));

@@ -183,7 +183,7 @@ class SynthesizeTest {
             assertEquals(0, ra.code(), ra.err());
 
             System.err.printf("TIMING uninterrupted %.2f s%n", (System.nanoTime() - t0) / 1e9);
-            server.delayMs = 120;   // ~24 x 120 ms / 2 in flight: the kill lands mid-stage
+            server.delayMs = 150;   // ~24 x 150 ms / 2 in flight: the kill lands mid-stage
             List<String> output = Collections.synchronizedList(new ArrayList<>());
             Process p = start(output, "synthesize", "--config", cfg.toString(), "--work", b.toString(), "--stage", "generate");
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
@@ -243,6 +243,40 @@ class SynthesizeTest {
         Cli.Run r4 = Cli.run("synthesize", "--config", cfg.toString(), "--work", tmp.resolve("w").toString(), "--stage", "curate");
         assertEquals(2, r4.code());
         assertTrue(r4.err().contains("--input"), r4.err());
+    }
+
+    /** A server that is down (503 on every completion, up for /models) stops the stage after a streak, not after every record. */
+    @Test
+    void aServerThatStaysDownStopsTheStage() throws Exception {
+        var server = com.sun.net.httpserver.HttpServer.create(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 8);
+        java.util.concurrent.atomic.AtomicInteger completions = new java.util.concurrent.atomic.AtomicInteger();
+        server.createContext("/", ex -> {
+            ex.getRequestBody().readAllBytes();
+            boolean models = ex.getRequestURI().getPath().endsWith("/models");
+            if (!models) completions.incrementAndGet();
+            ex.sendResponseHeaders(models ? 200 : 503, -1);
+            ex.close();
+        });
+        server.start();
+        try {
+            Path cfg = config(tmp, "http://127.0.0.1:" + server.getAddress().getPort() + "/v1", 1), work = tmp.resolve("w");
+            assertEquals(0, Cli.run("synthesize", "--config", cfg.toString(), "--work", work.toString(), "--input",
+                    FIX.resolve("seeds.jsonl").toString(), "--stage", "curate").code());
+            Cli.Run r = Cli.run("synthesize", "--config", cfg.toString(), "--work", work.toString(), "--stage", "annotate");
+            assertEquals(1, r.code(), r.err());
+            assertTrue(r.err().contains("2 records in a row failed after 3 retries"), r.err());
+            assertEquals(2 * 4, completions.get(), "two records, four attempts each, then stop (6 seeds were waiting)");
+            assertEquals(0, lines(Pipeline.annotated(work)) + lines(Pipeline.rejects(work, "annotate")), "failed records are not recorded");
+            assertEquals(2, counters(work, "annotate").get("failed.retries_exhausted"));
+        } finally {
+            server.stop(0);
+        }
+        // nothing listening: one line, exit 1, before any record is tried
+        Path cfg = config(tmp, "http://127.0.0.1:" + server.getAddress().getPort() + "/v1", 1);
+        Cli.Run r = Cli.run("synthesize", "--config", cfg.toString(), "--work", tmp.resolve("w").toString(), "--stage", "annotate");
+        assertEquals(1, r.code(), r.err());
+        assertTrue(r.err().contains("cannot reach the endpoint"), r.err());
+        assertEquals(1, r.err().strip().lines().count(), r.err());
     }
 
     static Process start(List<String> output, String... args) throws IOException {

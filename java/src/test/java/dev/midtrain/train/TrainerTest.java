@@ -34,7 +34,8 @@ class TrainerTest {
     static RunConfig config(int V, int steps, int B, int T, int globalSeqs, String onNonfinite, int evalEvery) {
         ModelConfig m = new ModelConfig(V, 48, 2, 4, 2, 88, 10000, 1e-5, T, false);
         OptimConfig o = new OptimConfig(1e-2, 1e-3, 5, 0.9, 0.95, 1e-8, 0.1, List.of("norm"), 1.0);
-        TrainConfig t = new TrainConfig("cpu", T, B, globalSeqs, steps, 10, evalEvery, 2, 42, false, onNonfinite, 0.02, 0);
+        TrainConfig t = TrainConfig.builder(T, B, globalSeqs, steps).logEverySteps(10).evalEverySteps(evalEvery).evalBatches(2).seed(42)
+                .onNonfinite(TrainConfig.OnNonfinite.parse(onNonfinite)).build();
         return new RunConfig(m, o, t, null, null, null);
     }
 
@@ -54,8 +55,8 @@ class TrainerTest {
              MetricsLog log = new MetricsLog(System.out, dir.resolve("metrics.jsonl"), 10, 30, c.model().flopsPerToken(32), 1e11)) {
             TrainState s = new Trainer(c, m, data, new TrainState(42), log).run();
             assertEquals(30, s.step);
-            assertEquals(30L * 8 * 32, s.tokensSeen);
-            assertEquals(s.tokensSeen, s.tokensPerSource.get("markov"));
+            assertEquals(30L * 8 * 32, s.tokensTrained);
+            assertEquals(s.tokensTrained, s.tokensPerSource.get("markov"));
             assertNotNull(s.loaderState);
         }
         List<String> lines = Files.readAllLines(dir.resolve("metrics.jsonl"));
@@ -140,7 +141,7 @@ class TrainerTest {
         var tc = c0.train();
         RunConfig c = new RunConfig(c0.model(), c0.optimizer(), new TrainConfig(tc.backend(), tc.seqLen(), tc.microBatchSeqs(),
                 tc.globalBatchSeqs(), tc.steps(), tc.logEverySteps(), tc.evalEverySteps(), tc.evalBatches(), tc.seed(), tc.recompute(),
-                "skip", tc.initStd(), tc.threads(), 3), null, null, null);
+                TrainConfig.OnNonfinite.SKIP, tc.initStd(), tc.threads(), 3), null, null, null);
         int[][] b = batches(5, 2, 8, 2);
         try (Llama m = model(c)) {
             poisonToken31(m, 32, 48);

@@ -1,0 +1,58 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.common.UserError;
+import dev.midtrain.infer.Engine;
+import dev.midtrain.infer.GenerateParams;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+/** `midtrain generate`: text from a checkpoint, streamed to stdout as it is produced (KV-cache decoding). */
+@Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text from a checkpoint (greedy or sampled).")
+public final class GenerateCommand implements Callable<Integer> {
+    @ArgGroup(exclusive = true, multiplicity = "1") Source source;
+
+    static final class Source {
+        @Option(names = "--checkpoint", required = true, description = "a committed step directory or a run directory (its newest step)") Path checkpoint;
+        @Option(names = "--init-from", required = true, description = "a Hugging Face Llama checkpoint directory") Path hf;
+    }
+
+    @Option(names = "--prompt", required = true, description = "the prompt text") String prompt;
+    @Option(names = "--max-new-tokens", defaultValue = "64", description = "default ${DEFAULT-VALUE}") int maxNewTokens;
+    @Option(names = "--temperature", defaultValue = "0", description = "0 = greedy (default)") double temperature;
+    @Option(names = "--top-p", defaultValue = "1", description = "nucleus sampling mass in (0, 1] (default 1)") double topP;
+    @Option(names = "--seed", defaultValue = "0", description = "sampling seed (default 0)") long seed;
+    @Option(names = "--stop", description = "stop string (repeatable)") List<String> stop;
+    @Option(names = "--ignore-eos", description = "keep generating past end-of-sequence tokens") boolean ignoreEos;
+    @Option(names = "--tokenizer", description = "tokenizer.json (default: beside the checkpoint, or the run's prepared data)") Path tokenizer;
+    @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda") String backend;
+    @Option(names = "--threads", defaultValue = "0", description = "CPU threads (0 = all cores)") int threads;
+
+    @Override
+    public Integer call() {
+        GenerateParams p;
+        try {
+            p = new GenerateParams(maxNewTokens, temperature, topP, seed, stop, !ignoreEos);
+        } catch (IllegalArgumentException e) {
+            throw new UserError("--" + e.getMessage().replace("_", "-"));
+        }
+        Path model = source.checkpoint != null ? ExportCommand.resolveStep(source.checkpoint) : source.hf;
+        try (Engine e = Engine.load(model, tokenizer, new Engine.Options(backend, 0, threads))) {
+            long t0 = System.nanoTime();
+            System.out.print(prompt);
+            Engine.Generation g = e.generate(prompt, p, piece -> { System.out.print(piece); System.out.flush(); });
+            double s = (System.nanoTime() - t0) / 1e9;
+            System.out.println();
+            System.err.printf(Locale.ROOT, "[%d prompt tokens, %d generated, finish: %s, %.1f tokens/s]%n",
+                    g.promptTokens(), g.tokens().length, g.finishReason(), g.tokens().length / s);
+        } catch (IllegalArgumentException ex) {
+            throw new UserError(model + ": " + ex.getMessage());
+        }
+        return 0;
+    }
+}

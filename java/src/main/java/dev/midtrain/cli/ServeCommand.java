@@ -1,0 +1,73 @@
+package dev.midtrain.cli;
+
+import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.common.UserError;
+import dev.midtrain.infer.Engine;
+import dev.midtrain.serve.Server;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.net.BindException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/**
+ * `midtrain serve`: an OpenAI-compatible HTTP server over one checkpoint (docs/serve.md). Prints the address once it
+ * listens; SIGTERM or SIGINT stops taking requests (503), finishes the queued ones and exits 0.
+ */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health).")
+public final class ServeCommand implements Callable<Integer> {
+    @Option(names = "--checkpoint", required = true, description = "a committed step directory or a Hugging Face checkpoint directory")
+    Path checkpoint;
+    @Option(names = "--tokenizer", description = "tokenizer.json (default: beside the checkpoint, or its run's prepared data)") Path tokenizer;
+    @Option(names = "--port", description = "TCP port (0: any free port; the chosen one is printed)", defaultValue = "8000") int port;
+    @Option(names = "--host", description = "address to listen on (default ${DEFAULT-VALUE})", defaultValue = "127.0.0.1") String host;
+    @Option(names = "--backend", description = "cpu or cuda (default ${DEFAULT-VALUE})", defaultValue = "cpu") String backend;
+    @Option(names = "--threads", description = "CPU threads (0: all cores)", defaultValue = "0") int threads;
+    @Option(names = "--model-name", description = "the model id reported to clients (default: the checkpoint directory's name)") String modelName;
+    @Option(names = "--max-queue", description = "requests waiting for the engine before 429 (default ${DEFAULT-VALUE})", defaultValue = "64") int maxQueue;
+    @Option(names = "--max-batch", description = "queued requests scored together in one batch (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
+    @Option(names = "--max-body-bytes", description = "largest request body; larger is 413 (default ${DEFAULT-VALUE})", defaultValue = "1048576") int maxBodyBytes;
+    @Option(names = "--max-new-tokens", description = "largest max_tokens a request may ask for (default ${DEFAULT-VALUE})", defaultValue = "2048") int maxNewTokens;
+    @Option(names = "--grace-seconds", description = "on SIGTERM, how long queued requests may take to finish (default ${DEFAULT-VALUE})", defaultValue = "30") int graceSeconds;
+
+    @Override
+    public Integer call() throws Exception {
+        Server.Options opt;
+        try {
+            opt = new Server.Options(host, port, modelName != null ? modelName : checkpoint.toAbsolutePath().normalize().getFileName().toString(),
+                    maxQueue, maxBatch, maxBodyBytes, maxNewTokens);
+        } catch (IllegalArgumentException e) {
+            throw new UserError(e.getMessage());
+        }
+        if (graceSeconds < 0) throw new UserError("--grace-seconds: must be >= 0, got " + graceSeconds);
+        try (GracefulStop stop = GracefulStop.install();
+             Engine engine = Engine.load(checkpoint, tokenizer, new Engine.Options(backend, 0, threads))) {
+            List<Path> templateDirs = new ArrayList<>();
+            templateDirs.add(checkpoint);
+            Path tok = tokenizer != null ? tokenizer : Engine.findTokenizer(checkpoint);
+            templateDirs.add(tok.toAbsolutePath().getParent());
+            Server server;
+            try {
+                server = Server.start(engine, templateDirs, opt);
+            } catch (BindException e) {
+                throw new UserError("--port " + port + ": cannot listen on " + host + ":" + port + " (" + e.getMessage() + ")");
+            } catch (IOException e) {
+                throw new UserError("--host " + host + ": cannot listen (" + e.getMessage() + ")");
+            }
+            System.out.printf("serving %s (%s, %s, max_seq_len %d) on http://%s:%d/v1 | chat template: %s | queue %d, batch %d%n",
+                    opt.modelId(), engine.source(), backend, engine.config().maxSeqLen(), host, server.port(), server.chatTemplateSource(),
+                    maxQueue, maxBatch);
+            System.out.flush();
+            while (!stop.requested()) Thread.sleep(100);
+            System.out.printf("%s: finishing queued requests (at most %d s), then exiting%n", stop.reason(), graceSeconds);
+            server.close(graceSeconds);
+            System.out.println("stopped");
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,220 @@
+package dev.midtrain.parallel;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.midtrain.ckpt.CheckpointStore;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+
+import static dev.midtrain.cli.Cli.run;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Several JVMs on loopback, each a `midtrain` process with the torchrun environment (directly, or through `midtrain
+ * launch`): the multi-process path end to end on CPU. Children are killed in {@link #killChildren} whatever happens.
+ */
+class MultiProcessTrainTest {
+    static final String CONFIG = """
+            model: {vocab_size: 96, dim: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 56,
+                    rope_theta: 500000.0, norm_eps: 1.0e-5, max_seq_len: 32, tied_embeddings: false}
+            optimizer: {lr: 1.0e-2, min_lr: 1.0e-3, warmup_steps: 2, eps: 1.0e-4}
+            train: {seq_len: 16, micro_batch_seqs: 2, global_batch_seqs: 8, steps: STEPS, log_every_steps: 1,
+                    eval_every_steps: 10, eval_batches: 3, threads: 1}
+            checkpoint: {every_steps: 2, keep_last: 2}
+            data: {sources: [{name: none, path: /nonexistent, weight: 1.0}], valid_fraction: 0.05}
+            """;
+
+    private final List<Process> children = Collections.synchronizedList(new ArrayList<>());
+
+    @AfterEach
+    void killChildren() throws InterruptedException {
+        for (Process p : children) p.destroyForcibly();
+        for (Process p : children) p.waitFor(10, TimeUnit.SECONDS);
+    }
+
+    static Path config(Path dir, int steps) throws IOException {
+        Path c = dir.resolve("c" + steps + ".yaml");
+        Files.writeString(c, CONFIG.replace("STEPS", Integer.toString(steps)));
+        return c;
+    }
+
+    /** MASTER_PORT such that MASTER_PORT + 1 (midtrain's rendezvous under torchrun) was free a moment ago. */
+    static int masterPort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) { return s.getLocalPort() - 1; }
+    }
+
+    /** A `midtrain` JVM on the test class path; its output lines are collected into {@code out}. */
+    Process jvm(Map<String, String> env, List<String> out, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-opens=java.base/java.nio=ALL-UNNAMED", "-Xss8m", "-XX:TieredStopAtLevel=1", "-cp", System.getProperty("java.class.path"),
+                "dev.midtrain.Main"));
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+        pb.environment().putAll(env);
+        pb.environment().put("OMP_WAIT_POLICY", "passive");
+        Process p = pb.start();
+        children.add(p);
+        Thread t = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream()))) {
+                for (String l; (l = r.readLine()) != null; ) out.add(l);
+            } catch (IOException ignored) { }
+        });
+        t.setDaemon(true);
+        t.start();
+        return p;
+    }
+
+    /** The four torchrun variables of process {@code rank} of {@code n}. */
+    static Map<String, String> torchrun(int rank, int n, int port) {
+        Map<String, String> e = new HashMap<>();
+        e.put("WORLD_SIZE", "" + n);
+        e.put("RANK", "" + rank);
+        e.put("LOCAL_RANK", "" + rank);
+        e.put("MASTER_ADDR", "127.0.0.1");
+        e.put("MASTER_PORT", "" + port);
+        return e;
+    }
+
+    static List<JsonNode> metrics(Path run) throws Exception {
+        List<JsonNode> rows = new ArrayList<>();
+        if (!Files.exists(run.resolve("metrics.jsonl"))) return rows;
+        for (String line : Files.readAllLines(run.resolve("metrics.jsonl")))
+            if (!line.isBlank()) rows.add(new com.fasterxml.jackson.databind.ObjectMapper().readTree(line));
+        return rows;
+    }
+
+    static int lines(Path run) {
+        try {
+            return metrics(run).size();
+        } catch (Exception e) {
+            return 0;
+        }
+    }
+
+    static void await(BooleanSupplier cond, int seconds, String what, List<String> out) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (!cond.getAsBoolean()) {
+            assertTrue(System.nanoTime() < deadline, "timed out waiting for " + what + ":\n" + String.join("\n", out));
+            Thread.sleep(100);
+        }
+    }
+
+    @Test
+    void fourProcessesThroughLaunchEqualFourThreadsBitForBit(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 20);
+        StringBuilder o = new StringBuilder();
+        assertEquals(0, run(o, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("threads").toString(),
+                "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints"), o.toString());
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "4", "--master-port", "" + masterPort(), "--",
+                "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("procs").toString(),
+                "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints");
+        assertTrue(launch.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + String.join("\n", out));
+        Thread.sleep(200);
+        assertEquals(0, launch.exitValue(), String.join("\n", out));
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] ") && l.contains("tp 2 x dp 2 (TORCHRUN, 4 processes)")), String.join("\n", out));
+        for (int r = 1; r < 4; r++) {
+            String want = "[rank " + r + "] process " + r + " of 4: done at step 20";
+            assertTrue(out.contains(want), want + " in:\n" + String.join("\n", out));
+        }
+        List<JsonNode> a = metrics(tmp.resolve("threads")), b = metrics(tmp.resolve("procs"));
+        assertEquals(20, a.size());
+        assertEquals(20, b.size());
+        for (int i = 0; i < 20; i++)        // the TCP communicator sums in the in-process order: the same bits
+            for (String k : new String[]{"loss", "grad_norm", "val_loss"})
+                assertEquals(a.get(i).path(k).asDouble(-1), b.get(i).path(k).asDouble(-1), 0.0, k + " at step " + (i + 1));
+        assertTrue(a.get(9).has("val_loss"));
+    }
+
+    @Test
+    void sigtermToOneProcessStopsEveryProcessAfterTheSameStepWithExitZero(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        int port = masterPort();
+        List<List<String>> outs = new ArrayList<>();
+        List<Process> ps = new ArrayList<>();
+        for (int r = 0; r < 4; r++) {
+            outs.add(Collections.synchronizedList(new ArrayList<>()));
+            ps.add(jvm(torchrun(r, 4, port), outs.get(r), "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir",
+                    runDir.toString(), "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints"));
+        }
+        await(() -> lines(runDir) >= 3, 180, "3 steps", outs.get(0));
+        new ProcessBuilder("kill", "-TERM", Long.toString(ps.get(2).pid())).inheritIO().start().waitFor();
+        for (int r = 0; r < 4; r++) {
+            assertTrue(ps.get(r).waitFor(60, TimeUnit.SECONDS), "process " + r + " exits");
+            Thread.sleep(100);
+            assertEquals(0, ps.get(r).exitValue(), "process " + r + ":\n" + String.join("\n", outs.get(r)));
+        }
+        long steps = lines(runDir);
+        assertTrue(steps >= 3 && steps < 3000, "stopped early at " + steps);
+        assertTrue(outs.get(0).stream().anyMatch(l -> l.contains("stopped at step " + steps + " (a stop requested on another process)")),
+                String.join("\n", outs.get(0)));
+        for (int r = 1; r < 4; r++) {
+            String want = "process " + r + " of 4: done at step " + steps;
+            assertTrue(outs.get(r).contains(want), want + " in:\n" + String.join("\n", outs.get(r)));
+        }
+    }
+
+    @Test
+    void aKilledPeerMakesTheSurvivorExitNonZeroNamingIt(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        int port = masterPort();
+        List<String> out0 = Collections.synchronizedList(new ArrayList<>()), out1 = Collections.synchronizedList(new ArrayList<>());
+        Process p0 = jvm(torchrun(0, 2, port), out0, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(),
+                "--peak-tflops", "0.1", "--dp", "2", "--no-checkpoints", "--dist-timeout", "15");
+        Process p1 = jvm(torchrun(1, 2, port), out1, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(),
+                "--peak-tflops", "0.1", "--dp", "2", "--no-checkpoints", "--dist-timeout", "15");
+        await(() -> lines(runDir) >= 2, 180, "2 steps", out0);
+        p1.destroyForcibly();                                           // SIGKILL
+        long t0 = System.nanoTime();
+        assertTrue(p0.waitFor(15 + 5, TimeUnit.SECONDS), "the survivor exits within --dist-timeout + 5 s:\n" + String.join("\n", out0));
+        double s = (System.nanoTime() - t0) / 1e9;
+        Thread.sleep(200);
+        assertEquals(1, p0.exitValue(), String.join("\n", out0));
+        List<String> errors = out0.stream().filter(l -> l.startsWith("midtrain: ")).toList();
+        assertEquals(1, errors.size(), "one line:\n" + String.join("\n", out0));
+        assertTrue(errors.get(0).contains("lost rank 1 (process 1, host "), errors.get(0));
+        assertTrue(errors.get(0).contains("stopped in ") || errors.get(0).contains(" during "), "names the collective: " + errors.get(0));
+        assertFalse(out0.stream().anyMatch(l -> l.contains("\tat ")), "no stack trace");
+        System.out.printf("survivor exited %.1f s after the SIGKILL: %s%n", s, errors.get(0));
+    }
+
+    @Test
+    void aSecondTrainingOnTheRunDirectoryIsRefusedAndAKilledRunResumes(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process p = jvm(Map.of(), out, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1");
+        CheckpointStore store = CheckpointStore.forRun(runDir);
+        await(() -> Files.isDirectory(runDir.resolve("checkpoints")) && !store.committedSteps().isEmpty(), 120, "a checkpoint", out);
+        for (String[] second : new String[][]{{"--resume", runDir.toString()}, {"--config", cfg.toString(), "--run-dir", runDir.toString()}}) {
+            List<String> args = new ArrayList<>(List.of("train", "--synthetic-data", "--peak-tflops", "0.1"));
+            args.addAll(List.of(second));
+            StringBuilder o = new StringBuilder();
+            assertEquals(2, run(o, args.toArray(String[]::new)), o.toString());
+            assertTrue(o.toString().contains("is in use by another training: host ") && o.toString().contains(" pid " + p.pid() + " "), o.toString());
+            assertEquals(1, o.toString().strip().lines().filter(l -> l.startsWith("midtrain: ")).count(), o.toString());
+        }
+        assertTrue(p.isAlive(), "the first training is untouched");
+        p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);              // SIGKILL: run.lock stays behind, its OS lock does not
+        assertTrue(Files.readString(runDir.resolve("run.lock")).contains("pid " + p.pid()));
+        long last = store.committedSteps().get(store.committedSteps().size() - 1);
+        StringBuilder o = new StringBuilder();
+        assertEquals(0, run(o, "train", "--resume", runDir.toString(), "--synthetic-data", "--peak-tflops", "0.1",
+                "--stop-at-step", "" + (last + 1)), o.toString());
+        assertTrue(o.toString().contains("resumed from "), o.toString());
+        assertEquals(last + 1, lines(runDir));
+    }
+}
