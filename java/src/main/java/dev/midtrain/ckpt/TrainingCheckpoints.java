@@ -130,12 +130,11 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
              HostFloats v = HostFloats.allocate(Math.max(1, sh.count()))) {
             from.loadRank(layout, sh, p, m, v);
             Backend be = model.backend();
-            be.copyHostToDevice(s.params(), p.address(), 4 * layout.numel());
+            model.setMasterWeights(p.address());                // a sharded master keeps its shard; compute copy in full
             if (sh.count() > 0) {
                 be.copyHostToDevice(s.m(), m.address(), 4 * sh.count());
                 be.copyHostToDevice(s.v(), v.address(), 4 * sh.count());
             }
-            model.syncComputeCopy();
         }
         TrainState saved = new TrainState(st.rngState() != null && st.rngState().has("seed") ? st.rngState().get("seed").asLong() : cfg.train().seed());
         saved.step = st.step();
@@ -159,8 +158,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
             ParamLayout layout = model.layout();
             try (HostFloats p = HostFloats.allocate(layout.numel())) {
                 hf.loadInto(layout, p);
-                model.backend().copyHostToDevice(model.slabs().params(), p.address(), 4 * layout.numel());
-                model.syncComputeCopy();
+                model.setMasterWeights(p.address());
             }
             hfConfig = hf.config();
             initFrom = hfDir.toAbsolutePath().toString();

@@ -46,10 +46,18 @@ public final class InfoCommand implements Callable<Integer> {
         System.out.printf("flops/token     %.3g at seq %d (6N + causal attention)%n", m.flopsPerToken(seq), seq);
         System.out.printf("layout          tp %d x dp %d, %s compute, micro-batch %d x seq %d, ZeRO-1 %s%n",
                 t, d, be.equals("cpu") ? "fp32" : "bf16", mb, seq, cfg.parallel().zero1() ? "on" : "off");
+        boolean distributed = cfg.parallel().zero1() && d > 1;
+        String shardOf = distributed ? String.format(", 1/%d shard: %,d of %,d", d, (plan.rankParams() + d - 1) / d, plan.rankParams()) : "";
+        System.out.printf("optimizer       %s%n", distributed
+                ? "distributed (ZeRO-1 + sharded master weights over dp " + d + "): reduce-scatter gradients, update the shard, all-gather the "
+                  + (be.equals("cpu") ? "fp32" : "bf16") + " weights"
+                : cfg.parallel().zero1() ? "one data-parallel rank: not sharded" : "replicated (parallel.zero1=false): all-reduce gradients");
         System.out.println("per-device memory:");
-        System.out.printf("  weights       %s  (fp32 master%s)%n", MemoryPlan.gib(plan.weightsBytes()), be.equals("cpu") ? "" : " + bf16 copy");
-        System.out.printf("  gradients     %s  (fp32)%n", MemoryPlan.gib(plan.gradsBytes()));
-        System.out.printf("  AdamW state   %s  (fp32 m and v)%n", MemoryPlan.gib(plan.optimizerBytes()));
+        System.out.printf("  master        %s  (fp32 weights%s)%n", MemoryPlan.gib(plan.masterBytes()), shardOf);
+        System.out.printf("  compute copy  %s  (%s)%n", MemoryPlan.gib(plan.computeCopyBytes()), plan.computeCopyBytes() == 0 ? "none: fp32 compute uses the master"
+                : (be.equals("cpu") ? "fp32" : "bf16") + ", all " + String.format("%,d", plan.rankParams()));
+        System.out.printf("  gradients     %s  (fp32, all %,d)%n", MemoryPlan.gib(plan.gradsBytes()), plan.rankParams());
+        System.out.printf("  AdamW state   %s  (fp32 m and v%s)%n", MemoryPlan.gib(plan.optimizerBytes()), cfg.parallel().zero1() && d > 1 ? shardOf : "");
         System.out.printf("  activations   %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.activationsBytes()), MemoryPlan.gib(plan.activationsRecomputeBytes()));
         System.out.printf("  total         %s  (stored) | %s  (recompute)%n", MemoryPlan.gib(plan.totalBytes(false)), MemoryPlan.gib(plan.totalBytes(true)));
         if (deviceGib != null) {

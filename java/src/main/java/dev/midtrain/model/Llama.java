@@ -47,6 +47,7 @@ public final class Llama implements AutoCloseable {
     private final int B, T, N, C, L, NH, NKV, HD, QKV, A, F, V, vocabStart, chunk;
     private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
     private final OptimizerShard shard;
+    private final boolean masterSharded;               // fp32 master weights only for the shard (distributed optimizer)
     private final float eps;
 
     // ------------------------------------------------------------------------------------ slabs (one allocation each)
@@ -119,12 +120,22 @@ public final class Llama implements AutoCloseable {
         guard = TpHooks.embeddingGuardRows(placement) * C;
         if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
         long slab = shard.slabElems();
-        params = allocF(guard + slab) + 4L * guard;     // [zero row | slab]: the row is the lookup target of foreign ids
+        // Distributed optimizer (ZeRO-1 over dp > 1): the fp32 master weights exist only for this rank's shard; the
+        // compute copy is a slab of its own, all-gathered after each update (an fp32 copy on the CPU, so that the
+        // CPU runs the same code path). params is then a base address whose [start, start + count) alone is backed.
+        masterSharded = shard.start() != 0 || shard.count() != numel;
+        if (masterSharded) {
+            long backed = allocF(shard.count());
+            be.fillF32(backed, 0f, shard.count());
+            params = backed - 4L * shard.start();
+        } else {
+            params = allocF(guard + slab) + 4L * guard; // [zero row | slab]: the row is the lookup target of foreign ids
+            be.fillF32(params - 4L * guard, 0f, guard + slab);
+        }
         grads = allocF(guard + slab) + 4L * guard;      // [scratch row | slab]: foreign ids' gradients land in the row
         adamM = allocF(shard.count());
         adamV = allocF(shard.count());
-        paramsX = xb == 4 ? params : allocX(guard + slab) + (long) xb * guard;
-        be.fillF32(params - 4L * guard, 0f, guard + slab);
+        paramsX = xb == 4 && !masterSharded ? params : allocX(guard + slab) + (long) xb * guard;
         if (paramsX != params) be.fillX(paramsX - (long) xb * guard, 0f, guard + slab);
         be.fillF32(grads - 4L * guard, 0f, guard + slab);
         be.fillF32(adamM, 0f, shard.count());
@@ -338,24 +349,58 @@ public final class Llama implements AutoCloseable {
                     }
                     if (k == 0) continue;
                     host.put(buf, 0, k);
-                    be.copyHostToDevice(params + 4L * (t.offset() + kept), host.address(), 4L * k);
+                    stageMaster(t.offset() + kept, host.address(), k);
                     kept += k;
                 }
             }
         }
         be.fillF32(adamM, 0f, shard.count());
         be.fillF32(adamV, 0f, shard.count());
-        syncComputeCopy();
+        finishStaging();
+    }
+
+    /**
+     * Sets the fp32 master weights from a host slab of all {@code layout.numel()} elements (a checkpoint, a Hugging
+     * Face load) and refreshes the compute copy; a sharded master keeps only its shard.
+     */
+    public void setMasterWeights(long hostAddress) {
+        stageMaster(0, hostAddress, numel);
+        finishStaging();
+    }
+
+    /**
+     * Writes slab elements [off, off + n) from host memory: into the master, or, when the master is sharded, into
+     * the gradient slab used as a full fp32 staging buffer plus the part inside the shard into the master.
+     */
+    private void stageMaster(long off, long hostAddress, long n) {
+        if (!masterSharded) { be.copyHostToDevice(params + 4L * off, hostAddress, 4L * n); return; }
+        be.copyHostToDevice(grads + 4L * off, hostAddress, 4L * n);
+        long a = Math.max(off, shard.start()), b = Math.min(off + n, shard.start() + shard.count());
+        if (b > a) be.copyHostToDevice(params + 4L * a, hostAddress + 4L * (a - off), 4L * (b - a));
+    }
+
+    /** After staging: the compute copy from the full staged values, then the gradient slab zeroed again. */
+    private void finishStaging() {
+        if (!masterSharded) { syncComputeCopy(); return; }
+        be.castF32ToX(paramsX, grads, numel);
+        be.fillF32(grads, 0f, numel);
+        be.synchronize();
     }
 
     /** Sets one named parameter's fp32 master values (host array of its shape); call {@link #syncComputeCopy} after. */
     public void setParam(String name, float[] values) {
         ParamLayout.Tensor t = layout.get(name);
         if (values.length != t.numel()) throw new IllegalArgumentException(name + ": " + values.length + " values for " + t.numel() + " elements");
+        if (masterSharded) throw new IllegalStateException("setParam: the master weights are sharded (distributed optimizer); use setMasterWeights");
         be.upload(params + 4L * t.offset(), values);
     }
 
-    public float[] getParam(String name) { return download(params, name); }
+    /** One parameter's current fp32 values (from the fp32 compute copy when the master is sharded, CPU only). */
+    public float[] getParam(String name) {
+        if (!masterSharded) return download(params, name);
+        if (xb != 4) throw new IllegalStateException("getParam: the master weights are sharded and the compute copy is not fp32");
+        return download(paramsX, name);
+    }
 
     public float[] getGrad(String name) { return download(grads, name); }
 
@@ -368,7 +413,8 @@ public final class Llama implements AutoCloseable {
 
     /** Refreshes the floatX compute copy from the fp32 master weights (no-op when they are the same slab). */
     public void syncComputeCopy() {
-        if (paramsX != params) be.castF32ToX(paramsX, params, numel);
+        if (masterSharded) be.castF32ToX(paramsX + (long) xb * shard.start(), params + 4L * shard.start(), shard.count());   // the rest: all-gather
+        else if (paramsX != params) be.castF32ToX(paramsX, params, numel);
         be.synchronize();
     }
 
@@ -386,6 +432,9 @@ public final class Llama implements AutoCloseable {
      */
     public record Slabs(long params, long paramsX, long grads, long m, long v, long numel, OptimizerShard shard) {
         public boolean separateComputeCopy() { return paramsX != params; }
+
+        /** Whether only [shard.start, shard.start + shard.count) of {@code params} exists (distributed optimizer). */
+        public boolean masterSharded() { return shard.start() != 0 || shard.count() != numel; }
     }
 
     public ParamLayout layout() { return layout; }

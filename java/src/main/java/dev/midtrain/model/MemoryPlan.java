@@ -8,13 +8,19 @@ import java.util.List;
 /**
  * Per-device memory of a training run, in bytes: what `midtrain info` prints and what the trainer checks before it
  * allocates. Counts what the engine actually allocates: fp32 master weights, a compute copy when the compute dtype
- * is narrower (bf16 on CUDA), fp32 gradients, fp32 AdamW moments (sharded over dp with ZeRO-1), and the activations
- * kept for the backward at the given micro-batch and sequence length.
+ * is narrower (bf16 on CUDA) or the master is sharded, fp32 gradients, fp32 AdamW moments, and the activations kept
+ * for the backward at the given micro-batch and sequence length. With parallel.zero1 and dp > 1 the optimizer is
+ * Megatron's distributed optimizer: master weights, m and v hold only the rank's ceil(P/dp) shard (P: the rank's
+ * tensor-parallel parameters); gradients (reduce-scattered) and the compute copy (all-gathered) stay whole.
  *
+ * @param rankParams    parameters of one tensor-parallel rank (replicated norms and KV heads included)
  * @param computeBytes  bytes per compute element: 4 (CPU fp32) or 2 (CUDA bf16)
  */
-public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long optimizerBytes,
+public record MemoryPlan(long params, long rankParams, long masterBytes, long computeCopyBytes, long gradsBytes, long optimizerBytes,
                          long activationsBytes, long activationsRecomputeBytes, int computeBytes) {
+
+    /** fp32 master weights plus the compute copy. */
+    public long weightsBytes() { return masterBytes + computeCopyBytes; }
 
     /** Tokens per chunk of the LM head + cross-entropy (bounds the logits buffer). */
     public static final int LOGITS_CHUNK_TOKENS = 1024;
@@ -23,7 +29,11 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
         long params = m.paramCount();
         Placement pl = Placement.of(m, tp);                                    // throws for a tp the model cannot take
         long shard = ParamLayout.of(pl, List.of("norm")).numel();             // counts replicated norms and KV heads
-        long weights = shard * 4L + (computeBytes < 4 ? shard * computeBytes : 0);
+        // Distributed optimizer (zero1 with dp > 1): fp32 master weights, m and v only for the rank's 1/dp shard, plus a
+        // full compute copy (bf16 on CUDA; fp32 on the CPU, where it is otherwise the master itself).
+        boolean distributed = zero1 && dp > 1;
+        long master = (distributed ? ceilDiv(shard, dp) : shard) * 4L;
+        long computeCopy = computeBytes < 4 || distributed ? shard * computeBytes : 0;
         long grads = shard * 4L;
         long optimizer = (zero1 ? ceilDiv(shard, dp) : shard) * 8L;
 
@@ -37,11 +47,11 @@ public record MemoryPlan(long params, long weightsBytes, long gradsBytes, long o
         long head = N * (2 * C * computeBytes + 4) + (long) Math.min(N, LOGITS_CHUNK_TOKENS) * pl.vocab() * computeBytes;
         long stored = N * perTokenLayer * m.nLayers() + oneLayer + head;
         long recompute = N * C * computeBytes * m.nLayers() + 2 * oneLayer + head;
-        return new MemoryPlan(params, weights, grads, optimizer, stored, recompute, computeBytes);
+        return new MemoryPlan(params, shard, master, computeCopy, grads, optimizer, stored, recompute, computeBytes);
     }
 
     public long totalBytes(boolean recompute) {
-        return weightsBytes + gradsBytes + optimizerBytes + (recompute ? activationsRecomputeBytes : activationsBytes);
+        return weightsBytes() + gradsBytes + optimizerBytes + (recompute ? activationsRecomputeBytes : activationsBytes);
     }
 
     /**

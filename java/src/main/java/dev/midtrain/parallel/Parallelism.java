@@ -22,8 +22,9 @@ import java.util.List;
  *   <li>{@link #gradNormSquared}: each gradient element counted once in the world: a rank sums the squares of its
  *       data-parallel shard of the tensors it owns (replicated norms only on tensor-parallel rank 0, a replicated KV
  *       head only on its first replica), then one world all-reduce of the scalar.</li>
- *   <li>{@link #gatherParameters}: after AdamW updated the shard, all-gather the weights over the data-parallel group
- *       (ZeRO-1) and refresh the compute copy.</li>
+ *   <li>{@link #gatherParameters}: after AdamW updated the shard of the fp32 master weights (the only part this rank
+ *       holds: Megatron's distributed optimizer) and of the compute copy, all-gather the compute copy over the
+ *       data-parallel group.</li>
  * </ol>
  * With one rank every call is a no-op or a local computation.
  */
@@ -160,8 +161,9 @@ public final class Parallelism implements AutoCloseable {
     /** After the optimizer updated this rank's shard: all-gather the weights (ZeRO-1) and refresh the compute copy. */
     public void gatherParameters() {
         if (!dpActive() || !zero1) return;
-        g.dp().allGather(s.params(), s.params() + 4 * shardElems * g.topology().dpRank(), shardElems, Dtype.F32);
-        model.syncComputeCopy();
+        // distributed optimizer: AdamW wrote this rank's shard of the compute copy; gather everyone's (bf16 on CUDA)
+        int xb = be.floatxBytes();
+        g.dp().allGather(s.paramsX(), s.paramsX() + (long) xb * shardElems * g.topology().dpRank(), shardElems, Dtype.floatX(xb));
     }
 
     public ProcessGroups groups() { return g; }

@@ -149,7 +149,7 @@ class MultiProcessTrainTest {
         for (int r = 0; r < 4; r++) {
             outs.add(Collections.synchronizedList(new ArrayList<>()));
             ps.add(jvm(torchrun(r, 4, port), outs.get(r), "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir",
-                    runDir.toString(), "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints"));
+                    runDir.toString(), "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--set", "checkpoint.every_steps=1000"));
         }
         await(() -> lines(runDir) >= 3, 180, "3 steps", outs.get(0));
         new ProcessBuilder("kill", "-TERM", Long.toString(ps.get(2).pid())).inheritIO().start().waitFor();
@@ -166,6 +166,7 @@ class MultiProcessTrainTest {
             String want = "process " + r + " of 4: done at step " + steps;
             assertTrue(outs.get(r).contains(want), want + " in:\n" + String.join("\n", outs.get(r)));
         }
+        assertEquals(List.of(steps), CheckpointStore.forRun(runDir).committedSteps(), "one committed checkpoint, of the stop step");
     }
 
     @Test
