@@ -90,8 +90,8 @@ public final class Engine implements AutoCloseable {
         this.model = model;
         this.tok = tok;
         this.source = source;
-        this.bos = singleId(BOS_TOKEN);
-        this.eos = EOS_TOKENS.stream().mapToInt(this::singleId).filter(i -> i >= 0).toArray();
+        this.bos = tok == null ? -1 : singleId(BOS_TOKEN);                 // no tokenizer: token-level use only (benchmarks)
+        this.eos = tok == null ? new int[0] : EOS_TOKENS.stream().mapToInt(this::singleId).filter(i -> i >= 0).toArray();
     }
 
     /** Loads a committed step directory or a Hugging Face directory, with the tokenizer found by {@link #findTokenizer}. */
@@ -148,7 +148,10 @@ public final class Engine implements AutoCloseable {
         }
     }
 
-    /** Builds an engine over an existing model and tokenizer (tests, the training-time evaluator); closes neither. */
+    /**
+     * Builds an engine over an existing model and tokenizer (tests, the training-time evaluator, benchmarks); closes
+     * neither. With a null tokenizer only the token-level calls ({@link #score}) work.
+     */
     public static Engine of(InferenceModel model, Preparer.Tok tok) { return new Engine(null, model, tok, "in-memory"); }
 
     /**

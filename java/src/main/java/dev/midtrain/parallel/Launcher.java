@@ -33,10 +33,13 @@ public final class Launcher {
         private final byte[] ncclId;
         private final Duration timeout;
         private final TcpWorld tcp;
+        private final NcclCommunicator.Watchdog watchdog;
         private volatile ProcessGroups groups;
 
-        RankContext(Topology topology, int localIndex, int device, ProcessGroups inProcess, byte[] ncclId, Duration timeout, TcpWorld tcp) {
+        RankContext(Topology topology, int localIndex, int device, ProcessGroups inProcess, byte[] ncclId, Duration timeout, TcpWorld tcp,
+                    NcclCommunicator.Watchdog watchdog) {
             this.tcp = tcp;
+            this.watchdog = watchdog;
             this.topology = topology;
             this.localIndex = localIndex;
             this.device = device;
@@ -63,7 +66,7 @@ public final class Launcher {
         public ProcessGroups groups(long streamAddress) {
             if (groups == null && ncclId == null) groups = ProcessGroups.tcp(tcp, topology);
             if (groups == null) {
-                NcclCommunicator world = NcclCommunicator.init(ncclId, topology.worldSize(), topology.rank(), streamAddress);
+                NcclCommunicator world = NcclCommunicator.init(ncclId, topology.worldSize(), topology.rank(), streamAddress, watchdog);
                 groups = ProcessGroups.nccl(world, topology);
             }
             return groups;
@@ -96,22 +99,26 @@ public final class Launcher {
         } else {
             id = NcclCommunicator.newUniqueId();
         }
+        // NCCL: one watchdog per process; its failures go through the TCP world (every process told, halts after)
+        NcclCommunicator.Watchdog watchdog = mode == Mode.NCCL ? new NcclCommunicator.Watchdog(timeout, tcp == null ? null : tcp::report) : null;
         try {
-            return runRanks(env, tp, dp, kvReplicas, timeout, body, inProcess, id, tcp);
+            return runRanks(env, tp, dp, kvReplicas, timeout, body, inProcess, id, tcp, watchdog);
         } finally {
+            if (watchdog != null) watchdog.close();
             if (tcp != null) tcp.close();       // a clean exit says goodbye; after a failure it just closes
         }
     }
 
     private static <T> List<T> runRanks(LaunchEnv env, int tp, int dp, int kvReplicas, Duration timeout, RankBody<T> body,
-                                        List<ProcessGroups> inProcess, byte[] id, TcpWorld tcp) {
+                                        List<ProcessGroups> inProcess, byte[] id, TcpWorld tcp, NcclCommunicator.Watchdog watchdog) {
         int n = env.localRanks();
         List<RankContext> ctxs = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             int rank = env.firstRank() + i;
             ctxs.add(new RankContext(new Topology(tp, dp, rank, kvReplicas), i, env.firstDevice() + i,
-                    inProcess == null ? null : inProcess.get(rank), id, timeout, tcp));
+                    inProcess == null ? null : inProcess.get(rank), id, timeout, tcp, watchdog));
         }
+        if (tcp != null) tcp.onAbort(() -> { for (RankContext c : ctxs) c.abort(tcp.abortReason()); });   // NCCL: ncclCommAbort
         List<T> results = new ArrayList<>(Collections.nCopies(n, null));
         List<Throwable> failures = Collections.synchronizedList(new ArrayList<>());
         List<Thread> threads = new ArrayList<>(n);

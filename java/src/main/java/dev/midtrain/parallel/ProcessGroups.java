@@ -58,9 +58,9 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
     public static ProcessGroups nccl(NcclCommunicator world, Topology topo) {
         if (world.size() != topo.worldSize() || world.rank() != topo.rank())
             throw new IllegalArgumentException("NCCL world rank " + world.rank() + " of " + world.size() + " vs topology " + topo);
-        NcclCommunicator tp = world.split(topo.dpRank(), topo.tpRank());
-        NcclCommunicator dp = world.split(topo.tpRank(), topo.dpRank());
-        NcclCommunicator kv = world.split(topo.kvGroup(), topo.kvRank());
+        NcclCommunicator tp = world.split(topo.dpRank(), topo.tpRank(), "tp." + topo.dpRank());
+        NcclCommunicator dp = world.split(topo.tpRank(), topo.dpRank(), "dp." + topo.tpRank());
+        NcclCommunicator kv = world.split(topo.kvGroup(), topo.kvRank(), "kv." + topo.kvGroup());
         return new ProcessGroups(topo, world, tp, dp, kv);
     }
 
