@@ -195,8 +195,7 @@ public final class CheckpointStore {
             if (!sole) {
                 ObjectNode vote = JsonNodeFactory.instance.objectNode();
                 vote.put("process", part.process()).put("step", state.step()).set("files", files);
-                AtomicFiles.writeString(tmp.resolve(partFile(part.process(), part.processes())), HfConfig.toText(vote));
-                AtomicFiles.fsyncDir(tmp);
+                writeVote(tmp, partFile(part.process(), part.processes()), HfConfig.toText(vote));
                 if (!lead) return tmp;
                 for (int p = 1; p < part.processes(); p++) files.setAll((ObjectNode) awaitPart(tmp, p, part).get("files"));
             }
@@ -230,6 +229,24 @@ public final class CheckpointStore {
         AtomicFiles.writeString(dir.resolve(LATEST), name + "\n");
         prune(keepLast, keepEvery, sole);
         return fin;
+    }
+
+    /**
+     * Writes a process's part file (its vote) last. The directory is fsync'd before the vote becomes visible, and
+     * never touched after: from the rename on, process 0 may publish (rename) the directory at any moment, and it
+     * fsyncs the directory itself before it does, which makes the vote's own entry durable.
+     */
+    private static void writeVote(Path tmp, String partName, String text) throws IOException {
+        AtomicFiles.fsyncDir(tmp);
+        Path staged = tmp.resolve(partName + ".tmp"), vote = tmp.resolve(partName);
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(staged,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.TRUNCATE_EXISTING,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(text.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            while (b.hasRemaining()) ch.write(b);
+            ch.force(true);
+        }
+        Files.move(staged, vote, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
     /** Process 0's wait for process {@code p}'s part file; a failed part or the timeout gives the step up. */
