@@ -23,8 +23,9 @@ import java.util.stream.Stream;
 /**
  * The step directories of a run: {@code RUN/checkpoints/step_00000100/}, each holding
  * <pre>
- * model.safetensors        fp32 master weights, Hugging Face names (tp > 1: model-tp{r}-of-{tp}.safetensors, rank shapes)
- * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (tp > 1: optimizer-tp{r}-of-{tp}.safetensors)
+ * model.safetensors        fp32 master weights, Hugging Face names (one file per rank: model-tpTT-of-TT-dpDD-of-DD,
+ *                          the rank's data-parallel window of its tensor-parallel slab; see {@link RankState})
+ * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (optimizer-tpTT-of-TT-dpDD-of-DD likewise)
  * trainer_state.json       {@link TrainerState}
  * manifest.json            size and SHA-256 of every file above
  * COMMITTED                written last: the step and the manifest's SHA-256
@@ -35,7 +36,7 @@ import java.util.stream.Stream;
  * fsync'd and renamed to {@code step_N/} (then the parent is fsync'd); COMMITTED is written after that, and the
  * {@code latest} pointer only after COMMITTED. Loading trusts only directories with COMMITTED, so a save killed at
  * any point leaves the previous committed step as the newest. Uncommitted leftovers are removed by the next
- * save's pruning.
+ * save's pruning. Several processes commit in two phases ({@link #savePart}).
  */
 public final class CheckpointStore {
     public static final String COMMITTED = "COMMITTED";
