@@ -18,6 +18,7 @@ SEEDS = [  # id, text, discipline, tier
 EXTRA_SEEDS = [  # rejected by curate
     {"id": "dup", "text": "Solve the linear equation 3x + 7 = 22, and check the solution by substituting it back into the equation!"},
     {"id": "short", "text": "What is 2 + 2?"},
+    {"id": "near", "text": SEEDS[5][1].rstrip(".") + ", in detail."},   # MinHash near-duplicate of s6 (Jaccard ~0.88)
     {"id": "leak", "question": "How many distinct ways can the letters of the word LEVEL be arranged if identical letters are indistinguishable?", "answer": "30"},
 ]
 GRADES = ["high_school", "college", "graduate"]

@@ -23,8 +23,9 @@ import java.util.stream.Stream;
 /**
  * The step directories of a run: {@code RUN/checkpoints/step_00000100/}, each holding
  * <pre>
- * model.safetensors        fp32 master weights, Hugging Face names (tp > 1: model-tp{r}-of-{tp}.safetensors, rank shapes)
- * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (tp > 1: optimizer-tp{r}-of-{tp}.safetensors)
+ * model.safetensors        fp32 master weights, Hugging Face names (one file per rank: model-tpTT-of-TT-dpDD-of-DD,
+ *                          the rank's data-parallel window of its tensor-parallel slab; see {@link RankState})
+ * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (optimizer-tpTT-of-TT-dpDD-of-DD likewise)
  * trainer_state.json       {@link TrainerState}
  * manifest.json            size and SHA-256 of every file above
  * COMMITTED                written last: the step and the manifest's SHA-256
@@ -35,7 +36,7 @@ import java.util.stream.Stream;
  * fsync'd and renamed to {@code step_N/} (then the parent is fsync'd); COMMITTED is written after that, and the
  * {@code latest} pointer only after COMMITTED. Loading trusts only directories with COMMITTED, so a save killed at
  * any point leaves the previous committed step as the newest. Uncommitted leftovers are removed by the next
- * save's pruning.
+ * save's pruning. Several processes commit in two phases ({@link #savePart}).
  */
 public final class CheckpointStore {
     public static final String COMMITTED = "COMMITTED";
@@ -195,8 +196,7 @@ public final class CheckpointStore {
             if (!sole) {
                 ObjectNode vote = JsonNodeFactory.instance.objectNode();
                 vote.put("process", part.process()).put("step", state.step()).set("files", files);
-                AtomicFiles.writeString(tmp.resolve(partFile(part.process(), part.processes())), HfConfig.toText(vote));
-                AtomicFiles.fsyncDir(tmp);
+                writeVote(tmp, partFile(part.process(), part.processes()), HfConfig.toText(vote));
                 if (!lead) return tmp;
                 for (int p = 1; p < part.processes(); p++) files.setAll((ObjectNode) awaitPart(tmp, p, part).get("files"));
             }
@@ -230,6 +230,24 @@ public final class CheckpointStore {
         AtomicFiles.writeString(dir.resolve(LATEST), name + "\n");
         prune(keepLast, keepEvery, sole);
         return fin;
+    }
+
+    /**
+     * Writes a process's part file (its vote) last. The directory is fsync'd before the vote becomes visible, and
+     * never touched after: from the rename on, process 0 may publish (rename) the directory at any moment, and it
+     * fsyncs the directory itself before it does, which makes the vote's own entry durable.
+     */
+    private static void writeVote(Path tmp, String partName, String text) throws IOException {
+        AtomicFiles.fsyncDir(tmp);
+        Path staged = tmp.resolve(partName + ".tmp"), vote = tmp.resolve(partName);
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(staged,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.TRUNCATE_EXISTING,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(text.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            while (b.hasRemaining()) ch.write(b);
+            ch.force(true);
+        }
+        Files.move(staged, vote, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
     /** Process 0's wait for process {@code p}'s part file; a failed part or the timeout gives the step up. */

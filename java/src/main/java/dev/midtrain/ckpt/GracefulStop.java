@@ -21,11 +21,16 @@ public final class GracefulStop implements AutoCloseable {
     private final SignalHandler[] previous = new SignalHandler[2];
     private static final String[] NAMES = {"TERM", "INT"};
 
-    private GracefulStop() {}
+    private final String action;
+
+    private GracefulStop(String action) { this.action = action; }
 
     /** Installs handlers for SIGTERM and SIGINT. */
-    public static GracefulStop install() {
-        GracefulStop g = new GracefulStop();
+    public static GracefulStop install() { return install("finishing the current step, saving a checkpoint, then exiting"); }
+
+    /** As {@link #install()}; {@code action} says what the first signal does (logged). */
+    public static GracefulStop install(String action) {
+        GracefulStop g = new GracefulStop(action);
         for (int i = 0; i < NAMES.length; i++) {
             final String name = NAMES[i];
             g.previous[i] = Signal.handle(new Signal(name), sig -> g.onSignal(name, sig.getNumber()));
@@ -36,7 +41,7 @@ public final class GracefulStop implements AutoCloseable {
     private void onSignal(String name, int number) {
         if (signals.getAndIncrement() == 0) {
             signalName = "SIG" + name;
-            log.warn("SIG{} received: finishing the current step, saving a checkpoint, then exiting (send it again to exit at once)", name);
+            log.warn("SIG{} received: {} (send it again to exit at once)", name, action);
         } else {
             log.warn("second SIG{}: exiting now without saving", name);
             Runtime.getRuntime().halt(128 + number);

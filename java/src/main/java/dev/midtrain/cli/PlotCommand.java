@@ -8,9 +8,10 @@ import org.knowm.xchart.BitmapEncoder;
 import org.knowm.xchart.XYChart;
 import org.knowm.xchart.XYChartBuilder;
 import org.knowm.xchart.XYSeries;
+import org.knowm.xchart.style.lines.SeriesLines;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 import dev.midtrain.train.MetricsLog;
-import dev.midtrain.train.RollingStd;
+import dev.midtrain.train.RollingVolatility;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -28,7 +29,8 @@ import java.util.concurrent.Callable;
 /**
  * `midtrain plot RUN_DIR`: loss (train + validation), learning-rate and throughput curves from metrics.jsonl as PNGs;
  * with per-source metrics also loss_by_source.png (each source's training loss, and its held-out loss as markers)
- * and volatility.png (rolling standard deviation of each source's and the blend's step loss over --window steps).
+ * and volatility.png (standard deviation of each source's and the blend's step loss around its linear trend over
+ * --window steps, {@link RollingVolatility}). A source has the same colour in both.
  */
 @Command(name = "plot", mixinStandardHelpOptions = true, description = "Render RUN_DIR/metrics.jsonl to RUN_DIR/plots/*.png.")
 public final class PlotCommand implements Callable<Integer> {
@@ -39,7 +41,7 @@ public final class PlotCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         System.setProperty("java.awt.headless", "true");
-        if (window < 2) throw new UserError("--window: must be >= 2 steps, got " + window);
+        if (window < 3) throw new UserError("--window: must be >= 3 steps, got " + window);
         Path file = runDir.resolve("metrics.jsonl");
         List<String> lines;
         try {
@@ -52,8 +54,8 @@ public final class PlotCommand implements Callable<Integer> {
         Series loss = new Series(), val = new Series(), lr = new Series(), tps = new Series(), vol = new Series();
         Map<String, Series> bySource = new LinkedHashMap<>(), valBySource = new LinkedHashMap<>(), volBySource = new LinkedHashMap<>();
         Map<String, Series> evalAcc = new LinkedHashMap<>(), evalAccNorm = new LinkedHashMap<>();   // eval.tasks during training
-        RollingStd blendStd = new RollingStd(window);
-        Map<String, RollingStd> sourceStd = new LinkedHashMap<>();
+        RollingVolatility blendStd = new RollingVolatility(window);
+        Map<String, RollingVolatility> sourceStd = new LinkedHashMap<>();
         ObjectMapper json = new ObjectMapper();
         for (int i = 0; i < lines.size(); i++) {
             if (lines.get(i).isBlank()) continue;
@@ -75,7 +77,7 @@ public final class PlotCommand implements Callable<Integer> {
                 bySource.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue());
                 if (e.getValue().isNumber())
                     volBySource.computeIfAbsent(e.getKey(), k -> new Series())
-                            .add(step, sourceStd.computeIfAbsent(e.getKey(), k -> new RollingStd(window)).add(e.getValue().asDouble()));
+                            .add(step, sourceStd.computeIfAbsent(e.getKey(), k -> new RollingVolatility(window)).add(e.getValue().asDouble()));
             });
             o.path("eval_acc").fields().forEachRemaining(e -> evalAcc.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
             o.path("eval_acc_norm").fields().forEachRemaining(e -> evalAccNorm.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
@@ -98,12 +100,23 @@ public final class PlotCommand implements Callable<Integer> {
             save(tpsChart, out.resolve("throughput"));
             if (!bySource.isEmpty()) {
                 XYChart src = chart("loss by source", "loss (mean token cross-entropy)");
-                bySource.forEach((k, v) -> { if (!v.x.isEmpty()) src.addSeries("train " + k, v.x, v.y).setMarker(SeriesMarkers.NONE); });
-                valBySource.forEach((k, v) -> { if (!v.x.isEmpty()) src.addSeries("validation " + k, v.x, v.y).setMarker(SeriesMarkers.CIRCLE); });
+                List<String> names = new ArrayList<>(bySource.keySet());
+                valBySource.keySet().forEach(k -> { if (!names.contains(k)) names.add(k); });
+                bySource.forEach((k, v) -> { if (!v.x.isEmpty()) src.addSeries("train " + k, v.x, v.y).setMarker(SeriesMarkers.NONE)
+                        .setLineColor(colour(names, k)); });
+                valBySource.forEach((k, v) -> {
+                    if (v.x.isEmpty()) return;
+                    XYSeries sv = src.addSeries("validation " + k, v.x, v.y);
+                    sv.setMarker(SeriesMarkers.CIRCLE);
+                    sv.setMarkerColor(colour(names, k));
+                    sv.setLineColor(colour(names, k));
+                    sv.setLineStyle(SeriesLines.DASH_DASH);
+                });
                 save(src, out.resolve("loss_by_source"));
-                XYChart volChart = chart("loss volatility (std over " + window + " steps)", "std of the step loss");
-                if (!vol.x.isEmpty()) volChart.addSeries("blend", vol.x, vol.y).setMarker(SeriesMarkers.NONE);
-                volBySource.forEach((k, v) -> { if (!v.x.isEmpty()) volChart.addSeries(k, v.x, v.y).setMarker(SeriesMarkers.NONE); });
+                XYChart volChart = chart("loss volatility (std around the trend over " + window + " steps)", "std of the step loss");
+                if (!vol.x.isEmpty()) volChart.addSeries("blend", vol.x, vol.y).setMarker(SeriesMarkers.NONE).setLineColor(java.awt.Color.BLACK);
+                volBySource.forEach((k, v) -> { if (!v.x.isEmpty()) volChart.addSeries(k, v.x, v.y).setMarker(SeriesMarkers.NONE)
+                        .setLineColor(colour(names, k)); });
                 if (!volChart.getSeriesMap().isEmpty()) save(volChart, out.resolve("volatility"));
             }
             if (!evalAcc.isEmpty()) {
@@ -118,6 +131,14 @@ public final class PlotCommand implements Callable<Integer> {
         System.out.println("wrote " + out.resolve("loss.png") + ", lr.png, throughput.png"
                 + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png") + (evalAcc.isEmpty() ? "" : ", eval.png"));
         return 0;
+    }
+
+    private static final java.awt.Color[] PALETTE = {new java.awt.Color(0x1f77b4), new java.awt.Color(0xd62728),
+            new java.awt.Color(0x2ca02c), new java.awt.Color(0xff7f0e), new java.awt.Color(0x9467bd), new java.awt.Color(0x8c564b)};
+
+    /** One colour per source, the same in every chart. */
+    private static java.awt.Color colour(List<String> names, String source) {
+        return PALETTE[Math.max(0, names.indexOf(source)) % PALETTE.length];
     }
 
     private static XYChart chart(String title, String yTitle) {

@@ -3,6 +3,7 @@ package dev.midtrain.cli;
 import dev.midtrain.common.UserError;
 
 import dev.midtrain.data.Inputs;
+import dev.midtrain.data.MinHashDedup;
 import dev.midtrain.data.Preparer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -32,6 +33,15 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "tokenizer threads (default: all cores)") Integer threads;
     @Option(names = "--batch-tokens", defaultValue = "1048576", description = "tokens per Arrow record batch (default: ${DEFAULT-VALUE})") int batchTokens;
     @Option(names = "--shard-tokens", defaultValue = "268435456", description = "tokens per shard file (default: ${DEFAULT-VALUE})") long shardTokens;
+    @Option(names = "--bos", description = "prepend the begin-of-text token to every document (Llama-3 pretraining does)") boolean bos;
+    @Option(names = "--bos-token", defaultValue = Preparer.DEFAULT_BOS, description = "the token --bos prepends (default: ${DEFAULT-VALUE})") String bosToken;
+    @Option(names = "--parse-special-tokens", description = "encode special-token strings found in the text (e.g. a literal <|end_of_text|>) as those special tokens; by default they are plain text")
+    boolean parseSpecialTokens;
+    @Option(names = "--dedup", description = "drop near-duplicate documents (MinHash LSH, first copy kept; see data/README.md)") boolean dedup;
+    @Option(names = "--dedup-shingle", defaultValue = "5", description = "units (words; CJK characters) per shingle (default: ${DEFAULT-VALUE})") int dedupShingle;
+    @Option(names = "--dedup-threshold", defaultValue = "0.8", description = "Jaccard similarity that makes a near-duplicate (default: ${DEFAULT-VALUE})") double dedupThreshold;
+    @Option(names = "--dedup-against", arity = "1..*", description = "prepared directories (made with --dedup) whose documents count as seen: dedup across sources")
+    List<Path> dedupAgainst = List.of();
     @Option(names = "--no-progress", description = "no progress bar (it is shown only on a terminal anyway)") boolean noProgress;
 
     @Override
@@ -43,7 +53,8 @@ public final class PrepareCommand implements Callable<Integer> {
         int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
         Preparer.Options opt = new Preparer.Options(source, inputs, tokenizer, out, format == null ? null : Inputs.Format.parse(format),
                 textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
-                !noProgress && System.console() != null);
+                !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
+                dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null);
         Preparer.run(opt, System.err);
         return 0;
     }

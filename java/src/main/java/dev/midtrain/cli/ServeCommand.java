@@ -45,7 +45,7 @@ public final class ServeCommand implements Callable<Integer> {
             throw new UserError(e.getMessage());
         }
         if (graceSeconds < 0) throw new UserError("--grace-seconds: must be >= 0, got " + graceSeconds);
-        try (GracefulStop stop = GracefulStop.install();
+        try (GracefulStop stop = GracefulStop.install("refusing new requests, finishing the queued ones, then exiting");
              Engine engine = Engine.load(checkpoint, tokenizer, new Engine.Options(backend, 0, threads))) {
             List<Path> templateDirs = new ArrayList<>();
             templateDirs.add(checkpoint);
@@ -64,7 +64,6 @@ public final class ServeCommand implements Callable<Integer> {
                     maxQueue, maxBatch);
             System.out.flush();
             while (!stop.requested()) Thread.sleep(100);
-            System.out.printf("%s: finishing queued requests (at most %d s), then exiting%n", stop.reason(), graceSeconds);
             server.close(graceSeconds);
             System.out.println("stopped");
         }

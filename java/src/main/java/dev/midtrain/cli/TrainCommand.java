@@ -16,6 +16,7 @@ import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.MemoryBatches;
 import dev.midtrain.data.SampleLog;
+import dev.midtrain.data.ShardVerifier;
 import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
@@ -88,6 +89,8 @@ public final class TrainCommand implements Callable<Integer> {
     Path initFrom;
     @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
     Path resume;
+    @Option(names = "--no-verify-data", description = "skip the SHA-256 check of the prepared shards at start (sizes, structure and token ranges are still checked)")
+    boolean noVerifyData;
     @Option(names = "--no-checkpoints", description = "never save a checkpoint (benchmarks and smoke tests)")
     boolean noCheckpoints;
     @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
@@ -174,9 +177,12 @@ public final class TrainCommand implements Callable<Integer> {
         if (run.from() == null && Files.exists(dir.resolve("metrics.jsonl")))
             throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
         if (initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(initFrom)) { hf.validate(cfg.model()); }
-        if (!synthetic) preflightData(cfg);
+        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
         String attention = attentionPath(run);
-        if (lead) writeRunDir(run, dir, attention);
+        if (lead) {
+            writeRunDir(run, dir, attention);
+            if (verified != null) ShardVerifier.writeCache(dir.resolve(ShardVerifier.CACHE_FILE), verified);
+        }
 
         int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         CpuBackend.setThreads(threads);
@@ -335,13 +341,20 @@ public final class TrainCommand implements Callable<Integer> {
         return loader;
     }
 
-    /** Opens (and closes) the data as rank 0 would: missing or corrupt prepared data and vocab mismatches fail here. */
-    private void preflightData(RunConfig cfg) {
+    /**
+     * Opens (and closes) the data as rank 0 would, after checking every shard's SHA-256 (unless --no-verify-data;
+     * shards this run verified before and unchanged since are skipped): missing or corrupt prepared data and vocab
+     * mismatches fail here, before the run directory exists. Returns what was verified (null when skipped).
+     */
+    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir) {
         TrainConfig tc = cfg.train();
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
+        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
+        ShardVerifier.Result v = noVerifyData ? null : ShardVerifier.verify(cfg.data(), dir.resolve(ShardVerifier.CACHE_FILE), threads, System.out);
         try (BlendedLoader l = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, cfg.parallel().dp())) {
             l.checkVocab(cfg.model().vocabSize());
         }
+        return v;
     }
 
     /** The --init-from checkpoint's tokenizer files and generation_config.json, kept in RUN_DIR/hf_files for export. */

@@ -1,40 +1,46 @@
 package dev.midtrain.data;
 
-import dev.midtrain.common.AtomicFiles;
-
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 
-import java.io.BufferedReader;
+import java.io.EOFException;
 import java.io.IOException;
+import java.nio.charset.CharacterCodingException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 
 /**
- * Exact n-gram decontamination. Text is normalized to words: lowercased, every character that is not a letter, digit
- * or whitespace deleted ("don't" → "dont", "x^2" → "x2"), split on whitespace. A document is contaminated by a
- * benchmark when they share one n-gram ({@value #N} consecutive normalized words).
+ * Exact n-gram decontamination over {@link TextUnits}: NFKC, lowercase, Chinese/Japanese/Thai characters as single
+ * units, other words split on whitespace and dashes. A document is contaminated by a benchmark when they share one
+ * n-gram: {@value #N} consecutive words, or, for a window that holds a character of a script without spaces,
+ * {@value #N_CHAR} consecutive units (a Chinese sentence shares 13 characters, about 6-9 words).
  *
- * <p>Benchmark files are JSON Lines (plain or gzip'd). From each record the fields text, question, answer and choices
- * (strings or arrays of strings) are used when any is present; otherwise every string value in the record
- * (recursively). Each field contributes its own n-grams (none cross a field boundary); items shorter than n words
- * contribute none. Lookups hash the n-gram (64-bit) and confirm a hit on the exact words, so a match is exact.
- * Immutable after construction; {@link #match} is thread-safe.
+ * <p>Benchmark files are JSON Lines (plain or gzip'd, strict UTF-8, a leading BOM ignored). From each record the
+ * fields text, question, answer and choices (strings or arrays of strings) are used when any is present; otherwise
+ * every string value in the record (recursively). Each field contributes its own n-grams (none cross a field
+ * boundary); items shorter than n units contribute none. A benchmark file without records is an error. Lookups hash
+ * the n-gram (64-bit) and confirm a hit on the exact units, so a match is exact. Immutable after construction;
+ * {@link #match} is thread-safe.
  */
 public final class Decontaminator {
+    /** Words per n-gram. */
     public static final int N = 10;
-    public static final String NORMALIZATION = "lowercase; delete characters that are not letters, digits or whitespace; split on whitespace";
+    /** Units per n-gram for a window holding a character of a script without spaces (Han, Kana, Thai...). */
+    public static final int N_CHAR = 13;
+    public static final String NORMALIZATION = TextUnits.RULES + "; n-grams of " + N + " words, or of " + N_CHAR
+            + " units when the window holds a Han/Kana/Thai-type character";
     private static final List<String> QA_FIELDS = List.of("text", "question", "answer", "choices");
 
     private final List<Manifest.Benchmark> benchmarks;
     private final Map<Long, Long> hashMask = new HashMap<>();      // n-gram hash -> benchmarks bitmask (prefilter)
-    private final Map<String, Long> gramMask = new HashMap<>();    // exact n-gram ("w1 w2 ... wN") -> bitmask
+    private final Map<String, Long> gramMask = new HashMap<>();    // exact n-gram ("u1 u2 ... un") -> bitmask
 
     private Decontaminator(List<Path> files) {
         if (files.size() > 64) throw new UserError("--decontaminate: at most 64 benchmark files");
@@ -42,13 +48,19 @@ public final class Decontaminator {
         ObjectMapper json = new ObjectMapper();
         for (int b = 0; b < files.size(); b++) {
             Path file = files.get(b);
+            if (!Files.isRegularFile(file)) throw new UserError(file + ": benchmark file not found");
             long bit = 1L << b, items = 0;
             Map<String, Long> own = new HashMap<>();
-            try (BufferedReader r = Inputs.openText(file)) {
-                String line;
+            try (Inputs.Utf8Lines r = new Inputs.Utf8Lines(Inputs.openStream(file))) {
                 long lineNo = 0;
-                while ((line = r.readLine()) != null) {
+                while (r.next()) {
                     lineNo++;
+                    String line;
+                    try {
+                        line = r.text();
+                    } catch (CharacterCodingException e) {
+                        throw new UserError(file + ":" + lineNo + ": invalid UTF-8 in benchmark (byte " + r.firstInvalidByte() + " of the line)");
+                    }
                     if (line.isBlank()) continue;
                     JsonNode rec;
                     try {
@@ -63,13 +75,20 @@ public final class Decontaminator {
                     if (qa) for (String f : QA_FIELDS) collectStrings(rec.get(f), texts);
                     else collectStrings(rec, texts);
                     for (String t : texts) {
-                        List<String> w = normalize(t);
-                        for (int i = 0; i + N <= w.size(); i++) own.put(String.join(" ", w.subList(i, i + N)), bit);
+                        List<String> u = normalize(t);
+                        boolean[] ch = charUnits(u);
+                        for (int i = 0; i < u.size(); i++) {
+                            int n = windowAt(ch, i);
+                            if (n > 0) own.put(String.join(" ", u.subList(i, i + n)), bit);
+                        }
                     }
                 }
+            } catch (EOFException e) {
+                throw new UserError(file + ": truncated gzip stream (" + e.getMessage() + ")");
             } catch (IOException e) {
                 throw new UserError(file + ": cannot read benchmark: " + e.getMessage());
             }
+            if (items == 0) throw new UserError(file + ": benchmark file has no records (it would decontaminate nothing)");
             for (String g : own.keySet()) {
                 gramMask.merge(g, bit, (x, y) -> x | y);
                 hashMask.merge(hash(g.split(" ")), bit, (x, y) -> x | y);
@@ -97,38 +116,43 @@ public final class Decontaminator {
         else if (n.isContainerNode()) n.elements().forEachRemaining(c -> collectStrings(c, out));
     }
 
-    /** The normalized words of {@code text}. */
-    public static List<String> normalize(String text) {
-        List<String> words = new ArrayList<>();
-        StringBuilder w = new StringBuilder();
-        String lower = text.toLowerCase(Locale.ROOT);
-        for (int i = 0; i < lower.length(); ) {
-            int cp = lower.codePointAt(i);
-            i += Character.charCount(cp);
-            if (Character.isLetterOrDigit(cp)) w.appendCodePoint(cp);
-            else if (Character.isWhitespace(cp) || Character.isSpaceChar(cp)) {
-                if (w.length() > 0) {
-                    words.add(w.toString());
-                    w.setLength(0);
-                }
-            }
-        }
-        if (w.length() > 0) words.add(w.toString());
-        return words;
+    /** The normalized units of {@code text} ({@link TextUnits#of}). */
+    public static List<String> normalize(String text) { return TextUnits.of(text); }
+
+    private static boolean[] charUnits(List<String> u) {
+        boolean[] ch = new boolean[u.size()];
+        for (int i = 0; i < ch.length; i++) ch[i] = TextUnits.isCharUnit(u.get(i));
+        return ch;
+    }
+
+    /**
+     * Length of the n-gram starting at unit i, or 0: {@value #N_CHAR} when those units hold a character unit,
+     * else {@value #N} when the N words hold none; windows running past the end give 0.
+     */
+    private static int windowAt(boolean[] ch, int i) {
+        if (i + N_CHAR <= ch.length) for (int k = i; k < i + N_CHAR; k++) if (ch[k]) return N_CHAR;
+        if (i + N > ch.length) return 0;
+        for (int k = i; k < i + N; k++) if (ch[k]) return 0;          // a shorter window touching a character: not an n-gram
+        return N;
     }
 
     /** Bitmask of the benchmarks (bit b = the b-th file) sharing an n-gram with {@code text}; 0 when clean. */
-    public long match(String text) {
+    public long match(String text) { return match(normalize(text)); }
+
+    /** As {@link #match(String)} for units already computed with {@link TextUnits#of}. */
+    public long match(List<String> w) {
         if (gramMask.isEmpty()) return 0;
-        List<String> w = normalize(text);
         if (w.size() < N) return 0;
+        boolean[] ch = charUnits(w);
         long[] wh = new long[w.size()];
         for (int i = 0; i < wh.length; i++) wh[i] = wordHash(w.get(i));
         long mask = 0;
-        for (int i = 0; i + N <= wh.length; i++) {
-            Long m = hashMask.get(combine(wh, i));
+        for (int i = 0; i < wh.length; i++) {
+            int n = windowAt(ch, i);
+            if (n == 0) continue;
+            Long m = hashMask.get(combine(wh, i, n));
             if (m == null || (mask | m) == mask) continue;
-            Long exact = gramMask.get(String.join(" ", w.subList(i, i + N)));
+            Long exact = gramMask.get(String.join(" ", w.subList(i, i + n)));
             if (exact != null) mask |= exact;
         }
         return mask;
@@ -137,16 +161,16 @@ public final class Decontaminator {
     private static long hash(String[] words) {
         long[] wh = new long[words.length];
         for (int i = 0; i < wh.length; i++) wh[i] = wordHash(words[i]);
-        return combine(wh, 0);
+        return combine(wh, 0, wh.length);
     }
 
-    private static long combine(long[] wh, int from) {
-        long h = 0x9E3779B97F4A7C15L;
-        for (int k = 0; k < N; k++) h = mix(h * 31 + wh[from + k]);
+    private static long combine(long[] wh, int from, int n) {
+        long h = 0x9E3779B97F4A7C15L + n;
+        for (int k = 0; k < n; k++) h = mix(h * 31 + wh[from + k]);
         return h;
     }
 
-    private static long wordHash(String s) {   // FNV-1a 64 over UTF-16 units, then a finalizer
+    static long wordHash(String s) {           // FNV-1a 64 over UTF-16 units, then a finalizer
         long h = 0xcbf29ce484222325L;
         for (int i = 0; i < s.length(); i++) {
             h ^= s.charAt(i);
@@ -155,7 +179,7 @@ public final class Decontaminator {
         return mix(h);
     }
 
-    private static long mix(long z) {          // splitmix64 finalizer
+    static long mix(long z) {                  // splitmix64 finalizer
         z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
         z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
         return z ^ (z >>> 31);

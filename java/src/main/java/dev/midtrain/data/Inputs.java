@@ -15,6 +15,10 @@ import org.apache.arrow.vector.ipc.ArrowFileReader;
 import org.apache.arrow.vector.ipc.ArrowReader;
 import org.apache.arrow.vector.ipc.ArrowStreamReader;
 import org.apache.arrow.vector.ipc.message.ArrowBlock;
+import org.apache.arrow.vector.dictionary.Dictionary;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.apache.arrow.vector.types.pojo.DictionaryEncoding;
+import org.apache.arrow.vector.types.pojo.Field;
 
 import java.io.BufferedInputStream;
 import java.io.BufferedReader;
@@ -23,7 +27,9 @@ import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
+import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -84,6 +90,9 @@ public final class Inputs {
         return new BufferedReader(new InputStreamReader(open(file, null), StandardCharsets.UTF_8), 1 << 16);
     }
 
+    /** Opens a file as bytes, gunzipping when it starts with the gzip magic. */
+    static InputStream openStream(Path file) throws IOException { return open(file, null); }
+
     private static InputStream open(Path file, LongConsumer progress) throws IOException {
         InputStream raw = new BufferedInputStream(Files.newInputStream(file), 1 << 16);
         if (progress != null) raw = new Counting(raw, progress);
@@ -126,19 +135,26 @@ public final class Inputs {
     private static long readJsonl(Path file, Format format, Options opt, Sink sink, LongConsumer progress, Format[] used) throws IOException {
         long lineNo = 0, records = 0;
         Template tpl = new Template(opt.qaTemplate());
-        try (BufferedReader r = new BufferedReader(new InputStreamReader(open(file, progress), StandardCharsets.UTF_8), 1 << 16)) {
+        boolean slotsChecked = false;
+        try (Utf8Lines r = new Utf8Lines(open(file, progress))) {
             String line;
             while (true) {
                 try {
-                    line = r.readLine();
+                    if (!r.next()) break;
                 } catch (EOFException e) {
                     throw new UserError(file + ":" + (lineNo + 1) + ": truncated gzip stream (" + e.getMessage() + ")");
                 }
-                if (line == null) break;
                 lineNo++;
+                String where = file + ":" + lineNo;
+                try {
+                    line = r.text();
+                } catch (CharacterCodingException e) {
+                    records++;
+                    sink.accept(Rec.bad(where, "invalid_utf8", "invalid UTF-8 (byte " + r.firstInvalidByte() + " of the line)"));
+                    continue;
+                }
                 if (line.isBlank()) continue;
                 records++;
-                String where = file + ":" + lineNo;
                 JsonNode rec;
                 try {
                     rec = JSON.readTree(line);
@@ -154,6 +170,13 @@ public final class Inputs {
                         continue;
                     }
                     used[0] = format;
+                }
+                if (format == Format.QA && !slotsChecked && rec.isObject()) {      // an unknown slot would render as nothing
+                    for (String slot : tpl.slots())
+                        if (!rec.has(slot))
+                            throw new UserError("--qa-template: slot {" + slot + "} is not a field of the first record (" + where + "; fields: "
+                                    + String.join(", ", (Iterable<String>) rec::fieldNames) + ")");
+                    slotsChecked = true;
                 }
                 sink.accept(switch (format) {
                     case TEXT -> jsonText(rec, where, opt);
@@ -238,6 +261,13 @@ public final class Inputs {
                 if (!has(root, c))
                     throw new UserError(file + ": no column \"" + c + "\" for --format " + format.id() + " (columns: "
                             + root.getSchema().getFields().stream().map(f -> f.getName()).toList() + ")");
+            if (format == Format.QA)
+                for (String slot : tpl.slots())
+                    if (!has(root, slot))
+                        throw new UserError("--qa-template: slot {" + slot + "} is not a column of " + file + " (columns: "
+                                + root.getSchema().getFields().stream().map(f -> f.getName()).toList() + ")");
+            List<String> stringColumns = format == Format.TEXT ? List.of(opt.textField()) : format == Format.QA ? tpl.slots() : List.of();
+            for (String c : stringColumns) checkStringColumn(file, root.getSchema().findField(c), c.equals("question") || c.equals("answer") || format == Format.TEXT);
             List<ArrowBlock> blocks = fileFormat ? ((ArrowFileReader) r).getRecordBlocks() : null;
             int bi = 0;
             while (true) {
@@ -249,22 +279,23 @@ public final class Inputs {
                 }
                 if (!loaded) break;
                 int n = root.getRowCount();
+                java.util.Map<String, java.util.function.IntFunction<String>> col = new java.util.HashMap<>();
+                for (String c : stringColumns) col.put(c, strings(root, r, c));
                 for (int i = 0; i < n; i++, row++) {
                     String where = file + ": row " + row;
                     sink.accept(switch (format) {
                         case TEXT -> {
-                            Object v = root.getVector(opt.textField()).getObject(i);
+                            String v = col.get(opt.textField()).apply(i);
                             yield v == null ? Rec.bad(where, "missing_field", "\"" + opt.textField() + "\" is null")
-                                    : new Rec(v.toString(), null, where, null, null);
+                                    : new Rec(v, null, where, null, null);
                         }
                         case QA -> {
-                            Object q = root.getVector("question").getObject(i), a = root.getVector("answer").getObject(i);
+                            String q = col.get("question").apply(i), a = col.get("answer").apply(i);
                             if (q == null || a == null) yield Rec.bad(where, "missing_field", "question or answer is null");
                             final int ii = i;
                             yield new Rec(tpl.render(name -> {
-                                FieldVector v = root.getVector(name);
-                                Object o = v == null ? null : v.getObject(ii);
-                                return o == null ? "" : o.toString();
+                                String o = col.get(name).apply(ii);
+                                return o == null ? "" : o;
                             }), null, where, null, null);
                         }
                         case TOKENS -> arrowIds(root.getVector(opt.idsField()), i, where, opt);
@@ -280,6 +311,39 @@ public final class Inputs {
             throw new UserError(file + ": not a readable Arrow IPC file or stream (" + e.getMessage() + ")");
         }
         return row;
+    }
+
+    /**
+     * A column read as text must hold strings: utf8 or large_utf8, plain or dictionary-encoded. Template slots other
+     * than question/answer may also be numbers or booleans (a grade of 10); anything else is refused, never
+     * stringified.
+     */
+    private static void checkStringColumn(Path file, Field f, boolean stringsOnly) {
+        ArrowType t = f.getDictionary() != null ? null : f.getType();
+        if (f.getDictionary() != null || t instanceof ArrowType.Utf8 || t instanceof ArrowType.LargeUtf8) return;
+        if (!stringsOnly && (t instanceof ArrowType.Int || t instanceof ArrowType.FloatingPoint || t instanceof ArrowType.Bool)) return;
+        throw new UserError(file + ": column \"" + f.getName() + "\" has type " + t + ", expected strings (utf8, large_utf8 or dictionary-encoded utf8)");
+    }
+
+    /** Row -> string (null for a null row) of a column of the current batch, decoding dictionary-encoded strings. */
+    private static java.util.function.IntFunction<String> strings(VectorSchemaRoot root, ArrowReader r, String column) throws IOException {
+        FieldVector v = root.getVector(column);
+        DictionaryEncoding enc = v.getField().getDictionary();
+        if (enc == null) return i -> { Object o = v.getObject(i); return o == null ? null : o.toString(); };
+        Dictionary d = r.getDictionaryVectors().get(enc.getId());
+        FieldVector dict = d == null ? null : d.getVector();
+        if (dict == null || !(dict.getField().getType() instanceof ArrowType.Utf8 || dict.getField().getType() instanceof ArrowType.LargeUtf8))
+            throw new UserError("column \"" + column + "\": dictionary " + enc.getId() + " is " + (dict == null ? "missing" : dict.getField().getType())
+                    + ", expected utf8 strings");
+        BaseIntVector idx = (BaseIntVector) v;
+        return i -> {
+            if (v.isNull(i)) return null;
+            long k = idx.getValueAsLong(i);
+            if (k < 0 || k >= dict.getValueCount())
+                throw new UserError("column \"" + column + "\": dictionary index " + k + " outside [0, " + dict.getValueCount() + ")");
+            Object o = dict.getObject((int) k);
+            return o == null ? null : o.toString();
+        };
     }
 
     private static boolean has(VectorSchemaRoot root, String column) {
@@ -334,6 +398,66 @@ public final class Inputs {
             for (int i = 1; i < parts.size(); i += 2) s.add(parts.get(i));
             return s;
         }
+    }
+
+    /**
+     * Lines of a byte stream ('\n'-terminated; a trailing '\r' dropped), each decoded as strict UTF-8 (invalid bytes
+     * are an error for that line, never U+FFFD); a UTF-8 byte-order mark at the start of the stream is stripped.
+     */
+    static final class Utf8Lines implements java.io.Closeable {
+        private final InputStream in;
+        private final byte[] buf = new byte[1 << 16];
+        private int pos, lim;
+        private byte[] line = new byte[1024];
+        private int len, off;
+        private boolean first = true;
+        private final java.nio.charset.CharsetDecoder dec = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT).onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT);
+
+        Utf8Lines(InputStream in) { this.in = in; }
+
+        /** Reads the next line's bytes; false at the end of the stream. */
+        boolean next() throws IOException {
+            len = 0;
+            boolean any = false;
+            while (true) {
+                if (pos == lim) {
+                    int n = in.read(buf, 0, buf.length);
+                    if (n <= 0) { pos = lim = 0; break; }
+                    pos = 0;
+                    lim = n;
+                }
+                any = true;
+                int i = pos;
+                while (i < lim && buf[i] != '\n') i++;
+                if (len + (i - pos) > line.length) line = java.util.Arrays.copyOf(line, Math.max(2 * line.length, len + (i - pos)));
+                System.arraycopy(buf, pos, line, len, i - pos);
+                len += i - pos;
+                if (i < lim) { pos = i + 1; break; }
+                pos = lim;
+            }
+            if (!any) return false;
+            off = 0;
+            if (first && len >= 3 && line[0] == (byte) 0xEF && line[1] == (byte) 0xBB && line[2] == (byte) 0xBF) off = 3;
+            first = false;
+            if (len > off && line[len - 1] == '\r') len--;
+            return true;
+        }
+
+        /** The current line as a String. */
+        String text() throws CharacterCodingException {
+            return dec.reset().decode(ByteBuffer.wrap(line, off, len - off)).toString();
+        }
+
+        /** 1-based position of the first byte of the current line that is not valid UTF-8 (for messages), or 0. */
+        int firstInvalidByte() {
+            ByteBuffer b = ByteBuffer.wrap(line, off, len - off);
+            java.nio.CharBuffer out = java.nio.CharBuffer.allocate(len - off + 1);
+            java.nio.charset.CoderResult cr = dec.reset().decode(b, out, true);
+            return cr.isError() ? b.position() - off + 1 : 0;
+        }
+
+        @Override public void close() throws IOException { in.close(); }
     }
 
     private static final class Counting extends FilterInputStream {

@@ -32,10 +32,18 @@ import java.util.Map;
  * @param dropped         documents dropped, per reason (malformed_json, missing_field, ..., empty, decontaminated)
  * @param decontamination benchmarks checked and documents each removed (null without --decontaminate)
  * @param errors          the first skipped-record messages (file:line: what), for the report
+ * @param cleaning        BOS, special-token handling and near-duplicate removal (null in manifests written before them)
  */
 public record Manifest(String format, String source, String created, Tokenizer tokenizer, long documents, long tokens,
                        List<ShardFile> files, List<Input> inputs, String qaTemplate, Map<String, Long> dropped,
-                       Decontamination decontamination, List<String> errors) {
+                       Decontamination decontamination, List<String> errors, Cleaning cleaning) {
+    /** Without a cleaning section (synthetic and converted data). */
+    public Manifest(String format, String source, String created, Tokenizer tokenizer, long documents, long tokens,
+                    List<ShardFile> files, List<Input> inputs, String qaTemplate, Map<String, Long> dropped,
+                    Decontamination decontamination, List<String> errors) {
+        this(format, source, created, tokenizer, documents, tokens, files, inputs, qaTemplate, dropped, decontamination, errors, null);
+    }
+
     public static final String FORMAT = "midtrain-tokens/1";
     public static final String FILE = "manifest.json";
     public static final String COLUMN = "tokens";
@@ -62,6 +70,29 @@ public record Manifest(String format, String source, String created, Tokenizer t
     /** @param path input as given; format text|qa|tokens; records read (lines or rows); documents kept */
     public record Input(String path, String format, long records, long documents) {}
 
+    /**
+     * @param bosId                id prepended to every document (--bos), or null
+     * @param specialTokensAsText  true: literal special-token strings in the text were encoded as plain text (the
+     *                             default); false: as the special tokens (--parse-special-tokens)
+     * @param dedup                near-duplicate removal, or null without --dedup
+     */
+    public record Cleaning(Integer bosId, boolean specialTokensAsText, Dedup dedup) {}
+
+    /**
+     * @param shingle       units per shingle
+     * @param threshold     estimated Jaccard similarity at or above which a document was dropped
+     * @param permutations  MinHash signature length
+     * @param bands         LSH bands (bands x rows = permutations)
+     * @param rows          rows per band
+     * @param against       prepared directories whose documents counted as seen before
+     * @param removed       documents dropped as near-duplicates (= dropped.near_duplicate)
+     * @param duplicates    the first 1000 of them: where, which kept document ("source#index") it duplicates, similarity
+     */
+    public record Dedup(int shingle, double threshold, int permutations, int bands, int rows, List<String> against, long removed,
+                        List<Duplicate> duplicates) {}
+
+    public record Duplicate(String where, String duplicateOf, double jaccard) {}
+
     /** @param ngram n (10); benchmarks in command-line order */
     public record Decontamination(int ngram, String normalization, List<Benchmark> benchmarks) {}
 
@@ -87,7 +118,9 @@ public record Manifest(String format, String source, String created, Tokenizer t
         Path file = dir.resolve(FILE);
         Manifest m;
         try {
-            m = JSON.readValue(Files.readAllBytes(file), Manifest.class);
+            com.fasterxml.jackson.databind.JsonNode tree = JSON.readTree(Files.readAllBytes(file));
+            if (tree instanceof com.fasterxml.jackson.databind.node.ObjectNode o && !o.has("cleaning")) o.putNull("cleaning");   // older manifests
+            m = JSON.treeToValue(tree, Manifest.class);
         } catch (NoSuchFileException e) {
             if (!Files.isDirectory(dir)) throw new UserError(dir + ": prepared data directory not found (run midtrain prepare)");
             throw new UserError(dir + ": no " + FILE + " (not a complete midtrain prepare output; an interrupted prepare leaves none)");

@@ -68,7 +68,8 @@ public final class Preparer {
      */
     public record Options(String source, List<Path> inputs, Path tokenizer, Path out, Inputs.Format format,
                           String textField, String idsField, String qaTemplate, String eosToken, List<Path> benchmarks,
-                          boolean skipErrors, int threads, int batchTokens, long shardTokens, boolean progress) {
+                          boolean skipErrors, int threads, int batchTokens, long shardTokens, boolean progress,
+                          String bosToken, boolean parseSpecialTokens, MinHashDedup.Params dedup) {
         public Options {
             if (source == null || !source.matches("[A-Za-z0-9_.-]+")) throw new UserError("--source: must match [A-Za-z0-9_.-]+, got " + source);
             if (inputs == null || inputs.isEmpty()) throw new UserError("--input: at least one input file is required");
@@ -83,30 +84,37 @@ public final class Preparer {
         /** Defaults for everything but the required arguments. */
         public static Options of(String source, List<Path> inputs, Path tokenizer, Path out) {
             return new Options(source, inputs, tokenizer, out, null, "text", "input_ids", DEFAULT_QA_TEMPLATE, DEFAULT_EOS,
-                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false);
+                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null);
         }
 
-        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress); }
-        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress); }
-        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress); }
-        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress); }
-        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress); }
-        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress); }
+        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        /** {@code bos}: a token prepended to every document (e.g. DEFAULT_BOS), or null for none. */
+        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup); }
+        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup); }
+        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d); }
     }
 
     /** A loaded tokenizer.json: DJL handle (no truncation, no padding, no special tokens added) plus its facts. */
     public static final class Tok implements AutoCloseable {
         final HuggingFaceTokenizer hf;
         final Manifest.Tokenizer info;
+        final List<String> specials;                 // contents of the added tokens marked special
 
-        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info) {
+        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info, List<String> specials) {
             this.hf = hf;
             this.info = info;
+            this.specials = specials;
         }
 
         /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
         public static Tok open(Path file, String eosToken) {
-            int[] maxAndEos = scanVocab(file, eosToken);
+            List<String> specials = new ArrayList<>();
+            int[] maxAndEos = scanVocab(file, eosToken, specials);
             int maxId = maxAndEos[0], eos = maxAndEos[1];
             if (eos < 0) throw new UserError("--eos-token: " + eosToken + " is not a token of " + file);
             String sha;
@@ -124,7 +132,7 @@ public final class Preparer {
             } catch (IOException | RuntimeException e) {
                 throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
             }
-            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos));
+            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos), List.copyOf(specials));
             long[] e = hf.encode(eosToken, false, false).getIds();
             if (e.length != 1 || e[0] != eos) {
                 t.close();
@@ -134,13 +142,13 @@ public final class Preparer {
         }
 
         /** The id of {@code token} in tokenizer.json {@code file} (vocabulary or added tokens), or -1. */
-        public static int tokenId(Path file, String token) { return scanVocab(file, token)[1]; }
+        public static int tokenId(Path file, String token) { return scanVocab(file, token, new ArrayList<>())[1]; }
 
         /**
          * Streams tokenizer.json (Llama-3's is 9 MB) for the largest id in model.vocab and added_tokens and the id of
          * {@code eosToken}: returns {maxId, eosId or -1}.
          */
-        private static int[] scanVocab(Path file, String eosToken) {
+        private static int[] scanVocab(Path file, String eosToken, List<String> specials) {
             int maxId = -1, eos = -1;
             boolean sawVocab = false;
             ObjectMapper om = new ObjectMapper();
@@ -168,6 +176,7 @@ public final class Preparer {
                         for (JsonNode a : (JsonNode) om.readTree(p)) {
                             maxId = Math.max(maxId, a.path("id").asInt());
                             if (a.path("content").asText().equals(eosToken)) eos = a.path("id").asInt();
+                            if (a.path("special").asBoolean(false) && !a.path("content").asText().isEmpty()) specials.add(a.path("content").asText());
                         }
                     } else p.skipChildren();
                 }
@@ -194,6 +203,43 @@ public final class Preparer {
             return out;
         }
 
+        /**
+         * Token ids of {@code text} with every special-token string in it (e.g. a literal "<|end_of_text|>") encoded as
+         * plain text. The text is cut inside each occurrence, after the token's leading run of punctuation ("<|"):
+         * a pre-token boundary of the Llama-3 split, so the pieces encode as the whole would by a tokenizer that
+         * ignores special tokens, and no piece holds the special string any more.
+         */
+        public int[] encodePlain(String text) {
+            List<Integer> cuts = null;
+            for (String sp : specials) {
+                for (int at = text.indexOf(sp); at >= 0; at = text.indexOf(sp, at + 1)) {
+                    int lead = 0;
+                    while (lead < sp.length() && !Character.isLetterOrDigit(sp.charAt(lead))) lead++;
+                    if (lead == 0 || lead == sp.length()) lead = sp.length() / 2;
+                    if (cuts == null) cuts = new ArrayList<>();
+                    cuts.add(at + lead);
+                }
+            }
+            if (cuts == null) return encode(text);
+            cuts.sort(null);
+            List<int[]> parts = new ArrayList<>();
+            int from = 0, total = 0;
+            for (int c : cuts) {
+                if (c <= from) continue;
+                int[] p = encode(text.substring(from, c));
+                parts.add(p);
+                total += p.length;
+                from = c;
+            }
+            int[] last = encode(text.substring(from));
+            parts.add(last);
+            total += last.length;
+            int[] out = new int[total];
+            int o = 0;
+            for (int[] p : parts) { System.arraycopy(p, 0, out, o, p.length); o += p.length; }
+            return out;
+        }
+
         public String decode(int[] ids) {
             long[] l = new long[ids.length];
             for (int i = 0; i < ids.length; i++) l[i] = ids[i];
@@ -206,7 +252,9 @@ public final class Preparer {
     }
 
     /** A worker's verdict on one document: tokens to keep, or why it was dropped. */
-    private record Done(int[] tokens, String dropReason, long benchMask) {}
+    private record Done(int[] tokens, String dropReason, long benchMask, int[] signature, String where) {}
+
+    static final int MAX_DUPLICATES_LISTED = 1000;
 
     private record Chunk(int input, List<Inputs.Rec> docs) {}
 
@@ -216,6 +264,10 @@ public final class Preparer {
     private final List<String> errors = new ArrayList<>();
     private long[] removedPerBench;
     private long documents, tokens;
+    private MinHashDedup dedup;
+    private int bosId = -1;
+    private final List<Manifest.Duplicate> duplicates = new ArrayList<>();
+    private long nearDuplicates;
 
     private Preparer(Options opt, PrintStream err) {
         this.opt = opt;
@@ -236,11 +288,23 @@ public final class Preparer {
 
     private Manifest run(Tok tok) {
         Path out = opt.out();
+        Path stage = stageFor(out);
         try (BufferAllocator alloc = new RootAllocator()) {
             Decontaminator decon = opt.benchmarks().isEmpty() ? null : Decontaminator.load(opt.benchmarks());
             removedPerBench = new long[opt.benchmarks().size()];
             for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
-            clearOutput(out);
+            checkOutput(out);
+            if (opt.bosToken() != null) {
+                bosId = Tok.tokenId(opt.tokenizer(), opt.bosToken());
+                if (bosId < 0) throw new UserError("--bos: " + opt.bosToken() + " is not a token of " + opt.tokenizer());
+            }
+            if (opt.dedup() != null) {
+                dedup = new MinHashDedup(opt.dedup());
+                dedup.loadAgainst();
+                dedup.startSource(opt.source());
+            }
+            AtomicFiles.deleteTree(stage);
+            Files.createDirectories(stage);
             Inputs.Options io = new Inputs.Options(opt.textField(), opt.idsField(), opt.qaTemplate(), tok.info().vocabSize());
             List<Manifest.Input> inputs = new ArrayList<>();
             List<Manifest.ShardFile> shards;
@@ -253,7 +317,7 @@ public final class Preparer {
             });
             AtomicLong bytesRead = new AtomicLong();
             long t0 = System.nanoTime();
-            try (ShardWriter writer = new ShardWriter(out, opt.batchTokens(), opt.shardTokens(), alloc);
+            try (ShardWriter writer = new ShardWriter(stage, opt.batchTokens(), opt.shardTokens(), alloc);
                  ProgressBar bar = opt.progress() ? new ProgressBarBuilder().setTaskName("prepare " + opt.source())
                          .setInitialMax(Math.max(1, totalBytes)).setUnit(" MiB", 1 << 20).setStyle(ProgressBarStyle.ASCII)
                          .setUpdateIntervalMillis(500).build() : null) {
@@ -305,20 +369,35 @@ public final class Preparer {
                 dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs);
             }
             boolean anyQa = inputs.stream().anyMatch(i -> "qa".equals(i.format()));
+            Manifest.Dedup dd = null;
+            if (dedup != null) {
+                dedup.writeSignatures(stage);
+                dd = new Manifest.Dedup(opt.dedup().shingle(), opt.dedup().threshold(), MinHashDedup.PERMUTATIONS, dedup.bands, dedup.rows,
+                        opt.dedup().against().stream().map(Path::toString).toList(), nearDuplicates, List.copyOf(duplicates));
+            }
+            Manifest.Cleaning cleaning = new Manifest.Cleaning(bosId >= 0 ? bosId : null, !opt.parseSpecialTokens(), dd);
             Manifest m = new Manifest(Manifest.FORMAT, opt.source(), Instant.now().toString(), tok.info(), documents, tokens,
-                    shards, inputs, anyQa ? opt.qaTemplate() : null, new LinkedHashMap<>(dropped), dc, List.copyOf(errors));
-            AtomicFiles.writeBytes(out.resolve(Manifest.FILE), m.toJson());
+                    shards, inputs, anyQa ? opt.qaTemplate() : null, new LinkedHashMap<>(dropped), dc, List.copyOf(errors), cleaning);
+            AtomicFiles.writeBytes(stage.resolve(Manifest.FILE), m.toJson());
+            swapIn(stage, out);
             double secs = (System.nanoTime() - t0) / 1e9;
             err.printf("prepare %s: %,d documents, %,d tokens in %d shard(s) -> %s (%.1f s, %,.0f tokens/s); dropped %s%n",
                     opt.source(), documents, tokens, shards.size(), out, secs, tokens / Math.max(secs, 1e-9), dropped.isEmpty() ? "none" : dropped);
             if (dc != null)
                 for (Manifest.Benchmark b : dc.benchmarks())
                     err.printf("  decontamination: %s removed %,d document(s) (%,d items, %,d %d-grams)%n", b.file(), b.documentsRemoved(), b.items(), b.ngrams(), dc.ngram());
+            if (dd != null)
+                err.printf("  near-duplicates: removed %,d document(s) (MinHash %d x %d, shingle %d, Jaccard >= %.2f)%n", nearDuplicates,
+                        dd.bands(), dd.rows(), dd.shingle(), dd.threshold());
             return m;
         } catch (IOException e) {
             throw new UserError(out + ": " + e.getMessage());
         } catch (UncheckedIOException e) {
             throw new UserError(e.getMessage());
+        } finally {
+            try {
+                AtomicFiles.deleteTree(stage);                              // a failed run leaves the previous output as it was
+            } catch (IOException ignored) { }
         }
     }
 
@@ -338,46 +417,37 @@ public final class Preparer {
     }
 
     private void submit(ExecutorService pool, Tok tok, Decontaminator decon, Chunk c, ArrayDeque<Future<List<Done>>> inFlight, ArrayDeque<Integer> chunkInput) {
-        inFlight.add(pool.submit(() -> process(tok, decon, c.docs())));
+        MinHashDedup dd = dedup;
+        boolean plain = !opt.parseSpecialTokens();
+        int bos = bosId;
+        inFlight.add(pool.submit(() -> process(tok, decon, dd, plain, bos, c.docs())));
         chunkInput.add(c.input());
     }
 
-    /** Worker: normalize + decontaminate + tokenize one chunk. */
-    private static List<Done> process(Tok tok, Decontaminator decon, List<Inputs.Rec> docs) {
+    /** Worker: normalize, decontaminate, MinHash-sign and tokenize one chunk. */
+    private static List<Done> process(Tok tok, Decontaminator decon, MinHashDedup dedup, boolean plain, int bos, List<Inputs.Rec> docs) {
         List<Done> out = new ArrayList<>(docs.size());
         int eos = tok.info().eosId();
         for (Inputs.Rec r : docs) {
-            if (r.text() != null) {
-                if (r.text().isBlank()) {
-                    out.add(new Done(null, "empty", 0));
-                    continue;
-                }
-                long mask = decon == null ? 0 : decon.match(r.text());
-                if (mask != 0) {
-                    out.add(new Done(null, "decontaminated", mask));
-                    continue;
-                }
-                int[] ids = tok.encode(r.text());
-                int[] withEos = java.util.Arrays.copyOf(ids, ids.length + 1);
-                withEos[ids.length] = eos;
-                out.add(new Done(withEos, null, 0));
-            } else {
-                int[] ids = r.ids();
-                if (ids.length == 0 || (ids.length == 1 && ids[0] == eos)) {
-                    out.add(new Done(null, "empty", 0));
-                    continue;
-                }
-                long mask = decon == null ? 0 : decon.match(tok.decode(ids));
-                if (mask != 0) {
-                    out.add(new Done(null, "decontaminated", mask));
-                    continue;
-                }
-                if (ids[ids.length - 1] != eos) {
-                    ids = java.util.Arrays.copyOf(ids, ids.length + 1);
-                    ids[ids.length - 1] = eos;
-                }
-                out.add(new Done(ids, null, 0));
+            int[] ids = r.ids();
+            if (r.text() != null ? r.text().isBlank() : ids.length == 0 || (ids.length == 1 && ids[0] == eos)) {
+                out.add(new Done(null, "empty", 0, null, r.where()));
+                continue;
             }
+            List<String> units = decon == null && dedup == null ? null : TextUnits.of(r.text() != null ? r.text() : tok.decode(ids));
+            long mask = decon == null ? 0 : decon.match(units);
+            if (mask != 0) {
+                out.add(new Done(null, "decontaminated", mask, null, r.where()));
+                continue;
+            }
+            int[] sig = dedup == null ? null : dedup.signature(units);
+            if (r.text() != null) ids = plain ? tok.encodePlain(r.text()) : tok.encode(r.text());
+            boolean addBos = bos >= 0 && (ids.length == 0 || ids[0] != bos), addEos = r.text() != null || ids[ids.length - 1] != eos;
+            int[] doc = new int[ids.length + (addBos ? 1 : 0) + (addEos ? 1 : 0)];
+            if (addBos) doc[0] = bos;
+            System.arraycopy(ids, 0, doc, addBos ? 1 : 0, ids.length);
+            if (addEos) doc[doc.length - 1] = eos;
+            out.add(new Done(doc, null, 0, sig, r.where()));
         }
         return out;
     }
@@ -401,6 +471,16 @@ public final class Preparer {
                 for (int b = 0; b < removedPerBench.length; b++) if ((d.benchMask() >>> b & 1) != 0) removedPerBench[b]++;
                 continue;
             }
+            if (d.signature() != null) {                                       // in input order: the first copy is kept
+                MinHashDedup.Match mt = dedup.find(d.signature());
+                if (mt != null) {
+                    dropped.merge("near_duplicate", 1L, Long::sum);
+                    nearDuplicates++;
+                    if (duplicates.size() < MAX_DUPLICATES_LISTED) duplicates.add(new Manifest.Duplicate(d.where(), mt.of(), mt.jaccard()));
+                    continue;
+                }
+                dedup.add(d.signature(), (int) documents);
+            }
             writer.append(d.tokens(), 0, d.tokens().length);
             documents++;
             tokens += d.tokens().length;
@@ -414,8 +494,15 @@ public final class Preparer {
      */
     public static Manifest writeDocuments(String source, Path out, Manifest.Tokenizer tokenizer, Iterable<int[]> docs,
                                           int batchTokens, long shardTokens) {
-        try (BufferAllocator alloc = new RootAllocator(); ShardWriter w = new ShardWriter(out, batchTokens, shardTokens, alloc)) {
-            clearOutput(out);
+        Path stage = stageFor(out);
+        try {
+            checkOutput(out);
+            AtomicFiles.deleteTree(stage);
+            Files.createDirectories(stage);
+        } catch (IOException e) {
+            throw new UserError(out + ": " + e.getMessage());
+        }
+        try (BufferAllocator alloc = new RootAllocator(); ShardWriter w = new ShardWriter(stage, batchTokens, shardTokens, alloc)) {
             long n = 0, t = 0;
             for (int[] d : docs) {
                 w.append(d, 0, d.length);
@@ -424,7 +511,9 @@ public final class Preparer {
             }
             Manifest m = new Manifest(Manifest.FORMAT, source, Instant.now().toString(), tokenizer, n, t, w.finish(), List.of(),
                     null, Map.of(), null, List.of());
-            AtomicFiles.writeBytes(out.resolve(Manifest.FILE), m.toJson());
+            AtomicFiles.writeBytes(stage.resolve(Manifest.FILE), m.toJson());
+            w.close();
+            swapIn(stage, out);
             return m;
         } catch (IOException e) {
             throw new UserError(out + ": " + e.getMessage());
@@ -432,22 +521,45 @@ public final class Preparer {
     }
 
     /**
-     * Makes {@code out} an empty target: creates it, or, if it holds a previous prepare output, deletes the manifest
-     * first (so nothing half-replaced is ever trusted) and then the shards. Anything else in it is an error.
+     * {@code out} must be absent, empty, or a previous prepare output (manifest, shards, a dedup signature file,
+     * leftover temporaries); anything else in it is an error: prepare never deletes files it did not write.
      */
-    static void clearOutput(Path out) throws IOException {
+    static void checkOutput(Path out) throws IOException {
         if (Files.exists(out) && !Files.isDirectory(out)) throw new UserError(out + ": --out exists and is not a directory");
-        Files.createDirectories(out);
-        List<Path> ours = new ArrayList<>();
+        if (!Files.isDirectory(out)) return;
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(out)) {
             for (Path p : ds) {
                 String n = p.getFileName().toString();
-                if (n.equals(Manifest.FILE) || n.matches("shard-\\d{5}\\.arrow") || n.matches("\\..*\\.tmp")) ours.add(p);
-                else throw new UserError(out + ": --out holds " + n + ", which prepare did not write; choose an empty directory");
+                if (!(n.equals(Manifest.FILE) || n.equals(MinHashDedup.SIGNATURES_FILE) || n.matches("shard-\\d{5}\\.arrow") || n.matches("\\..*\\.tmp")))
+                    throw new UserError(out + ": --out holds " + n + ", which prepare did not write; choose an empty directory");
             }
         }
-        Path manifest = out.resolve(Manifest.FILE);
-        if (Files.deleteIfExists(manifest)) AtomicFiles.fsyncDir(out);
-        for (Path p : ours) Files.deleteIfExists(p);
+    }
+
+    /** The sibling directory a run writes into before it replaces {@code out}. */
+    static Path stageFor(Path out) {
+        Path abs = out.toAbsolutePath().normalize();
+        return abs.resolveSibling("." + abs.getFileName() + ".prepare-" + ProcessHandle.current().pid());
+    }
+
+    /**
+     * Replaces {@code out} with the complete {@code stage}: the previous output stays in place, whole, until the new
+     * one is complete (a failed or interrupted prepare leaves it untouched). The old directory is renamed aside, the
+     * new one renamed in, then the old one deleted.
+     */
+    static void swapIn(Path stage, Path out) throws IOException {
+        Path abs = out.toAbsolutePath().normalize();
+        Files.createDirectories(abs.getParent());
+        if (Files.exists(abs)) {
+            Path old = abs.resolveSibling("." + abs.getFileName() + ".old-" + ProcessHandle.current().pid());
+            AtomicFiles.deleteTree(old);
+            Files.move(abs, old, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            Files.move(stage, abs, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            AtomicFiles.fsyncDir(abs.getParent());
+            AtomicFiles.deleteTree(old);
+        } else {
+            Files.move(stage, abs, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            AtomicFiles.fsyncDir(abs.getParent());
+        }
     }
 }

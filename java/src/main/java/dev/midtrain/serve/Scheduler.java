@@ -154,7 +154,6 @@ final class Scheduler implements AutoCloseable {
     private static final class Item {
         int[] prompt, full;
         Engine.Generation gen;
-        String promptText;
         int scored = -1, firstReported;
     }
 

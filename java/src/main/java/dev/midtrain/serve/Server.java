@@ -102,8 +102,8 @@ public final class Server implements AutoCloseable {
      */
     public void close(int graceSeconds) {
         closing = true;
-        scheduler.close(graceSeconds * 1000L);
-        http.stop(Math.max(1, graceSeconds));
+        scheduler.close(graceSeconds * 1000L);                 // every queued request answered (or 503 after the grace)
+        http.stop(1);                                          // Java 17's stop waits out its delay; the answers are written by now
         pool.shutdown();
         try {
             pool.awaitTermination(graceSeconds, TimeUnit.SECONDS);

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.data.Decontaminator;
+import dev.midtrain.data.MinHashDedup;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -31,7 +32,8 @@ import java.util.function.BiFunction;
 /**
  * The BoostQA synthesis stages over a work directory (arXiv 2508.01326, sections 2.1-2.3):
  * <pre>
- *   curate    seed JSONL (--input)  -> seeds.jsonl       dedup (exact normalized text), decontaminate, min length
+ *   curate    seed JSONL (--input)  -> seeds.jsonl       dedup (exact, then MinHash near-duplicates), decontaminate,
+ *                                                        min length (data.Decontaminator, data.MinHashDedup)
  *   annotate  seeds.jsonl           -> annotated.jsonl   + discipline, difficulty tier H1-H5 (LLM judge)
  *   generate  annotated.jsonl       -> generated.jsonl   multi-grade (one request per seed and grade) and
  *                                                        high-difficulty (booster-drawn seeds, outputs below
@@ -80,6 +82,11 @@ public final class Pipeline {
         Decontaminator decon = Decontaminator.load(benches);
         List<String> benchNames = benches.stream().map(p -> p.getFileName().toString()).toList();
         Set<String> seenText = new HashSet<>(), seenId = new HashSet<>();
+        double nearT = cfg.curate().nearDuplicateThreshold();
+        MinHashDedup near = nearT > 0 ? new MinHashDedup(new MinHashDedup.Params(cfg.curate().shingle(), nearT, List.of())) : null;
+        if (near != null) near.startSource("seeds");
+        String dedup = "exact normalized text" + (near != null ? ", MinHash Jaccard >= " + nearT + " (" + cfg.curate().shingle() + "-unit shingles)" : "");
+        String deconDesc = Decontaminator.N + "-word / " + Decontaminator.N_CHAR + "-character n-grams vs " + benchNames;
         Map<String, Long> rejected = new java.util.TreeMap<>();
         StringBuilder seedsOut = new StringBuilder(), rejectsOut = new StringBuilder();
         long kept = 0;
@@ -108,7 +115,7 @@ public final class Pipeline {
                     else if (!seenText.add(textHash)) reason = "duplicate_text";
                     else if (!seenId.add(id)) reason = "duplicate_id";
                     else {
-                        long mask = decon.match(text);
+                        long mask = decon.match(words);
                         if (mask != 0) {
                             reason = "contaminated";
                             List<String> hit = new ArrayList<>();
@@ -116,8 +123,16 @@ public final class Pipeline {
                             detail = String.join(",", hit);
                         }
                     }
+                    if (reason == null && near != null) {     // near-duplicates last: only seeds that are kept enter the index
+                        int[] sig = near.signature(words);
+                        MinHashDedup.Match m = sig == null ? null : near.find(sig);
+                        if (m != null) {
+                            reason = "near_duplicate";
+                            detail = String.format("of kept seed #%s, estimated Jaccard %.2f", m.of().replaceAll(".*#", ""), m.jaccard());
+                        } else if (sig != null) near.add(sig, (int) kept);
+                    }
                     ObjectNode prov = JsonlLog.JSON.createObjectNode().put("stage", "curate").put("source", where)
-                            .put("dedup", "exact normalized text").put("decontamination", Decontaminator.N + "-gram vs " + benchNames);
+                            .put("dedup", dedup).put("decontamination", deconDesc);
                     if (reason != null) {
                         rejected.merge(reason, 1L, Long::sum);
                         ObjectNode rj = JsonlLog.JSON.createObjectNode().put("id", id).put("seed_id", id).put("stage", "curate").put("reason", reason);

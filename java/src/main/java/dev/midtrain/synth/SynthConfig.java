@@ -44,7 +44,7 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
         require(generate != null, "generate", "is required");
         require(booster != null, "booster", "is required");
         require(refine != null, "refine", "is required");
-        if (curate == null) curate = new Curate(null, null);
+        if (curate == null) curate = new Curate(null, null, null, null);
         require(grades != null && !grades.isEmpty(), "grades", "at least one grade is required");
         grades = List.copyOf(grades);
         require(grades.stream().distinct().count() == grades.size(), "grades", "duplicate grade in " + grades);
@@ -152,14 +152,23 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
     }
 
     /**
-     * @param minWords       seeds with fewer normalized words are dropped (reason too_short)
-     * @param decontaminate  benchmark JSONL files (relative to the config file); a seed sharing a 10-gram is dropped
+     * @param minWords                seeds with fewer normalized units (words; CJK characters) are dropped (too_short)
+     * @param decontaminate           benchmark JSONL files (relative to the config file); a seed sharing an n-gram
+     *                                with one is dropped (contaminated), as `prepare --decontaminate`
+     * @param nearDuplicateThreshold  MinHash estimated Jaccard similarity at or above which a seed is a near-duplicate
+     *                                of one kept before (near_duplicate); 0 = exact duplicates only
+     * @param shingle                 units per MinHash shingle
      */
-    public record Curate(Integer minWords, List<String> decontaminate) {
+    public record Curate(Integer minWords, List<String> decontaminate, Double nearDuplicateThreshold, Integer shingle) {
         public Curate {
             if (minWords == null) minWords = 8;
             require(minWords >= 0, "curate.min_words", "must be >= 0, got " + minWords);
             decontaminate = decontaminate == null ? List.of() : List.copyOf(decontaminate);
+            if (nearDuplicateThreshold == null) nearDuplicateThreshold = 0.8;
+            require(nearDuplicateThreshold >= 0 && nearDuplicateThreshold <= 1, "curate.near_duplicate_threshold",
+                    "must be in [0, 1] (0 = off), got " + nearDuplicateThreshold);
+            if (shingle == null) shingle = 5;
+            require(shingle >= 1, "curate.shingle", "must be >= 1, got " + shingle);
         }
     }
 

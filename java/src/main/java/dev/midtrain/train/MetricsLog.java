@@ -18,9 +18,10 @@ import java.nio.file.StandardOpenOption;
  * log period (plus every skipped step and every evaluation).
  *
  * <p>Per source: {@code loss_by_source} (the step's mean token loss of each source's rows), {@code
- * loss_volatility_by_source} and {@code loss_volatility} (rolling standard deviation of the per-source and blended
- * step losses over the last {@link #VOLATILITY_WINDOW_STEPS} logged steps of this process, {@link RollingStd}; from
- * the second step on, and restarted on resume) and, on evaluated steps, {@code val_loss_by_source}.
+ * loss_volatility_by_source} and {@code loss_volatility} (standard deviation of the per-source and blended step
+ * losses around their linear trend over the last {@link #VOLATILITY_WINDOW_STEPS} logged steps of this process,
+ * {@link RollingVolatility}; from the third step on, and restarted on resume) and, on evaluated steps,
+ * {@code val_loss_by_source}.
  *
  * <p>MFU = flopsPerToken(T) x tokens/s / peak FLOP/s, with ModelConfig.flopsPerToken's convention (6N + causal
  * attention); no MFU is reported when the peak is unknown (0).
@@ -38,8 +39,8 @@ public final class MetricsLog implements AutoCloseable {
     private double intervalSeconds;
     private long intervalTokens;
     private double emaStepSeconds = Double.NaN;
-    private final RollingStd volatility = new RollingStd(VOLATILITY_WINDOW_STEPS);
-    private final java.util.Map<String, RollingStd> volatilityBySource = new java.util.LinkedHashMap<>();
+    private final RollingVolatility volatility = new RollingVolatility(VOLATILITY_WINDOW_STEPS);
+    private final java.util.Map<String, RollingVolatility> volatilityBySource = new java.util.LinkedHashMap<>();
 
     /**
      * @param console        progress lines go here (null: none)
@@ -81,11 +82,11 @@ public final class MetricsLog implements AutoCloseable {
         intervalSeconds += stepSeconds;
         intervalTokens += r.tokens();
         emaStepSeconds = Double.isNaN(emaStepSeconds) ? stepSeconds : 0.9 * emaStepSeconds + 0.1 * stepSeconds;
-        double vol = Double.isFinite(r.loss()) ? volatility.add(r.loss()) : volatility.std();
+        double vol = Double.isFinite(r.loss()) ? volatility.add(r.loss()) : volatility.value();
         java.util.Map<String, Double> volBySource = new java.util.LinkedHashMap<>();
         r.lossBySource().forEach((k, v) -> {
-            RollingStd w = volatilityBySource.computeIfAbsent(k, x -> new RollingStd(VOLATILITY_WINDOW_STEPS));
-            volBySource.put(k, Double.isFinite(v) ? w.add(v) : w.std());
+            RollingVolatility w = volatilityBySource.computeIfAbsent(k, x -> new RollingVolatility(VOLATILITY_WINDOW_STEPS));
+            volBySource.put(k, Double.isFinite(v) ? w.add(v) : w.value());
         });
         java.util.Map<String, java.util.Map<String, Double>> extra;
         synchronized (this) { extra = new java.util.LinkedHashMap<>(attached); attached.clear(); }

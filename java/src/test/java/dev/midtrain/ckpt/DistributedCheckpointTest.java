@@ -150,7 +150,11 @@ class DistributedCheckpointTest {
             assertTrue(e2.getMessage().contains("process 2 failed to write its part") && e2.getMessage().contains("disk full"), e2.getMessage());
             assertTrue(System.nanoTime() - t0 < 30e9, "did not wait out the 60 s timeout");
             assertThrows(Exception.class, f2::get);
-            for (Future<Path> o : others) o.get();
+            // process 0 gave step 20 up and removed its directory: a process still writing may finish or fail on
+            // the vanished directory (a race of the test's threads, as of real processes); either way nothing is published
+            for (Future<Path> o : others) {
+                try { o.get(); } catch (java.util.concurrent.ExecutionException ignored) { }
+            }
             assertEquals(List.of(10L), CheckpointStore.forRun(run).committedSteps());
             // the next complete save commits, and pruning (keep_last 2) runs only then
             saveAll(run, 25, List.of(), Duration.ofSeconds(30), pool).get();

@@ -62,6 +62,23 @@ class TrainCommandTest {
         out.setLength(0);
         assertEquals(2, run(out, "train", "--config", cfg.toString(), "--run-dir", tmp.resolve("r2").toString(), "--set", "model.vocab_size=100"));
         assertFalse(out.toString().contains("\tat "), out.toString());
+        assertFalse(Files.exists(tmp.resolve("r2")), "refused before the run directory exists");
+        assertTrue(out.toString().contains("data: 1 shard(s) verified"), out.toString());
+        assertTrue(Files.readString(run.resolve("verified_shards.json")).contains("shard-00000.arrow"));
+
+        // one flipped bit in a shard: refused at start, naming the shard, no run directory; --no-verify-data skips the check
+        Path shard = prepared.resolve("shard-00000.arrow");
+        byte[] b = Files.readAllBytes(shard);
+        b[(b.length / 2) & ~7] ^= 1;                                     // the low bit of one token id
+        Files.write(shard, b);
+        out.setLength(0);
+        assertEquals(2, run(out, "train", "--config", cfg.toString(), "--run-dir", tmp.resolve("r3").toString()));
+        String err = out.toString().lines().filter(l -> l.startsWith("midtrain:")).findFirst().orElse("");
+        assertTrue(err.contains(shard.toAbsolutePath().normalize() + ": SHA-256 ") && err.contains("does not match the manifest"), out.toString());
+        assertFalse(Files.exists(tmp.resolve("r3")));
+        out.setLength(0);
+        assertEquals(0, run(out, "train", "--config", cfg.toString(), "--run-dir", tmp.resolve("r3").toString(), "--no-verify-data",
+                "--set", "train.steps=1", "--peak-tflops", "0.1"), out.toString());
     }
 
     @Test

@@ -135,6 +135,137 @@ class BadInputTest {
         assertTrue(e.getMessage().startsWith("data source boostqa: " + dir.resolve("shard-00000.arrow") + " holds token id"), e.getMessage());
     }
 
+    /** One line, exit code 2, naming the file and line. */
+    private static void oneLine(UserError e) {
+        assertEquals(2, e.exitCode(), e.getMessage());
+        assertFalse(e.getMessage().contains("\n"), e.getMessage());
+    }
+
+    @Test
+    void invalidUtf8NamesFileAndLineAndIsSkippedAndCountedWhenAsked() throws IOException {
+        Path in = tmp.resolve("latin1.jsonl");
+        byte[] bad = "{\"text\": \"caf\u00e9 ok\"}\n{\"text\": \"caf".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+        b.write(bad);
+        b.write(0xE9);                                                   // Latin-1 e-acute: not UTF-8
+        b.write("\"}\n{\"text\": \"fine\"}\n".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        Files.write(in, b.toByteArray());
+        UserError e = fails(opts(in));
+        assertEquals(in + ":2: invalid UTF-8 (byte 14 of the line) (--on-error skip to skip such records)", e.getMessage());
+        oneLine(e);
+        Manifest m = Preparer.run(opts(in).withSkipErrors(true), quiet);
+        assertEquals(2, m.documents());
+        assertEquals(1L, m.dropped().get("invalid_utf8"));
+    }
+
+    @Test
+    void wrongTypedArrowColumnsAreRefusedAndDictionaryStringsDecoded() throws IOException {
+        Path ints = tmp.resolve("ints.arrow");
+        try (var a = new org.apache.arrow.memory.RootAllocator(); var v = new org.apache.arrow.vector.BigIntVector("text", a);
+             var root = org.apache.arrow.vector.VectorSchemaRoot.of(v); var os = Files.newOutputStream(ints);
+             var w = new org.apache.arrow.vector.ipc.ArrowStreamWriter(root, null, os)) {
+            w.start();
+            v.allocateNew(2);
+            v.set(0, 1);
+            v.set(1, 22);
+            v.setValueCount(2);
+            root.setRowCount(2);
+            w.writeBatch();
+            w.end();
+        }
+        UserError e = fails(opts(ints));
+        assertEquals(ints + ": column \"text\" has type Int(64, true), expected strings (utf8, large_utf8 or dictionary-encoded utf8)", e.getMessage());
+        oneLine(e);
+
+        List<String> texts = List.of("the photon", "acids donate protons", "the photon", "cells divide");
+        Path dict = tmp.resolve("dict.arrow");                          // dictionary-encoded utf8, as pandas categoricals are written
+        try (var a = new org.apache.arrow.memory.RootAllocator(); var dv = new org.apache.arrow.vector.VarCharVector("dict", a)) {
+            List<String> distinct = texts.stream().distinct().toList();
+            dv.allocateNew(distinct.size());
+            for (int i = 0; i < distinct.size(); i++) dv.setSafe(i, distinct.get(i).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            dv.setValueCount(distinct.size());
+            var enc = new org.apache.arrow.vector.types.pojo.DictionaryEncoding(7L, false, new org.apache.arrow.vector.types.pojo.ArrowType.Int(32, true));
+            var provider = new org.apache.arrow.vector.dictionary.DictionaryProvider.MapDictionaryProvider();
+            var dictionary = new org.apache.arrow.vector.dictionary.Dictionary(dv, enc);
+            provider.put(dictionary);
+            try (var plain = new org.apache.arrow.vector.VarCharVector("text", a)) {
+                plain.allocateNew(texts.size());
+                for (int i = 0; i < texts.size(); i++) plain.setSafe(i, texts.get(i).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                plain.setValueCount(texts.size());
+                try (var idx = (org.apache.arrow.vector.FieldVector) org.apache.arrow.vector.dictionary.DictionaryEncoder.encode(plain, dictionary);
+                     var root = new org.apache.arrow.vector.VectorSchemaRoot(List.of(idx.getField()), List.of(idx), texts.size());
+                     var os = Files.newOutputStream(dict); var w = new org.apache.arrow.vector.ipc.ArrowStreamWriter(root, provider, os)) {
+                    w.start();
+                    w.writeBatch();
+                    w.end();
+                }
+            }
+        }
+        Preparer.run(opts(dict), quiet);
+        RefBpe ref = new RefBpe(TOKENIZER);
+        assertArrayEquals(concat(texts.stream().map(t -> withEos(ref.encode(t))).toList()), readAll(tmp.resolve("out")), "the strings, not their indices");
+    }
+
+    @Test
+    void unknownTemplateSlotAndEmptyBenchmarkFileAreErrors() throws IOException {
+        Path qa = writeLines(tmp.resolve("qa.jsonl"), List.of("{\"question\": \"q\", \"answer\": \"a\", \"grade\": 9}"), false);
+        UserError e = fails(opts(qa).withQaTemplate("{question} ({subject}) {answer}"));
+        assertEquals("--qa-template: slot {subject} is not a field of the first record (" + qa + ":1; fields: question, answer, grade)", e.getMessage());
+        oneLine(e);
+        Path arrow = arrowText(tmp.resolve("t.arrow"), List.of("x"), 1);
+        e = fails(opts(arrow).withFormat(Inputs.Format.QA));
+        assertTrue(e.getMessage().contains("no column \"question\""), e.getMessage());
+        Path empty = Files.writeString(tmp.resolve("empty.jsonl"), "\n");
+        Path ok = writeLines(tmp.resolve("ok.jsonl"), List.of("{\"text\": \"fine\"}"), false);
+        e = fails(opts(ok).withBenchmarks(List.of(empty)));
+        assertEquals(empty + ": benchmark file has no records (it would decontaminate nothing)", e.getMessage());
+        oneLine(e);
+    }
+
+    /** A prepare that fails halfway leaves the previous output exactly as it was, and no staging directory behind. */
+    @Test
+    void failedPrepareKeepsThePreviousOutput() throws IOException {
+        Path dir = prepared();
+        byte[] manifest = Files.readAllBytes(dir.resolve("manifest.json"));
+        int[] tokens = readAll(dir);
+        List<String> lines = new ArrayList<>();
+        for (int i = 0; i < 3000; i++) lines.add("{\"text\": \"document " + i + " of the second run\"}");
+        lines.add("{\"text\": broken");
+        Path in = writeLines(tmp.resolve("second.jsonl"), lines, false);
+        UserError e = fails(opts(in).withSharding(300, 1500));
+        assertTrue(e.getMessage().startsWith(in + ":3001: malformed JSON"), e.getMessage());
+        assertArrayEquals(manifest, Files.readAllBytes(dir.resolve("manifest.json")));
+        assertArrayEquals(tokens, readAll(dir));
+        try (var s = Files.list(tmp)) {
+            assertEquals(List.of(), s.map(p -> p.getFileName().toString()).filter(n -> n.startsWith(".out")).toList(), "no staging left");
+        }
+    }
+
+    /** Shard SHA-256 at train start: parallel, cached per run by path, size and mtime. */
+    @Test
+    void shardVerificationCatchesAFlippedBitAndCachesVerifiedShards() throws IOException {
+        Path dir = prepared();
+        var cfg = new dev.midtrain.config.DataConfig(List.of(new dev.midtrain.config.DataConfig.Source("b", dir.toString(), 1)), 0.0);
+        Path cache = tmp.resolve("run/verified_shards.json");
+        Files.createDirectories(cache.getParent());
+        ShardVerifier.Result r = ShardVerifier.verify(cfg, cache, 2, null);
+        int n = Manifest.read(dir).files().size();
+        assertEquals(n, r.hashed());
+        ShardVerifier.writeCache(cache, r);
+        ShardVerifier.Result again = ShardVerifier.verify(cfg, cache, 2, null);
+        assertEquals(0, again.hashed());
+        assertEquals(n, again.cached());
+        Path shard = dir.resolve("shard-00001.arrow");
+        var mtime = Files.getLastModifiedTime(shard);
+        flip(shard, (Files.size(shard) / 2) & ~7L);
+        Files.setLastModifiedTime(shard, mtime);                       // same size and mtime: the cache trusts it (as documented)
+        assertEquals(0, ShardVerifier.verify(cfg, cache, 2, null).hashed());
+        Files.setLastModifiedTime(shard, java.nio.file.attribute.FileTime.fromMillis(mtime.toMillis() + 5000));
+        UserError e = assertThrows(UserError.class, () -> ShardVerifier.verify(cfg, cache, 2, null));
+        assertTrue(e.getMessage().startsWith(shard.toAbsolutePath().normalize() + ": SHA-256 ") && e.getMessage().contains("--no-verify-data"), e.getMessage());
+        oneLine(e);
+    }
+
     private static void flip(Path f, long pos) throws IOException {
         try (FileChannel ch = FileChannel.open(f, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
             ByteBuffer b = ByteBuffer.allocate(1);

@@ -70,6 +70,34 @@ class NativeSymbolsTest {
         assertTrue(f.contains("attention_backward") && f.contains("backend_id") && f.contains("scale_f32"), f.toString());
     }
 
+    /**
+     * The generated Java side (java/codegen/KernelBindings.java): every header function that takes a stream is a
+     * {@link Kernels} method, named in camelCase, with the C arguments minus the stream; the others are not.
+     */
+    @Test
+    void generatedKernelsInterfaceFollowsTheHeader() throws IOException {
+        String h = Files.readString(HEADER, StandardCharsets.UTF_8);
+        Matcher m = Pattern.compile("\\bMT_FN\\((\\w+)\\)\\s*\\(([^)]*)\\)", Pattern.MULTILINE).matcher(h);
+        java.util.Map<String, Integer> expected = new java.util.TreeMap<>();
+        while (m.find()) {
+            String args = m.group(2).trim();
+            if (!args.endsWith("stream")) continue;
+            StringBuilder camel = new StringBuilder();
+            boolean up = false;
+            for (char c : m.group(1).toCharArray()) {
+                if (c == '_') { up = true; continue; }
+                camel.append(up ? Character.toUpperCase(c) : c);
+                up = false;
+            }
+            expected.put(camel.toString(), args.split(",").length - 1);
+        }
+        java.util.Map<String, Integer> actual = new java.util.TreeMap<>();
+        for (Method k : Kernels.class.getDeclaredMethods()) actual.put(k.getName(), k.getParameterCount());
+        assertEquals(expected, actual);
+        assertTrue(actual.containsKey("rmsnormBackward") && !actual.containsKey("backendId"), actual.toString());
+        assertTrue(Kernels.class.isAssignableFrom(Backend.class) && CpuKernels.class.isAssignableFrom(CpuBackend.class));
+    }
+
     @Test
     void cpuLibraryAndBindingCoverTheHeader() throws Exception {
         Path lib = LIBS.resolve("libmidtrain_cpu.so");

@@ -42,7 +42,14 @@ class LaunchEnvTest {
     void torchrunOneJvmPerGpu() {
         Map<String, String> env = Map.of("WORLD_SIZE", "16", "RANK", "11", "LOCAL_RANK", "3", "LOCAL_WORLD_SIZE", "8",
                 "MASTER_ADDR", "10.0.0.1", "MASTER_PORT", "29400");
-        assertEquals(new LaunchEnv(Source.TORCHRUN, 16, 11, 1, 3, "10.0.0.1", 29400), LaunchEnv.resolve(Flags.none(), env, 16));
+        LaunchEnv e = LaunchEnv.resolve(Flags.none(), env, 16);
+        assertEquals(new LaunchEnv(Source.TORCHRUN, 16, 11, 1, 3, "10.0.0.1", 29400), e);
+        // torchrun's agent holds MASTER_PORT (its TCPStore): midtrain's rendezvous takes the next port
+        assertEquals(29401, e.storePort());
+        assertEquals(29400, LaunchEnv.resolve(new Flags(2, 1, "h", 29400), Map.of(), 16).storePort(), "flags: the port as given");
+        UserError top = assertThrows(UserError.class, () -> LaunchEnv.resolve(Flags.none(),
+                Map.of("WORLD_SIZE", "2", "RANK", "0", "MASTER_ADDR", "h", "MASTER_PORT", "65535"), 2));
+        assertTrue(top.getMessage().startsWith("MASTER_PORT + 1"), top.getMessage());
     }
 
     @Test

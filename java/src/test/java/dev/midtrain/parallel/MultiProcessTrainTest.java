@@ -143,7 +143,9 @@ class MultiProcessTrainTest {
     @Test
     void sigtermToOneProcessStopsEveryProcessAfterTheSameStepWithExitZero(@TempDir Path tmp) throws Exception {
         Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
-        int port = masterPort();
+        // torchrun's static rendezvous: its agent already listens on MASTER_PORT for the whole run
+        ServerSocket agent = new ServerSocket(0);
+        int port = agent.getLocalPort();
         List<List<String>> outs = new ArrayList<>();
         List<Process> ps = new ArrayList<>();
         for (int r = 0; r < 4; r++) {
@@ -167,6 +169,28 @@ class MultiProcessTrainTest {
             assertTrue(outs.get(r).contains(want), want + " in:\n" + String.join("\n", outs.get(r)));
         }
         assertEquals(List.of(steps), CheckpointStore.forRun(runDir).committedSteps(), "one committed checkpoint, of the stop step");
+        agent.close();
+    }
+
+    @Test
+    void launchStopsTheOtherProcessesWhenOneFailsAndNamesIt(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "2", "--master-port", "" + masterPort(), "--grace-seconds", "20",
+                "--", "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
+                "--dp", "2", "--no-checkpoints", "--dist-timeout", "15");
+        await(() -> lines(runDir) >= 2, 180, "2 steps", out);
+        List<ProcessHandle> kids = launch.toHandle().children().toList();
+        assertEquals(2, kids.size(), "one process per rank");
+        ProcessHandle victim = kids.stream().filter(k -> k.info().arguments().isPresent()).findFirst().orElse(kids.get(1));
+        long pid = victim.pid();
+        victim.destroyForcibly();
+        assertTrue(launch.waitFor(40, TimeUnit.SECONDS), "the launcher ends:\n" + String.join("\n", out));
+        Thread.sleep(200);
+        assertEquals(1, launch.exitValue(), String.join("\n", out));
+        assertTrue(out.stream().anyMatch(l -> l.matches("midtrain launch: rank [01] \\(pid " + pid + "\\) exited with code 137 \\(signal 9\\).*")),
+                String.join("\n", out));
+        for (ProcessHandle k : kids) assertFalse(k.isAlive(), "no orphan");
     }
 
     @Test

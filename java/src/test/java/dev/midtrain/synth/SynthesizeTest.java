@@ -84,11 +84,12 @@ class SynthesizeTest {
             assertEquals(0, r.code(), r.err() + r.out());
             System.out.println(r.err());
 
-            // curate: 9 seed records -> 6 (one near-duplicate, one too short, one sharing a 10-gram with the benchmark)
+            // curate: 10 seed records -> 6 (a duplicate after normalization, a MinHash near-duplicate, one too short,
+            // one sharing a 10-gram with the benchmark)
             assertEquals(6, read(Pipeline.seeds(work)).size());
             Map<String, String> curateRejects = new TreeMap<>();
             read(Pipeline.rejects(work, "curate")).forEach(j -> curateRejects.put(j.get("id").asText(), j.get("reason").asText()));
-            assertEquals(Map.of("dup", "duplicate_text", "short", "too_short", "leak", "contaminated"), curateRejects);
+            assertEquals(Map.of("dup", "duplicate_text", "near", "near_duplicate", "short", "too_short", "leak", "contaminated"), curateRejects);
 
             // faults the server injected, and the client's count of the retries they caused
             assertEquals(2, server.served("429"));

@@ -87,8 +87,8 @@ class PerSourceMetricsTest {
                 List<Double> h = history.get(s);
                 h.add(by.get(s).asDouble());
                 JsonNode vol = o.get("loss_volatility_by_source").get(s);
-                if (h.size() < 2) assertTrue(vol.isNull());
-                else assertEquals(naiveStd(h.subList(Math.max(0, h.size() - MetricsLog.VOLATILITY_WINDOW_STEPS), h.size())), vol.asDouble(), 1e-12);
+                if (h.size() < 3) assertTrue(vol.isNull());
+                else assertEquals(detrendedStd(h.subList(Math.max(0, h.size() - MetricsLog.VOLATILITY_WINDOW_STEPS), h.size())), vol.asDouble(), 1e-12);
             }
             int step = o.get("step").asInt();
             assertEquals(step % 12 == 0, o.has("val_loss_by_source"), "step " + step);
@@ -103,12 +103,30 @@ class PerSourceMetricsTest {
             byte[] b = Files.readAllBytes(dir.resolve("plots").resolve(png));
             assertTrue(b.length > 1000 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G', png);
         }
-        assertEquals(2, Cli.run(out, "plot", "--window", "1", dir.toString()));
+        assertEquals(2, Cli.run(out, "plot", "--window", "2", dir.toString()));
     }
 
-    static double naiveStd(List<Double> x) {
-        double mean = x.stream().mapToDouble(Double::doubleValue).average().orElseThrow(), ss = 0;
-        for (double v : x) ss += (v - mean) * (v - mean);
-        return Math.sqrt(ss / (x.size() - 1));
+    /**
+     * Residual standard deviation of a least-squares line through (i, y_i), from the 2x2 normal equations with raw
+     * sums (not centred, unlike the implementation); n - 2 degrees of freedom.
+     */
+    static double detrendedStd(List<Double> y) {
+        int n = y.size();
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        for (int i = 0; i < n; i++) { sx += i; sy += y.get(i); sxx += (double) i * i; sxy += i * y.get(i); }
+        double b = (n * sxy - sx * sy) / (n * sxx - sx * sx), a = (sy - b * sx) / n, ss = 0;
+        for (int i = 0; i < n; i++) { double r = y.get(i) - a - b * i; ss += r * r; }
+        return Math.sqrt(ss / (n - 2));
+    }
+
+    @Test
+    void volatilityIgnoresASteadyTrendAndSeesScatter() {
+        RollingVolatility v = new RollingVolatility(5);
+        for (int i = 0; i < 10; i++) v.add(6.0 - 0.3 * i);                   // a straight descent: no volatility
+        assertEquals(0.0, v.value(), 1e-12);
+        RollingVolatility w = new RollingVolatility(4);
+        double[] zigzag = {1, 3, 1, 3};                                       // fit line y = 1.4 + 0.4 i: residuals -0.4, 1.2, -1.2, 0.4
+        for (double z : zigzag) w.add(z);
+        assertEquals(Math.sqrt((0.16 + 1.44 + 1.44 + 0.16) / 2), w.value(), 1e-12);
     }
 }

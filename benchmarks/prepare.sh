@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `midtrain prepare` throughput with decontamination and near-duplicate removal on, beside the Rust Hugging Face
+# `tokenizers` library encoding the same documents with the same tokenizer.json and thread count; and the shard
+# SHA-256 verification rate at train start beside `sha256sum`. Appends to benchmarks/results/prepare-<date>.md.
+# Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]
+# Needs the packaged jar (mvn -B -q -P'!cuda' package -DskipTests) and python3 with `pip install tokenizers`
+# (PYTHON=... to choose the interpreter). Scratch data goes to target/bench-prepare/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source benchmarks/machine.sh
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+THREADS="${1:-2}"; COPIES="${2:-3}"; VERIFY_GB="${3:-1}"
+PY="${PYTHON:-python3}"
+[[ -f target/midtrain.jar ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
+W=target/bench-prepare; rm -rf "$W"; mkdir -p "$W"
+# the text: the shipped KnowEdu-style sample, COPIES times, each copy's words shuffled per document (so near-duplicate
+# removal has real work but no duplicates to drop beyond what the sample holds)
+"$PY" - "$W/docs.jsonl" "$COPIES" <<'PYEOF'
+import json, random, sys
+out, copies = sys.argv[1], int(sys.argv[2])
+docs = [json.loads(l)["text"] for l in open("data/knowedu/sample.jsonl", encoding="utf-8") if l.strip()]
+r = random.Random(7)
+with open(out, "w", encoding="utf-8") as f:
+    for c in range(copies):
+        for d in docs:
+            if c:
+                w = d.split(" "); r.shuffle(w); d = " ".join(w)
+            f.write(json.dumps({"text": d}) + "\n")
+PYEOF
+LOG="$(mktemp)"
+JAVA=(java --add-opens=java.base/java.nio=ALL-UNNAMED -cp "target/midtrain.jar:target/lib/*")
+{
+  echo "### HF tokenizers (Rust, Python binding $("$PY" -c 'import tokenizers; print(tokenizers.__version__)')), encode_batch, RAYON_NUM_THREADS=$THREADS, best of 3"
+  RAYON_NUM_THREADS="$THREADS" "$PY" - "$W/docs.jsonl" <<'PYEOF'
+import json, sys, time
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file("data/tokenizer/tokenizer.json")
+texts = [json.loads(l)["text"] for l in open(sys.argv[1], encoding="utf-8")]
+best, n = 1e9, 0
+for _ in range(3):
+    t0 = time.perf_counter(); enc = tok.encode_batch(texts, add_special_tokens=False); dt = time.perf_counter() - t0
+    best = min(best, dt); n = sum(len(e.ids) for e in enc) + len(texts)   # + end-of-text per document, as prepare
+print(f"hf tokenizers: {len(texts)} documents, {n} tokens in {best:.3f} s = {n / best:,.0f} tokens/s (encoding only, texts in memory)")
+PYEOF
+  for mode in plain cleaning; do
+    extra=()
+    [[ $mode == cleaning ]] && extra=(--decontaminate data/benchmarks/sample_bench.jsonl --dedup)
+    for rep in 1 2 3; do
+      "${JAVA[@]}" dev.midtrain.Main prepare --source knowedu --input "$W/docs.jsonl" --tokenizer data/tokenizer/tokenizer.json \
+        --out "$W/out-$mode" --threads "$THREADS" --no-progress "${extra[@]}" 2>&1 | grep -E '^prepare|near-dup|decontamination' | sed "s/^/$mode (run $rep): /"
+    done
+  done
+  echo "### shard verification at train start, $THREADS thread(s), vs sha256sum (one process per file, $THREADS in parallel)"
+  TOKENS=$(( VERIFY_GB * 250000000 ))
+  "${JAVA[@]}" dev.midtrain.bench.ShardVerifyBench "$W/verify" "$TOKENS" "$THREADS" 3
+  BYTES=$(cat "$W"/verify/shard-*.arrow | wc -c)
+  best=1e9
+  for rep in 1 2 3; do
+    t0=$(date +%s.%N); ls "$W"/verify/shard-*.arrow | xargs -P "$THREADS" -n 1 sha256sum > /dev/null; t1=$(date +%s.%N)
+    best=$(echo "$t1 - $t0" | bc -l | awk -v b="$best" '{print ($1 < b) ? $1 : b}')
+  done
+  awk -v b="$BYTES" -v s="$best" 'BEGIN {printf "sha256sum: %.3f GB: best of 3 %.3f s = %.3f GB/s\n", b/1e9, s, b/1e9/s}'
+} 2>&1 | tee "$LOG"
+OUT="benchmarks/results/prepare-$(date +%Y-%m-%d).md"
+{
+  echo "## prepare and shard-verification benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "- machine: $(machine_summary); shared with other agents' jobs today (load average at start: $(cut -d' ' -f1-3 /proc/loadavg)), so rates vary between runs"
+  echo "- java: $(java -version 2>&1 | head -1)"
+  echo "- command: benchmarks/prepare.sh $THREADS $COPIES $VERIFY_GB"
+  echo "- text: data/knowedu/sample.jsonl x $COPIES (words shuffled in the copies), tokenizer data/tokenizer/tokenizer.json (the sample byte-level BPE, Llama-3 pre-tokenizer)"
+  echo "- prepare 'cleaning' = --decontaminate data/benchmarks/sample_bench.jsonl --dedup (NFKC units, 10/13-grams, MinHash 128 x 5-shingles); its tokens/s is end to end (read JSONL, clean, tokenize, write Arrow shards, fsync), the HF figure is encoding only"
+  echo
+  echo '```'
+  cat "$LOG"
+  echo '```'
+} >> "$OUT"; echo >> "$OUT"
+rm -f "$LOG"
+echo "wrote $OUT"
