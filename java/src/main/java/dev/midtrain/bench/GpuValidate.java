@@ -319,6 +319,22 @@ public final class GpuValidate {
                             B, T, NH, NKV, HD)));
         }
 
+        // kvcache_attention_forward (inference): {B, Tq, Tmax, NH, NKV, HD, pos of sequence 0}; sequence b sits 7b later
+        // (clamped to the cache): decode (Tq 1) at the last position, a mid-cache chunk, a prefill from 0, HD 64/128
+        for (int[] s : new int[][] {{1, 1, 64, 4, 1, 64, 63}, {2, 5, 300, 8, 2, 128, 100}, {3, 1, 200, 6, 2, 64, 0},
+                                    {1, 128, 128, 8, 2, 128, 0}, {2, 3, 1024, 32, 8, 128, 700}}) {
+            int B = s[0], Tq = s[1], Tmax = s[2], NH = s[3], NKV = s[4], HD = s[5];
+            int[] pos = new int[B];
+            for (int b = 0; b < B; b++) pos[b] = Math.min(s[6] + 7 * b, Tmax - Tq);
+            String shape = "B" + B + " Tq" + Tq + " Tmax" + Tmax + " NH" + NH + " NKV" + NKV + " HD" + HD + " pos0 " + pos[0];
+            float[][] tab = ropeTables(Tmax, HD);
+            cs.add(new Case("kvcache_attention_forward", shape).inF("cos", tab[0]).inF("sin", tab[1]).inI("pos", pos)
+                    .accX("kv", gauss(seed++, B * Tmax * 2 * NKV * HD, 1), TOL_X).accX("qkv", gauss(seed++, B * Tq * (NH + 2 * NKV) * HD, 1), TOL_X)
+                    .outX("out", (long) B * Tq * NH * HD, TOL_ATTN)
+                    .run((b, a) -> b.kvcacheAttentionForward(a.get("out"), a.get("kv"), a.get("qkv"), a.get("cos"), a.get("sin"), a.get("pos"),
+                            B, Tq, Tmax, NH, NKV, HD)));
+        }
+
         // swiglu
         for (int[] s : new int[][] {{1, 1, 0}, {67, 67, 0}, {1024, 14336, 0}, {33, 64, 1}}) {
             int N = s[0], F = s[1], off = s[2];
