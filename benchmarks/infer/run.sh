@@ -17,7 +17,7 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-CP="$ROOT/target/midtrain.jar:$ROOT/target/lib/*"
+CP="${MT_CP:-$ROOT/target/midtrain.jar:$ROOT/target/lib/*}"
 [[ -f "$ROOT/target/midtrain.jar" ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 source "$ROOT/benchmarks/machine.sh"
 echo "machine: $(machine_summary), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"

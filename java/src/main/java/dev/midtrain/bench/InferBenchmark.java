@@ -19,7 +19,7 @@ import java.util.SplittableRandom;
  * (2) generation: prefill of a PROMPT-token prompt, then NEW greedy tokens with the key/value cache, timed apart.
  * benchmarks/infer/torch_infer.py does the same with Hugging Face transformers (an HF KV-cache decoding loop).
  *
- * <pre>java -cp ... dev.midtrain.bench.InferBenchmark 3m|30m [items] [ctx] [prompt] [new]</pre>
+ * <pre>java -cp ... dev.midtrain.bench.InferBenchmark 3m|30m [items] [ctx] [prompt] [new] [--profile]</pre>
  */
 public final class InferBenchmark {
     private InferBenchmark() {}
@@ -41,7 +41,9 @@ public final class InferBenchmark {
         ModelConfig m = preset(name);
         ParamLayout layout = ParamLayout.of(m);
         SplittableRandom r = new SplittableRandom(1234);
-        try (CpuBackend be = new CpuBackend(); HostFloats w = HostFloats.allocate(layout.numel())) {
+        boolean profile = List.of(args).contains("--profile");
+        try (CpuBackend cpu = new CpuBackend(); HostFloats w = HostFloats.allocate(layout.numel())) {
+            dev.midtrain.kernels.Backend be = profile ? new TimedBackend(cpu) : cpu;
             for (ParamLayout.Tensor t : layout.tensors())
                 for (long i = 0; i < t.numel(); i++) w.put(t.offset() + i, t.shape().length == 1 ? 1f : (float) (0.02 * r.nextGaussian()));
             try (InferenceModel model = new InferenceModel(be, layout, w, 4 * m.maxSeqLen())) {
@@ -72,6 +74,7 @@ public final class InferBenchmark {
                                 + " | prefill %d tokens: %.0f tokens/s | decode %d tokens: %.1f tokens/s%n",
                         name, m.paramCount(), threads, items, reqs.size(), ctx, evalS, items / evalS,
                         promptLen, promptLen / preS, newTokens, newTokens / decS);
+                if (be instanceof TimedBackend tb) System.out.print(tb.report());
             }
         }
     }
