@@ -355,7 +355,19 @@ public final class Preparer {
                     updateBar(bar, bytesRead.get(), t0);
                 }
             } finally {
+                // The workers call into the native tokenizer, which try-with-resources frees right after this block:
+                // wait until none is still encoding (a chunk is bounded by CHUNK_DOCS/CHUNK_CHARS), or the JVM dies
+                // in native code on a failed run (a bad record, a full disk) instead of printing its one-line error.
                 pool.shutdownNow();
+                boolean interrupted = false;
+                while (true) {
+                    try {
+                        if (pool.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES)) break;
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                    }
+                }
+                if (interrupted) Thread.currentThread().interrupt();
             }
             if (documents == 0)
                 throw new UserError(opt.source() + ": no documents kept from " + opt.inputs() + " (dropped: " + dropped + ")");

@@ -118,6 +118,7 @@ class InProcessCommunicatorTest {
                     }
                     FloatPointer recv = poisoned(count);
                     g.get(r).reduceScatterSum(recv.address(), send.address(), count, Dtype.F32);
+                    java.lang.ref.Reference.reachabilityFence(send);   // only its address crossed: keep GC from freeing it mid-call
                     return get(recv, count);
                 });
                 for (int r = 0; r < size; r++)
@@ -142,6 +143,7 @@ class InProcessCommunicatorTest {
                     } else {
                         FloatPointer send = buf(random(5 + r, count));
                         g.get(r).allGather(recv.address(), send.address(), count, Dtype.F32);
+                        java.lang.ref.Reference.reachabilityFence(send);   // only its address crossed: keep GC from freeing it mid-call
                     }
                     return get(recv, n);
                 });
@@ -250,6 +252,7 @@ class InProcessCommunicatorTest {
                 FloatPointer recv = poisoned(cs[i].size());
                 FloatPointer send = buf(new float[]{r});
                 cs[i].allGather(recv.address(), send.address(), 1, Dtype.F32);
+                java.lang.ref.Reference.reachabilityFence(send);
                 res[i] = get(recv, cs[i].size());
             }
             return res;

@@ -88,11 +88,13 @@ class TcpCommunicatorTest {
             case "rs" -> {
                 FloatPointer send = buf(random(77L * r + n, n * size)), recv = poisoned(n);
                 c.reduceScatterSum(recv.address(), send.address(), n, Dtype.F32);
+                java.lang.ref.Reference.reachabilityFence(send);   // only its address crossed: keep GC from freeing it mid-call
                 return get(recv, n);
             }
             case "ag" -> {
                 FloatPointer send = buf(random(55L * r + n, n)), recv = poisoned(n * size);
                 c.allGather(recv.address(), send.address(), n, Dtype.F32);
+                java.lang.ref.Reference.reachabilityFence(send);   // only its address crossed: keep GC from freeing it mid-call
                 return get(recv, n * size);
             }
             default -> {
