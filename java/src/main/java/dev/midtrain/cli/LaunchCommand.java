@@ -94,15 +94,20 @@ public final class LaunchCommand implements Callable<Integer> {
             long killAt = Long.MAX_VALUE;
             while (true) {
                 boolean alive = false;
+                int first = -1;
                 for (int i = 0; i < procs.size(); i++) {
                     Process p = procs.get(i);
                     if (p.isAlive()) { alive = true; continue; }
-                    if (failed < 0 && p.exitValue() != 0) {
-                        failed = i;
-                        code = p.exitValue();
-                        for (Process q : procs) if (q.isAlive()) q.destroy();          // SIGTERM the others
-                        killAt = System.nanoTime() + graceSeconds * 1_000_000_000L;
-                    }
+                    // Several processes seen dead in one poll: name the cause, a process killed by a signal (not
+                    // our SIGTERM), rather than a peer that exited 1 a moment later because it lost that process.
+                    int c = p.exitValue();
+                    if (failed < 0 && c != 0 && (first < 0 || (c > 128 && c != 143 && procs.get(first).exitValue() <= 128))) first = i;
+                }
+                if (first >= 0) {
+                    failed = first;
+                    code = procs.get(first).exitValue();
+                    for (Process q : procs) if (q.isAlive()) q.destroy();              // SIGTERM the others
+                    killAt = System.nanoTime() + graceSeconds * 1_000_000_000L;
                 }
                 if (!alive) break;
                 if (System.nanoTime() > killAt) for (Process q : procs) q.destroyForcibly();
