@@ -100,8 +100,17 @@ class MultiProcessCheckpointTest {
                 Thread.sleep(10);
             }
             ps.get(1).destroyForcibly();                                  // SIGKILL, mid-save
-            for (int p = 0; p < 4; p++) assertTrue(ps.get(p).waitFor(60, TimeUnit.SECONDS), "process " + p + " exits:\n" + log(outs));
+            long killed = System.nanoTime();
+            // the survivors exit non-zero within --dist-timeout (20 s) + 5 s, each with one line naming the dead rank
+            for (int p = 0; p < 4; p++) {
+                long left = TimeUnit.SECONDS.toNanos(25) - (System.nanoTime() - killed);
+                assertTrue(ps.get(p).waitFor(Math.max(0, left), TimeUnit.NANOSECONDS), "process " + p + " exits within 25 s:\n" + log(outs));
+            }
+            Thread.sleep(200);                                             // the output pumps catch up
             for (int p = 0; p < 4; p++) assertNotEquals(0, ps.get(p).exitValue(), "process " + p + ":\n" + log(outs));
+            for (int p : new int[]{0, 2, 3})
+                assertTrue(outs.get(p).stream().anyMatch(l -> l.startsWith("midtrain: ") && l.contains("lost rank 1 (process 1, host ")),
+                        "process " + p + " names the dead rank:\n" + log(outs));
         } finally {
             destroy(ps);
         }
