@@ -36,13 +36,14 @@ public final class CrashChild {
                     Thread.sleep(20);   // "compute"
                     step++;
                     final long st = step;
-                    if (c.due(step) || stop.requested()) {
+                    boolean stopping = stop.requested();   // read once: a signal between two reads would stop without the save
+                    if (c.due(step) || stopping) {
                         c.save(CkptFixtures.state(step, 1), CkptFixtures.layouts(1), (l, p, m, v) -> CkptFixtures.fill(st, l, p, m, v));
                         lastSaved = step;
                     }
                     System.out.println("STEP " + step);
                     System.out.flush();
-                    if (stop.requested()) break;
+                    if (stopping) break;
                 }
                 c.close();   // waits for the last save
                 System.out.println("STOPPED " + lastSaved + " " + stop.reason());
