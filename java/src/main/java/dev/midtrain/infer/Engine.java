@@ -119,7 +119,7 @@ public final class Engine implements AutoCloseable {
                 ParamLayout layout = ParamLayout.of(cfg);
                 params = HostFloats.allocate(layout.numel());
                 try {
-                    if (ck.state().tp() == 1) ck.loadParams(ck.layout(0), params);
+                    if (ck.stateFile().tp() == 1) ck.loadParams(ck.layout(0), params);
                     else for (ParamLayout.Tensor t : layout.tensors())       // assemble each tensor from the rank files
                         try (Safetensors.Source s = ck.fullTensor(t)) { params.copyFrom(s.src(), s.offset(), t.offset(), t.numel()); }
                 } catch (RuntimeException e) { params.close(); throw e; }
