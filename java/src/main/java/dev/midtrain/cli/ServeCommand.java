@@ -29,7 +29,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--host", description = "address to listen on (default ${DEFAULT-VALUE})", defaultValue = "127.0.0.1") String host;
     @Option(names = "--model-name", description = "the model id reported to clients (default: the checkpoint directory's name)") String modelName;
     @Option(names = "--max-queue", description = "requests waiting for the engine before 429 (default ${DEFAULT-VALUE})", defaultValue = "64") int maxQueue;
-    @Option(names = "--max-batch", description = "queued requests scored together in one batch (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
+    @Option(names = "--max-batch", description = "requests in flight at once: sequences decoded together (key/value cache slots) and scored together (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
     @Option(names = "--max-body-bytes", description = "largest request body; larger is 413 (default ${DEFAULT-VALUE})", defaultValue = "1048576") int maxBodyBytes;
     @Option(names = "--max-new-tokens", description = "largest max_tokens a request may ask for (default ${DEFAULT-VALUE})", defaultValue = "2048") int maxNewTokens;
     @Option(names = "--grace-seconds", description = "on SIGTERM, how long queued requests may take to finish (default ${DEFAULT-VALUE})", defaultValue = "30") int graceSeconds;
@@ -45,7 +45,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         if (graceSeconds < 0) throw new UserError("--grace-seconds: must be >= 0, got " + graceSeconds);
         try (GracefulStop stop = GracefulStop.install("refusing new requests, finishing the queued ones, then exiting");
-             Engine engine = engineOptions.load(checkpoint, 0, 1)) {
+             Engine engine = engineOptions.load(checkpoint, 0, maxBatch)) {
             List<Path> templateDirs = new ArrayList<>();
             templateDirs.add(checkpoint);
             Path tok = engineOptions.tokenizer != null ? engineOptions.tokenizer : Engine.findTokenizer(checkpoint);

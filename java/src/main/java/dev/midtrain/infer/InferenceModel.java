@@ -9,6 +9,7 @@ import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 
 import java.util.List;
+import java.util.function.ObjIntConsumer;
 
 /**
  * Llama-3 forward only, for inference: no gradients, no optimizer state, one set of activation buffers reused by
@@ -191,6 +192,20 @@ public final class InferenceModel implements AutoCloseable {
         return rowLogits(seq.length - 1, 1)[0];
     }
 
+    /**
+     * The logits after each prefix of {@code seq}: {@code sink} gets (float[V] logits after seq[0..t], t) for t from
+     * {@code from} to n-1, in order, from one causal pass without the cache (no slot is touched). Host memory: one
+     * row at a time.
+     */
+    public void positionLogits(int[] seq, int from, ObjIntConsumer<float[]> sink) {
+        if (seq.length == 0 || seq.length > Math.min(Tmax, maxTokens))
+            throw new IllegalArgumentException("sequence of " + seq.length + " tokens: need 1.." + Math.min(Tmax, maxTokens));
+        if (from < 0 || from >= seq.length) throw new IllegalArgumentException("from " + from + " outside [0, " + seq.length + ")");
+        for (int t : seq) checkId(t);
+        forwardFull(seq, 1, seq.length);
+        rowLogits(from, seq.length - from, (row, i) -> sink.accept(row, from + i));
+    }
+
     /** Embedding and every block for in = int32[B,T] (positions 0..T-1 per sequence); hidden states left in x. */
     private void forwardFull(int[] in, int B, int T) {
         int N = B * T;
@@ -287,17 +302,26 @@ public final class InferenceModel implements AutoCloseable {
         return rowLogits(0, M);
     }
 
-    /** Final norm and LM head of rows r0..r0+n-1 of x: logits float[n][V] (the head in chunks of {@code chunk} rows). */
+    /** Final norm and LM head of rows r0..r0+n-1 of x: logits float[n][V]. */
     private float[][] rowLogits(int r0, int n) {
-        float[][] out = new float[n][V];
+        float[][] out = new float[n][];
+        rowLogits(r0, n, (row, i) -> out[i] = row);
+        return out;
+    }
+
+    /** Final norm and LM head of rows r0..r0+n-1 of x, the head in chunks of {@code chunk} rows: sink gets (float[V], i). */
+    private void rowLogits(int r0, int n, ObjIntConsumer<float[]> sink) {
         be.rmsnormForward(ln, rstd, x + (long) r0 * C * xb, wX(oNormF), n, C, eps);
         for (int c0 = 0; c0 < n; c0 += chunk) {
             int m = Math.min(chunk, n - c0);
             be.gemm(false, true, m, V, C, 1f, ln + (long) c0 * C * xb, wX(oHead), 0f, logits, false);  // logits[m,V] = ln @ W[V,C]^T
             if (xb != 4) be.castXToF32(logitsF32, logits, (long) m * V);
-            for (int i = 0; i < m; i++) buffers.getFloats(out[c0 + i], logitsF32 + 4L * i * V, V);
+            for (int i = 0; i < m; i++) {
+                float[] row = new float[V];
+                buffers.getFloats(row, logitsF32 + 4L * i * V, V);
+                sink.accept(row, c0 + i);
+            }
         }
-        return out;
     }
 
     private long kvSlot(int l, int slot) { return kv[l] + (long) slot * slotElems * xb; }
