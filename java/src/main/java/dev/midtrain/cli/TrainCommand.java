@@ -245,7 +245,7 @@ public final class TrainCommand implements Callable<Integer> {
     private void writeRunDir(Resolved run, Path dir, String attention) {
         if (run.from() == null) createRunDir(dir);
         if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
-        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().state().step());
+        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
         if (initFrom != null) copySideFiles(initFrom, dir);
         String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
         try {
@@ -280,17 +280,17 @@ public final class TrainCommand implements Callable<Integer> {
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
 
-            Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par);
+            Trainer trainer = new Trainer(cfg, model, data, TrainState.start(cfg), metrics, par);
             if (initFrom != null) {
                 ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
                 if (rank0) System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
-                        initFrom, ckpt.tokensSeenBefore());
+                        initFrom, trainer.state().tokensSeenBefore);
             }
             if (from != null) {
                 ckpt.resume(from, trainer);                                     // this rank's weights and ZeRO-1 moments
                 if (rank0) {
                     System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
-                            from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
+                            from.dir(), from.stateFile().step(), from.stateFile().state().tokensTrained, from.stateFile().state().tokensSeenBefore);
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }
