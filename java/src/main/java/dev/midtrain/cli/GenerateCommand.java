@@ -5,6 +5,7 @@ import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.GenerateParams;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -20,12 +21,8 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text from a checkpoint (greedy or sampled).")
 public final class GenerateCommand implements Callable<Integer> {
-    @ArgGroup(exclusive = true, multiplicity = "1") Source source;
-
-    static final class Source {
-        @Option(names = "--checkpoint", required = true, description = "a committed step directory or a run directory (its newest step)") Path checkpoint;
-        @Option(names = "--init-from", required = true, description = "a Hugging Face Llama checkpoint directory") Path hf;
-    }
+    @ArgGroup(exclusive = true, multiplicity = "1") ModelSource source;
+    @Mixin EngineOptions engine;
 
     @Option(names = "--prompt", required = true, description = "the prompt text (repeatable: several prompts are decoded together)") List<String> prompts;
     @Option(names = "--max-new-tokens", defaultValue = "64", description = "default ${DEFAULT-VALUE}") int maxNewTokens;
@@ -34,9 +31,6 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", description = "sampling seed (default 0)") long seed;
     @Option(names = "--stop", description = "stop string (repeatable)") List<String> stop;
     @Option(names = "--ignore-eos", description = "keep generating past end-of-sequence tokens") boolean ignoreEos;
-    @Option(names = "--tokenizer", description = "tokenizer.json (default: beside the checkpoint, or the run's prepared data)") Path tokenizer;
-    @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda") String backend;
-    @Option(names = "--threads", defaultValue = "0", description = "CPU threads (0 = all cores)") int threads;
 
     @Override
     public Integer call() {
@@ -46,8 +40,8 @@ public final class GenerateCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new UserError("--" + e.getMessage().replace("_", "-"));
         }
-        Path model = source.checkpoint != null ? ExportCommand.resolveStep(source.checkpoint) : source.hf;
-        try (Engine e = Engine.load(model, tokenizer, new Engine.Options(backend, 0, threads, prompts.size()))) {
+        Path model = source.model();
+        try (Engine e = engine.load(model, 0, prompts.size())) {
             long t0 = System.nanoTime();
             if (prompts.size() == 1) {
                 String prompt = prompts.get(0);
