@@ -58,6 +58,12 @@ public final class DeterminismProbe {
                 update(md, k.get(loss, N));
                 update(md, k.get(lg, N * V));
             }
+            { // linear_forward: 3 x 2000 x 300 = 1.8M > 8 * MT_OMP_MIN_WORK, the parallel path
+                int M = 3, N = 2000, K = 300;
+                long a = k.put(gaussian(r, M * K, 1)), w = k.put(gaussian(r, N * K, 1)), out = k.alloc(M * N);
+                be.linearForward(out, a, w, M, N, K);
+                update(md, k.get(out, M * N));
+            }
             { // gradient norm over 1M values (256 chunks)
                 int n = 1_000_000;
                 long x = k.put(gaussian(r, n, 1)), out = k.put(new float[] {0.5f});
