@@ -6,12 +6,12 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.JsonMappingException;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import dev.midtrain.common.UserError;
 import dev.midtrain.train.TrainState;
 
 import java.nio.file.Path;
-import java.util.Iterator;
 import java.util.Map;
 
 /**
@@ -35,10 +35,20 @@ public record StateFile(TrainState state, double lr, String configYaml, String e
     public static final String FORMAT = "midtrain-trainer-state/1";
 
     static final ObjectMapper JSON = new ObjectMapper()
+            .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+            .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
+            .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
             .enable(SerializationFeature.INDENT_OUTPUT)
             .enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
+
+    /** The file's schema: its keys are these names in snake_case, in this order; every one must be present. */
+    private record Json(String format, long step, long tokensTrained, long tokensSeenBefore, Map<String, Long> tokensPerSource,
+                        long skippedSteps, JsonNode loaderState, JsonNode rngState, double lr, String configYaml,
+                        String engineVersion, int tp, int dp, JsonNode hfConfig, String initFrom) {}
 
     public StateFile {
         state = state.copy();
@@ -51,25 +61,10 @@ public record StateFile(TrainState state, double lr, String configYaml, String e
     public long step() { return state.step; }
 
     public String toJson() {
-        ObjectNode o = JSON.createObjectNode();
-        o.put("format", FORMAT);
-        o.put("step", state.step);
-        o.put("tokens_trained", state.tokensTrained);
-        o.put("tokens_seen_before", state.tokensSeenBefore);
-        ObjectNode per = o.putObject("tokens_per_source");
-        state.tokensPerSource.forEach(per::put);                        // a TreeMap: sorted by source name
-        o.put("skipped_steps", state.skippedSteps);
-        o.set("loader_state", state.loaderState);
-        o.putObject("rng_state").put("seed", state.seed);
-        o.put("lr", lr);
-        o.put("config_yaml", configYaml);
-        o.put("engine_version", engineVersion);
-        o.put("tp", tp);
-        o.put("dp", dp);
-        o.set("hf_config", hfConfig);
-        o.put("init_from", initFrom);
+        Json j = new Json(FORMAT, state.step, state.tokensTrained, state.tokensSeenBefore, state.tokensPerSource, state.skippedSteps,
+                state.loaderState, JSON.createObjectNode().put("seed", state.seed), lr, configYaml, engineVersion, tp, dp, hfConfig, initFrom);
         try {
-            return JSON.writeValueAsString(o) + "\n";
+            return JSON.writeValueAsString(j) + "\n";
         } catch (JsonProcessingException e) {
             throw new IllegalStateException(e);
         }
@@ -84,65 +79,31 @@ public record StateFile(TrainState state, double lr, String configYaml, String e
             throw new UserError(file + ": malformed or truncated JSON at line " + e.getLocation().getLineNr() + ": " + e.getOriginalMessage().split("\n")[0]);
         }
         if (tree == null || !tree.isObject()) throw new UserError(file + ": empty or not a JSON object (truncated?)");
-        Fields f = new Fields(tree, file);
-        String format = f.text("format", false);
-        if (!FORMAT.equals(format)) throw new UserError(file + ": format " + format + " is not " + FORMAT);
-        JsonNode rng = f.object("rng_state");
-        if (rng == null || !rng.has("seed")) throw f.invalid("rng_state", "no seed");
-        TrainState s = new TrainState(Fields.integer(rng.get("seed"), "rng_state.seed", f));
-        s.step = f.integer("step");
-        s.tokensTrained = f.integer("tokens_trained");
-        s.tokensSeenBefore = f.integer("tokens_seen_before");
-        JsonNode per = f.object("tokens_per_source");
-        if (per != null)
-            for (Iterator<Map.Entry<String, JsonNode>> it = per.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
-                s.tokensPerSource.put(e.getKey(), Fields.integer(e.getValue(), "tokens_per_source." + e.getKey(), f));
-            }
-        s.skippedSteps = f.integer("skipped_steps");
-        s.loaderState = f.object("loader_state");
-        JsonNode lr = f.get("lr");
-        if (!lr.isNumber()) throw f.invalid("lr", "not a number: " + lr);
+        Json j;
         try {
-            return new StateFile(s, lr.asDouble(), f.text("config_yaml", false), f.text("engine_version", false),
-                    Math.toIntExact(f.integer("tp")), Math.toIntExact(f.integer("dp")), f.object("hf_config"), f.text("init_from", true));
-        } catch (IllegalArgumentException | ArithmeticException e) {
+            j = JSON.treeToValue(tree, Json.class);
+        } catch (JsonMappingException e) {
+            String field = String.join(".", e.getPath().stream().map(r -> r.getFieldName() != null ? r.getFieldName() : "" + r.getIndex()).toList());
+            String msg = e.getOriginalMessage().split("\n")[0];
+            if (msg.startsWith("Missing") && msg.contains("creator property")) msg = "missing field " + msg.replaceAll("^[^']*'([^']*)'.*", "$1");
+            throw new UserError(file + ": invalid trainer state" + (field.isEmpty() ? "" : " (field " + field + ")") + ": " + msg);
+        } catch (JsonProcessingException e) {
+            throw new UserError(file + ": invalid trainer state: " + e.getOriginalMessage().split("\n")[0]);
+        }
+        if (!FORMAT.equals(j.format())) throw new UserError(file + ": format " + j.format() + " is not " + FORMAT);
+        JsonNode seed = j.rngState() == null ? null : j.rngState().get("seed");
+        if (seed == null || !seed.canConvertToLong()) throw new UserError(file + ": invalid trainer state (field rng_state): no integer seed");
+        TrainState s = new TrainState(seed.asLong());
+        s.step = j.step();
+        s.tokensTrained = j.tokensTrained();
+        s.tokensSeenBefore = j.tokensSeenBefore();
+        if (j.tokensPerSource() != null) s.tokensPerSource.putAll(j.tokensPerSource());
+        s.skippedSteps = j.skippedSteps();
+        s.loaderState = j.loaderState() == null || j.loaderState().isNull() ? null : j.loaderState();
+        try {
+            return new StateFile(s, j.lr(), j.configYaml(), j.engineVersion(), j.tp(), j.dp(), j.hfConfig(), j.initFrom());
+        } catch (IllegalArgumentException e) {
             throw new UserError(file + ": invalid trainer state: " + e.getMessage());
-        }
-    }
-
-    /** Required keys of one file, each read with its type checked; errors name the file and the field. */
-    private record Fields(JsonNode tree, Path file) {
-        JsonNode get(String key) {
-            JsonNode n = tree.get(key);
-            if (n == null) throw new UserError(file + ": invalid trainer state: missing field " + key);
-            return n;
-        }
-
-        long integer(String key) { return integer(get(key), key, this); }
-
-        static long integer(JsonNode n, String key, Fields f) {
-            if (!n.isIntegralNumber() || !n.canConvertToLong()) throw f.invalid(key, "not an integer: " + n);
-            return n.asLong();
-        }
-
-        String text(String key, boolean nullable) {
-            JsonNode n = get(key);
-            if (nullable && n.isNull()) return null;
-            if (!n.isTextual()) throw invalid(key, "not a string: " + n);
-            return n.asText();
-        }
-
-        /** An object, or null for JSON null. */
-        JsonNode object(String key) {
-            JsonNode n = get(key);
-            if (n.isNull()) return null;
-            if (!n.isObject()) throw invalid(key, "not an object: " + n);
-            return n;
-        }
-
-        UserError invalid(String key, String why) {
-            return new UserError(file + ": invalid trainer state (field " + key + "): " + why);
         }
     }
 }

@@ -73,7 +73,7 @@ class StateFileTest {
                 {text.replace("\"b\" : 198", "\"b\" : \"many\""), "field tokens_per_source.b"},
                 {text.replace("\"tp\" : 2", "\"tp\" : 0"), "tp 0"},
                 {text.replace("\"lr\" : 7.5E-4", "\"lr\" : \"high\""), "field lr"},
-                {text.replace("\"config_yaml\" : \"", "\"config_yaml\" : 5, \"x\" : \""), "field config_yaml"},
+                {text.replace("\"engine_version\" : \"0.1.0\"", "\"engine_version\" : {\"v\" : 1}"), "field engine_version"},
                 {text + "{}", "truncated"},
         }) {
             UserError e = assertThrows(UserError.class, () -> StateFile.parse(c[0], FILE), c[1]);

@@ -90,7 +90,7 @@ class CpuKernelsTest {
      * route of CpuBackend.gemm (NT, alpha 1, beta 0) gives the same bits; each row and column is bitwise the same
      * whatever batch or slice of the weight it is computed in. */
     @ParameterizedTest(name = "M={0} N={1} K={2}")
-    @CsvSource({"1,1,1", "1,1001,513", "3,7,3", "3,1001,17", "2,64,128", "8,2752,512", "5,333,1377", "9,100,40", "1,4,0"})
+    @CsvSource({"1,1,1", "1,1001,513", "3,7,3", "3,1001,17", "2,64,128", "8,2752,512", "5,333,1377", "9,100,40", "16,130,77", "17,50,9", "1,4,0"})
     void linear(int M, int N, int K) {
         Random r = new Random(7100 + M * 13 + N * 7 + K);
         float[] a = gaussian(r, M * K, 1), w = gaussian(r, N * K, 1);
