@@ -30,10 +30,4 @@ rm -rf "$DIR"
   echo "- filesystem of the output: $(df -hT "$(dirname "$DIR")" 2>/dev/null | tail -1 | awk '{print $2}')"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- command: benchmarks/checkpoint-dist.sh $DIR $*   (two rounds, 1 process then 4, same files)"
-  echo
-  echo '```'
-  cat "$LOG"
-  echo '```'
-} >> "$OUT"; echo >> "$OUT"
-rm -f "$LOG"
-echo "wrote $OUT"
+} | append_result "$OUT" "$LOG"

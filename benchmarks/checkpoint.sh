@@ -17,10 +17,4 @@ java -Xmx4g -cp "target/midtrain.jar:target/lib/*" dev.midtrain.bench.Checkpoint
   echo "- filesystem of the output: $(df -hT "${1:-target}" 2>/dev/null | tail -1 | awk '{print $2}')"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other jobs share the machine)"
   echo "- command: benchmarks/checkpoint.sh $*"
-  echo
-  echo '```'
-  grep -v -E 'DEBUG|INFO' "$LOG"
-  echo '```'
-} >> "$OUT"; echo >> "$OUT"
-rm -f "$LOG"
-echo "wrote $OUT"
+} | append_result "$OUT" "$LOG" 'DEBUG|INFO'

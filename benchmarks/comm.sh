@@ -52,10 +52,4 @@ rm -rf "$RUN" "$CPFILE"
   echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- busbw = algbw x 2(n-1)/n (nccl-tests); memcpy = one mt_cpu_copy_bytes of the same size in the same process"
   echo "- command: benchmarks/comm.sh"
-  echo
-  echo '```'
-  cat "$LOG"
-  echo '```'
-} >> "$OUT"; echo >> "$OUT"
-rm -f "$LOG"
-echo "wrote $OUT"
+} | append_result "$OUT" "$LOG"

@@ -19,10 +19,4 @@ java --add-opens=java.base/java.nio=ALL-UNNAMED -cp "target/midtrain.jar:target/
   echo "- java: $(java -version 2>&1 | head -1)"
   echo "- command: benchmarks/loader.sh $*"
   echo "- what: BlendedLoader, 2 synthetic sources (weights 1:1), shuffled packed sequences read from memory-mapped Arrow shards, one thread per data-parallel rank, every id range-checked (checkVocab); tokens = (seq_len + 1) per sequence delivered, summed over ranks"
-  echo
-  echo '```'
-  grep -v -E 'DEBUG|INFO' "$LOG"
-  echo '```'
-} >> "$OUT"; echo >> "$OUT"
-rm -f "$LOG"
-echo "wrote $OUT"
+} | append_result "$OUT" "$LOG" 'DEBUG|INFO'

@@ -89,10 +89,4 @@ OUT="benchmarks/results/prepare-$(date +%Y-%m-%d).md"
   echo "- command: benchmarks/prepare.sh $THREADS $COPIES $VERIFY_GB"
   echo "- text: data/knowedu/sample.jsonl x $COPIES (words shuffled in the copies), tokenizer data/tokenizer/tokenizer.json (the sample byte-level BPE, Llama-3 pre-tokenizer)"
   echo "- prepare 'cleaning' = --decontaminate data/benchmarks/sample_bench.jsonl --dedup (NFKC units, 10/13-grams, MinHash 128 x 5-shingles); its tokens/s is end to end (read JSONL, clean, tokenize, write Arrow shards, fsync; JVM start and tokenizer loading excluded, 'whole command' includes them), the HF figure is encoding only (texts already in memory); prepare encodes with its built-in byte-level BPE (ByteLevelBpe, the same ids as HF tokenizers, tested), DJL/HF tokenizers only for layouts or characters it does not handle"
-  echo
-  echo '```'
-  cat "$LOG"
-  echo '```'
-} >> "$OUT"; echo >> "$OUT"
-rm -f "$LOG"
-echo "wrote $OUT"
+} | append_result "$OUT" "$LOG"

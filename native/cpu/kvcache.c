@@ -68,10 +68,13 @@ int MT_FN(kvcache_attention_forward)(floatX* out, floatX* kv, floatX* qkv, const
             float mnew = bm > m ? bm : m;
             float corr = mt_expf(m - mnew);                                               /* 0 on the first block */
             l *= corr;
+            #pragma omp simd
             for (int d = 0; d < HD; d++) acc[d] *= corr;
+            #pragma omp simd
+            for (int j = 0; j < n; j++) sc[j] = mt_expf(sc[j] - mnew);                    /* vectorised exp */
             for (int j = 0; j < n; j++) {
-                float e = mt_expf(sc[j] - mnew);
-                l += e;
+                const float e = sc[j];
+                l += e;                                                                   /* keys ascending */
                 const floatX* v = vbase + (size_t)(j0 + j) * KV * HD;
                 #pragma omp simd
                 for (int d = 0; d < HD; d++) acc[d] += e * v[d];
@@ -80,6 +83,7 @@ int MT_FN(kvcache_attention_forward)(floatX* out, floatX* kv, floatX* qkv, const
         }
         floatX* o = out + ((size_t)bi * NH + h) * HD;
         float inv = 1.0f / l;
+        #pragma omp simd
         for (int d = 0; d < HD; d++) o[d] = acc[d] * inv;
     }
     return MT_OK;

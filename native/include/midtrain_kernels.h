@@ -153,6 +153,15 @@ int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const floatX* dout, 
 int MT_FN(kvcache_attention_forward)(floatX* out, floatX* kv, floatX* qkv, const float* cos, const float* sin,
                                      const int32_t* pos, int B, int Tq, int Tmax, int NH, int NKV, int HD, void* stream);
 
+/* ---------------------------------------------------------------------------------------------- linear */
+
+/* out[M,N] = inp[M,K] @ weight[N,K]^T  (=, fp32 accumulation): a linear layer for few rows (M = 1 per sequence in
+ * KV-cache decoding), where a BLAS GEMM's packing and thread hand-offs cost more than the product. The GEMM of
+ * Backend.gemm computes the same product; this one reads each weight row once per call.  inp: floatX[M,K];
+ * weight: floatX[N,K]; out: floatX[M,N].  Deterministic, and each out[m,n] is a dot product over k in a fixed order
+ * that does not depend on M, N or the thread count: a row's result is bitwise the same in any batch. */
+int MT_FN(linear_forward)(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K, void* stream);
+
 /* ---------------------------------------------------------------------------------------------- SwiGLU */
 
 /* out[N,F] = silu(gate) * up  (=), silu(x) = x * sigmoid(x).

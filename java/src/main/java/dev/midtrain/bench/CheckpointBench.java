@@ -7,7 +7,8 @@ import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.ckpt.StepCheckpoint;
-import dev.midtrain.ckpt.TrainerState;
+import dev.midtrain.ckpt.StateFile;
+import dev.midtrain.train.TrainState;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RunConfig;
@@ -15,7 +16,6 @@ import dev.midtrain.model.ParamLayout;
 
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Checkpoint I/O throughput on a Llama-shaped model (random values): a step save (fp32 params + AdamW m, v, with
@@ -43,7 +43,9 @@ public final class CheckpointBench {
         try (HostFloats p = HostFloats.allocate(n); HostFloats mm = HostFloats.allocate(n); HostFloats v = HostFloats.allocate(n)) {
             for (long i = 0; i < n; i++) { float x = (float) Math.sin(i * 0.001); p.put(i, x); mm.put(i, x * 1e-3f); v.put(i, x * x * 1e-6f); }
             CheckpointStore store = CheckpointStore.forRun(dir.resolve("run"));
-            TrainerState st = new TrainerState(TrainerState.FORMAT, 1, 0, 0, Map.of(), 0, null, null, 0, ConfigLoader.toYaml(cfg), "bench", 1, 1, null, null);
+            TrainState one = new TrainState(cfg.train().seed());
+            one.step = 1;
+            StateFile st = new StateFile(one, 0, ConfigLoader.toYaml(cfg), "bench", 1, 1, null, null);
             double gb = 12e-9 * n;
             long t0 = System.nanoTime();
             Path step = store.save(st, List.of(new CheckpointStore.RankState(l, p, mm, v)), 1, 0);

@@ -3,7 +3,8 @@ package dev.midtrain.bench;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.ckpt.StepCheckpoint;
-import dev.midtrain.ckpt.TrainerState;
+import dev.midtrain.ckpt.StateFile;
+import dev.midtrain.train.TrainState;
 import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
@@ -15,7 +16,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Distributed checkpoint throughput: the step of a dp-rank run (tp 1 x dp R, R ranks) saved and loaded by P
@@ -62,7 +62,9 @@ public final class DistCheckpointBench {
             }
             mine.add(new CheckpointStore.RankState(l, d, ranks, p, m, v));
         }
-        TrainerState st = new TrainerState(TrainerState.FORMAT, 1, 0, 0, Map.of(), 0, null, null, 0, ConfigLoader.toYaml(cfg), "bench", 1, ranks, null, null);
+        TrainState one = new TrainState(cfg.train().seed());
+        one.step = 1;
+        StateFile st = new StateFile(one, 0, ConfigLoader.toYaml(cfg), "bench", 1, ranks, null, null);
         CheckpointStore store = CheckpointStore.forRun(dir.resolve("run"));
         CheckpointStore.Part part = procs == 1 ? CheckpointStore.Part.SOLE : new CheckpointStore.Part(proc, procs, Duration.ofMinutes(10));
 

@@ -53,7 +53,7 @@ public final class InferBenchmark {
                     int[] c = ids(r, ctx, m.vocabSize());
                     for (int k = 0; k < 4; k++) reqs.add(new Engine.Request(c, ids(r, 4 + r.nextInt(3), m.vocabSize())));
                 }
-                e.score(reqs.subList(0, 8));                                         // warm-up
+                e.score(reqs.subList(0, Math.min(8, reqs.size())));                                       // warm-up
                 long t0 = System.nanoTime();
                 e.score(reqs);
                 double evalS = (System.nanoTime() - t0) / 1e9;

@@ -56,7 +56,7 @@ public final class TrainBenchmark {
             try (Llama model = new Llama(be, ParamLayout.of(cfg.model(), 1, 0, List.of("norm")), tc.microBatchSeqs(), tc.seqLen(), recompute, TpHooks.NONE);
                  MemoryBatches data = new MemoryBatches(stream, 0, tc.microBatchSeqs(), tc.seqLen(), "synthetic")) {
                 model.initialize(tc.seed(), tc.initStd());
-                Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), MetricsLog.quiet());
+                Trainer trainer = new Trainer(cfg, model, data, TrainState.start(cfg), MetricsLog.quiet());
                 int[][] micro = {new int[tc.microBatchSeqs() * (tc.seqLen() + 1)]};
                 double firstLoss = 0, lastLoss = 0;
                 for (int s = 0; s < warmup; s++) { data.nextMicroBatch(micro[0]); firstLoss = trainer.step(micro).loss(); }

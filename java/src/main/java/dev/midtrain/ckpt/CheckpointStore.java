@@ -26,7 +26,7 @@ import java.util.stream.Stream;
  * model.safetensors        fp32 master weights, Hugging Face names (one file per rank: model-tpTT-of-TT-dpDD-of-DD,
  *                          the rank's data-parallel window of its tensor-parallel slab; see {@link RankState})
  * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (optimizer-tpTT-of-TT-dpDD-of-DD likewise)
- * trainer_state.json       {@link TrainerState}
+ * trainer_state.json       {@link StateFile}
  * manifest.json            size and SHA-256 of every file above
  * COMMITTED                written last: the step and the manifest's SHA-256
  * </pre>
@@ -146,7 +146,7 @@ public final class CheckpointStore {
      * {@code ranks} must hold every rank (tp x dp) of the state. On failure nothing is published and the exception
      * propagates.
      */
-    public Path save(TrainerState state, List<RankState> ranks, int keepLast, int keepEvery) throws IOException {
+    public Path save(StateFile state, List<RankState> ranks, int keepLast, int keepEvery) throws IOException {
         return savePart(state, ranks, Part.SOLE, keepLast, keepEvery);
     }
 
@@ -160,7 +160,7 @@ public final class CheckpointStore {
      * prunes. A step some process did not finish is never published. Returns the committed directory (process
      * 0), or the temporary directory (other processes: the commit is process 0's).
      */
-    public Path savePart(TrainerState state, List<RankState> ranks, Part part, int keepLast, int keepEvery) throws IOException {
+    public Path savePart(StateFile state, List<RankState> ranks, Part part, int keepLast, int keepEvery) throws IOException {
         int tp = state.tp(), dp = state.dp();
         java.util.Set<Integer> seen = new java.util.HashSet<>();
         for (RankState r : ranks) {

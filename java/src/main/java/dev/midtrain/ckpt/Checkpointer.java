@@ -64,7 +64,7 @@ public final class Checkpointer implements AutoCloseable {
      * Saves {@code state} with the tensors {@code filler} copies, for the given rank layouts (rank order).
      * Returns once the state is in host memory (async) or on disk (sync).
      */
-    public synchronized void save(TrainerState state, List<ParamLayout> layouts, Filler filler) {
+    public synchronized void save(StateFile state, List<ParamLayout> layouts, Filler filler) {
         List<CheckpointStore.RankState> ranks = beginSave(layouts.stream().map(l -> new Slot(l, 0, 1)).toList());
         for (CheckpointStore.RankState r : ranks) filler.fill(r.layout(), r.params(), r.m(), r.v());
         finishSave(state, ranks);
@@ -81,7 +81,7 @@ public final class Checkpointer implements AutoCloseable {
     }
 
     /** Second half of {@link #save}: writes the filled buffers (in the background when checkpoint.async). */
-    public synchronized void finishSave(TrainerState state, List<CheckpointStore.RankState> ranks) {
+    public synchronized void finishSave(StateFile state, List<CheckpointStore.RankState> ranks) {
         if (writer == null) {
             lastSaved = write(state, ranks);
             return;
@@ -90,7 +90,7 @@ public final class Checkpointer implements AutoCloseable {
         pending = writer.submit(() -> write(state, ranks));
     }
 
-    private Path write(TrainerState state, List<CheckpointStore.RankState> ranks) {
+    private Path write(StateFile state, List<CheckpointStore.RankState> ranks) {
         long t0 = System.nanoTime();
         try {
             CheckpointStore.Part pt = part;

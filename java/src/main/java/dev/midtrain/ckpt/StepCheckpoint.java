@@ -25,14 +25,14 @@ import java.util.Map;
  */
 public final class StepCheckpoint implements AutoCloseable {
     private final Path dir;
-    private final TrainerState state;
+    private final StateFile state;
     private final RunConfig config;
     private final Map<String, String> sha256 = new java.util.HashMap<>();     // manifest: file -> SHA-256
     private final Map<String, Safetensors.Reader> readers = new java.util.HashMap<>();
     private final boolean hashOnRead;
     private ParamLayout[] layouts;                                          // saved layouts, by tensor-parallel rank
 
-    private StepCheckpoint(Path dir, TrainerState state, RunConfig config, boolean hashOnRead) {
+    private StepCheckpoint(Path dir, StateFile state, RunConfig config, boolean hashOnRead) {
         this.dir = dir;
         this.state = state;
         this.config = config;
@@ -79,7 +79,7 @@ public final class StepCheckpoint implements AutoCloseable {
                 }
             }
             Path sf = dir.resolve(CheckpointStore.STATE);
-            TrainerState state = TrainerState.parse(Files.readString(sf), sf);
+            StateFile state = StateFile.parse(Files.readString(sf), sf);
             RunConfig cfg;
             try {
                 cfg = ConfigLoader.fromTree(ConfigLoader.YAML.readTree(state.configYaml()), sf + " (config_yaml)");
@@ -117,7 +117,8 @@ public final class StepCheckpoint implements AutoCloseable {
 
     public Path dir() { return dir; }
 
-    public TrainerState state() { return state; }
+    /** Its trainer_state.json: the training state and the run it came from. */
+    public StateFile stateFile() { return state; }
 
     /** The resolved run config the checkpoint was written with. */
     public RunConfig config() { return config; }

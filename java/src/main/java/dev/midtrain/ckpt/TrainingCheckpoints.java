@@ -4,7 +4,6 @@ import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
@@ -52,7 +51,6 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private final long stopAtStep;            // 0: none
     private JsonNode hfConfig;
     private String initFrom;
-    private long tokensSeenBefore;
     private long lastSaved = -1;
     // parallel ranks (null barrier: one rank, the StepListener path)
     private CyclicBarrier barrier;
@@ -71,7 +69,6 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         this.cfg = cfg;
         this.stop = stop;
         this.stopAtStep = stopAtStep;
-        this.tokensSeenBefore = cfg.checkpoint().tokensSeenBefore();
         this.checkpointer = new Checkpointer(CheckpointStore.forRun(runDir), cfg.checkpoint());
     }
 
@@ -89,7 +86,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     public static RunConfig resumeConfig(StepCheckpoint from, Path configFile, List<String> overrides) {
         if (configFile != null) return ConfigLoader.load(configFile, overrides);
         try {
-            JsonNode tree = ConfigLoader.YAML.readTree(from.state().configYaml());
+            JsonNode tree = ConfigLoader.YAML.readTree(from.stateFile().configYaml());
             Path where = from.dir().resolve(CheckpointStore.STATE);
             for (String o : overrides) ConfigLoader.applyOverride(tree, o, where);
             return ConfigLoader.fromTree(tree, where + " (config_yaml)");
@@ -123,7 +120,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     public synchronized void resume(StepCheckpoint from, Trainer trainer) {
         Llama model = trainer.model();
         ParamLayout layout = model.layout();
-        TrainerState st = from.state();
+        StateFile st = from.stateFile();
         Llama.Slabs s = model.slabs();
         OptimizerShard sh = s.shard();                           // ZeRO-1: this rank's window of the moments
         try (HostFloats p = HostFloats.allocate(layout.numel()); HostFloats m = HostFloats.allocate(Math.max(1, sh.count()));
@@ -136,17 +133,10 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
                 be.copyHostToDevice(s.v(), v.address(), 4 * sh.count());
             }
         }
-        TrainState saved = new TrainState(st.rngState() != null && st.rngState().has("seed") ? st.rngState().get("seed").asLong() : cfg.train().seed());
-        saved.step = st.step();
-        saved.skippedSteps = st.skippedSteps();
-        saved.tokensTrained = st.tokensTrained();
-        saved.tokensPerSource.putAll(st.tokensPerSource());
-        saved.loaderState = st.loaderState() == null || st.loaderState().isNull() ? null : st.loaderState();
-        trainer.resume(saved);
-        hfConfig = st.hfConfig() == null || st.hfConfig().isNull() ? null : st.hfConfig();
+        trainer.resume(st.state());
+        hfConfig = st.hfConfig();
         initFrom = st.initFrom();
-        tokensSeenBefore = st.tokensSeenBefore();
-        lastSaved = st.step();
+        lastSaved = st.state().step;
     }
 
     // ---------------------------------------------------------------------------------------------- init
@@ -164,8 +154,6 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
             initFrom = hfDir.toAbsolutePath().toString();
         }
     }
-
-    public long tokensSeenBefore() { return tokensSeenBefore; }
 
     // ---------------------------------------------------------------------------------------------- saving
 
@@ -194,8 +182,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         Backend be = model.backend();
         long bytes = 4 * slabs.numel();
         if (slabs.shard().count() != slabs.numel()) throw new IllegalStateException("a ZeRO-1 shard saves through parallelRanks");
-        TrainerState st = trainerState(s);
-        checkpointer.save(st, List.of(model.layout()), (layout, p, m, v) -> {
+        checkpointer.save(stateFile(s), List.of(model.layout()), (layout, p, m, v) -> {
             be.synchronize();
             be.copyDeviceToHost(p.address(), slabs.params(), bytes);
             be.copyDeviceToHost(m.address(), slabs.m(), bytes);
@@ -205,10 +192,8 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         lastSaved = s.step;
     }
 
-    private TrainerState trainerState(TrainState s) {
-        return new TrainerState(TrainerState.FORMAT, s.step, s.tokensTrained, tokensSeenBefore, s.tokensPerSource, s.skippedSteps,
-                s.loaderState, JsonNodeFactory.instance.objectNode().put("seed", s.seed),
-                s.step >= 1 ? LrSchedule.of(cfg.optimizer(), cfg.train().steps()).at(s.step) : 0.0,
+    private StateFile stateFile(TrainState s) {
+        return new StateFile(s, s.step >= 1 ? LrSchedule.of(cfg.optimizer(), cfg.train().steps()).at(s.step) : 0.0,
                 ConfigLoader.toYaml(cfg), engineVersion(), cfg.parallel().tp(), cfg.parallel().dp(), hfConfig, initFrom);
     }
 
@@ -283,7 +268,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         }
         await(() -> {
             if (saveNow) {
-                checkpointer.finishSave(trainerState(leadState), buffers);
+                checkpointer.finishSave(stateFile(leadState), buffers);
                 lastSaved = agreedStep;
             }
         });

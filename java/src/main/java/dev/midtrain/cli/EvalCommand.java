@@ -14,6 +14,7 @@ import dev.midtrain.eval.McTasks;
 import dev.midtrain.infer.Engine;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -34,12 +35,8 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Score multiple-choice tasks (JSONL, or Hugging Face Arrow in MMLU / CMMLU layouts) by log-likelihood.")
 public final class EvalCommand implements Callable<Integer> {
-    @ArgGroup(exclusive = true, multiplicity = "1") Source source;
-
-    static final class Source {
-        @Option(names = "--checkpoint", required = true, description = "a committed step directory or a run directory (its newest step)") Path checkpoint;
-        @Option(names = "--init-from", required = true, description = "a Hugging Face Llama checkpoint directory") Path hf;
-    }
+    @ArgGroup(exclusive = true, multiplicity = "1") ModelSource source;
+    @Mixin EngineOptions engine;
 
     @Option(names = "--tasks", required = true, arity = "1..*", description = "task files (JSONL or Arrow)") List<Path> tasks;
     @Option(names = "--dev", arity = "1..*", description = "dev-split files for the shots (default: each task file's sibling with test -> dev in its name)") List<Path> dev;
@@ -47,9 +44,6 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1234", description = "seed of the shot selection (default 1234)") long seed;
     @Option(names = "--compare", description = "another checkpoint (step, run or Hugging Face directory) or an earlier results.json") Path compare;
     @Option(names = "--out", defaultValue = "eval-results", description = "output directory (default ./eval-results)") Path out;
-    @Option(names = "--tokenizer", description = "tokenizer.json (default: beside the checkpoint, or the run's prepared data)") Path tokenizer;
-    @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda") String backend;
-    @Option(names = "--threads", defaultValue = "0", description = "CPU threads (0 = all cores)") int threads;
     @Option(names = "--batch-tokens", defaultValue = "0", description = "tokens per forward batch (0 = 4 x max_seq_len)") int batchTokens;
     @Option(names = "--limit", defaultValue = "0", description = "score only the first N items (0 = all)") int limit;
 
@@ -68,17 +62,16 @@ public final class EvalCommand implements Callable<Integer> {
             for (Path d : devFiles) devItems.addAll(McTasks.load(d));
         }
         Map<String, List<McItem>> shotMap = McPrompt.shots(test, devItems, shots, seed);
-        Engine.Options opt = new Engine.Options(backend, batchTokens, threads);
-        Path model = source.checkpoint != null ? ExportCommand.resolveStep(source.checkpoint) : source.hf;
+        Path model = source.model();
 
-        Run a = evaluate(model, test, shotMap, opt);
+        Run a = evaluate(model, test, shotMap);
         Run b = null;
         EvalReport other = null;
         if (compare != null) {
             if (Files.isRegularFile(compare) && compare.toString().endsWith(".json")) other = EvalReport.fromJson(compare);
             else {
                 Path cmp = Files.isDirectory(compare.resolve("checkpoints")) || Files.exists(compare.resolve("COMMITTED")) ? ExportCommand.resolveStep(compare) : compare;
-                b = evaluate(cmp, test, shotMap, opt);
+                b = evaluate(cmp, test, shotMap);
                 other = b.report;
             }
         }
@@ -118,8 +111,8 @@ public final class EvalCommand implements Callable<Integer> {
         }
     }
 
-    private Run evaluate(Path model, List<McItem> test, Map<String, List<McItem>> shotMap, Engine.Options opt) {
-        try (Engine e = Engine.load(model, tokenizer, opt)) {
+    private Run evaluate(Path model, List<McItem> test, Map<String, List<McItem>> shotMap) {
+        try (Engine e = engine.load(model, batchTokens, 1)) {
             long t0 = System.nanoTime();
             List<Evaluator.ItemResult> r = Evaluator.run(e, test, shotMap);
             double s = (System.nanoTime() - t0) / 1e9;

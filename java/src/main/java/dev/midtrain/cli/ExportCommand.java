@@ -5,6 +5,7 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
+import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.ckpt.StepCheckpoint;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
@@ -42,11 +43,11 @@ public final class ExportCommand implements Callable<Integer> {
         long maxBytes = parseSize(maxShard);
         Path step = resolveStep(checkpoint);
         try (StepCheckpoint ck = StepCheckpoint.open(step, true)) {
-            var st = ck.state();
+            StateFile st = ck.stateFile();
             HfCheckpoint.Exported ex = HfCheckpoint.export(ck.config().model(), baseConfig(st.hfConfig(), ck.config()), ck::fullTensor, out, dt,
                     maxBytes, sideFiles(step, st.initFrom()));
             System.out.printf("exported %s (step %d, %,d tokens seen in total) to %s: %d tensors, %s, %.3f GB in %d file(s)%n",
-                    step, st.step(), st.tokensTotal(), out, ex.tensors(), dt, ex.totalBytes() / 1e9, ex.files().size());
+                    step, st.step(), st.state().tokensTotal(), out, ex.tensors(), dt, ex.totalBytes() / 1e9, ex.files().size());
         }
         return 0;
     }

@@ -5,6 +5,7 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.serve.Server;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -23,14 +24,12 @@ import java.util.concurrent.Callable;
 public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--checkpoint", required = true, description = "a committed step directory or a Hugging Face checkpoint directory")
     Path checkpoint;
-    @Option(names = "--tokenizer", description = "tokenizer.json (default: beside the checkpoint, or its run's prepared data)") Path tokenizer;
+    @Mixin EngineOptions engineOptions;
     @Option(names = "--port", description = "TCP port (0: any free port; the chosen one is printed)", defaultValue = "8000") int port;
     @Option(names = "--host", description = "address to listen on (default ${DEFAULT-VALUE})", defaultValue = "127.0.0.1") String host;
-    @Option(names = "--backend", description = "cpu or cuda (default ${DEFAULT-VALUE})", defaultValue = "cpu") String backend;
-    @Option(names = "--threads", description = "CPU threads (0: all cores)", defaultValue = "0") int threads;
     @Option(names = "--model-name", description = "the model id reported to clients (default: the checkpoint directory's name)") String modelName;
     @Option(names = "--max-queue", description = "requests waiting for the engine before 429 (default ${DEFAULT-VALUE})", defaultValue = "64") int maxQueue;
-    @Option(names = "--max-batch", description = "queued requests scored together in one batch (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
+    @Option(names = "--max-batch", description = "requests in flight at once: sequences decoded together (key/value cache slots) and scored together (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
     @Option(names = "--max-body-bytes", description = "largest request body; larger is 413 (default ${DEFAULT-VALUE})", defaultValue = "1048576") int maxBodyBytes;
     @Option(names = "--max-new-tokens", description = "largest max_tokens a request may ask for (default ${DEFAULT-VALUE})", defaultValue = "2048") int maxNewTokens;
     @Option(names = "--grace-seconds", description = "on SIGTERM, how long queued requests may take to finish (default ${DEFAULT-VALUE})", defaultValue = "30") int graceSeconds;
@@ -46,10 +45,10 @@ public final class ServeCommand implements Callable<Integer> {
         }
         if (graceSeconds < 0) throw new UserError("--grace-seconds: must be >= 0, got " + graceSeconds);
         try (GracefulStop stop = GracefulStop.install("refusing new requests, finishing the queued ones, then exiting");
-             Engine engine = Engine.load(checkpoint, tokenizer, new Engine.Options(backend, 0, threads))) {
+             Engine engine = engineOptions.load(checkpoint, 0, maxBatch)) {
             List<Path> templateDirs = new ArrayList<>();
             templateDirs.add(checkpoint);
-            Path tok = tokenizer != null ? tokenizer : Engine.findTokenizer(checkpoint);
+            Path tok = engineOptions.tokenizer != null ? engineOptions.tokenizer : Engine.findTokenizer(checkpoint);
             templateDirs.add(tok.toAbsolutePath().getParent());
             Server server;
             try {
@@ -60,7 +59,7 @@ public final class ServeCommand implements Callable<Integer> {
                 throw new UserError("--host " + host + ": cannot listen (" + e.getMessage() + ")");
             }
             System.out.printf("serving %s (%s, %s, max_seq_len %d) on http://%s:%d/v1 | chat template: %s | queue %d, batch %d%n",
-                    opt.modelId(), engine.source(), backend, engine.config().maxSeqLen(), host, server.port(), server.chatTemplateSource(),
+                    opt.modelId(), engine.source(), engineOptions.backend, engine.config().maxSeqLen(), host, server.port(), server.chatTemplateSource(),
                     maxQueue, maxBatch);
             System.out.flush();
             while (!stop.requested()) Thread.sleep(100);

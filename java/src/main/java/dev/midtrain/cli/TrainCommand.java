@@ -36,6 +36,7 @@ import dev.midtrain.eval.TrainingEval;
 import dev.midtrain.train.RunLock;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.train.Trainer;
+import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -75,26 +76,37 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--backend", description = "cpu or cuda (overrides train.backend); cuda without a usable GPU is an error") String backend;
     @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
     @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
-    @Option(names = "--nnodes", description = "processes (nodes) in a multi-node run, one JVM each") Integer nnodes;
-    @Option(names = "--node-rank", description = "this process's index, 0..nnodes-1 (0 serves the rendezvous)") Integer nodeRank;
-    @Option(names = "--master-addr", description = "host of node 0") String masterAddr;
-    @Option(names = "--master-port", description = "TCP port of the rendezvous on node 0 (default " + LaunchEnv.DEFAULT_PORT + ")") Integer masterPort;
     @Option(names = "--memory-limit-gib", description = "device memory for the fit check (GiB per rank; on CPU no check unless given)")
     Double memoryLimitGib;
-    @Option(names = "--dist-timeout", description = "seconds a rank waits for the others at a collective or the rendezvous (default 600)")
-    int distTimeoutSeconds = 600;
-    @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources")
-    boolean synthetic;
-    @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
-    Path initFrom;
-    @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
-    Path resume;
+    @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources") boolean synthetic;
     @Option(names = "--no-verify-data", description = "skip the SHA-256 check of the prepared shards at start (sizes, structure and token ranges are still checked)")
     boolean noVerifyData;
-    @Option(names = "--no-checkpoints", description = "never save a checkpoint (benchmarks and smoke tests)")
-    boolean noCheckpoints;
-    @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
-    long stopAtStep;
+    @ArgGroup(validate = false, heading = "%nStart, checkpoints and stop (docs/checkpoints.md):%n") Checkpoints checkpoints = new Checkpoints();
+    @ArgGroup(validate = false, heading = "%nSeveral processes, one per node (docs/parallel.md):%n") Processes processes = new Processes();
+
+    /** Where the weights come from, whether and until when the run saves. */
+    static final class Checkpoints {
+        @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
+        Path initFrom;
+        @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
+        Path resume;
+        @Option(names = "--no-checkpoints", description = "never save a checkpoint (benchmarks and smoke tests)")
+        boolean noCheckpoints;
+        @Option(names = "--stop-at-step", description = "save a checkpoint and exit after this step (a time-limited job's last step)")
+        long stopAtStep;
+    }
+
+    /** This process's place in a multi-process run ({@link LaunchEnv.Flags}) and how long anyone waits for the others. */
+    static final class Processes {
+        @Option(names = "--nnodes", description = "processes (nodes) in a multi-node run, one JVM each") Integer nnodes;
+        @Option(names = "--node-rank", description = "this process's index, 0..nnodes-1 (0 serves the rendezvous)") Integer nodeRank;
+        @Option(names = "--master-addr", description = "host of node 0") String masterAddr;
+        @Option(names = "--master-port", description = "TCP port of the rendezvous on node 0 (default " + LaunchEnv.DEFAULT_PORT + ")") Integer masterPort;
+        @Option(names = "--dist-timeout", description = "seconds a rank waits for the others at a collective or the rendezvous (default 600)")
+        int distTimeoutSeconds = 600;
+
+        LaunchEnv.Flags flags() { return new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort); }
+    }
 
     private RunLock runLock;                  // process 0 holds the run directory's lock for the whole run
 
@@ -121,10 +133,11 @@ public final class TrainCommand implements Callable<Integer> {
     private record Plan(LaunchEnv env, Launcher.Mode mode, boolean lead, Path dir, double peakFlops, int threadsPerRank) {}
 
     private Resolved resolveConfig() {
-        if (resume != null && initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
+        Path resume = checkpoints.resume;
+        if (resume != null && checkpoints.initFrom != null) throw new UserError("--resume and --init-from: choose one (a resumed run keeps its weights)");
         if (config == null && resume == null) throw new UserError("--config is required (or --resume RUN_DIR)");
-        if (stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + stopAtStep);
-        if (distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + distTimeoutSeconds);
+        if (checkpoints.stopAtStep < 0) throw new UserError("--stop-at-step: must be >= 1, got " + checkpoints.stopAtStep);
+        if (processes.distTimeoutSeconds < 1) throw new UserError("--dist-timeout: must be >= 1 second, got " + processes.distTimeoutSeconds);
         if (memoryLimitGib != null && !(memoryLimitGib > 0)) throw new UserError("--memory-limit-gib: must be > 0, got " + memoryLimitGib);
         if (peakTflops != null && !(peakTflops > 0)) throw new UserError("--peak-tflops: must be > 0, got " + peakTflops);
         if (resume != null && runDir != null && !runDir.toAbsolutePath().normalize().equals(resume.toAbsolutePath().normalize()))
@@ -148,7 +161,7 @@ public final class TrainCommand implements Callable<Integer> {
         RunConfig cfg = run.cfg();
         TrainConfig tc = run.train();
         int T = run.tp(), D = run.dp();
-        LaunchEnv env = LaunchEnv.resolve(new LaunchEnv.Flags(nnodes, nodeRank, masterAddr, masterPort), System.getenv(), T * D);
+        LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), T * D);
         Launcher.Mode mode = run.gpu() ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
         int computeBytes = run.gpu() ? 2 : 4;                                   // bf16 on CUDA, fp32 on CPU
         MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
@@ -170,13 +183,13 @@ public final class TrainCommand implements Callable<Integer> {
                     computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
-        Path dir = resume != null ? resume
+        Path dir = checkpoints.resume != null ? checkpoints.resume
                 : runDir != null ? runDir : Path.of("runs", baseName(config) + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (lead && Files.isDirectory(dir)) runLock = RunLock.acquire(dir);    // a training in progress here: say so first
         // Every refusal of the run's inputs comes before the run directory exists, so a corrected retry can reuse it.
         if (run.from() == null && Files.exists(dir.resolve("metrics.jsonl")))
             throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
-        if (initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(initFrom)) { hf.validate(cfg.model()); }
+        if (checkpoints.initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(checkpoints.initFrom)) { hf.validate(cfg.model()); }
         ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
         String attention = attentionPath(run);
         if (lead) {
@@ -204,10 +217,10 @@ public final class TrainCommand implements Callable<Integer> {
     private int launch(Resolved run, Plan plan) {
         RunConfig cfg = run.cfg();
         int T = run.tp(), D = run.dp();
-        Duration timeout = Duration.ofSeconds(distTimeoutSeconds);
+        Duration timeout = Duration.ofSeconds(processes.distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
-             TrainingCheckpoints ckpt = new TrainingCheckpoints(plan.dir(), cfg, stop, stopAtStep)) {
-            if (noCheckpoints) ckpt.disableSaving();
+             TrainingCheckpoints ckpt = new TrainingCheckpoints(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
+            if (checkpoints.noCheckpoints) ckpt.disableSaving();
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
@@ -224,7 +237,7 @@ public final class TrainCommand implements Callable<Integer> {
                 TrainState s = states.get(0);
                 if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : stopAtStep > 0 && s.step >= stopAtStep ? "--stop-at-step"
+                            stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
                                     : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
@@ -245,8 +258,8 @@ public final class TrainCommand implements Callable<Integer> {
     private void writeRunDir(Resolved run, Path dir, String attention) {
         if (run.from() == null) createRunDir(dir);
         if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
-        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().state().step());
-        if (initFrom != null) copySideFiles(initFrom, dir);
+        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
+        if (checkpoints.initFrom != null) copySideFiles(checkpoints.initFrom, dir);
         String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
         try {
             AtomicFiles.writeString(dir.resolve("config.yaml"), yaml);
@@ -280,17 +293,18 @@ public final class TrainCommand implements Callable<Integer> {
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
 
-            Trainer trainer = new Trainer(cfg, model, data, new TrainState(tc.seed()), metrics, par);
+            Trainer trainer = new Trainer(cfg, model, data, TrainState.start(cfg), metrics, par);
+            Path initFrom = checkpoints.initFrom;
             if (initFrom != null) {
                 ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
                 if (rank0) System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
-                        initFrom, ckpt.tokensSeenBefore());
+                        initFrom, trainer.state().tokensSeenBefore);
             }
             if (from != null) {
                 ckpt.resume(from, trainer);                                     // this rank's weights and ZeRO-1 moments
                 if (rank0) {
                     System.out.printf("resumed from %s: step %d, %,d tokens trained (+%,d seen before)%n",
-                            from.dir(), from.state().step(), from.state().tokensTrained(), from.state().tokensSeenBefore());
+                            from.dir(), from.stateFile().step(), from.stateFile().state().tokensTrained, from.stateFile().state().tokensSeenBefore);
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }

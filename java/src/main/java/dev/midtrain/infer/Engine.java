@@ -52,13 +52,19 @@ public final class Engine implements AutoCloseable {
      * @param backend    "cpu" or "cuda" (CUDA unavailable is an error, never a fallback)
      * @param maxTokens  tokens of one forward call: the scoring batch (B*T) and the prefill chunk; 0 = 4 x max_seq_len
      * @param threads    CPU threads (0 = all cores)
+     * @param slots      key/value cache slots: sequences decoded together ({@link Decoder}); each holds max_seq_len
+     *                   positions of every layer
      */
-    public record Options(String backend, int maxTokens, int threads) {
+    public record Options(String backend, int maxTokens, int threads, int slots) {
         public Options {
             if (!backend.equals("cpu") && !backend.equals("cuda")) throw new UserError("--backend: expected cpu or cuda, got " + backend);
             if (maxTokens < 0) throw new UserError("--batch-tokens: must be >= 0, got " + maxTokens);
             if (threads < 0) throw new UserError("--threads: must be >= 0, got " + threads);
+            if (slots < 1) throw new UserError("--max-batch: must be >= 1, got " + slots);
         }
+
+        /** One key/value cache slot (single-sequence decoding). */
+        public Options(String backend, int maxTokens, int threads) { this(backend, maxTokens, threads, 1); }
 
         public static Options cpu() { return new Options("cpu", 0, 0); }
     }
@@ -113,7 +119,7 @@ public final class Engine implements AutoCloseable {
                 ParamLayout layout = ParamLayout.of(cfg);
                 params = HostFloats.allocate(layout.numel());
                 try {
-                    if (ck.state().tp() == 1) ck.loadParams(ck.layout(0), params);
+                    if (ck.stateFile().tp() == 1) ck.loadParams(ck.layout(0), params);
                     else for (ParamLayout.Tensor t : layout.tensors())       // assemble each tensor from the rank files
                         try (Safetensors.Source s = ck.fullTensor(t)) { params.copyFrom(s.src(), s.offset(), t.offset(), t.numel()); }
                 } catch (RuntimeException e) { params.close(); throw e; }
@@ -136,8 +142,8 @@ public final class Engine implements AutoCloseable {
                 CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
                 be = new CpuBackend();
             }
-            int maxTokens = o.maxTokens() > 0 ? o.maxTokens() : 4 * cfg.maxSeqLen();
-            InferenceModel m = new InferenceModel(be, ParamLayout.of(cfg), params, maxTokens);
+            int maxTokens = Math.max(o.slots(), o.maxTokens() > 0 ? o.maxTokens() : 4 * cfg.maxSeqLen());
+            InferenceModel m = new InferenceModel(be, ParamLayout.of(cfg), params, maxTokens, o.slots());
             return new Engine(be, m, tok, dir.toString());
         } catch (RuntimeException e) {
             tok.close();
@@ -302,60 +308,28 @@ public final class Engine implements AutoCloseable {
     }
 
     /**
-     * Prefills {@code prompt} into the key/value cache, then samples one token at a time until max_new_tokens, an
-     * end-of-sequence token ({@code stopAtEos}), a stop string, or max_seq_len. Text is handed to {@code callback}
-     * once it can no longer become part of a stop string or an incomplete UTF-8 character.
+     * Prefills {@code prompt} into a free key/value cache slot, then samples one token at a time until max_new_tokens,
+     * an end-of-sequence token ({@code stopAtEos}), a stop string, or max_seq_len. Text is handed to {@code callback}
+     * once it can no longer become part of a stop string or an incomplete UTF-8 character. (A {@link Decoder} with
+     * one sequence.)
      */
     public synchronized Generation generate(int[] prompt, GenerateParams p, TokenCallback callback) {
-        int Tmax = model.config().maxSeqLen();
-        if (prompt.length == 0) throw new IllegalArgumentException("empty prompt");
-        if (prompt.length >= Tmax) throw new IllegalArgumentException("prompt of " + prompt.length + " tokens leaves no room within max_seq_len " + Tmax);
-        Sampler sampler = new Sampler(p.temperature(), p.topP(), p.seed());
-        model.reset();
-        float[] logits = model.prefill(prompt);
-        List<Integer> out = new ArrayList<>();
-        String text = "";
-        int emitted = 0;
-        String reason = "length";
-        while (true) {
-            int next = sampler.next(logits);
-            if (p.stopAtEos() && isEos(next)) { reason = "stop"; break; }
-            out.add(next);
-            text = tok.decode(out.stream().mapToInt(Integer::intValue).toArray());
-            int cut = firstStop(text, p.stop());
-            if (cut >= 0) { text = text.substring(0, cut); reason = "stop"; break; }
-            int safe = safeLength(text, p.stop());
-            if (callback != null && safe > emitted) { callback.onText(text.substring(emitted, safe)); emitted = safe; }
-            if (out.size() >= p.maxNewTokens() || prompt.length + out.size() >= Tmax) break;
-            logits = model.decode(next);
-        }
-        if (callback != null && text.length() > emitted) callback.onText(text.substring(emitted));
-        return new Generation(text, out.stream().mapToInt(Integer::intValue).toArray(), prompt.length, reason);
+        return Decoder.runAll(this, 1, List.of(prompt), List.of(p), callback == null ? null : List.of(callback)).get(0);
     }
 
-    private boolean isEos(int id) {
+    /**
+     * Generates from several prompts decoded together ({@link Decoder}: up to the model's slots at once, the rest
+     * joining as slots free); results in prompt order. {@code callbacks} may be null.
+     */
+    public synchronized List<Generation> generateAll(List<int[]> prompts, List<GenerateParams> params, List<TokenCallback> callbacks) {
+        if (prompts.size() != params.size() || callbacks != null && callbacks.size() != prompts.size())
+            throw new IllegalArgumentException(prompts.size() + " prompts, " + params.size() + " parameter sets");
+        return Decoder.runAll(this, model.slots(), prompts, params, callbacks);
+    }
+
+    boolean isEos(int id) {
         for (int e : eos) if (e == id) return true;
         return false;
-    }
-
-    private static int firstStop(String text, List<String> stops) {
-        int best = -1;
-        for (String s : stops) {
-            int i = text.indexOf(s);
-            if (i >= 0 && (best < 0 || i < best)) best = i;
-        }
-        return best;
-    }
-
-    /** Length of the prefix of {@code text} that is final: no trailing U+FFFD (a partial character), no stop prefix. */
-    private static int safeLength(String text, List<String> stops) {
-        int n = text.length();
-        while (n > 0 && text.charAt(n - 1) == '\uFFFD') n--;
-        int hold = 0;
-        for (String s : stops)
-            for (int k = Math.min(s.length() - 1, n); k > hold; k--)
-                if (text.startsWith(s.substring(0, k), n - k)) { hold = k; break; }
-        return n - hold;
     }
 
     @Override

@@ -8,8 +8,8 @@ import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
 
-import java.util.ArrayList;
 import java.util.List;
+import java.util.function.ObjIntConsumer;
 
 /**
  * Llama-3 forward only, for inference: no gradients, no optimizer state, one set of activation buffers reused by
@@ -18,9 +18,13 @@ import java.util.List;
  *   <li>{@link #tokenLogprobs}: a batch of token sequences of different lengths, right-padded to the longest; causal
  *       attention never lets a position see the padding after it, and padded positions are excluded from the result
  *       (their targets are ignored), so each sequence's log-probabilities equal those of an unpadded pass.</li>
- *   <li>{@link #prefill} / {@link #decode}: one sequence with a key/value cache (kernel
- *       {@code kvcache_attention_forward}: RoPE at absolute positions, cache append, GQA attention over the cache);
- *       the prompt is prefilled in chunks of at most {@code maxTokens}, then one token per call.</li>
+ *   <li>{@link #prefill} / {@link #decode}: key/value-cache decoding (kernel {@code kvcache_attention_forward}:
+ *       RoPE at absolute positions, cache append, GQA attention over the cache). The cache has {@link #slots} slots,
+ *       one sequence each with its own length. A prompt is prefilled into its slot alone (in chunks of at most
+ *       {@code maxTokens}); {@link #decode(int[], int[])} then advances M sequences by one token in one pass: every
+ *       weight matrix is one GEMM with M rows, attention reads each sequence's own slot (per-sequence positions).
+ *       Slots are handed out by {@link #acquireSlot} / {@link #releaseSlot} (thread-safe); the single-sequence calls
+ *       without a slot argument use slot 0.</li>
  * </ul>
  * Weights: the fp32 layout of {@link ParamLayout} (tp = 1), held as floatX (fp32 on CPU, bf16 on CUDA).
  * A model is used by one thread at a time.
@@ -32,7 +36,7 @@ public final class InferenceModel implements AutoCloseable {
     private final Backend be;
     private final ModelConfig cfg;
     private final ParamLayout layout;
-    private final int xb, maxTokens, C, L, NH, NKV, HD, QKV, A, F, V, Tmax, chunk;
+    private final int xb, maxTokens, slots, C, L, NH, NKV, HD, QKV, A, F, V, Tmax, chunk;
     private final float eps;
     private final long paramsX;
     private final long oEmbed, oNormF, oHead;
@@ -40,35 +44,43 @@ public final class InferenceModel implements AutoCloseable {
     // activations for up to maxTokens tokens, shared by all layers
     private final long x, ln, qkv, att, tmp, gateup, swi, rstd, attLse, logits, ceLse, ceTarget, tokens, targets, pos;
     private final long ropeCos, ropeSin;                 // float[Tmax, HD/2]
-    private final long[] kv;                             // per layer floatX[Tmax, 2*NKV, HD]
-    private int cached;                                  // positions held by the cache
+    private final long[] kv;                             // per layer floatX[S, Tmax, 2*NKV, HD]: S = slots
+    private final long slotElems;                        // Tmax*2*NKV*HD: one slot of one layer's cache
+    private final int[] cached;                          // [S] positions held by each slot
+    private final boolean[] taken;                       // [S] handed out by acquireSlot
     private final DeviceBuffers buffers;
-    // host staging, allocated once: a JavaCPP Pointer per call would cost a System.gc() whenever the process is over
-    // JavaCPP's physical-memory mark (measured: 0.5 s per decoded token on the 30m config)
-    private final org.bytedeco.javacpp.IntPointer hostInts;
-    private final org.bytedeco.javacpp.FloatPointer hostFloats;
-    private final long logitsF32;                        // float[V]: the last row's logits cast to fp32 (CUDA)
+    private final long logitsF32;                        // float[chunk*V]: logits rows cast to fp32 (CUDA)
 
     /**
      * @param params    fp32 weights in {@code layout}'s order (host memory; copied, the caller keeps ownership)
      * @param maxTokens tokens of one forward call (B*T of a scoring batch, a prefill chunk); sizes the activations
      */
     public InferenceModel(Backend be, ParamLayout layout, HostFloats params, int maxTokens) {
+        this(be, layout, params, maxTokens, 1);
+    }
+
+    /**
+     * @param slots  key/value cache slots: sequences decoded together (each costs L*Tmax*2*NKV*HD floatX); at most
+     *               {@code maxTokens}
+     */
+    public InferenceModel(Backend be, ParamLayout layout, HostFloats params, int maxTokens, int slots) {
         if (layout.tp() != 1) throw new IllegalArgumentException("inference runs one rank (tp 1), layout has tp " + layout.tp());
         if (maxTokens < 1) throw new IllegalArgumentException("maxTokens must be >= 1, got " + maxTokens);
+        if (slots < 1 || slots > maxTokens) throw new IllegalArgumentException("slots must be in [1, maxTokens " + maxTokens + "], got " + slots);
         this.be = be;
-        this.buffers = new DeviceBuffers(be);
         this.layout = layout;
         this.cfg = layout.model();
         this.maxTokens = maxTokens;
+        this.slots = slots;
         xb = be.floatxBytes();
         C = cfg.dim(); L = cfg.nLayers(); NH = cfg.nHeads(); NKV = cfg.nKvHeads(); HD = cfg.headDim();
         QKV = (NH + 2 * NKV) * HD; A = NH * HD; F = cfg.ffnDim(); V = cfg.vocabSize(); Tmax = cfg.maxSeqLen();
         eps = (float) cfg.normEps();
         chunk = Math.min(maxTokens, MemoryPlan.LOGITS_CHUNK_TOKENS);
+        buffers = new DeviceBuffers(be, maxTokens, Math.max(maxTokens, V));
 
         long numel = layout.numel();
-        paramsX = allocX(numel);
+        paramsX = buffers.x(numel);
         if (xb == 4) be.copyHostToDevice(paramsX, addressOf(params), 4L * numel);
         else {                                           // fp32 host -> fp32 device staging -> floatX
             long stage = be.alloc(4L * numel);
@@ -79,23 +91,24 @@ public final class InferenceModel implements AutoCloseable {
         oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
         oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
         long N = maxTokens;
-        x = allocX(N * C); ln = allocX(N * C); tmp = allocX(N * C);
-        qkv = allocX(N * QKV); att = allocX(N * A);
-        gateup = allocX(2 * N * F); swi = allocX(N * F);
-        rstd = allocF(N); attLse = allocF(N * NH);
-        logits = allocX((long) chunk * V);
-        ceLse = allocF(N); ceTarget = allocF(N);
-        tokens = allocF(N); targets = allocF(N); pos = allocF(1);
-        logitsF32 = xb == 4 ? logits : allocF(V);
-        hostInts = new org.bytedeco.javacpp.IntPointer(Math.max(N, 1));
-        hostFloats = new org.bytedeco.javacpp.FloatPointer(Math.max(Math.max(N, V), 1));
+        x = buffers.x(N * C); ln = buffers.x(N * C); tmp = buffers.x(N * C);
+        qkv = buffers.x(N * QKV); att = buffers.x(N * A);
+        gateup = buffers.x(2 * N * F); swi = buffers.x(N * F);
+        rstd = buffers.f32(N); attLse = buffers.f32(N * NH);
+        logits = buffers.x((long) chunk * V);
+        ceLse = buffers.f32(N); ceTarget = buffers.f32(N);
+        tokens = buffers.f32(N); targets = buffers.f32(N); pos = buffers.f32(slots);
+        logitsF32 = xb == 4 ? logits : buffers.f32((long) chunk * V);
+        slotElems = (long) Tmax * 2 * NKV * HD;
         kv = new long[L];
-        for (int l = 0; l < L; l++) kv[l] = allocX((long) Tmax * 2 * NKV * HD);
+        for (int l = 0; l < L; l++) kv[l] = buffers.x(slots * slotElems);
+        cached = new int[slots];
+        taken = new boolean[slots];
 
         // RoPE tables float[Tmax, HD/2], as model.Llama's (ModelConfig.ropeTables)
         float[][] rope = cfg.ropeTables(Tmax);
-        ropeCos = allocF(rope[0].length);
-        ropeSin = allocF(rope[1].length);
+        ropeCos = buffers.f32(rope[0].length);
+        ropeSin = buffers.f32(rope[1].length);
         be.upload(ropeCos, rope[0]);
         be.upload(ropeSin, rope[1]);
     }
@@ -104,8 +117,22 @@ public final class InferenceModel implements AutoCloseable {
     public Backend backend() { return be; }
     /** Tokens one forward call may hold (B*T of a scoring batch). */
     public int maxTokens() { return maxTokens; }
-    /** Positions currently in the key/value cache. */
-    public int cachedPositions() { return cached; }
+    /** Key/value cache slots: the most sequences {@link #decode(int[], int[])} advances at once. */
+    public int slots() { return slots; }
+    /** Positions currently in slot 0 of the key/value cache. */
+    public int cachedPositions() { return cached[0]; }
+    /** Positions currently in {@code slot}. */
+    public int cachedPositions(int slot) { return cached[checkSlot(slot)]; }
+
+    /** A free slot, emptied and marked taken, or -1 when all are taken. */
+    public synchronized int acquireSlot() {
+        for (int s = 0; s < slots; s++)
+            if (!taken[s]) { taken[s] = true; cached[s] = 0; return s; }
+        return -1;
+    }
+
+    /** Gives {@code slot} back to {@link #acquireSlot}. */
+    public synchronized void releaseSlot(int slot) { taken[checkSlot(slot)] = false; }
 
     // ============================================================================================ batched scoring
 
@@ -133,7 +160,7 @@ public final class InferenceModel implements AutoCloseable {
                 tg[b * T + t] = real ? checkId(s[t + 1]) : Llama.IGNORE_INDEX;
             }
         }
-        putInts(targets, tg, N);
+        buffers.putInts(targets, tg, N);
         forwardFull(in, B, T);
         be.rmsnormForward(ln, rstd, x, wX(oNormF), N, C, eps);
         for (int c0 = 0; c0 < N; c0 += chunk) {
@@ -142,8 +169,8 @@ public final class InferenceModel implements AutoCloseable {
             be.crossentropyForward(ceLse + 4L * c0, ceTarget + 4L * c0, logits, targets + 4L * c0, n, V, 0, Llama.IGNORE_INDEX);
         }
         float[] lse = new float[N], tl = new float[N];
-        getFloats(lse, ceLse, N);
-        getFloats(tl, ceTarget, N);
+        buffers.getFloats(lse, ceLse, N);
+        buffers.getFloats(tl, ceTarget, N);
         float[][] out = new float[B][];
         for (int b = 0; b < B; b++) {
             int n = seqs.get(b).length - 1;
@@ -162,13 +189,27 @@ public final class InferenceModel implements AutoCloseable {
             throw new IllegalArgumentException("sequence of " + seq.length + " tokens: need 1.." + Math.min(Tmax, maxTokens));
         for (int t : seq) checkId(t);
         forwardFull(seq, 1, seq.length);
-        return lastLogits(seq.length);
+        return rowLogits(seq.length - 1, 1)[0];
+    }
+
+    /**
+     * The logits after each prefix of {@code seq}: {@code sink} gets (float[V] logits after seq[0..t], t) for t from
+     * {@code from} to n-1, in order, from one causal pass without the cache (no slot is touched). Host memory: one
+     * row at a time.
+     */
+    public void positionLogits(int[] seq, int from, ObjIntConsumer<float[]> sink) {
+        if (seq.length == 0 || seq.length > Math.min(Tmax, maxTokens))
+            throw new IllegalArgumentException("sequence of " + seq.length + " tokens: need 1.." + Math.min(Tmax, maxTokens));
+        if (from < 0 || from >= seq.length) throw new IllegalArgumentException("from " + from + " outside [0, " + seq.length + ")");
+        for (int t : seq) checkId(t);
+        forwardFull(seq, 1, seq.length);
+        rowLogits(from, seq.length - from, (row, i) -> sink.accept(row, from + i));
     }
 
     /** Embedding and every block for in = int32[B,T] (positions 0..T-1 per sequence); hidden states left in x. */
     private void forwardFull(int[] in, int B, int T) {
         int N = B * T;
-        putInts(tokens, in, N);
+        buffers.putInts(tokens, in, N);
         be.embeddingForward(x, tokens, wX(oEmbed), N, C, V);                   // x[N,C] = wte[tokens]
         for (int l = 0; l < L; l++) {
             blockPre(l, N);
@@ -180,54 +221,114 @@ public final class InferenceModel implements AutoCloseable {
 
     // ====================================================================================== key/value cache decoding
 
-    /** Empties the cache (a new sequence). */
-    public void reset() { cached = 0; }
+    /** Empties slot 0 (a new sequence). */
+    public void reset() { cached[0] = 0; }
+
+    /** Empties {@code slot}. */
+    public void reset(int slot) { cached[checkSlot(slot)] = 0; }
+
+    /** {@link #prefill(int, int[])} into slot 0. */
+    public float[] prefill(int[] toks) { return prefill(0, toks); }
+
+    /** {@link #decode(int[], int[])} of one token in slot 0. */
+    public float[] decode(int token) { return decode(new int[]{0}, new int[]{token})[0]; }
 
     /**
-     * Appends {@code toks} to the cached sequence (in chunks of at most {@link #maxTokens}) and returns the logits
-     * float[V] after the last one.
+     * Appends {@code toks} to the sequence cached in {@code slot} (in chunks of at most {@link #maxTokens}, the slot
+     * alone) and returns the logits float[V] after the last one.
      */
-    public float[] prefill(int[] toks) {
+    public float[] prefill(int slot, int[] toks) {
+        checkSlot(slot);
         if (toks.length == 0) throw new IllegalArgumentException("prefill of no tokens");
-        if (cached + toks.length > Tmax)
-            throw new IllegalArgumentException((cached + toks.length) + " positions exceed max_seq_len " + Tmax);
+        if (cached[slot] + toks.length > Tmax)
+            throw new IllegalArgumentException((cached[slot] + toks.length) + " positions exceed max_seq_len " + Tmax);
+        for (int t : toks) checkId(t);
         int n = 0;
         for (int c0 = 0; c0 < toks.length; c0 += maxTokens) {
             n = Math.min(maxTokens, toks.length - c0);
             int[] part = new int[n];
             System.arraycopy(toks, c0, part, 0, n);
-            forwardCached(part);
+            buffers.putInts(tokens, part, n);
+            buffers.putInts(pos, new int[]{cached[slot]}, 1);
+            be.embeddingForward(x, tokens, wX(oEmbed), n, C, V);
+            for (int l = 0; l < L; l++) {
+                blockPre(l, n);
+                be.kvcacheAttentionForward(att, kvSlot(l, slot), qkv, ropeCos, ropeSin, pos, 1, n, Tmax, NH, NKV, HD); // RoPE, append, attend
+                blockPost(l, n);
+            }
+            cached[slot] += n;
         }
-        return lastLogits(n);
+        return rowLogits(n - 1, 1)[0];
     }
 
-    /** Appends one token and returns the logits float[V] of the next. */
-    public float[] decode(int token) { return prefill(new int[]{token}); }
-
-    /** One chunk of Tq new tokens through every layer with the cache; leaves the final hidden states in x. */
-    private void forwardCached(int[] toks) {
-        int Tq = toks.length;
-        for (int t : toks) checkId(t);
-        putInts(tokens, toks, Tq);
-        putInts(pos, new int[]{cached}, 1);
-        be.embeddingForward(x, tokens, wX(oEmbed), Tq, C, V);
+    /**
+     * One decode step for M = {@code slotIds.length} sequences at once: appends {@code toks[i]} to the sequence in
+     * slot {@code slotIds[i]} and returns the logits float[M][V] of each one's next token. Every weight matrix is one
+     * GEMM with M rows; attention runs once per run of consecutive slot ids (the kernel takes B consecutive slots with
+     * positions pos[B]), so listing the slots in ascending order makes it one call. Slot ids must be distinct.
+     *
+     * <p>Row i's result equals a single-sequence decode of the same slot up to the GEMM's summation order, which a
+     * BLAS may choose by M: the logits agree to float rounding, not bit for bit (InferenceModelTest measures it).
+     */
+    public float[][] decode(int[] slotIds, int[] toks) {
+        int M = slotIds.length;
+        if (M == 0 || M != toks.length) throw new IllegalArgumentException("decode: " + M + " slots, " + toks.length + " tokens");
+        if (M > maxTokens) throw new IllegalArgumentException("decode of " + M + " sequences exceeds maxTokens " + maxTokens);
+        int[] p = new int[M];
+        boolean[] seen = new boolean[slots];
+        for (int i = 0; i < M; i++) {
+            int s = checkSlot(slotIds[i]);
+            if (seen[s]) throw new IllegalArgumentException("decode: slot " + s + " listed twice");
+            seen[s] = true;
+            checkId(toks[i]);
+            if (cached[s] + 1 > Tmax) throw new IllegalArgumentException("slot " + s + ": " + (cached[s] + 1) + " positions exceed max_seq_len " + Tmax);
+            p[i] = cached[s];
+        }
+        buffers.putInts(tokens, toks, M);
+        buffers.putInts(pos, p, M);
+        be.embeddingForward(x, tokens, wX(oEmbed), M, C, V);                 // x[M,C]
         for (int l = 0; l < L; l++) {
-            blockPre(l, Tq);
-            be.kvcacheAttentionForward(att, kv[l], qkv, ropeCos, ropeSin, pos, 1, Tq, Tmax, NH, NKV, HD); // RoPE, append, attend
-            blockPost(l, Tq);
+            blockPre(l, M);                                                    // qkv[M,QKV]: one GEMM for all sequences
+            for (int i0 = 0; i0 < M; ) {                                       // runs of consecutive slots
+                int i1 = i0 + 1;
+                while (i1 < M && slotIds[i1] == slotIds[i1 - 1] + 1) i1++;
+                be.kvcacheAttentionForward(att + (long) i0 * A * xb, kvSlot(l, slotIds[i0]), qkv + (long) i0 * QKV * xb,
+                        ropeCos, ropeSin, pos + 4L * i0, i1 - i0, 1, Tmax, NH, NKV, HD);
+                i0 = i1;
+            }
+            blockPost(l, M);
         }
-        cached += Tq;
+        for (int s : slotIds) cached[s]++;
+        return rowLogits(0, M);
     }
 
-    /** Final norm and LM head of row n-1 of x: logits float[V]. */
-    private float[] lastLogits(int n) {
-        long last = x + (long) (n - 1) * C * xb;
-        be.rmsnormForward(ln, rstd, last, wX(oNormF), 1, C, eps);
-        be.gemm(false, true, 1, V, C, 1f, ln, wX(oHead), 0f, logits, false);    // logits[1,V] = ln[1,C] @ W[V,C]^T
-        float[] out = new float[V];
-        if (xb != 4) be.castXToF32(logitsF32, logits, V);
-        getFloats(out, logitsF32, V);
+    /** Final norm and LM head of rows r0..r0+n-1 of x: logits float[n][V]. */
+    private float[][] rowLogits(int r0, int n) {
+        float[][] out = new float[n][];
+        rowLogits(r0, n, (row, i) -> out[i] = row);
         return out;
+    }
+
+    /** Final norm and LM head of rows r0..r0+n-1 of x, the head in chunks of {@code chunk} rows: sink gets (float[V], i). */
+    private void rowLogits(int r0, int n, ObjIntConsumer<float[]> sink) {
+        be.rmsnormForward(ln, rstd, x + (long) r0 * C * xb, wX(oNormF), n, C, eps);
+        for (int c0 = 0; c0 < n; c0 += chunk) {
+            int m = Math.min(chunk, n - c0);
+            be.gemm(false, true, m, V, C, 1f, ln + (long) c0 * C * xb, wX(oHead), 0f, logits, false);  // logits[m,V] = ln @ W[V,C]^T
+            if (xb != 4) be.castXToF32(logitsF32, logits, (long) m * V);
+            for (int i = 0; i < m; i++) {
+                float[] row = new float[V];
+                buffers.getFloats(row, logitsF32 + 4L * i * V, V);
+                sink.accept(row, c0 + i);
+            }
+        }
+    }
+
+    private long kvSlot(int l, int slot) { return kv[l] + (long) slot * slotElems * xb; }
+
+    private int checkSlot(int s) {
+        if (s < 0 || s >= slots) throw new IllegalArgumentException("slot " + s + " outside [0, " + slots + ")");
+        return s;
     }
 
     // ================================================================================================== layers
@@ -261,23 +362,7 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     private long wX(long offset) { return paramsX + offset * xb; }
-    private void putInts(long dst, int[] src, int n) {
-        hostInts.put(src, 0, n);
-        be.copyHostToDevice(dst, hostInts.address(), 4L * n);
-    }
-
-    private void getFloats(float[] dst, long src, int n) {
-        be.copyDeviceToHost(hostFloats.address(), src, 4L * n);       // synchronous on both backends
-        hostFloats.get(dst, 0, n);
-    }
-
-    private long allocF(long floats) { return buffers.f32(floats); }
-    private long allocX(long elems) { return buffers.x(elems); }
 
     @Override
-    public void close() {
-        buffers.close();
-        hostInts.close();
-        hostFloats.close();
-    }
+    public void close() { buffers.close(); }
 }

@@ -5,7 +5,6 @@ import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.DeviceBuffers;
 import org.bytedeco.javacpp.FloatPointer;
-import org.bytedeco.javacpp.IntPointer;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -73,8 +72,6 @@ public final class Llama implements AutoCloseable {
     private final long dwide;                           // floatX[N, max(QKV,2F)]: d qkv | d gate|up
     private final long normScratch, attnScratch;
     // host staging (no per-step allocation)
-    private final IntPointer hostInts;
-    private final FloatPointer hostFloats;
     private final float[] lossHost;
     private final int[] intStage;
 
@@ -94,7 +91,6 @@ public final class Llama implements AutoCloseable {
     /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
         this.be = be;
-        this.buffers = new DeviceBuffers(be);
         this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
@@ -103,6 +99,7 @@ public final class Llama implements AutoCloseable {
         if (seqLen > cfg.maxSeqLen()) throw new IllegalArgumentException("seq_len " + seqLen + " > max_seq_len " + cfg.maxSeqLen());
         xb = be.floatxBytes();
         B = microBatchSeqs; T = seqLen; N = B * T;
+        this.buffers = new DeviceBuffers(be, N, N);                      // token ids in, per-token losses out
         C = cfg.dim(); L = cfg.nLayers(); HD = cfg.headDim();
         placement = layout.placement();
         NH = placement.heads(); NKV = placement.kvHeads(); F = placement.ffn(); V = placement.vocab();
@@ -168,8 +165,6 @@ public final class Llama implements AutoCloseable {
         dwide = allocX((long) N * Math.max(QKV, 2 * F));
         normScratch = allocF(Math.max(Backend.rmsnormBackwardScratchFloats(N, C), Backend.NORM_SCRATCH_FLOATS));
         attnScratch = allocF(Backend.attentionBackwardScratchFloats(B, NH, T));
-        hostInts = new IntPointer(N);
-        hostFloats = new FloatPointer(Math.max(N, 1));
         lossHost = new float[N];
         intStage = new int[N];
 
@@ -279,8 +274,7 @@ public final class Llama implements AutoCloseable {
             be.fillX(dres, 0f, (long) N * C);
             be.rmsnormBackward(dres, gF(oNormF), normScratch, dtmp, res[L], wX(oNormF), rstdf, N, C); // dres += d/d res[L]
         }
-        be.copyDeviceToHost(hostFloats.address(), losses, 4L * N);
-        hostFloats.get(lossHost, 0, N);
+        buffers.getFloats(lossHost, losses, N);
         double sum = 0;
         for (int i = 0; i < N; i++) sum += lossHost[i];
         return sum;
@@ -460,11 +454,9 @@ public final class Llama implements AutoCloseable {
             }
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1), intStage, b * T, T);
         TpHooks.toEmbeddingRows(placement, intStage, N);                 // vocab-parallel: own ids -> 1..V, others -> 0
-        hostInts.put(intStage, 0, N);
-        be.copyHostToDevice(tokens, hostInts.address(), 4L * N);
+        buffers.putInts(tokens, intStage, N);
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1) + 1, intStage, b * T, T);
-        hostInts.put(intStage, 0, N);
-        be.copyHostToDevice(targets, hostInts.address(), 4L * N);
+        buffers.putInts(targets, intStage, N);
     }
 
     /** Valid (not ignored) targets in a micro-batch int32[B, T+1]. */
@@ -498,9 +490,5 @@ public final class Llama implements AutoCloseable {
     private long allocX(long elems) { return buffers.x(elems); }
 
     @Override
-    public void close() {
-        buffers.close();
-        hostInts.close();
-        hostFloats.close();
-    }
+    public void close() { buffers.close(); }
 }

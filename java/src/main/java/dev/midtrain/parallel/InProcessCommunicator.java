@@ -48,39 +48,29 @@ public final class InProcessCommunicator implements Communicator {
 
     @Override
     public void allReduceSum(long buf, long count, Dtype t) {
-        requireF32(t, "allReduceSum");
-        if (group.size == 1 || count == 0) return;
-        group.enter(rank, "allReduceSum", count, buf, 4 * count);
-        long lo = chunkStart(count, rank), hi = chunkStart(count, rank + 1);
-        sumInto(group.scratch + 4 * lo, 4 * lo, hi - lo);
-        group.sync(rank, "allReduceSum");
-        copy(buf, group.scratch, 4 * count);
-        group.sync(rank, "allReduceSum");
+        allReduce(buf, count, t, "allReduceSum", (lo, hi) -> sumInto(group.scratch + 4 * lo, 4 * lo, hi - lo));
     }
 
     @Override
     public void allReduceMax(long buf, long count, Dtype t) {
-        requireF32(t, "allReduceMax");
-        if (group.size == 1 || count == 0) return;
-        group.enter(rank, "allReduceMax", count, buf, 4 * count);
-        long lo = chunkStart(count, rank), hi = chunkStart(count, rank + 1);
-        for (long off = lo; off < hi; off += Integer.MAX_VALUE / 4) {
-            int n = (int) Math.min(hi - off, Integer.MAX_VALUE / 4);
-            FloatBuffer out = view(group.scratch + 4 * off, n);
-            out.put(0, view(group.posted[0] + 4 * off, n), 0, n);
-            for (int r = 1; r < group.size; r++) {
-                FloatBuffer in = view(group.posted[r] + 4 * off, n);
-                // NaN propagates (like NCCL's max on NaN inputs): a non-finite value on any rank must not vanish
-                for (int i = 0; i < n; i++) {
-                    float a = out.get(i), b = in.get(i);
-                    out.put(i, (a != a || b != b) ? Float.NaN : Math.max(a, b));
-                }
-            }
-        }
-        group.sync(rank, "allReduceMax");
-        copy(buf, group.scratch, 4 * count);
-        group.sync(rank, "allReduceMax");
+        allReduce(buf, count, t, "allReduceMax", this::maxInto);
     }
+
+    /**
+     * Every rank reduces its chunk [lo, hi) of the posted buffers into the shared scratch ({@code reduceChunk}),
+     * then, after a barrier, copies the whole result into its {@code buf}; a second barrier frees the scratch.
+     */
+    private void allReduce(long buf, long count, Dtype t, String op, ChunkReduce reduceChunk) {
+        requireF32(t, op);
+        if (group.size == 1 || count == 0) return;
+        group.enter(rank, op, count, buf, 4 * count);
+        reduceChunk.run(chunkStart(count, rank), chunkStart(count, rank + 1));
+        group.sync(rank, op);
+        copy(buf, group.scratch, 4 * count);
+        group.sync(rank, op);
+    }
+
+    private interface ChunkReduce { void run(long lo, long hi); }
 
     @Override
     public void reduceScatterSum(long recv, long send, long count, Dtype t) {
@@ -127,6 +117,23 @@ public final class InProcessCommunicator implements Communicator {
         copy(dst, group.posted[0] + byteOffset, 4 * n);
         for (int r = 1; r < group.size; r++)
             Backend.check(CpuNative.mt_cpu_add(dst, dst, group.posted[r] + byteOffset, n, 0L), "add (in-process collective)");
+    }
+
+    /** scratch[lo, hi) = max over ranks of posted_r[lo, hi); NaN wins. */
+    private void maxInto(long lo, long hi) {
+        for (long off = lo; off < hi; off += Integer.MAX_VALUE / 4) {
+            int n = (int) Math.min(hi - off, Integer.MAX_VALUE / 4);
+            FloatBuffer out = view(group.scratch + 4 * off, n);
+            out.put(0, view(group.posted[0] + 4 * off, n), 0, n);
+            for (int r = 1; r < group.size; r++) {
+                FloatBuffer in = view(group.posted[r] + 4 * off, n);
+                // NaN propagates (like NCCL's max on NaN inputs): a non-finite value on any rank must not vanish
+                for (int i = 0; i < n; i++) {
+                    float a = out.get(i), b = in.get(i);
+                    out.put(i, (a != a || b != b) ? Float.NaN : Math.max(a, b));
+                }
+            }
+        }
     }
 
     private long chunkStart(long count, int r) { return count * r / group.size; }

@@ -29,7 +29,7 @@ import static org.bytedeco.cuda.global.nccl.*;
  * the host. The calling thread must have selected the rank's device (cudaSetDevice) before {@link #init}.
  *
  * <p>The world communicator is created from a unique id that rank 0 makes ({@link #newUniqueId}) and the
- * {@link Rendezvous} hands to every process; tensor-, data- and KV-replica groups are split from it ({@link #split}),
+ * {@link TcpWorld} rendezvous hands to every process (its payload); tensor-, data- and KV-replica groups are split from it ({@link #split}),
  * so one id serves every group.
  *
  * <p><b>Watchdog</b> (the way PyTorch's NCCL watchdog works). Communicators are non-blocking (config.blocking = 0):

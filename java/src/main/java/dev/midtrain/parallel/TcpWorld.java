@@ -273,7 +273,7 @@ public final class TcpWorld implements AutoCloseable {
                     else if (control[proc] != null) bad = "two processes announced index " + proc + " (duplicate node rank?)";
                     if (bad != null) {
                         String msg = "rendezvous on port " + port + ": " + bad;
-                        Rendezvous.replyError(s, msg);
+                        replyError(s, msg);
                         failAll(msg);
                         throw new ParallelException(msg);
                     }
@@ -511,7 +511,19 @@ public final class TcpWorld implements AutoCloseable {
 
     private void failAll(String msg) {
         if (control == null) return;
-        for (Socket s : control) if (s != null) Rendezvous.replyError(s, msg);
+        for (Socket s : control) if (s != null) replyError(s, msg);
+    }
+
+    /** Sends a peer the error answer (status 1, then the message, at most 8000 characters) and closes its socket. */
+    private static void replyError(Socket s, String msg) {
+        try (s) {
+            DataOutputStream out = new DataOutputStream(s.getOutputStream());
+            out.writeByte(FAIL);
+            out.writeUTF(msg.length() > 8000 ? msg.substring(0, 8000) : msg);
+            out.flush();
+        } catch (IOException ignored) {
+            // that peer is gone; it will report its own error
+        }
     }
 
 

@@ -3,6 +3,7 @@ package dev.midtrain.serve;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.midtrain.infer.Decoder;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.GenerateParams;
 import dev.midtrain.infer.InferenceModel;
@@ -14,7 +15,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.atomic.AtomicLong;
@@ -23,17 +23,26 @@ import java.util.concurrent.atomic.AtomicLong;
  * The one thread that uses the engine, behind a bounded queue. HTTP threads {@link #offer} jobs (false when the queue
  * holds {@code capacity} jobs: the server answers 429); the worker takes them in order.
  *
- * <p><b>Batching.</b> The worker takes the job at the head together with the non-streaming jobs queued right behind it
- * (at most {@code maxBatch} jobs): their generations run one after another (the engine's KV cache holds one sequence),
- * and every log-probability they need (echo and logprobs: lm-evaluation-harness's scoring requests) is computed in
- * one batched {@link Engine#score} call, padded and packed by the engine. A streaming job runs alone.
+ * <p><b>Continuous batching</b> (as vLLM, TGI and llama.cpp's server do it). The worker runs rounds. Each round it
+ * takes queued jobs in order while fewer than {@code maxBatch} are in flight, tokenizes and checks them (a bad one is
+ * answered 400 alone), lets their prompts join the {@link Decoder} while it has free key/value cache slots (a prompt
+ * is prefilled into its slot, its first token sampled), then runs one decode step for every running sequence at once
+ * (one GEMM with M = running sequences per weight matrix), streaming requests included: each streamed piece is sent
+ * as soon as it is final. A sequence that finishes leaves at once and its slot goes to the next prompt in the next
+ * round; a streaming client that goes away is cancelled and frees its slot. A job whose prompts have all finished is
+ * answered; the log-probabilities that the jobs finished in one round need (echo and logprobs: lm-evaluation-harness's
+ * scoring requests) are computed in one batched {@link Engine#score} call, padded and packed by the engine. Each
+ * sequence samples with its own seed ({@link Decoder}), so a seeded answer does not depend on its neighbours.
  *
  * <p><b>Log-probabilities</b> follow the OpenAI completions format: {@code tokens}, {@code token_logprobs} (null for
  * the first token of an echoed prompt), {@code top_logprobs} and {@code text_offset}. Token log-probabilities come
  * from the batched scoring pass, the same computation as {@code midtrain eval}'s log-likelihoods. The alternatives
- * ({@code logprobs} = k >= 1) come from a key/value-cache pass over the sequence (log-softmax of each position's
- * logits, the k largest); the chosen token's entry carries the scoring pass's value, so "is the token the argmax"
- * compares like with like.
+ * ({@code logprobs} = k >= 1) come from one causal pass over the sequence without the cache
+ * ({@link InferenceModel#positionLogits}: log-softmax of each position's logits, the k largest); the chosen token's
+ * entry carries the scoring pass's value, so "is the token the argmax" compares like with like.
+ *
+ * <p><b>Counters</b> (for /health): {@code batches} rounds that took jobs from the queue, {@code decodeSteps} batched
+ * decode steps, {@code decodedTokens} the rows of those steps (tokens fed), {@code generatedTokens} tokens answered.
  */
 final class Scheduler implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -47,11 +56,19 @@ final class Scheduler implements AutoCloseable {
         final CompletableFuture<ObjectNode> result = new CompletableFuture<>();
         final BlockingQueue<Object> events = new LinkedBlockingQueue<>();   // streaming: ObjectNode chunks, then END or an ApiError
         volatile boolean cancelled;
+        List<Item> items;                                                   // the worker's: one per prompt
+        int joined;                                                         // items[0..joined) have joined the decoder (or need no generation)
 
         Job(CompletionRequest req, String id, String model) {
             this.req = req;
             this.id = id;
             this.model = model;
+        }
+
+        /** Some prompt still waits for a slot or is decoding. */
+        boolean generating() {
+            for (Item it : items) if (it.seq != null && !it.seq.finished()) return true;
+            return joined < items.size();
         }
     }
 
@@ -60,7 +77,10 @@ final class Scheduler implements AutoCloseable {
     private final ArrayDeque<Job> queue = new ArrayDeque<>();
     private final Thread worker;
     private boolean closed, paused;
-    final AtomicLong batches = new AtomicLong(), jobsDone = new AtomicLong(), scoredSequences = new AtomicLong();
+    private volatile boolean abort;
+    final AtomicLong batches = new AtomicLong(), jobsDone = new AtomicLong(), scoredSequences = new AtomicLong(),
+            decodeSteps = new AtomicLong(), decodedTokens = new AtomicLong(), generatedTokens = new AtomicLong(), prefills = new AtomicLong();
+    private volatile int running;
 
     Scheduler(Engine engine, int capacity, int maxBatch) {
         if (capacity < 1 || maxBatch < 1) throw new IllegalArgumentException("capacity and maxBatch must be >= 1");
@@ -85,13 +105,16 @@ final class Scheduler implements AutoCloseable {
 
     int capacity() { return capacity; }
 
-    /** Tests: the worker takes nothing while paused (so the queue can be filled). */
+    /** Sequences decoding now. */
+    int running() { return running; }
+
+    /** Tests: the worker takes nothing new from the queue while paused (so the queue can be filled). */
     synchronized void pause(boolean p) {
         paused = p;
         notifyAll();
     }
 
-    /** Refuses new jobs, finishes the queued ones, stops the worker (waits at most {@code millis}). */
+    /** Refuses new jobs, finishes the queued and running ones, stops the worker (waits at most {@code millis}). */
     @Override
     public void close() { close(30_000); }
 
@@ -103,10 +126,14 @@ final class Scheduler implements AutoCloseable {
         }
         try {
             worker.join(millis);
+            if (worker.isAlive()) {                            // the grace is over: running jobs are answered 503
+                abort = true;
+                worker.interrupt();
+                worker.join(5_000);
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        if (worker.isAlive()) worker.interrupt();
         List<Job> left;
         synchronized (this) {
             left = new ArrayList<>(queue);
@@ -115,32 +142,46 @@ final class Scheduler implements AutoCloseable {
         for (Job j : left) fail(j, new ApiError(503, "server_shutting_down", null, "the server is shutting down"));
     }
 
-    private synchronized List<Job> take() throws InterruptedException {
-        while ((queue.isEmpty() || paused) && !(closed && queue.isEmpty())) wait();
-        if (queue.isEmpty()) return null;                      // closed and drained
-        List<Job> batch = new ArrayList<>();
-        batch.add(queue.pollFirst());
-        if (!batch.get(0).req.stream())
-            while (batch.size() < maxBatch && !queue.isEmpty() && !queue.peekFirst().req.stream()) batch.add(queue.pollFirst());
-        return batch;
+    /**
+     * Jobs to start: up to {@code room} from the head of the queue (none while paused). Blocks only when nothing is in
+     * flight ({@code idle}); null when closed, drained and idle.
+     */
+    private synchronized List<Job> take(int room, boolean idle) throws InterruptedException {
+        while (idle && (queue.isEmpty() || paused) && !(closed && queue.isEmpty())) wait();
+        if (idle && queue.isEmpty()) return null;              // closed and drained
+        List<Job> out = new ArrayList<>();
+        while (!paused && out.size() < room && !queue.isEmpty()) out.add(queue.pollFirst());
+        return out;
     }
 
     private void loop() {
+        Decoder decoder = new Decoder(engine, maxBatch);
+        List<Job> inFlight = new ArrayList<>();
         try {
-            List<Job> batch;
-            while ((batch = take()) != null) {
-                batches.incrementAndGet();
+            while (!abort) {
+                List<Job> fresh = take(maxBatch - inFlight.size(), inFlight.isEmpty());
+                if (fresh == null) break;
+                if (!fresh.isEmpty()) batches.incrementAndGet();
                 try {
-                    if (batch.get(0).req.stream()) stream(batch.get(0));
-                    else complete(batch);
-                } catch (RuntimeException | Error e) {                   // an engine failure: answer every job of the batch
-                    for (Job j : batch) fail(j, e instanceof ApiError a ? a : new ApiError(500, "server_error", null, "inference failed: " + e));
+                    for (Job j : fresh) if (start(j)) inFlight.add(j);
+                    round(decoder, inFlight);
+                } catch (RuntimeException | Error e) {               // an engine failure: answer every job in flight
+                    ApiError err = e instanceof ApiError a ? a : new ApiError(500, "server_error", null, "inference failed: " + e);
+                    for (Job j : inFlight) fail(j, err);
+                    jobsDone.addAndGet(inFlight.size());
+                    inFlight.clear();
+                    decoder.close();
                 }
-                jobsDone.addAndGet(batch.size());
+                running = decoder.active();
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        ApiError bye = new ApiError(503, "server_shutting_down", null, "the server is shutting down");
+        for (Job j : inFlight) fail(j, bye);
+        jobsDone.addAndGet(inFlight.size());
+        decoder.close();
+        running = 0;
     }
 
     private static void fail(Job j, ApiError e) {
@@ -148,55 +189,119 @@ final class Scheduler implements AutoCloseable {
         j.events.add(e);
     }
 
-    // ============================================================================================ non-streaming
+    // ================================================================================================ one round
 
-    /** One prompt of a job: its tokens, what was generated, and the scoring request index (or -1). */
+    /** One prompt of a job: its tokens, its sequence in the decoder, what was generated, the scoring request index. */
     private static final class Item {
         int[] prompt, full;
+        Decoder.Sequence seq;
         Engine.Generation gen;
         int scored = -1, firstReported;
     }
 
-    private void complete(List<Job> batch) {
-        List<Engine.Request> requests = new ArrayList<>();
-        Map<Job, List<Item>> items = new LinkedHashMap<>();
+    /** Tokenizes and checks a new job (false: answered with an error); a streaming job gets its first chunks. */
+    private boolean start(Job j) {
+        CompletionRequest r = j.req;
         int Tmax = engine.config().maxSeqLen();
-        for (Job j : batch) {
-            try {
-                List<Item> list = new ArrayList<>();
-                for (int p = 0; p < j.req.prompts().size(); p++) {
-                    Item it = new Item();
-                    it.prompt = tokens(j.req, p);
-                    if (j.req.echo() ? it.prompt.length > Tmax + 1 : it.prompt.length >= Tmax)
-                        throw ApiError.badRequest("prompt", "prompt" + (j.req.prompts().size() > 1 ? "[" + p + "]" : "") + ": " + it.prompt.length
-                                + " tokens leave no room within the model's max_seq_len " + Tmax + (j.req.echo() ? " (+1 when only scored)" : ""));
-                    if (j.req.maxTokens() > 0 && it.prompt.length < Tmax) it.gen = engine.generate(it.prompt, params(j.req), null);
-                    int[] g = it.gen == null ? new int[0] : it.gen.tokens();
-                    it.full = concat(it.prompt, g);
-                    it.firstReported = j.req.echo() ? 1 : it.prompt.length;   // positions with a token log-probability
-                    if (j.req.logprobs() >= 0 && it.full.length >= 2 && it.firstReported < it.full.length) {
-                        it.scored = requests.size();
-                        requests.add(new Engine.Request(new int[]{it.full[0]}, Arrays.copyOfRange(it.full, 1, it.full.length)));
-                    }
-                    list.add(it);
+        try {
+            j.items = new ArrayList<>();
+            for (int p = 0; p < r.prompts().size(); p++) {
+                Item it = new Item();
+                it.prompt = tokens(r, p);
+                boolean onlyScored = r.echo() && !r.stream();
+                if (onlyScored ? it.prompt.length > Tmax + 1 : it.prompt.length >= Tmax)
+                    throw ApiError.badRequest("prompt", "prompt" + (r.prompts().size() > 1 ? "[" + p + "]" : "") + ": " + it.prompt.length
+                            + " tokens leave no room within the model's max_seq_len " + Tmax + (onlyScored ? " (+1 when only scored)" : ""));
+                j.items.add(it);
+            }
+        } catch (ApiError e) {
+            fail(j, e);
+            jobsDone.incrementAndGet();
+            return false;
+        } catch (IllegalArgumentException e) {
+            fail(j, ApiError.badRequest("prompt", e.getMessage()));
+            jobsDone.incrementAndGet();
+            return false;
+        }
+        if (r.stream()) {
+            if (r.chat()) j.events.add(chunk(j, JSON.createObjectNode().put("role", "assistant"), null));
+            if (r.echo()) j.events.add(chunk(j, r.prompts().get(0) instanceof String s ? s : engine.decode(j.items.get(0).prompt), null));
+        }
+        return true;
+    }
+
+    /** Joins waiting prompts while slots are free, runs one decode step, answers the jobs that are done. */
+    private void round(Decoder decoder, List<Job> inFlight) {
+        join:
+        for (Job j : inFlight) {
+            while (j.joined < j.items.size()) {
+                Item it = j.items.get(j.joined);
+                if (j.cancelled || !needsGeneration(j.req, it)) { j.joined++; continue; }
+                Decoder.Sequence s = decoder.join(it.prompt, params(j.req), j.req.stream() ? streamTo(j) : null);
+                if (s == null) break join;                         // no free slot: the rest wait for the next round
+                prefills.incrementAndGet();
+                it.seq = s;
+                j.joined++;
+            }
+        }
+        running = decoder.active();
+        if (running == 0 && inFlight.stream().anyMatch(j -> j.joined < j.items.size()))
+            java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);   // every slot held outside the server (a direct engine call)
+        long before = decoder.steps(), rowsBefore = decoder.decodedTokens();
+        decoder.step();
+        decodeSteps.addAndGet(decoder.steps() - before);
+        decodedTokens.addAndGet(decoder.decodedTokens() - rowsBefore);
+
+        List<Job> ready = new ArrayList<>();
+        for (Job j : inFlight) {
+            if (j.cancelled) for (Item it : j.items) if (it.seq != null && !it.seq.finished()) decoder.cancel(it.seq);
+            if (j.cancelled || !j.generating()) ready.add(j);
+        }
+        if (ready.isEmpty()) return;
+        inFlight.removeAll(ready);
+        List<Engine.Request> requests = new ArrayList<>();
+        for (Job j : ready) {
+            for (Item it : j.items) {
+                it.gen = it.seq == null ? null : it.seq.result();
+                int[] g = it.gen == null ? new int[0] : it.gen.tokens();
+                generatedTokens.addAndGet(g.length);
+                if (j.req.stream()) continue;
+                it.full = concat(it.prompt, g);
+                it.firstReported = j.req.echo() ? 1 : it.prompt.length;   // positions with a token log-probability
+                if (j.req.logprobs() >= 0 && it.full.length >= 2 && it.firstReported < it.full.length) {
+                    it.scored = requests.size();
+                    requests.add(new Engine.Request(new int[]{it.full[0]}, Arrays.copyOfRange(it.full, 1, it.full.length)));
                 }
-                items.put(j, list);
-            } catch (ApiError e) {
-                fail(j, e);
-            } catch (IllegalArgumentException e) {
-                fail(j, ApiError.badRequest("prompt", e.getMessage()));
             }
         }
         List<Engine.Scored> scored = requests.isEmpty() ? List.of() : engine.score(requests);
         scoredSequences.addAndGet(requests.size());
-        for (var e : items.entrySet()) {
-            Job j = e.getKey();
+        for (Job j : ready) {
+            jobsDone.incrementAndGet();
+            if (j.req.stream()) {
+                Engine.Generation g = j.items.get(0).gen;
+                if (!j.cancelled && g != null) j.events.add(chunk(j, j.req.chat() ? JSON.createObjectNode() : "", g.finishReason()));
+                j.events.add(END);
+                continue;
+            }
             try {
-                j.result.complete(response(j, e.getValue(), scored));
+                j.result.complete(response(j, j.items, scored));
             } catch (RuntimeException ex) {
                 fail(j, new ApiError(500, "server_error", null, "inference failed: " + ex));
             }
         }
+    }
+
+    /** A streamed job's pieces, as SSE chunks (dropped once the client is gone). */
+    private static Engine.TokenCallback streamTo(Job j) {
+        return piece -> {
+            if (!j.cancelled) j.events.add(chunk(j, j.req.chat() ? JSON.createObjectNode().put("content", piece) : piece, null));
+        };
+    }
+
+    /** Streams always generate (at least one token); otherwise max_tokens 0 or a prompt of max_seq_len tokens only score. */
+    private boolean needsGeneration(CompletionRequest r, Item it) {
+        return r.stream() || r.maxTokens() > 0 && it.prompt.length < engine.config().maxSeqLen();
     }
 
     private ObjectNode response(Job j, List<Item> items, List<Engine.Scored> scored) {
@@ -271,16 +376,11 @@ final class Scheduler implements AutoCloseable {
 
     /** For each reported position t >= firstReported: the k most likely next tokens after full[<t] (id -> log p). */
     private List<Map<Integer, Double>> alternatives(Item it, int k) {
-        InferenceModel m = engine.model();
         List<Map<Integer, Double>> out = new ArrayList<>();
+        int from = Math.max(1, it.firstReported);             // logits after full[0..t-1] predict full[t]
+        if (from >= it.full.length) return out;
         synchronized (engine) {
-            m.reset();
-            float[] logits = m.prefill(Arrays.copyOf(it.full, Math.max(1, it.firstReported)));   // predicts full[firstReported]
-            for (int t = Math.max(1, it.firstReported); t < it.full.length; t++) {
-                out.add(topK(logits, k));
-                if (t + 1 < it.full.length) logits = m.decode(it.full[t]);
-            }
-            m.reset();
+            engine.model().positionLogits(Arrays.copyOf(it.full, it.full.length - 1), from - 1, (logits, t) -> out.add(topK(logits, k)));
         }
         return out;
     }
@@ -300,34 +400,6 @@ final class Scheduler implements AutoCloseable {
     }
 
     // ================================================================================================ streaming
-
-    private void stream(Job j) {
-        CompletionRequest r = j.req;
-        int[] prompt;
-        try {
-            prompt = tokens(r, 0);
-            if (prompt.length >= engine.config().maxSeqLen())
-                throw ApiError.badRequest("prompt", "prompt: " + prompt.length + " tokens leave no room within the model's max_seq_len " + engine.config().maxSeqLen());
-        } catch (ApiError e) {
-            fail(j, e);
-            return;
-        } catch (IllegalArgumentException e) {
-            fail(j, ApiError.badRequest("prompt", e.getMessage()));
-            return;
-        }
-        if (r.chat()) j.events.add(chunk(j, JSON.createObjectNode().put("role", "assistant"), null));
-        if (r.echo()) j.events.add(chunk(j, r.prompts().get(0) instanceof String s ? s : engine.decode(prompt), null));
-        try {
-            Engine.Generation g = engine.generate(prompt, params(r), piece -> {
-                if (j.cancelled) throw new CancellationException("client gone");
-                j.events.add(chunk(j, r.chat() ? JSON.createObjectNode().put("content", piece) : piece, null));
-            });
-            j.events.add(chunk(j, r.chat() ? JSON.createObjectNode() : "", g.finishReason()));
-            j.events.add(END);
-        } catch (CancellationException e) {
-            j.events.add(END);
-        }
-    }
 
     /** One SSE chunk: text (completions) or a delta object (chat), with finish_reason null until the last. */
     private static ObjectNode chunk(Job j, Object content, String finish) {

@@ -42,7 +42,8 @@ public final class Server implements AutoCloseable {
      * @param port          TCP port, 0 = any free port ({@link #port()} says which)
      * @param modelId       the id reported by /v1/models and in responses
      * @param queue         requests waiting for the engine before 429
-     * @param maxBatch      requests scored in one batch
+     * @param maxBatch      requests in flight at once: sequences decoded together (at most the engine's key/value
+     *                      cache slots, {@link Engine.Options#slots}) and requests scored in one batch
      * @param maxBodyBytes  largest accepted request body
      * @param maxNewTokens  largest max_tokens a request may ask for
      */
@@ -133,6 +134,12 @@ public final class Server implements AutoCloseable {
                         o.put("batches", scheduler.batches.get());
                         o.put("requests_done", scheduler.jobsDone.get());
                         o.put("sequences_scored", scheduler.scoredSequences.get());
+                        o.put("running", scheduler.running());
+                        o.put("kv_slots", engine.model().slots());
+                        o.put("prefills", scheduler.prefills.get());
+                        o.put("decode_steps", scheduler.decodeSteps.get());
+                        o.put("decoded_tokens", scheduler.decodedTokens.get());
+                        o.put("generated_tokens", scheduler.generatedTokens.get());
                         send(ex, closing ? 503 : 200, o);
                     }
                     case "/v1/models" -> {

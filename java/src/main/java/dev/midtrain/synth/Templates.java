@@ -51,13 +51,7 @@ public final class Templates {
         }
 
         /** Provenance: template name, version and file hash. */
-        Map<String, Object> provenance() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("template", name);
-            m.put("template_version", version);
-            m.put("template_sha256", sha256.substring(0, 16));
-            return m;
-        }
+        Map<String, Object> provenance() { return Templates.provenance("template", "template_", name, version, sha256); }
 
         /**
          * Validates a parsed answer against the schema: null when it conforms, else the reason
@@ -95,13 +89,16 @@ public final class Templates {
 
     /** A fragment file (grades.yaml, rubric.yaml): named entries plus the file's name and version. */
     public record Fragment(String name, int version, Map<String, String> entries, String sha256) {
-        Map<String, Object> provenance() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("name", name);
-            m.put("version", version);
-            m.put("sha256", sha256.substring(0, 16));
-            return m;
-        }
+        Map<String, Object> provenance() { return Templates.provenance("name", "", name, version, sha256); }
+    }
+
+    /** A file's provenance: {nameKey: name, PREFIXversion: version, PREFIXsha256: the first 16 hex digits of its hash}. */
+    static Map<String, Object> provenance(String nameKey, String prefix, String name, int version, String sha256) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put(nameKey, name);
+        m.put(prefix + "version", version);
+        m.put(prefix + "sha256", sha256.substring(0, 16));
+        return m;
     }
 
     /** Loads TEMPLATE.yaml from {@code dir}; the schema must declare each of {@code requiredFields}. */

@@ -53,7 +53,7 @@ public final class Trainer {
 
     /**
      * @param data     the batches of this rank (may be null when only {@link #step(int[][])} is used)
-     * @param state    the state to continue from (a fresh {@code new TrainState(seed)} or a restored checkpoint's)
+     * @param state    the state to continue from (a fresh {@link TrainState#start} or a restored checkpoint's)
      */
     public Trainer(RunConfig cfg, Llama model, TokenBatches data, TrainState state, MetricsLog metrics) {
         this(cfg, model, data, state, metrics, Parallelism.single(model));
@@ -230,13 +230,7 @@ public final class Trainer {
 
     /** Restores a saved position: copies {@code saved} into this trainer's state and rewinds the loader. */
     public void resume(TrainState saved) {
-        state.step = saved.step;
-        state.skippedSteps = saved.skippedSteps;
-        state.tokensTrained = saved.tokensTrained;
-        state.tokensPerSource.clear();
-        state.tokensPerSource.putAll(saved.tokensPerSource);
-        state.loaderState = saved.loaderState;
-        state.seed = saved.seed;
+        state.set(saved);
         if (saved.loaderState != null && data != null) data.restore(saved.loaderState);
     }
 

@@ -40,11 +40,11 @@ class CheckpointStoreTest {
             if (tp == 2) assertTrue(Files.exists(d.resolve("model-tp01-of-02.safetensors")));
             assertStep(d, 7, tp);
             try (StepCheckpoint ck = StepCheckpoint.open(d, true)) {
-                TrainerState st = ck.state();
+                StateFile st = ck.stateFile();
                 assertEquals(state(7, tp).toJson(), st.toJson());
-                assertEquals(Map.of("a", 70L, "b", 154L), st.tokensPerSource());
-                assertEquals(1000 + 7 * 32, st.tokensTotal());
-                assertEquals(49, st.loaderState().get("cursor").asLong());
+                assertEquals(Map.of("a", 70L, "b", 154L), st.state().tokensPerSource);
+                assertEquals(1000 + 7 * 32, st.state().tokensTotal());
+                assertEquals(49, st.state().loaderState.get("cursor").asLong());
                 assertEquals(tp, ck.config().parallel().tp());
                 // a layout of another tp is refused with a clear message
                 ParamLayout other = ParamLayout.of(M, tp == 1 ? 2 : 1, 0, List.of("norm"));
@@ -160,7 +160,7 @@ class CheckpointStoreTest {
         e = assertThrows(UserError.class, () -> StepCheckpoint.open(d, true));
         assertTrue(e.getMessage().startsWith(sf.toString()) && e.getMessage().contains("step"), e.getMessage());
         // not our format
-        Files.writeString(sf, good.replace(TrainerState.FORMAT, "other/9"));
+        Files.writeString(sf, good.replace(StateFile.FORMAT, "other/9"));
         reseal(d);
         e = assertThrows(UserError.class, () -> StepCheckpoint.open(d, true));
         assertTrue(e.getMessage().contains("format other/9"), e.getMessage());

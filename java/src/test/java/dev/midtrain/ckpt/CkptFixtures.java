@@ -8,6 +8,7 @@ import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.train.TrainState;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -39,11 +40,14 @@ final class CkptFixtures {
         }
     }
 
-    static TrainerState state(long step, int tp) {
-        ObjectNode loader = JsonNodeFactory.instance.objectNode().put("cursor", step * 7).put("epoch", 0);
-        ObjectNode rng = JsonNodeFactory.instance.objectNode().put("seed", 1234).put("calls", step * 3);
-        return new TrainerState(TrainerState.FORMAT, step, step * 32, 1000, Map.of("a", step * 10, "b", step * 22), 0, loader, rng,
-                1e-3, ConfigLoader.toYaml(config(tp)), "0.1.0", tp, 1, null, null);
+    static StateFile state(long step, int tp) {
+        TrainState s = new TrainState(1234);
+        s.step = step;
+        s.tokensTrained = step * 32;
+        s.tokensSeenBefore = 1000;
+        s.tokensPerSource.putAll(Map.of("a", step * 10, "b", step * 22));
+        s.loaderState = JsonNodeFactory.instance.objectNode().put("cursor", step * 7).put("epoch", 0);
+        return new StateFile(s, 1e-3, ConfigLoader.toYaml(config(tp)), "0.1.0", tp, 1, null, null);
     }
 
     static float value(long step, int rank, int slab, long i) {
@@ -77,7 +81,7 @@ final class CkptFixtures {
     /** Asserts a committed step holds exactly the fixture values of {@code step}. */
     static void assertStep(Path stepDir, long step, int tp) {
         try (StepCheckpoint ck = StepCheckpoint.open(stepDir, true)) {
-            if (ck.state().step() != step) throw new AssertionError("state step " + ck.state().step() + " != " + step);
+            if (ck.stateFile().step() != step) throw new AssertionError("state step " + ck.stateFile().step() + " != " + step);
             for (ParamLayout l : layouts(tp)) {
                 try (HostFloats p = HostFloats.allocate(l.numel()); HostFloats m = HostFloats.allocate(l.numel()); HostFloats v = HostFloats.allocate(l.numel())) {
                     for (long i = 0; i < l.numel(); i++) { p.put(i, Float.NaN); m.put(i, Float.NaN); v.put(i, Float.NaN); }

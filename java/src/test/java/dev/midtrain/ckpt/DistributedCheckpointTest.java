@@ -49,10 +49,9 @@ class DistributedCheckpointTest {
         return out;
     }
 
-    static TrainerState state(long step, int tp, int dp) {
-        TrainerState s = CkptFixtures.state(step, tp);
-        return new TrainerState(s.format(), step, s.tokensTrained(), s.tokensSeenBefore(), s.tokensPerSource(), 0, s.loaderState(), s.rngState(),
-                s.lr(), ConfigLoader.toYaml(CkptFixtures.config(tp, dp)), s.engineVersion(), tp, dp, null, null);
+    static StateFile state(long step, int tp, int dp) {
+        StateFile s = CkptFixtures.state(step, tp);
+        return new StateFile(s.state(), s.lr(), ConfigLoader.toYaml(CkptFixtures.config(tp, dp)), s.engineVersion(), tp, dp, null, null);
     }
 
     /** Global rank r's part of step {@code step}: its window of its tensor-parallel rank's slabs. */
@@ -161,8 +160,8 @@ class DistributedCheckpointTest {
             saveAll(run, 30, List.of(), Duration.ofSeconds(30), pool).get();
             assertEquals(List.of(25L, 30L), CheckpointStore.forRun(run).committedSteps());
             try (StepCheckpoint ck = StepCheckpoint.open(CheckpointStore.forRun(run).stepDir(30), true)) {
-                assertEquals(30, ck.state().step());
-                assertEquals(Map.of("a", 300L, "b", 660L), ck.state().tokensPerSource());
+                assertEquals(30, ck.stateFile().step());
+                assertEquals(Map.of("a", 300L, "b", 660L), ck.stateFile().state().tokensPerSource);
             }
         } finally {
             pool.shutdownNow();

@@ -16,7 +16,7 @@ public final class TestAccess {
         return TinyHf.write(dir, m, dt, shardBytes, seed);
     }
 
-    public static TrainerState state(long step, int tp) { return CkptFixtures.state(step, tp); }
+    public static StateFile state(long step, int tp) { return CkptFixtures.state(step, tp); }
 
     public static void assertSameTensors(Map<String, float[]> want, Path dir, DType dt) { HfCheckpointTest.assertSameTensors(want, dir, dt); }
 }

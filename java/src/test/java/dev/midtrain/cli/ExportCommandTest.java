@@ -7,7 +7,8 @@ import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.ckpt.TestAccess;
-import dev.midtrain.ckpt.TrainerState;
+import dev.midtrain.ckpt.StateFile;
+import dev.midtrain.train.TrainState;
 import dev.midtrain.model.ParamLayout;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,8 +41,10 @@ class ExportCommandTest {
                     ck.loadInto(l, p);
                     ranks.add(new CheckpointStore.RankState(l, p, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel())));
                 }
-                TrainerState st = TestAccess.state(0, tp);
-                st = new TrainerState(st.format(), 0, 0, 5000, Map.of(), 0, null, null, 0, st.configYaml(), st.engineVersion(), tp, 1, ck.config(), hf.toString());
+                StateFile st = TestAccess.state(0, tp);
+                TrainState fresh = new TrainState(1234);
+                fresh.tokensSeenBefore = 5000;
+                st = new StateFile(fresh, 0, st.configYaml(), st.engineVersion(), tp, 1, ck.config(), hf.toString());
                 CheckpointStore.forRun(tmp.resolve("run" + tp)).save(st, ranks, 2, 0);
             }
             Path out = tmp.resolve("out" + tp);

@@ -126,7 +126,7 @@ class TrainCheckpointTest {
         assertEquals(8, metrics(r).get(7).get("step").asInt());
         assertEquals(List.of(2L, 4L, 6L, 8L), CheckpointStore.forRun(r).committedSteps());
         try (StepCheckpoint ck = StepCheckpoint.open(CheckpointStore.forRun(r).stepDir(8), true)) {
-            assertEquals(8L * 4 * 16, ck.state().tokensTrained());
+            assertEquals(8L * 4 * 16, ck.stateFile().state().tokensTrained);
             assertEquals(0.005, ck.config().optimizer().lr());
         }
     }
@@ -145,9 +145,9 @@ class TrainCheckpointTest {
         assertTrue(out.toString().contains("initialized from " + hf) && out.toString().contains("15,000,000,000,000 tokens seen before"), out.toString());
         Path step1 = CheckpointStore.forRun(r).stepDir(1);
         try (StepCheckpoint ck = StepCheckpoint.open(step1, true)) {
-            assertEquals(15_000_000_000_000L + 64, ck.state().tokensTotal());
-            assertEquals(1, ck.state().hfConfig().get("bos_token_id").asInt());
-            assertEquals(hf.toAbsolutePath().toString(), ck.state().initFrom());
+            assertEquals(15_000_000_000_000L + 64, ck.stateFile().state().tokensTotal());
+            assertEquals(1, ck.stateFile().hfConfig().get("bos_token_id").asInt());
+            assertEquals(hf.toAbsolutePath().toString(), ck.stateFile().initFrom());
         }
         Path ex = tmp.resolve("export");
         out.setLength(0);

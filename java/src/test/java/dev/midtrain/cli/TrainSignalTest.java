@@ -86,7 +86,7 @@ class TrainSignalTest {
         StringBuilder o = new StringBuilder();
         assertEquals(0, run(o, "train", "--resume", run.toString(), "--synthetic-data", "--set", "train.steps=" + (steps + 2)), o.toString());
         assertEquals(steps + 2, metricsLines(run));
-        assertEquals(steps + 2, s.newestCommitted().map(d -> { try (var ck = StepCheckpoint.open(d, true)) { return ck.state().step(); } }).orElseThrow());
+        assertEquals(steps + 2, s.newestCommitted().map(d -> { try (var ck = StepCheckpoint.open(d, true)) { return ck.stateFile().step(); } }).orElseThrow());
     }
 
     @Test

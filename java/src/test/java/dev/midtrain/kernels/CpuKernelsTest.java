@@ -84,6 +84,44 @@ class CpuKernelsTest {
         }
     }
 
+    // ---------------------------------------------------------------------------------------------- linear
+
+    /** linear_forward out[M,N] = inp[M,K] @ weight[N,K]^T over NaN, against a double-precision product; the small-M
+     * route of CpuBackend.gemm (NT, alpha 1, beta 0) gives the same bits; each row and column is bitwise the same
+     * whatever batch or slice of the weight it is computed in. */
+    @ParameterizedTest(name = "M={0} N={1} K={2}")
+    @CsvSource({"1,1,1", "1,1001,513", "3,7,3", "3,1001,17", "2,64,128", "8,2752,512", "5,333,1377", "9,100,40", "16,130,77", "17,50,9", "1,4,0"})
+    void linear(int M, int N, int K) {
+        Random r = new Random(7100 + M * 13 + N * 7 + K);
+        float[] a = gaussian(r, M * K, 1), w = gaussian(r, N * K, 1);
+        long pa = k.put(a), pw = k.put(w), out = k.poisoned(M * N);
+        backend.linearForward(out, pa, pw, M, N, K);
+        float[] got = k.get(out, M * N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double sum = 0, abs = 0;
+                for (int l = 0; l < K; l++) {
+                    double p = (double) a[i * K + l] * w[j * K + l];
+                    sum += p;
+                    abs += Math.abs(p);
+                }
+                // fp32 dot product of K terms: |error| <= K u sum|a w| (u = 6e-8, gamma_K); 2x as margin
+                double tol = 2 * (K + 1) * 6e-8 * abs;
+                float g = got[i * N + j];
+                if (!(Math.abs(g - sum) <= tol))
+                    fail(String.format("linear_forward: out[%d,%d] = %s, expected %s (tol %.2e)", i, j, g, sum, tol));
+            }
+        if (M <= CpuBackend.SMALL_M) {                                   // the route through gemm: the same kernel
+            long viaGemm = k.poisoned(M * N);
+            backend.gemm(false, true, M, N, K, 1f, pa, pw, 0f, viaGemm, false);
+            assertBitwise("gemm NT small M", got, k.get(viaGemm, M * N));
+        }
+        int m = M / 2, n0 = N / 3, n = N - n0;                           // one row, and the columns n0.. alone
+        long one = k.poisoned(n);
+        backend.linearForward(one, pa + 4L * m * K, pw + 4L * n0 * K, 1, n, K);
+        assertBitwise("row " + m + ", columns " + n0 + ".. alone", Arrays.copyOfRange(got, m * N + n0, m * N + N), k.get(one, n));
+    }
+
     // ------------------------------------------------------------------------------------------- embedding
 
     @ParameterizedTest(name = "N={0} C={1} V={2}")

@@ -58,6 +58,21 @@ public final class DeterminismProbe {
                 update(md, k.get(loss, N));
                 update(md, k.get(lg, N * V));
             }
+            { // linear_forward: 3 x 2000 x 300 = 1.8M > 8 * MT_OMP_MIN_WORK, the parallel path
+                int M = 3, N = 2000, K = 300;
+                long a = k.put(gaussian(r, M * K, 1)), w = k.put(gaussian(r, N * K, 1)), out = k.alloc(M * N);
+                be.linearForward(out, a, w, M, N, K);
+                update(md, k.get(out, M * N));
+            }
+            { // kvcache_attention_forward: a 100-token prefill after 30 cached positions, 2 sequences, 6 heads
+                int B = 2, Tq = 100, Tmax = 140, NH = 6, NKV = 2, HD = 32, H = NH + 2 * NKV;
+                float[][] rope = ropeTables(Tmax, HD, 10000.0);
+                long kv = k.put(gaussian(r, B * Tmax * 2 * NKV * HD, 1)), qkv = k.put(gaussian(r, B * Tq * H * HD, 1));
+                long out = k.alloc(B * Tq * NH * HD), cos = k.put(rope[0]), sin = k.put(rope[1]), pos = k.putInts(new int[] {30, 7});
+                be.kvcacheAttentionForward(out, kv, qkv, cos, sin, pos, B, Tq, Tmax, NH, NKV, HD);
+                update(md, k.get(out, B * Tq * NH * HD));
+                update(md, k.get(kv, B * Tmax * 2 * NKV * HD));
+            }
             { // gradient norm over 1M values (256 chunks)
                 int n = 1_000_000;
                 long x = k.put(gaussian(r, n, 1)), out = k.put(new float[] {0.5f});

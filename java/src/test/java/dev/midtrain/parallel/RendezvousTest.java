@@ -13,7 +13,10 @@ import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** The TCP rendezvous between separate JVM processes on the loopback interface (no NCCL: the id is random bytes). */
+/**
+ * The {@link TcpWorld} rendezvous between separate JVM processes on the loopback interface: process 0's payload (the
+ * NCCL unique id in NCCL mode; here random bytes) reaches every process, and every failure is one line everywhere.
+ */
 class RendezvousTest {
 
     static int freePort() throws IOException {
@@ -25,6 +28,10 @@ class RendezvousTest {
         return new ProcessBuilder(java, "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", System.getProperty("java.class.path"),
                 RendezvousProbe.class.getName(), "" + proc, "" + n, "" + local, "" + port, "" + timeoutMs)
                 .redirectErrorStream(true).start();
+    }
+
+    static LaunchEnv env(int nprocs, int proc, int localRanks, int port) {
+        return new LaunchEnv(LaunchEnv.Source.FLAGS, nprocs, proc, localRanks, 0, "127.0.0.1", port);
     }
 
     record Result(int exit, String out) {}
@@ -71,7 +78,7 @@ class RendezvousTest {
         try { port = freePort(); } catch (IOException e) { throw new RuntimeException(e); }
         long t0 = System.nanoTime();
         ParallelException e = assertThrows(ParallelException.class,
-                () -> Rendezvous.join("127.0.0.1", port, 1, 2, 1, Duration.ofMillis(600)));
+                () -> TcpWorld.start(env(2, 1, 1, port), null, Duration.ofMillis(600), false));
         assertTrue(e.getMessage().contains("did not accept a connection within 0.6 s"), e.getMessage());
         assertTrue(System.nanoTime() - t0 < 5_000_000_000L);
     }
@@ -82,14 +89,14 @@ class RendezvousTest {
         ParallelException[] serverErr = new ParallelException[1];
         Thread server = new Thread(() -> {
             try {
-                Rendezvous.serve(port, 2, 8, new byte[Rendezvous.ID_BYTES], Duration.ofSeconds(10));
+                TcpWorld.start(env(2, 0, 8, port), new byte[128], Duration.ofSeconds(10), false).close();
             } catch (ParallelException e) {
                 serverErr[0] = e;
             }
         });
         server.start();
         ParallelException e = assertThrows(ParallelException.class,
-                () -> Rendezvous.join("127.0.0.1", port, 1, 2, 4, Duration.ofSeconds(10)));   // 4 local ranks vs 8
+                () -> TcpWorld.start(env(2, 1, 4, port), null, Duration.ofSeconds(10), false));   // 4 local ranks vs 8
         server.join(10_000);
         assertTrue(e.getMessage().contains("expects 2 processes and 8 ranks, process 0 expects 2 and 16"), e.getMessage());
         assertNotNull(serverErr[0]);
@@ -99,9 +106,9 @@ class RendezvousTest {
     @Test
     void singleProcessNeedsNoNetwork() {
         LaunchEnv env = new LaunchEnv(LaunchEnv.Source.SINGLE, 1, 0, 8, 0, null, 1);
-        byte[] id = new byte[Rendezvous.ID_BYTES];
-        id[5] = 7;
-        assertSame(id, Rendezvous.exchange(env, () -> id, Duration.ofMillis(1)));
-        assertThrows(IllegalArgumentException.class, () -> Rendezvous.exchange(env, () -> new byte[3], Duration.ofMillis(1)));
+        assertFalse(env.multiProcess());            // Launcher makes a single process's id itself
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> TcpWorld.start(env, new byte[128], Duration.ofMillis(1), false));
+        assertTrue(e.getMessage().contains("single process"), e.getMessage());
     }
 }

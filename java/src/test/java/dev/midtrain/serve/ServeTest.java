@@ -62,7 +62,7 @@ class ServeTest {
         for (ParamLayout.Tensor t : layout.tensors())
             for (long i = 0; i < t.numel(); i++)
                 w.put(t.offset() + i, t.shape().length == 1 ? (float) (1 + 0.1 * r.nextGaussian()) : (float) (0.3 * r.nextGaussian()));
-        model = new InferenceModel(be, layout, w, 768);
+        model = new InferenceModel(be, layout, w, 768, 16);       // 16 key/value cache slots: the server decodes 16 at once
         tok = Preparer.Tok.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
         engine = Engine.of(model, tok);
         server = new Server(engine, ChatTemplate.builtIn(), new Server.Options("127.0.0.1", 0, "tiny", 32, 16, 4096, 64));
@@ -377,6 +377,108 @@ class ServeTest {
         long jobs = server.scheduler().jobsDone.get() - doneBefore, batches = server.scheduler().batches.get() - batchesBefore;
         System.out.printf("16 clients: %d requests in %d engine batches%n", jobs, batches);
         assertEquals(48, jobs);
+    }
+
+    /**
+     * Continuous batching through HTTP: 16 clients at once with different prompts (4 to 40 tokens), lengths (5 to 20
+     * new tokens), streamed and not, completions and chat, greedy and one seeded sample. The requests are queued while
+     * the worker is paused, so they are in flight together: each answer equals the engine's generation of that request
+     * alone (a 1-sequence Decoder), and /health counts fewer decode steps than generated tokens (a step decodes many).
+     */
+    @Test
+    void sixteenConcurrentRequestsDecodeTogetherAndAnswerAsAlone() throws Exception {
+        String[] texts = {"The energy of a photon", "Plants take in", "Water", "Once upon a time, in a land far away, there lived",
+                "Question: which gas do plants take in?\nAnswer:", "a b c d e f g h i j k l m n o p q r s t", "熊猫", "1 2 3"};
+        List<ObjectNode> bodies = new ArrayList<>();
+        List<String> want = new ArrayList<>();
+        long wantTokens = 0;
+        for (int c = 0; c < 16; c++) {
+            String text = texts[c % texts.length];
+            int maxNew = 5 + c;
+            boolean stream = c % 2 == 1, chat = c % 4 >= 2, sampled = c == 7;
+            double temp = sampled ? 0.9 : 0;
+            int[] prompt;
+            ObjectNode b;
+            if (chat) {
+                ArrayNode m = JSON.createArrayNode();
+                m.addObject().put("role", "user").put("content", text);
+                prompt = engine.encode(ChatTemplate.builtIn().render(List.<String[]>of(new String[]{"user", text})));
+                b = obj("messages", m, "max_tokens", maxNew, "temperature", temp, "seed", 11, "stream", stream);
+            } else {
+                prompt = engine.encodePrompt(text);
+                b = obj("prompt", text, "max_tokens", maxNew, "temperature", temp, "seed", 11, "stream", stream);
+            }
+            List<String> stops = chat ? List.of("<|eot_id|>") : List.of();
+            Engine.Generation g = engine.generate(prompt, new GenerateParams(maxNew, temp, 1, 11, stops, true), null);
+            want.add(g.text());
+            wantTokens += g.tokens().length;
+            bodies.add(b);
+        }
+        try (Server s = new Server(engine, ChatTemplate.builtIn(), new Server.Options("127.0.0.1", 0, "tiny", 32, 16, 4096, 64))) {
+            s.scheduler().pause(true);
+            List<CompletableFuture<HttpResponse<String>>> answers = new ArrayList<>();
+            for (int c = 0; c < 16; c++) {
+                String path = c % 4 >= 2 ? "/v1/chat/completions" : "/v1/completions";
+                answers.add(http.sendAsync(HttpRequest.newBuilder(uri(s, path)).timeout(Duration.ofSeconds(60))
+                        .POST(HttpRequest.BodyPublishers.ofString(JSON.writeValueAsString(bodies.get(c)))).build(), HttpResponse.BodyHandlers.ofString()));
+            }
+            long deadline = System.nanoTime() + 20_000_000_000L;
+            while (s.scheduler().queued() < 16) {
+                assertTrue(System.nanoTime() < deadline, "requests never queued");
+                Thread.sleep(10);
+            }
+            s.scheduler().pause(false);
+            for (int c = 0; c < 16; c++) {
+                HttpResponse<String> r = answers.get(c).get();
+                assertEquals(200, r.statusCode(), r.body());
+                boolean stream = c % 2 == 1, chat = c % 4 >= 2;
+                String got;
+                if (stream) {
+                    StringBuilder sb = new StringBuilder();
+                    List<String> ev = sse(r.body());
+                    assertEquals("[DONE]", ev.get(ev.size() - 1));
+                    for (String e : ev.subList(0, ev.size() - 1)) {
+                        JsonNode ch = JSON.readTree(e).get("choices").get(0);
+                        if (chat) { if (ch.get("delta").has("content")) sb.append(ch.get("delta").get("content").asText()); }
+                        else sb.append(ch.get("text").asText());
+                    }
+                    got = sb.toString();
+                } else {
+                    JsonNode ch = JSON.readTree(r.body()).get("choices").get(0);
+                    got = chat ? ch.get("message").get("content").asText() : ch.get("text").asText();
+                }
+                assertEquals(want.get(c), got, "client " + c + (stream ? " (streamed)" : "") + (chat ? " (chat)" : ""));
+            }
+            JsonNode h = JSON.readTree(http.send(HttpRequest.newBuilder(uri(s, "/health")).GET().build(), HttpResponse.BodyHandlers.ofString()).body());
+            long steps = h.get("decode_steps").asLong(), made = h.get("generated_tokens").asLong(), rows = h.get("decoded_tokens").asLong();
+            System.out.printf("16 concurrent requests: %d tokens generated in %d decode steps (%d rows: %.1f sequences per step), %d prefills, %d batches%n",
+                    made, steps, rows, rows / (double) steps, h.get("prefills").asLong(), h.get("batches").asLong());
+            assertEquals(wantTokens, made);
+            assertEquals(16, h.get("prefills").asLong());
+            assertEquals(made - 16, rows, "every token but each request's first (sampled after its prefill) is a decode row");
+            assertTrue(steps < made / 4, steps + " decode steps for " + made + " tokens: requests were not decoded together");
+            assertEquals(0, h.get("running").asInt());
+        }
+    }
+
+    /**
+     * A streaming client that disconnects mid-stream does not hold the server's only slot (--max-batch 1): its job
+     * leaves (cancelled when the server's next write fails, else at its end) and the next request is answered.
+     */
+    @Test
+    void aStreamingClientThatGoesAwayDoesNotHoldItsSlot() throws Exception {
+        try (Server s = new Server(engine, ChatTemplate.builtIn(), new Server.Options("127.0.0.1", 0, "tiny", 8, 1, 4096, 64))) {
+            try (java.net.Socket sock = new java.net.Socket("127.0.0.1", s.port())) {
+                byte[] body = JSON.writeValueAsBytes(obj("prompt", "Plants take in", "max_tokens", 64, "temperature", 0, "stream", true));
+                String head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + body.length + "\r\n\r\n";
+                sock.getOutputStream().write(head.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                sock.getOutputStream().write(body);
+                sock.getOutputStream().flush();
+                sock.getInputStream().read();                   // the response has started
+            }                                                   // gone
+            JsonNode r = ok(post(s, "/v1/completions", JSON.writeValueAsString(obj("prompt", "Water", "max_tokens", 4, "temperature", 0))));
+            assertEquals(engine.generate("Water", new GenerateParams(4, 0, 1, 0, List.of(), true), null).text(), r.get("choices").get(0).get("text").asText());
+        }
     }
 
     @Test
