@@ -28,9 +28,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class BatchedDecodingTest {
     /** Logits tolerance of a batched step vs a single-sequence step, absolute, for logits of size ~1-30: both fp32 with
      * the same per-row arithmetic except the GEMMs, which may sum K in another order for M rows than for one (CpuBackend
-     * sends M <= 8 to its small-M linear kernel, larger M to OpenBLAS with its own blocking; cuBLAS picks algorithms by
-     * M): float rounding of sums of 36-40 products (~1e-7 relative each), carried through two layers and the head.
-     * Measured on CPU: 0 at M = 4 (every row through the small-M kernel), 9.1e-6 at M = 11 (OpenBLAS vs the kernel). */
+     * sends small M (CpuBackend.SMALL_M) to its linear kernel, which computes each row alone, larger M to OpenBLAS with
+     * its own blocking; cuBLAS picks algorithms by M): float rounding of sums of 36-40 products (~1e-7 relative each),
+     * carried through two layers and the head. Measured on CPU: 0 at M = 4 (every row through the small-M kernel);
+     * 1.4e-5 with OpenBLAS against the kernel (M = 19). */
     static final double BATCH_TOL = 5e-5;
 
     static int argmax(float[] x) { return Sampler.argmax(x); }
@@ -51,10 +52,12 @@ class BatchedDecodingTest {
         batchedVsAlone(new int[]{1, 7, 13, 22}, new int[]{0, 2, 3, 5}, 6, 1234);
     }
 
-    /** The same with 11 sequences (M = 11: past the small-M GEMM path) in slots 1..11 of a 12-slot model. */
+    /** The same with 19 sequences (M = 19: past CpuBackend's small-M GEMM path, OpenBLAS) in slots 1..19 of 20. */
     @Test
-    void elevenSequencesAtOnceEqualEachAlone() {
-        batchedVsAlone(new int[]{3, 1, 9, 30, 2, 17, 5, 12, 8, 21, 4}, new int[]{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 12, 77);
+    void nineteenSequencesAtOnceEqualEachAlone() {
+        int[] lens = {3, 1, 9, 30, 2, 17, 5, 12, 8, 21, 4, 6, 11, 1, 25, 14, 7, 19, 10}, slots = new int[lens.length];
+        for (int i = 0; i < slots.length; i++) slots[i] = i + 1;
+        batchedVsAlone(lens, slots, 20, 77);
     }
 
     private static void batchedVsAlone(int[] lens, int[] slots, int nSlots, long seed) {
