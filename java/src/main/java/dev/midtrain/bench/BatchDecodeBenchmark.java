@@ -12,7 +12,8 @@ import java.util.SplittableRandom;
 /**
  * Aggregate decode throughput of batched key/value-cache decoding (benchmarks/infer/batch.sh): on the 3m and 30m
  * configurations of {@link InferBenchmark} (random N(0, 0.02^2) weights), for each concurrency B: B different
- * PROMPT-token prompts prefilled into B cache slots, then NEW greedy decode steps that advance all B sequences at once
+ * PROMPT-token prompts prefilled together into B cache slots (one [B, PROMPT] pass, as the server prefills the
+ * prompts joining in one round), then NEW greedy decode steps that advance all B sequences at once
  * ({@link InferenceModel#decode(int[], int[])}: one GEMM with M = B per weight matrix). Reported: aggregate decode
  * tokens/s (B x NEW / decode time) and end-to-end tokens/s (B x (NEW + 1) / (prefill + decode): the first token comes
  * from the prefill), best of two after a warm-up.
@@ -38,7 +39,7 @@ public final class BatchDecodeBenchmark {
         try (CpuBackend be = new CpuBackend(); HostFloats w = HostFloats.allocate(layout.numel())) {
             for (ParamLayout.Tensor t : layout.tensors())
                 for (long i = 0; i < t.numel(); i++) w.put(t.offset() + i, t.shape().length == 1 ? 1f : (float) (0.02 * r.nextGaussian()));
-            try (InferenceModel model = new InferenceModel(be, layout, w, Math.max(promptLen, maxB), maxB)) {
+            try (InferenceModel model = new InferenceModel(be, layout, w, Math.max(promptLen, maxB) * maxB, maxB)) {
                 int[][] prompts = new int[maxB][promptLen];
                 for (int[] p : prompts) for (int i = 0; i < promptLen; i++) p[i] = r.nextInt(m.vocabSize());
                 run(model, prompts, 1, Math.min(4, newTokens));                    // warm-up
@@ -59,15 +60,13 @@ public final class BatchDecodeBenchmark {
         }
     }
 
-    /** Prefill of B prompts (one slot each, alone), then NEW decode steps of all B: seconds {prefill, decode}. */
+    /** Prefill of B prompts together (one slot each), then NEW decode steps of all B: seconds {prefill, decode}. */
     private static double[] run(InferenceModel model, int[][] prompts, int B, int newTokens) {
         int[] slots = new int[B], next = new int[B];
+        for (int b = 0; b < B; b++) { slots[b] = b; model.reset(b); }
         long t0 = System.nanoTime();
-        for (int b = 0; b < B; b++) {
-            slots[b] = b;
-            model.reset(b);
-            next[b] = Sampler.argmax(model.prefill(b, prompts[b]));
-        }
+        float[][] first = model.prefill(slots, java.util.Arrays.copyOf(prompts, B));
+        for (int b = 0; b < B; b++) next[b] = Sampler.argmax(first[b]);
         long t1 = System.nanoTime();
         for (int i = 0; i < newTokens; i++) {
             float[][] logits = model.decode(slots, next);
