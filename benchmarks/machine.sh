@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: one description of the machine for their result files.
 machine_summary() {
-  echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+  echo "$(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 }
 
 # Appends one result section to $1: the header lines read from stdin, then the log file $2 as a code block (lines

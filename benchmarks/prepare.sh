@@ -2,7 +2,8 @@
 # `midtrain prepare` throughput with decontamination and near-duplicate removal on, beside the Rust Hugging Face
 # `tokenizers` library encoding the same documents with the same tokenizer.json and thread count; and the shard
 # SHA-256 verification rate at train start beside `sha256sum`. Appends to benchmarks/results/prepare-<date>.md.
-# Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]
+# Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]   (defaults: 2 20 1; 20 copies are
+# 32,000 documents, 11M tokens, so that both engines' rates are steady-state rates, not JVM start and JIT warm-up)
 # Needs the packaged jar (mvn -B -q -P'!cuda' package -DskipTests) and python3 with `pip install tokenizers`
 # (PYTHON=... to choose the interpreter). Scratch data goes to target/bench-prepare/.
 set -euo pipefail
@@ -10,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source benchmarks/machine.sh
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
-THREADS="${1:-2}"; COPIES="${2:-3}"; VERIFY_GB="${3:-1}"
+THREADS="${1:-2}"; COPIES="${2:-20}"; VERIFY_GB="${3:-1}"
 PY="${PYTHON:-python3}"
 [[ -f target/midtrain.jar ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 W=target/bench-prepare; rm -rf "$W"; mkdir -p "$W"
@@ -32,7 +33,7 @@ LOG="$(mktemp)"
 JAVA=(java --add-opens=java.base/java.nio=ALL-UNNAMED -cp "target/midtrain.jar:target/lib/*")
 {
   echo "### HF tokenizers (Rust, Python binding $("$PY" -c 'import tokenizers; print(tokenizers.__version__)')), encode_batch, RAYON_NUM_THREADS=$THREADS, best of 3"
-  RAYON_NUM_THREADS="$THREADS" "$PY" - "$W/docs.jsonl" <<'PYEOF'
+  ( RAYON_NUM_THREADS="$THREADS" "$PY" - "$W/docs.jsonl" <<'PYEOF'
 import json, sys, time
 from tokenizers import Tokenizer
 tok = Tokenizer.from_file("data/tokenizer/tokenizer.json")
@@ -43,13 +44,30 @@ for _ in range(3):
     best = min(best, dt); n = sum(len(e.ids) for e in enc) + len(texts)   # + end-of-text per document, as prepare
 print(f"hf tokenizers: {len(texts)} documents, {n} tokens in {best:.3f} s = {n / best:,.0f} tokens/s (encoding only, texts in memory)")
 PYEOF
+  ) | tee "$W/hf.txt"
+  # prepare: its own rate (from reading the first record to the renamed output: read JSONL, clean, tokenize, write
+  # Arrow shards, fsync) and the whole command's wall time (JVM start and tokenizer loading included)
   for mode in plain cleaning; do
     extra=()
     [[ $mode == cleaning ]] && extra=(--decontaminate data/benchmarks/sample_bench.jsonl --dedup)
     for rep in 1 2 3; do
+      t0=$(date +%s.%N)
       "${JAVA[@]}" dev.midtrain.Main prepare --source knowedu --input "$W/docs.jsonl" --tokenizer data/tokenizer/tokenizer.json \
-        --out "$W/out-$mode" --threads "$THREADS" --no-progress "${extra[@]}" 2>&1 | grep -E '^prepare|near-dup|decontamination' | sed "s/^/$mode (run $rep): /"
+        --out "$W/out-$mode" --threads "$THREADS" --no-progress "${extra[@]}" > "$W/log" 2>&1 || { cat "$W/log"; exit 1; }
+      t1=$(date +%s.%N)
+      {
+        grep -E '^prepare|near-dup|decontamination|encoder' "$W/log" | sed "s/^/$mode (run $rep): /"
+        tok=$(grep -oE '[0-9,]+ tokens in' "$W/log" | head -1 | tr -d ', a-z')
+        echo "$t0 $t1 $tok" | awk -v m="$mode" -v r="$rep" '{printf "%s (run %d): whole command incl. JVM start %.2f s = %.0f tokens/s\n", m, r, $2 - $1, $3 / ($2 - $1)}'
+      } | tee -a "$W/runs.txt"
     done
+  done
+  # ratios to HF in this run (best of 3 each)
+  hf=$(grep -oE 'hf tokenizers: .* = [0-9,]+ tokens/s' "$W/hf.txt" | grep -oE '[0-9,]+ tokens/s' | tr -d ', a-z/')
+  for mode in plain cleaning; do
+    best=$(grep -E "^$mode \(run [0-9]\): prepare" "$W/runs.txt" | grep -oE '[0-9,]+ tokens/s' | tr -d ', a-z/' | sort -n | tail -1)
+    bestw=$(grep -E "^$mode \(run [0-9]\): whole" "$W/runs.txt" | grep -oE '[0-9]+ tokens/s' | tr -d ' a-z/' | sort -n | tail -1)
+    awk -v m="$mode" -v b="$best" -v w="$bestw" -v h="$hf" 'BEGIN {printf "ratio %s / hf tokenizers: %.2fx (prepare'"'"'s rate), %.2fx (whole command incl. JVM start)\n", m, b / h, w / h}'
   done
   echo "### shard verification at train start, $THREADS thread(s), vs sha256sum (one process per file, $THREADS in parallel)"
   TOKENS=$(( VERIFY_GB * 250000000 ))
@@ -70,5 +88,5 @@ OUT="benchmarks/results/prepare-$(date +%Y-%m-%d).md"
   echo "- java: $(java -version 2>&1 | head -1)"
   echo "- command: benchmarks/prepare.sh $THREADS $COPIES $VERIFY_GB"
   echo "- text: data/knowedu/sample.jsonl x $COPIES (words shuffled in the copies), tokenizer data/tokenizer/tokenizer.json (the sample byte-level BPE, Llama-3 pre-tokenizer)"
-  echo "- prepare 'cleaning' = --decontaminate data/benchmarks/sample_bench.jsonl --dedup (NFKC units, 10/13-grams, MinHash 128 x 5-shingles); its tokens/s is end to end (read JSONL, clean, tokenize, write Arrow shards, fsync), the HF figure is encoding only"
+  echo "- prepare 'cleaning' = --decontaminate data/benchmarks/sample_bench.jsonl --dedup (NFKC units, 10/13-grams, MinHash 128 x 5-shingles); its tokens/s is end to end (read JSONL, clean, tokenize, write Arrow shards, fsync; JVM start and tokenizer loading excluded, 'whole command' includes them), the HF figure is encoding only (texts already in memory); prepare encodes with its built-in byte-level BPE (ByteLevelBpe, the same ids as HF tokenizers, tested), DJL/HF tokenizers only for layouts or characters it does not handle"
 } | append_result "$OUT" "$LOG"

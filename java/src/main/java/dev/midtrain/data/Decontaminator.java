@@ -39,13 +39,14 @@ public final class Decontaminator {
     private static final List<String> QA_FIELDS = List.of("text", "question", "answer", "choices");
 
     private final List<Manifest.Benchmark> benchmarks;
-    private final Map<Long, Long> hashMask = new HashMap<>();      // n-gram hash -> benchmarks bitmask (prefilter)
+    private final LongMap hashMask;                                 // n-gram hash -> benchmarks bitmask (prefilter; 0 = none)
     private final Map<String, Long> gramMask = new HashMap<>();    // exact n-gram ("u1 u2 ... un") -> bitmask
 
     private Decontaminator(List<Path> files) {
         if (files.size() > 64) throw new UserError("--decontaminate: at most 64 benchmark files");
         List<Manifest.Benchmark> out = new ArrayList<>();
         ObjectMapper json = new ObjectMapper();
+        Map<Long, Long> hashes = new HashMap<>();
         for (int b = 0; b < files.size(); b++) {
             Path file = files.get(b);
             if (!Files.isRegularFile(file)) throw new UserError(file + ": benchmark file not found");
@@ -91,7 +92,7 @@ public final class Decontaminator {
             if (items == 0) throw new UserError(file + ": benchmark file has no records (it would decontaminate nothing)");
             for (String g : own.keySet()) {
                 gramMask.merge(g, bit, (x, y) -> x | y);
-                hashMask.merge(hash(g.split(" ")), bit, (x, y) -> x | y);
+                hashes.merge(hash(g.split(" ")), bit, (x, y) -> x | y);
             }
             String sha;
             try {
@@ -102,6 +103,8 @@ public final class Decontaminator {
             out.add(new Manifest.Benchmark(file.toString(), sha, items, own.size(), 0));
         }
         this.benchmarks = List.copyOf(out);
+        hashMask = new LongMap(Math.max(16, hashes.size()), 0);
+        hashes.forEach(hashMask::put);
     }
 
     /** Loads the benchmark files; a malformed line is a {@link UserError} naming file:line. */
@@ -121,7 +124,10 @@ public final class Decontaminator {
 
     private static boolean[] charUnits(List<String> u) {
         boolean[] ch = new boolean[u.size()];
-        for (int i = 0; i < ch.length; i++) ch[i] = TextUnits.isCharUnit(u.get(i));
+        for (int i = 0; i < ch.length; i++) {
+            String x = u.get(i);
+            ch[i] = x.length() <= 2 && TextUnits.isCharUnit(x);            // a character unit is one code point
+        }
         return ch;
     }
 
@@ -136,22 +142,33 @@ public final class Decontaminator {
         return N;
     }
 
+    /** {@link #windowAt} from prefix counts: {@code before[i]} = character units among the first i units. */
+    private static int windowAt(int[] before, int i) {
+        int len = before.length - 1;
+        if (i + N_CHAR <= len && before[i + N_CHAR] > before[i]) return N_CHAR;
+        if (i + N > len) return 0;
+        return before[i + N] > before[i] ? 0 : N;                     // a shorter window touching a character: not an n-gram
+    }
+
     /** Bitmask of the benchmarks (bit b = the b-th file) sharing an n-gram with {@code text}; 0 when clean. */
     public long match(String text) { return match(normalize(text)); }
 
     /** As {@link #match(String)} for units already computed with {@link TextUnits#of}. */
-    public long match(List<String> w) {
+    public long match(List<String> w) { return match(w, TextUnits.hashes(w)); }
+
+    /** As {@link #match(List)} with the units' hashes ({@link TextUnits#hashes}) already computed. */
+    public long match(List<String> w, long[] wh) {
         if (gramMask.isEmpty()) return 0;
         if (w.size() < N) return 0;
         boolean[] ch = charUnits(w);
-        long[] wh = new long[w.size()];
-        for (int i = 0; i < wh.length; i++) wh[i] = wordHash(w.get(i));
+        int[] before = new int[ch.length + 1];
+        for (int i = 0; i < ch.length; i++) before[i + 1] = before[i] + (ch[i] ? 1 : 0);
         long mask = 0;
         for (int i = 0; i < wh.length; i++) {
-            int n = windowAt(ch, i);
+            int n = windowAt(before, i);
             if (n == 0) continue;
-            Long m = hashMask.get(combine(wh, i, n));
-            if (m == null || (mask | m) == mask) continue;
+            long m = hashMask.get(combine(wh, i, n));
+            if (m == 0 || (mask | m) == mask) continue;
             Long exact = gramMask.get(String.join(" ", w.subList(i, i + n)));
             if (exact != null) mask |= exact;
         }

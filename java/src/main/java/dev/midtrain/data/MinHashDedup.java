@@ -123,21 +123,25 @@ public final class MinHashDedup {
     }
 
     /** The document's signature; null for a document without units (nothing to compare). Thread-safe. */
-    public int[] signature(List<String> units) {
-        int n = units.size();
+    public int[] signature(List<String> units) { return signature(TextUnits.hashes(units)); }
+
+    /** As {@link #signature(List)} from the units' hashes ({@link TextUnits#hashes}). Thread-safe. */
+    public int[] signature(long[] uh) {
+        int n = uh.length;
         if (n == 0) return null;
-        long[] uh = new long[n];
-        for (int i = 0; i < n; i++) uh[i] = Decontaminator.wordHash(units.get(i));
-        int k = Math.min(p.shingle(), n);
+        int k = Math.min(p.shingle(), n), m = n - k + 1;
+        long[] x = new long[m];                                       // shingle hashes
+        for (int i = 0; i < m; i++) {
+            long h = 0x9E3779B97F4A7C15L + k;
+            for (int t = 0; t < k; t++) h = Decontaminator.mix(h * 31 + uh[i + t]);
+            x[i] = h;
+        }
         int[] sig = new int[PERMUTATIONS];
-        Arrays.fill(sig, Integer.MAX_VALUE);
-        for (int i = 0; i + k <= n; i++) {
-            long x = 0x9E3779B97F4A7C15L + k;
-            for (int t = 0; t < k; t++) x = Decontaminator.mix(x * 31 + uh[i + t]);
-            for (int j = 0; j < PERMUTATIONS; j++) {
-                int v = (int) ((a[j] * x + b[j]) >>> 33);
-                if (v < sig[j]) sig[j] = v;
-            }
+        for (int j = 0; j < PERMUTATIONS; j++) {                      // permutation-major: the inner loop vectorizes
+            long aj = a[j], bj = b[j];
+            long min = Long.MAX_VALUE;
+            for (int i = 0; i < m; i++) min = Math.min(min, (aj * x[i] + bj) >>> 33);
+            sig[j] = (int) min;
         }
         return sig;
     }

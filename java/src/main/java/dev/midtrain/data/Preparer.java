@@ -104,11 +104,17 @@ public final class Preparer {
         final HuggingFaceTokenizer hf;
         final Manifest.Tokenizer info;
         final List<String> specials;                 // contents of the added tokens marked special
+        final ByteLevelBpe fast;                     // prepare's own encoder for Llama-3-style files, or null
+        private final String fastRefusal;           // why fast is null
+        private final ThreadLocal<ByteLevelBpe.Encoder> fastEncoder;
 
-        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info, List<String> specials) {
+        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info, List<String> specials, ByteLevelBpe.Loaded fast) {
             this.hf = hf;
             this.info = info;
             this.specials = specials;
+            this.fast = fast.encoder();
+            this.fastRefusal = fast.refusal();
+            this.fastEncoder = this.fast == null ? null : ThreadLocal.withInitial(this.fast::encoder);
         }
 
         /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
@@ -132,7 +138,8 @@ public final class Preparer {
             } catch (IOException | RuntimeException e) {
                 throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
             }
-            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos), List.copyOf(specials));
+            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos), List.copyOf(specials),
+                    ByteLevelBpe.load(file));
             long[] e = hf.encode(eosToken, false, false).getIds();
             if (e.length != 1 || e[0] != eos) {
                 t.close();
@@ -238,6 +245,25 @@ public final class Preparer {
             int o = 0;
             for (int[] p : parts) { System.arraycopy(p, 0, out, o, p.length); o += p.length; }
             return out;
+        }
+
+        /**
+         * prepare's encoding of a document: special-token strings as plain text ({@code plain}, like
+         * {@link #encodePlain}) or as their tokens (like {@link #encode}). The built-in {@link ByteLevelBpe} encodes it
+         * when it handles this tokenizer.json and the text's characters (same ids, about 20x faster), DJL otherwise.
+         */
+        public int[] encodeDocument(String text, boolean plain) {
+            if (fast != null) {
+                int[] ids = fastEncoder.get().encode(text, !plain);
+                if (ids != null) return ids;
+            }
+            return plain ? encodePlain(text) : encode(text);
+        }
+
+        /** Which encoder {@link #encodeDocument} uses, for the log. */
+        public String encoderName() {
+            return fast != null ? "built-in byte-level BPE (Hugging Face tokenizers' ids; DJL for characters newer than Unicode 13)"
+                    : "Hugging Face tokenizers via DJL (the built-in encoder does not implement this tokenizer.json: " + fastRefusal + ")";
         }
 
         public String decode(int[] ids) {
@@ -398,6 +424,7 @@ public final class Preparer {
             if (dc != null)
                 for (Manifest.Benchmark b : dc.benchmarks())
                     err.printf("  decontamination: %s removed %,d document(s) (%,d items, %,d %d-grams)%n", b.file(), b.documentsRemoved(), b.items(), b.ngrams(), dc.ngram());
+            err.printf("  encoder: %s%n", tok.encoderName());
             if (dd != null)
                 err.printf("  near-duplicates: removed %,d document(s) (MinHash %d x %d, shingle %d, Jaccard >= %.2f)%n", nearDuplicates,
                         dd.bands(), dd.rows(), dd.shingle(), dd.threshold());
@@ -447,13 +474,14 @@ public final class Preparer {
                 continue;
             }
             List<String> units = decon == null && dedup == null ? null : TextUnits.of(r.text() != null ? r.text() : tok.decode(ids));
-            long mask = decon == null ? 0 : decon.match(units);
+            long[] hashes = units == null ? null : TextUnits.hashes(units);
+            long mask = decon == null ? 0 : decon.match(units, hashes);
             if (mask != 0) {
                 out.add(new Done(null, "decontaminated", mask, null, r.where()));
                 continue;
             }
-            int[] sig = dedup == null ? null : dedup.signature(units);
-            if (r.text() != null) ids = plain ? tok.encodePlain(r.text()) : tok.encode(r.text());
+            int[] sig = dedup == null ? null : dedup.signature(hashes);
+            if (r.text() != null) ids = tok.encodeDocument(r.text(), plain);
             boolean addBos = bos >= 0 && (ids.length == 0 || ids[0] != bos), addEos = r.text() != null || ids[ids.length - 1] != eos;
             int[] doc = new int[ids.length + (addBos ? 1 : 0) + (addEos ? 1 : 0)];
             if (addBos) doc[0] = bos;

@@ -1,6 +1,8 @@
 package dev.midtrain.data;
 
 import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.ArrowBuf;
+import org.apache.arrow.vector.BitVectorHelper;
 import org.apache.arrow.vector.IntVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ipc.ArrowFileWriter;
@@ -10,6 +12,7 @@ import org.apache.arrow.vector.types.pojo.FieldType;
 import org.apache.arrow.vector.types.pojo.Schema;
 
 import java.io.IOException;
+import java.nio.ByteOrder;
 import java.io.UncheckedIOException;
 import dev.midtrain.common.AtomicFiles;
 import java.nio.file.Path;
@@ -76,11 +79,14 @@ final class ShardWriter implements AutoCloseable {
             if (writer == null) openShard();
             IntVector v = (IntVector) root.getVector(0);
             v.allocateNew(batchLen);
-            for (int i = 0; i < batchLen; i++) {
-                int t = batch[i];
-                v.set(i, t);
-                if (t > shardMax) shardMax = t;
-            }
+            int max = shardMax;
+            for (int i = 0; i < batchLen; i++) max = Math.max(max, batch[i]);
+            shardMax = max;
+            // bulk copy (as v.set(i, t) for each i, with the validity bits of [0, batchLen) set and the rest left 0)
+            v.getDataBuffer().nioBuffer(0, batchLen * Integer.BYTES).order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().put(batch, 0, batchLen);
+            ArrowBuf valid = v.getValidityBuffer();
+            valid.setOne(0L, (long) (batchLen / 8));
+            for (int i = batchLen / 8 * 8; i < batchLen; i++) BitVectorHelper.setBit(valid, i);
             v.setValueCount(batchLen);
             root.setRowCount(batchLen);
             writer.writeBatch();

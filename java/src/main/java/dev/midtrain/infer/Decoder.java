@@ -7,8 +7,8 @@ import java.util.List;
 
 /**
  * Continuous batching over the model's key/value cache slots, as serving engines do it (vLLM, TGI, llama.cpp's
- * server): a sequence {@link #join joins} whenever a slot is free (its prompt is prefilled into the slot alone and its
- * first token sampled), each {@link #step} advances every active sequence by one token in one batched decode
+ * server): a sequence {@link #join joins} whenever a slot is free (its prompt is prefilled into the slot, together
+ * with the other prompts joining at the same time ({@link #joinAll}), and its first token sampled), each {@link #step} advances every active sequence by one token in one batched decode
  * ({@link InferenceModel#decode(int[], int[])}: one GEMM with M = active sequences per weight matrix), and a sequence
  * that finishes (max_new_tokens, EOS, a stop string, max_seq_len) or is {@link #cancel cancelled} leaves at once and
  * gives its slot back.
@@ -79,29 +79,63 @@ public final class Decoder implements AutoCloseable {
      * model has no free slot. Invalid prompts throw IllegalArgumentException and take no slot.
      */
     public Sequence join(int[] prompt, GenerateParams p, Engine.TokenCallback callback) {
-        int Tmax = model.config().maxSeqLen();
-        if (prompt.length == 0) throw new IllegalArgumentException("empty prompt");
-        if (prompt.length >= Tmax) throw new IllegalArgumentException("prompt of " + prompt.length + " tokens leaves no room within max_seq_len " + Tmax);
-        int V = model.config().vocabSize();
-        for (int t : prompt) if (t < 0 || t >= V) throw new IllegalArgumentException("token id " + t + " outside [0, " + V + ")");
-        if (active.size() >= maxActive) return null;
-        Sequence s = new Sequence(prompt, p, callback);
+        return joinAll(List.of(prompt), List.of(p), callback == null ? null : java.util.Collections.singletonList(callback)).get(0);
+    }
+
+    /**
+     * {@link #join} for several prompts at once, in order, as long as slots are free (null for the rest). The prompts
+     * that fit are prefilled together, right-padded into [B, T] passes of at most the model's maxTokens tokens (one
+     * GEMM per weight matrix per pass); a prompt too long to share a pass is prefilled alone. Every prompt is checked
+     * before any takes a slot.
+     */
+    public List<Sequence> joinAll(List<int[]> prompts, List<GenerateParams> params, List<Engine.TokenCallback> callbacks) {
+        int Tmax = model.config().maxSeqLen(), V = model.config().vocabSize();
+        for (int[] prompt : prompts) {
+            if (prompt.length == 0) throw new IllegalArgumentException("empty prompt");
+            if (prompt.length >= Tmax) throw new IllegalArgumentException("prompt of " + prompt.length + " tokens leaves no room within max_seq_len " + Tmax);
+            for (int t : prompt) if (t < 0 || t >= V) throw new IllegalArgumentException("token id " + t + " outside [0, " + V + ")");
+        }
+        List<Sequence> out = new ArrayList<>(java.util.Collections.nCopies(prompts.size(), null));
+        List<Sequence> started = new ArrayList<>();
         synchronized (engine) {
-            s.slot = model.acquireSlot();
-            if (s.slot < 0) return null;
+            for (int i = 0; i < prompts.size() && active.size() + started.size() < maxActive; i++) {
+                int slot = model.acquireSlot();
+                if (slot < 0) break;
+                Sequence s = new Sequence(prompts.get(i), params.get(i), callbacks == null ? null : callbacks.get(i));
+                s.slot = slot;
+                started.add(s);
+                out.set(i, s);
+            }
+            if (started.isEmpty()) return out;
             try {
-                float[] logits = model.prefill(s.slot, prompt);
-                prefills++;
-                active.add(s);
-                accept(s, logits);
+                float[][] logits = new float[started.size()][];
+                int cap = model.maxTokens();
+                for (int g0 = 0; g0 < started.size(); ) {                     // passes of B x T <= maxTokens
+                    int g1 = g0, T = 0;
+                    while (g1 < started.size() && (long) (g1 - g0 + 1) * Math.max(T, started.get(g1).prompt.length) <= cap)
+                        T = Math.max(T, started.get(g1++).prompt.length);
+                    if (g1 == g0) {                                           // longer than one pass: alone, in chunks
+                        logits[g0] = model.prefill(started.get(g0).slot, started.get(g0).prompt);
+                        g1 = g0 + 1;
+                    } else {
+                        int[] slots = new int[g1 - g0];
+                        int[][] ps = new int[g1 - g0][];
+                        for (int i = g0; i < g1; i++) { slots[i - g0] = started.get(i).slot; ps[i - g0] = started.get(i).prompt; }
+                        float[][] l = model.prefill(slots, ps);
+                        System.arraycopy(l, 0, logits, g0, l.length);
+                    }
+                    g0 = g1;
+                }
+                prefills += started.size();
+                active.addAll(started);
+                for (int i = 0; i < started.size(); i++) accept(started.get(i), logits[i]);
             } catch (RuntimeException | Error e) {
-                active.remove(s);
-                model.releaseSlot(s.slot);
+                for (Sequence s : started) { active.remove(s); model.releaseSlot(s.slot); s.slot = -1; }
                 throw e;
             }
         }
-        if (s.finished()) leave(s);
-        return s;
+        for (Sequence s : started) if (s.finished()) leave(s);
+        return out;
     }
 
     /**
@@ -197,10 +231,13 @@ public final class Decoder implements AutoCloseable {
         try {
             int joined = 0;
             while (true) {
-                while (joined < seqs.length) {
-                    Sequence s = d.join(prompts.get(joined), params.get(joined), callbacks == null ? null : callbacks.get(joined));
-                    if (s == null) break;
-                    seqs[joined++] = s;
+                if (joined < seqs.length) {
+                    List<Sequence> js = d.joinAll(prompts.subList(joined, seqs.length), params.subList(joined, seqs.length),
+                            callbacks == null ? null : callbacks.subList(joined, seqs.length));
+                    for (Sequence s : js) {
+                        if (s == null) break;
+                        seqs[joined++] = s;
+                    }
                 }
                 if (d.active() == 0) {
                     if (joined == seqs.length) break;

@@ -276,6 +276,62 @@ public final class InferenceModel implements AutoCloseable {
     }
 
     /**
+     * Prefills B prompts together, {@code prompts[i]} appended to the sequence in slot {@code slotIds[i]}, and returns
+     * the logits float[B][V] after each one's last token. The prompts are right-padded to the longest (T) and run as
+     * one [B, T] pass: every weight matrix is one GEMM with B*T rows, attention runs once per run of consecutive slot
+     * ids. Padding rows write keys and values past their sequence's end, which its next tokens overwrite; attention
+     * never reads past a row's own position, so padding changes nothing but the GEMMs' M (float rounding, as for
+     * {@link #decode(int[], int[])}). Needs B*T <= {@link #maxTokens} and every slot's length + T <= max_seq_len.
+     */
+    public float[][] prefill(int[] slotIds, int[][] prompts) {
+        int B = slotIds.length, T = 0;
+        if (B == 0 || B != prompts.length) throw new IllegalArgumentException("prefill: " + B + " slots, " + prompts.length + " prompts");
+        for (int[] p : prompts) {
+            if (p.length == 0) throw new IllegalArgumentException("prefill of no tokens");
+            T = Math.max(T, p.length);
+        }
+        if ((long) B * T > maxTokens) throw new IllegalArgumentException(B + " x " + T + " prompt tokens exceed maxTokens " + maxTokens);
+        int N = B * T;
+        int[] in = new int[N], p = new int[B], last = new int[B];
+        boolean[] seen = new boolean[slots];
+        for (int b = 0; b < B; b++) {
+            int s = checkSlot(slotIds[b]);
+            if (seen[s]) throw new IllegalArgumentException("prefill: slot " + s + " listed twice");
+            seen[s] = true;
+            if (cached[s] + T > Tmax) throw new IllegalArgumentException("slot " + s + ": " + (cached[s] + T) + " positions exceed max_seq_len " + Tmax);
+            for (int t = 0; t < prompts[b].length; t++) in[b * T + t] = checkId(prompts[b][t]);   // padding: id 0
+            p[b] = cached[s];
+            last[b] = b * T + prompts[b].length - 1;
+        }
+        buffers.putInts(tokens, in, N);
+        buffers.putInts(pos, p, B);
+        be.embeddingForward(x, tokens, wX(oEmbed), N, C, V);                 // x[B*T,C]
+        for (int l = 0; l < L; l++) {
+            blockPre(l, N);
+            attendRuns(l, slotIds, T);
+            blockPost(l, N);
+        }
+        for (int b = 0; b < B; b++) cached[slotIds[b]] += prompts[b].length;
+        float[][] out = new float[B][];
+        for (int b = 0; b < B; b++)                                          // the last real row of each prompt
+            be.rmsnormForward(ln + (long) b * C * xb, rstd + 4L * b, x + (long) last[b] * C * xb, wX(oNormF), 1, C, eps);
+        head(B, (row, i) -> out[i] = row);
+        return out;
+    }
+
+    /** Attention with the cache for rows [B, Tq] of qkv, sequence b in slot slotIds[b]: one kernel call per run of consecutive slots. */
+    private void attendRuns(int l, int[] slotIds, int Tq) {
+        int B = slotIds.length;
+        for (int i0 = 0; i0 < B; ) {
+            int i1 = i0 + 1;
+            while (i1 < B && slotIds[i1] == slotIds[i1 - 1] + 1) i1++;
+            be.kvcacheAttentionForward(att + (long) i0 * Tq * A * xb, kvSlot(l, slotIds[i0]), qkv + (long) i0 * Tq * QKV * xb,
+                    ropeCos, ropeSin, pos + 4L * i0, i1 - i0, Tq, Tmax, NH, NKV, HD);
+            i0 = i1;
+        }
+    }
+
+    /**
      * One decode step for M = {@code slotIds.length} sequences at once: appends {@code toks[i]} to the sequence in
      * slot {@code slotIds[i]} and returns the logits float[M][V] of each one's next token. Every weight matrix is one
      * GEMM with M rows; attention runs once per run of consecutive slot ids (the kernel takes B consecutive slots with
@@ -303,13 +359,7 @@ public final class InferenceModel implements AutoCloseable {
         be.embeddingForward(x, tokens, wX(oEmbed), M, C, V);                 // x[M,C]
         for (int l = 0; l < L; l++) {
             blockPre(l, M);                                                    // qkv[M,QKV]: one GEMM for all sequences
-            for (int i0 = 0; i0 < M; ) {                                       // runs of consecutive slots
-                int i1 = i0 + 1;
-                while (i1 < M && slotIds[i1] == slotIds[i1 - 1] + 1) i1++;
-                be.kvcacheAttentionForward(att + (long) i0 * A * xb, kvSlot(l, slotIds[i0]), qkv + (long) i0 * QKV * xb,
-                        ropeCos, ropeSin, pos + 4L * i0, i1 - i0, 1, Tmax, NH, NKV, HD);
-                i0 = i1;
-            }
+            attendRuns(l, slotIds, 1);
             blockPost(l, M);
         }
         for (int s : slotIds) cached[s]++;
@@ -323,9 +373,14 @@ public final class InferenceModel implements AutoCloseable {
         return out;
     }
 
-    /** Final norm and LM head of rows r0..r0+n-1 of x, the head in chunks of {@code chunk} rows: sink gets (float[V], i). */
+    /** Final norm and LM head of rows r0..r0+n-1 of x: sink gets (float[V], i). */
     private void rowLogits(int r0, int n, ObjIntConsumer<float[]> sink) {
         be.rmsnormForward(ln, rstd, x + (long) r0 * C * xb, wX(oNormF), n, C, eps);
+        head(n, sink);
+    }
+
+    /** LM head of rows 0..n-1 of ln, in chunks of {@code chunk} rows: sink gets (float[V] logits, i). */
+    private void head(int n, ObjIntConsumer<float[]> sink) {
         for (int c0 = 0; c0 < n; c0 += chunk) {
             int m = Math.min(chunk, n - c0);
             be.linear(logits, ln + (long) c0 * C * xb, wX(oHead), m, V, C);  // logits[m,V] = ln @ W[V,C]^T

@@ -25,8 +25,9 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p><b>Continuous batching</b> (as vLLM, TGI and llama.cpp's server do it). The worker runs rounds. Each round it
  * takes queued jobs in order while fewer than {@code maxBatch} are in flight, tokenizes and checks them (a bad one is
- * answered 400 alone), lets their prompts join the {@link Decoder} while it has free key/value cache slots (a prompt
- * is prefilled into its slot, its first token sampled), then runs one decode step for every running sequence at once
+ * answered 400 alone), lets their prompts join the {@link Decoder} while it has free key/value cache slots (the
+ * prompts joining in a round are prefilled together, right-padded into one pass, each into its own slot, and their
+ * first tokens sampled), then runs one decode step for every running sequence at once
  * (one GEMM with M = running sequences per weight matrix), streaming requests included: each streamed piece is sent
  * as soon as it is final. A sequence that finishes leaves at once and its slot goes to the next prompt in the next
  * round; a streaming client that goes away is cancelled and frees its slot. A job whose prompts have all finished is
@@ -232,15 +233,35 @@ final class Scheduler implements AutoCloseable {
 
     /** Joins waiting prompts while slots are free, runs one decode step, answers the jobs that are done. */
     private void round(Decoder decoder, List<Job> inFlight) {
-        join:
+        // the prompts that wait, in order, as many as there are free places: prefilled together
+        List<Job> owners = new ArrayList<>();
+        List<int[]> prompts = new ArrayList<>();
+        List<GenerateParams> ps = new ArrayList<>();
+        List<Engine.TokenCallback> cbs = new ArrayList<>();
+        int free = maxBatch - decoder.active();
+        collect:
         for (Job j : inFlight) {
+            for (int k = j.joined; k < j.items.size(); k++) {
+                Item it = j.items.get(k);
+                if (j.cancelled || !needsGeneration(j.req, it)) continue;
+                if (prompts.size() == free) break collect;
+                owners.add(j);
+                prompts.add(it.prompt);
+                ps.add(params(j.req));
+                cbs.add(j.req.stream() ? streamTo(j) : null);
+            }
+        }
+        List<Decoder.Sequence> joined = prompts.isEmpty() ? List.of() : decoder.joinAll(prompts, ps, cbs);
+        int next = 0;
+        for (Job j : inFlight) {                                   // hand the sequences out, in the same order
             while (j.joined < j.items.size()) {
                 Item it = j.items.get(j.joined);
                 if (j.cancelled || !needsGeneration(j.req, it)) { j.joined++; continue; }
-                Decoder.Sequence s = decoder.join(it.prompt, params(j.req), j.req.stream() ? streamTo(j) : null);
-                if (s == null) break join;                         // no free slot: the rest wait for the next round
+                Decoder.Sequence sq = next < joined.size() ? joined.get(next) : null;
+                if (sq == null) break;                             // no free slot: the rest wait for the next round
+                next++;
                 prefills.incrementAndGet();
-                it.seq = s;
+                it.seq = sq;
                 j.joined++;
             }
         }

@@ -184,4 +184,39 @@ class PrepareTest {
         var e = assertThrows(UserError.class, () -> prepare(Preparer.Options.of("f", List.of(in), TOKENIZER, foreign)));
         assertTrue(e.getMessage().contains("notes.txt"), e.getMessage());
     }
+
+    @Test
+    void shardWriterBatchesReadBackThroughArrowWithoutNullsForEveryBatchLength() throws IOException {
+        // ShardWriter copies each batch in bulk and sets the validity bitmap by bytes: every batch length mod 8 must
+        // read back through Arrow's own reader with no nulls, the same values, and no validity bit set past the end
+        Random r = new Random(11);
+        int[] ids = new int[2000];
+        for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(512);
+        for (int batch : new int[]{1, 7, 8, 9, 13, 64, 1001}) {
+            Path dir = tmp.resolve("w" + batch);
+            Files.createDirectories(dir);
+            List<Manifest.ShardFile> files;
+            try (org.apache.arrow.memory.BufferAllocator alloc = new org.apache.arrow.memory.RootAllocator();
+                 ShardWriter w = new ShardWriter(dir, batch, 3 * batch + 5, alloc)) {
+                for (int off = 0; off < ids.length; off += 37) w.append(ids, off, Math.min(37, ids.length - off));
+                files = w.finish();
+            }
+            List<Integer> got = new ArrayList<>();
+            for (Manifest.ShardFile f : files) {
+                try (org.apache.arrow.memory.BufferAllocator alloc = new org.apache.arrow.memory.RootAllocator();
+                     var ch = Files.newByteChannel(dir.resolve(f.name()));
+                     var reader = new org.apache.arrow.vector.ipc.ArrowFileReader(ch, alloc)) {
+                    while (reader.loadNextBatch()) {
+                        var v = (org.apache.arrow.vector.IntVector) reader.getVectorSchemaRoot().getVector(0);
+                        assertEquals(0, v.getNullCount(), "batch " + batch);
+                        for (int i = 0; i < v.getValueCount(); i++) got.add(v.get(i));
+                        var valid = v.getValidityBuffer();
+                        for (int i = v.getValueCount(); i < (v.getValueCount() + 7) / 8 * 8; i++)
+                            assertEquals(0, org.apache.arrow.vector.BitVectorHelper.get(valid, i), "padding bit " + i + ", batch " + batch);
+                    }
+                }
+            }
+            assertArrayEquals(ids, got.stream().mapToInt(Integer::intValue).toArray(), "batch " + batch);
+        }
+    }
 }

@@ -29,6 +29,15 @@ final class TestData {
 
     private TestData() {}
 
+    /** Meta-Llama-3's tokenizer.json ($MIDTRAIN_LLAMA3_TOKENIZER, or llama3/tokenizer.json in the midtrain cache), or null. */
+    static Path llama3Tokenizer() {
+        String env = System.getenv("MIDTRAIN_LLAMA3_TOKENIZER");
+        String cache = System.getenv("MIDTRAIN_CACHE");
+        Path file = env != null ? Path.of(env)
+                : (cache != null ? Path.of(cache) : Path.of(System.getProperty("user.home"), ".cache", "midtrain")).resolve("llama3/tokenizer.json");
+        return Files.isRegularFile(file) ? file : null;
+    }
+
     /** Deterministic pseudo-English text of {@code words} words. */
     static String text(Random r, int words) {
         StringBuilder sb = new StringBuilder();
