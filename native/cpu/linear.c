@@ -1,22 +1,27 @@
-/* Small-M linear layer of the CPU implementation (floatX = float): out[M,N] = inp[M,K] @ weight[N,K]^T.
+/* Linear layer of the CPU implementation (floatX = float) for inference: out[M,N] = inp[M,K] @ weight[N,K]^T.
  *
- * For the few rows of KV-cache decoding (M = 1 per sequence) a BLAS sgemm is the wrong tool: it packs the weight,
- * and OpenBLAS hands even a 1-row product to its thread pool. Here the weight is read once, straight from memory, in
- * groups of R rows (each group stays in L1 while all M input rows are dotted with it), and the groups are split over
- * the OpenMP team.
- *
- * Every output element is computed by the same code in the same order whatever M, N, the thread count or its
- * position: a dot product over K in LANES interleaved partial sums (k = l, l + LANES, ...; the K % LANES tail added
- * to lanes 0..), then a fixed pairwise tree over the lanes. So out[m,n] is bitwise independent of how the rows or
- * the output columns are batched or split. */
+ * Two algorithms, picked by M alone:
+ *   - M <= MT_LINEAR_DOT_MAX_M (KV-cache decoding: one row per sequence): dot products. The weight is read once,
+ *     straight from memory, in groups of R rows (a group stays in L1 while every input row is dotted with it);
+ *     each dot product runs in LANES interleaved partial sums (k = l, l + LANES, ...; the K % LANES tail added to
+ *     lanes 0..), then a fixed pairwise tree over the lanes.
+ *   - larger M (a prefill chunk): a packed GEMM. Blocks of NB weight rows are transposed once into [K, NB] panels
+ *     and multiplied by every input row with a register-blocked micro-kernel (MR rows x NB columns of accumulators,
+ *     AVX2 FMA); each element sums its K products in increasing k.
+ * Groups / blocks of weight rows are split over the OpenMP team (dynamic schedule: a descheduled thread on a
+ * loaded host does not hold the others up). Every output element is computed by the same code in the same order
+ * whatever N, the thread count or its position in the tiling, and for a given regime of M: bitwise reproducible. */
 #include "mt_cpu.h"
+#include <stdlib.h>
+#include <immintrin.h>
+
+/* ------------------------------------------------------------------------------------ few rows: dot products */
 
 #define LANES 8   /* partial sums per dot product: one AVX2 vector */
 #define R 4       /* weight rows per group */
 #define MB 2      /* input rows per block: MB * R accumulators of LANES floats stay in registers */
 
-/* o[i][r] = dot(x[i], w[r]) over K for MB input rows and R weight rows: acc += w[k0 + l] * x[k0 + l] per lane
- * (k0 = 0, LANES, ...), the K % LANES tail into lanes 0.., then a fixed pairwise tree over the lanes. */
+/* o[i][r] = dot(x[i], w[r]) over K for MB input rows and R weight rows. */
 static inline void dot_block(float o[MB][R], const float* const x[MB], const float* const w[R], int K) {
     float acc[MB][R][LANES];
     for (int i = 0; i < MB; i++)
@@ -40,13 +45,9 @@ static inline void dot_block(float o[MB][R], const float* const x[MB], const flo
         }
 }
 
-int MT_FN(linear_forward)(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K, void* stream) {
-    MT_REQUIRE_STREAM(stream);
-    MT_REQUIRE(M >= 0 && N >= 0 && K >= 0);
-    if (M == 0 || N == 0) return MT_OK;
-    MT_REQUIRE(out && inp && (K == 0 || weight));
+static void linear_dot(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K) {
     const int64_t groups = ((int64_t)N + R - 1) / R;
-    #pragma omp parallel for if((int64_t)M * N * K > 8 * MT_OMP_MIN_WORK) schedule(static)
+    #pragma omp parallel for if((int64_t)M * N * K > 8 * MT_OMP_MIN_WORK) schedule(dynamic, 16)
     for (int64_t g = 0; g < groups; g++) {
         const int n0 = (int)(g * R);
         const int nr = N - n0 < R ? N - n0 : R;
@@ -62,5 +63,125 @@ int MT_FN(linear_forward)(floatX* out, const floatX* inp, const floatX* weight, 
                 for (int r = 0; r < nr; r++) out[(size_t)(m0 + i) * N + n0 + r] = o[i][r];
         }
     }
-    return MT_OK;
+}
+
+/* -------------------------------------------------------------------------------------- more rows: packed GEMM */
+
+#define NB 16     /* weight rows per panel: the micro-kernel's columns (two AVX2 vectors) */
+#define MR 6      /* input rows per micro-kernel call: 2 * MR accumulators */
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+#define V8(p) (*(const v8*)(p))
+static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }   /* one vbroadcastss */
+
+/* C[r, 0:NB] = sum_{k = 0..K-1, in order} A[r*lda + k] * P[k*NB + 0:NB] for r < mr (mr constant after inlining). */
+static inline __attribute__((always_inline)) void tile(const int mr, float* restrict C, int ldc, const float* restrict A,
+                                                       int lda, const float* restrict P, int K) {
+    v8 c0[MR], c1[MR];
+    #pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) { c0[r] = (v8){0}; c1[r] = (v8){0}; }
+    for (int k = 0; k < K; k++) {
+        const v8 b0 = V8(P + (size_t)k * NB), b1 = V8(P + (size_t)k * NB + 8);
+        #pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            const v8 a = bcast(A[(size_t)r * lda + k]);
+            c0[r] += a * b0;
+            c1[r] += a * b1;
+        }
+    }
+    #pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        *(v8*)(C + (size_t)r * ldc) = c0[r];
+        *(v8*)(C + (size_t)r * ldc + 8) = c1[r];
+    }
+}
+
+/* dst[i*ld + j] = src[j*stride + i] for i, j < 8: an 8x8 transpose in registers (exact copies). */
+static inline void transpose8x8(float* restrict dst, int ld, const float* restrict src, size_t stride) {
+    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + stride), r2 = _mm256_loadu_ps(src + 2 * stride),
+                 r3 = _mm256_loadu_ps(src + 3 * stride), r4 = _mm256_loadu_ps(src + 4 * stride),
+                 r5 = _mm256_loadu_ps(src + 5 * stride), r6 = _mm256_loadu_ps(src + 6 * stride),
+                 r7 = _mm256_loadu_ps(src + 7 * stride);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + ld, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+/* P[k*NB + j] = W[j*K + k] for j < nr, 0 for nr <= j < NB: a panel of nr weight rows, transposed. */
+static void pack_panel(float* restrict P, const float* restrict W, int nr, int K) {
+    if (nr == NB) {
+        const int k8 = K & ~7;
+        for (int k = 0; k < k8; k += 8) {
+            transpose8x8(P + (size_t)k * NB, NB, W + k, (size_t)K);
+            transpose8x8(P + (size_t)k * NB + 8, NB, W + (size_t)8 * K + k, (size_t)K);
+        }
+        for (int k = k8; k < K; k++)
+            for (int j = 0; j < NB; j++) P[(size_t)k * NB + j] = W[(size_t)j * K + k];
+    } else {
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < NB; j++) P[(size_t)k * NB + j] = j < nr ? W[(size_t)j * K + k] : 0.0f;
+    }
+}
+
+static int linear_packed(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K) {
+    const int panels = (N + NB - 1) / NB;
+    int failed = 0;
+    #pragma omp parallel if((int64_t)M * N * K > 8 * MT_OMP_MIN_WORK)
+    {
+        float* P = malloc(((size_t)K * NB + 1) * sizeof(float));                  /* this thread's panel */
+        float Ct[MR * NB];                                                         /* the last, partial panel */
+        if (!P) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(dynamic, 1)
+        for (int jb = 0; jb < panels; jb++) {
+            if (!P) continue;
+            const int n0 = jb * NB, nr = N - n0 < NB ? N - n0 : NB;
+            pack_panel(P, weight + (size_t)n0 * K, nr, K);
+            for (int m0 = 0; m0 < M; m0 += MR) {
+                const int mr = M - m0 < MR ? M - m0 : MR;
+                const float* A = inp + (size_t)m0 * K;
+                float* C = nr == NB ? out + (size_t)m0 * N + n0 : Ct;
+                const int ldc = nr == NB ? N : NB;
+                switch (mr) {
+                    case 6: tile(6, C, ldc, A, K, P, K); break;
+                    case 5: tile(5, C, ldc, A, K, P, K); break;
+                    case 4: tile(4, C, ldc, A, K, P, K); break;
+                    case 3: tile(3, C, ldc, A, K, P, K); break;
+                    case 2: tile(2, C, ldc, A, K, P, K); break;
+                    default: tile(1, C, ldc, A, K, P, K); break;
+                }
+                if (nr < NB)
+                    for (int i = 0; i < mr; i++)
+                        for (int j = 0; j < nr; j++) out[(size_t)(m0 + i) * N + n0 + j] = Ct[i * NB + j];
+            }
+        }
+        free(P);
+    }
+    return failed ? MT_ERR_UNSUPPORTED : MT_OK;                                   /* no memory for a panel */
+}
+
+int MT_FN(linear_forward)(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K, void* stream) {
+    MT_REQUIRE_STREAM(stream);
+    MT_REQUIRE(M >= 0 && N >= 0 && K >= 0);
+    if (M == 0 || N == 0) return MT_OK;
+    MT_REQUIRE(out && inp && (K == 0 || weight));
+    if (M <= MT_LINEAR_DOT_MAX_M) {
+        linear_dot(out, inp, weight, M, N, K);
+        return MT_OK;
+    }
+    return linear_packed(out, inp, weight, M, N, K);
 }

@@ -180,17 +180,17 @@ public final class ByteLevelBpe {
      * {@value #LLAMA3_SPLIT} matches at i. {@code k[]} holds the class bits of each char (both chars of a supplementary
      * code point hold its class, so runs of a class never stop inside one).
      */
-    static int preToken(String s, byte[] k, int i, int n) {
-        char c = s.charAt(i);
+    static int preToken(char[] s, byte[] k, int i, int n) {
+        char c = s[i];
         int ci = Character.isHighSurrogate(c) && i + 1 < n ? 2 : 1;
         int kc = k[i];
         // 1. (?i:'s|'t|'re|'ve|'m|'ll|'d)  (case folding: 'ſ' folds to s)
         if (c == '\'' && i + 1 < n) {
-            char d = s.charAt(i + 1);
+            char d = s[i + 1];
             switch (d) {
                 case 's', 'S', '\u017F', 't', 'T', 'm', 'M', 'd', 'D' -> { return i + 2; }
-                case 'r', 'R', 'v', 'V' -> { if (i + 2 < n && (s.charAt(i + 2) | 0x20) == 'e') return i + 3; }
-                case 'l', 'L' -> { if (i + 2 < n && (s.charAt(i + 2) | 0x20) == 'l') return i + 3; }
+                case 'r', 'R', 'v', 'V' -> { if (i + 2 < n && (s[i + 2] | 0x20) == 'e') return i + 3; }
+                case 'l', 'L' -> { if (i + 2 < n && (s[i + 2] | 0x20) == 'l') return i + 3; }
                 default -> { }
             }
         }
@@ -226,16 +226,17 @@ public final class ByteLevelBpe {
         return j;
     }
 
-    private static int width(String s, int j, int n) { return Character.isHighSurrogate(s.charAt(j)) && j + 1 < n ? 2 : 1; }
+    private static int width(char[] s, int j, int n) { return Character.isHighSurrogate(s[j]) && j + 1 < n ? 2 : 1; }
 
     /** Per-thread encoder state: a cache of pre-token ids and scratch arrays. */
     public final class Encoder {
         // pre-token -> ids cache: open addressing on the pre-token's chars (no substring made for a hit)
-        private String[] keys = new String[1 << 12];
+        private char[][] keys = new char[1 << 12][];
         private int[] hashes = new int[1 << 12];
         private int[][] vals = new int[1 << 12][];
         private int cached;
         private byte[] k = new byte[256];
+        private char[] chars = new char[256];                  // the text being encoded
         private int[] out = new int[256];
         private int outLen;
         private byte[] utf8 = new byte[64];
@@ -247,14 +248,20 @@ public final class ByteLevelBpe {
          */
         public int[] encode(String text, boolean parseSpecial) {
             int n = text.length();
-            if (k.length < n) k = new byte[Math.max(n, 2 * k.length)];
+            if (k.length < n) {
+                k = new byte[Math.max(n, 2 * k.length)];
+                chars = new char[k.length];
+            }
+            text.getChars(0, n, chars, 0);
+            char[] s = chars;
+            byte[] kk = k;
             for (int i = 0; i < n; ) {
-                char c = text.charAt(i);
+                char c = s[i];
                 if (c < 128) {
-                    k[i++] = ASCII[c];
+                    kk[i++] = ASCII[c];
                     continue;
                 }
-                int cp = text.codePointAt(i);
+                int cp = Character.codePointAt(s, i, n);
                 int w = Character.charCount(cp);
                 int kc = classify(cp);
                 if ((kc & BAD) != 0) return null;
@@ -289,29 +296,30 @@ public final class ByteLevelBpe {
         }
 
         private void encodeRange(String text, int from, int to) {
+            char[] s = chars;
             for (int i = from; i < to; ) {
-                int e = preToken(text, k, i, to);
-                word(text, i, e);
+                int e = preToken(s, k, i, to);
+                word(s, i, e);
                 i = e;
             }
         }
 
-        private void word(String text, int from, int to) {
+        private void word(char[] s, int from, int to) {
             int len = to - from;
             if (len > MAX_CACHED_CHARS) {
-                for (int id : bpe(text, from, to)) push(id);
+                for (int id : bpe(s, from, to)) push(id);
                 return;
             }
             int h = 0;
-            for (int i = from; i < to; i++) h = 31 * h + text.charAt(i);
+            for (int i = from; i < to; i++) h = 31 * h + s[i];
             int mask = keys.length - 1, i = (int) Decontaminator.mix(h) & mask;
-            for (String key; (key = keys[i]) != null; i = (i + 1) & mask) {
-                if (hashes[i] == h && key.length() == len && text.regionMatches(from, key, 0, len)) {
+            for (char[] key; (key = keys[i]) != null; i = (i + 1) & mask) {
+                if (hashes[i] == h && Arrays.equals(key, 0, key.length, s, from, to)) {
                     for (int id : vals[i]) push(id);
                     return;
                 }
             }
-            int[] ids = bpe(text, from, to);
+            int[] ids = bpe(s, from, to);
             for (int id : ids) push(id);
             if (2 * (cached + 1) > keys.length) {
                 if (keys.length >= 2 * MAX_CACHE_ENTRIES) resize(keys.length); else resize(2 * keys.length);   // full: start over
@@ -319,7 +327,7 @@ public final class ByteLevelBpe {
                 i = (int) Decontaminator.mix(h) & mask;
                 while (keys[i] != null) i = (i + 1) & mask;
             }
-            keys[i] = text.substring(from, to);
+            keys[i] = Arrays.copyOfRange(s, from, to);
             hashes[i] = h;
             vals[i] = ids;
             cached++;
@@ -327,10 +335,10 @@ public final class ByteLevelBpe {
 
         /** A cache table of {@code cap} slots, keeping the entries when it grows, empty when it is full already. */
         private void resize(int cap) {
-            String[] ok = keys;
+            char[][] ok = keys;
             int[] oh = hashes;
             int[][] ov = vals;
-            keys = new String[cap];
+            keys = new char[cap][];
             hashes = new int[cap];
             vals = new int[cap][];
             boolean keep = cap > ok.length;
@@ -353,8 +361,8 @@ public final class ByteLevelBpe {
         }
 
         /** BPE of one pre-token: its UTF-8 bytes as byte-level symbols, merged lowest rank first (leftmost on ties). */
-        private int[] bpe(String text, int from, int to) {
-            byte[] b = text.substring(from, to).getBytes(StandardCharsets.UTF_8);
+        private int[] bpe(char[] s, int from, int to) {
+            byte[] b = new String(s, from, to - from).getBytes(StandardCharsets.UTF_8);
             int n = b.length;
             if (ignoreMerges) {
                 StringBuilder sb = new StringBuilder(n);

@@ -142,6 +142,14 @@ public final class Decontaminator {
         return N;
     }
 
+    /** {@link #windowAt} from prefix counts: {@code before[i]} = character units among the first i units. */
+    private static int windowAt(int[] before, int i) {
+        int len = before.length - 1;
+        if (i + N_CHAR <= len && before[i + N_CHAR] > before[i]) return N_CHAR;
+        if (i + N > len) return 0;
+        return before[i + N] > before[i] ? 0 : N;                     // a shorter window touching a character: not an n-gram
+    }
+
     /** Bitmask of the benchmarks (bit b = the b-th file) sharing an n-gram with {@code text}; 0 when clean. */
     public long match(String text) { return match(normalize(text)); }
 
@@ -153,9 +161,11 @@ public final class Decontaminator {
         if (gramMask.isEmpty()) return 0;
         if (w.size() < N) return 0;
         boolean[] ch = charUnits(w);
+        int[] before = new int[ch.length + 1];
+        for (int i = 0; i < ch.length; i++) before[i + 1] = before[i] + (ch[i] ? 1 : 0);
         long mask = 0;
         for (int i = 0; i < wh.length; i++) {
-            int n = windowAt(ch, i);
+            int n = windowAt(before, i);
             if (n == 0) continue;
             long m = hashMask.get(combine(wh, i, n));
             if (m == 0 || (mask | m) == mask) continue;
