@@ -155,11 +155,13 @@ int MT_FN(kvcache_attention_forward)(floatX* out, floatX* kv, floatX* qkv, const
 
 /* ---------------------------------------------------------------------------------------------- linear */
 
-/* out[M,N] = inp[M,K] @ weight[N,K]^T  (=, fp32 accumulation): a linear layer for few rows (M = 1 per sequence in
- * KV-cache decoding), where a BLAS GEMM's packing and thread hand-offs cost more than the product. The GEMM of
- * Backend.gemm computes the same product; this one reads each weight row once per call.  inp: floatX[M,K];
- * weight: floatX[N,K]; out: floatX[M,N].  Deterministic, and each out[m,n] is a dot product over k in a fixed order
- * that does not depend on M, N or the thread count: a row's result is bitwise the same in any batch. */
+#define MT_LINEAR_DOT_MAX_M 16   /* linear_forward: up to this many rows, the dot-product algorithm */
+/* out[M,N] = inp[M,K] @ weight[N,K]^T  (=, fp32 accumulation): a linear layer's forward pass for inference, where
+ * a BLAS GEMM's packing and thread hand-offs cost more than the product (few rows: KV-cache decoding; a prefill
+ * chunk on a loaded host). Backend.gemm computes the same product.  inp: floatX[M,K]; weight: floatX[N,K];
+ * out: floatX[M,N].  Deterministic: out[m,n] is a dot product in a fixed order that depends only on K and on
+ * whether M <= MT_LINEAR_DOT_MAX_M (two algorithms), not on N, the thread count or the row's place in the batch.
+ * The CPU implementation returns MT_ERR_UNSUPPORTED if it cannot allocate its 64*K-byte per-thread panel. */
 int MT_FN(linear_forward)(floatX* out, const floatX* inp, const floatX* weight, int M, int N, int K, void* stream);
 
 /* ---------------------------------------------------------------------------------------------- SwiGLU */

@@ -71,6 +71,13 @@ public final class TimedBackend extends TimedKernels implements Backend {
         done("gemm_" + (transA ? "T" : "N") + (transB ? "T" : "N") + " " + M + "x" + N + "x" + K, t, 2.0 * M * N * K);
     }
 
+    @Override
+    public void linear(long out, long inp, long weight, int M, int N, int K) {
+        long t = t0();
+        d.linear(out, inp, weight, M, N, K);
+        done("gemm_linear " + M + "x" + N + "x" + K, t, 2.0 * M * N * K);
+    }
+
     @Override public void attentionForward(long out, long lse, long qkv, int B, int T, int NH, int NKV, int HD) {
         long t = t0(); d.attentionForward(out, lse, qkv, B, T, NH, NKV, HD); done("attention_forward", t, 2.0 * B * NH * (double) T * (T + 1) * HD);
     }

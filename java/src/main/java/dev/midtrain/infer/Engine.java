@@ -287,10 +287,12 @@ public final class Engine implements AutoCloseable {
             int B = Math.max(1, Math.min(n - start, cap / T));
             List<int[]> batch = new ArrayList<>(B);
             for (int b = 0; b < B; b++) batch.add(seqs[order[start + b]]);
-            float[][] lp = model.tokenLogprobs(batch);
+            int[] last = new int[B];
+            for (int b = 0; b < B; b++) last[b] = contLen[order[start + b]];
+            float[][] lp = model.tokenLogprobs(batch, last);                   // the continuations' rows only
             for (int b = 0; b < B; b++) {
                 int i = order[start + b], k = contLen[i];
-                float[] row = lp[b], cont = Arrays.copyOfRange(row, row.length - k, row.length);
+                float[] cont = lp[b];
                 double sum = 0;
                 for (float v : cont) sum += v;
                 out[i] = new Scored(sum, k, cont);

@@ -142,40 +142,54 @@ public final class InferenceModel implements AutoCloseable {
      * [B, T]; B*T must be at most {@link #maxTokens} and T at most model.max_seq_len.
      */
     public float[][] tokenLogprobs(List<int[]> seqs) {
+        int[] all = new int[seqs.size()];
+        for (int b = 0; b < all.length; b++) all[b] = seqs.get(b).length - 1;
+        return tokenLogprobs(seqs, all);
+    }
+
+    /**
+     * The last {@code last[b]} elements of {@link #tokenLogprobs(List)}'s row b (1 <= last[b] <= n-1): a choice's
+     * continuation when scoring. Only those rows go through the final norm, the LM head and the log-softmax (in
+     * multiple-choice scoring, a few tokens of each ~100-token sequence: the vocabulary GEMM shrinks with them).
+     */
+    public float[][] tokenLogprobs(List<int[]> seqs, int[] last) {
         int B = seqs.size(), T = 0;
-        for (int[] s : seqs) {
+        if (last.length != B) throw new IllegalArgumentException(last.length + " continuation lengths for " + B + " sequences");
+        for (int b = 0; b < B; b++) {
+            int[] s = seqs.get(b);
             if (s.length < 2) throw new IllegalArgumentException("a scored sequence needs at least 2 tokens, got " + s.length);
+            if (last[b] < 1 || last[b] > s.length - 1) throw new IllegalArgumentException("last " + last[b] + " of a " + s.length + "-token sequence: need 1.." + (s.length - 1));
             T = Math.max(T, s.length - 1);
         }
         if (B == 0) return new float[0][];
         if (T > Tmax) throw new IllegalArgumentException("sequence of " + (T + 1) + " tokens exceeds max_seq_len + 1 = " + (Tmax + 1));
         if ((long) B * T > maxTokens) throw new IllegalArgumentException(B + " x " + T + " tokens exceed the batch capacity " + maxTokens);
-        int N = B * T;
-        int[] in = new int[N], tg = new int[N];
-        for (int b = 0; b < B; b++) {
+        int N = B * T, R = 0;
+        for (int k : last) R += k;
+        int[] in = new int[N], tg = new int[R];
+        for (int b = 0, r = 0; b < B; b++) {
             int[] s = seqs.get(b);
-            for (int t = 0; t < T; t++) {
-                boolean real = t < s.length - 1;
-                in[b * T + t] = real ? checkId(s[t]) : 0;                     // padding: any valid id, never seen by real rows
-                tg[b * T + t] = real ? checkId(s[t + 1]) : Llama.IGNORE_INDEX;
-            }
+            for (int t = 0; t < T; t++) in[b * T + t] = t < s.length - 1 ? checkId(s[t]) : 0;   // padding: any valid id, never seen by real rows
+            for (int t = s.length - 1 - last[b]; t < s.length - 1; t++) tg[r++] = checkId(s[t + 1]);
         }
-        buffers.putInts(targets, tg, N);
+        buffers.putInts(targets, tg, R);
         forwardFull(in, B, T);
-        be.rmsnormForward(ln, rstd, x, wX(oNormF), N, C, eps);
-        for (int c0 = 0; c0 < N; c0 += chunk) {
-            int n = Math.min(chunk, N - c0);
-            be.gemm(false, true, n, V, C, 1f, ln + (long) c0 * C * xb, wX(oHead), 0f, logits, false); // logits[n,V]
+        long rowBytes = (long) C * xb;                                          // gather the scored rows: tmp[R,C]
+        for (int b = 0, r = 0; b < B; r += last[b], b++)
+            be.copyBytes(tmp + r * rowBytes, x + ((long) b * T + seqs.get(b).length - 1 - last[b]) * rowBytes, last[b] * rowBytes);
+        be.rmsnormForward(ln, rstd, tmp, wX(oNormF), R, C, eps);
+        for (int c0 = 0; c0 < R; c0 += chunk) {
+            int n = Math.min(chunk, R - c0);
+            be.linear(logits, ln + (long) c0 * C * xb, wX(oHead), n, V, C);        // logits[n,V] = ln @ W[V,C]^T
             be.crossentropyForward(ceLse + 4L * c0, ceTarget + 4L * c0, logits, targets + 4L * c0, n, V, 0, Llama.IGNORE_INDEX);
         }
-        float[] lse = new float[N], tl = new float[N];
-        buffers.getFloats(lse, ceLse, N);
-        buffers.getFloats(tl, ceTarget, N);
+        float[] lse = new float[R], tl = new float[R];
+        buffers.getFloats(lse, ceLse, R);
+        buffers.getFloats(tl, ceTarget, R);
         float[][] out = new float[B][];
-        for (int b = 0; b < B; b++) {
-            int n = seqs.get(b).length - 1;
-            out[b] = new float[n];
-            for (int t = 0; t < n; t++) out[b][t] = tl[b * T + t] - lse[b * T + t];  // log softmax at the target
+        for (int b = 0, r = 0; b < B; b++) {
+            out[b] = new float[last[b]];
+            for (int t = 0; t < last[b]; t++, r++) out[b][t] = tl[r] - lse[r];  // log softmax at the target
         }
         return out;
     }
@@ -369,7 +383,7 @@ public final class InferenceModel implements AutoCloseable {
     private void head(int n, ObjIntConsumer<float[]> sink) {
         for (int c0 = 0; c0 < n; c0 += chunk) {
             int m = Math.min(chunk, n - c0);
-            be.gemm(false, true, m, V, C, 1f, ln + (long) c0 * C * xb, wX(oHead), 0f, logits, false);  // logits[m,V] = ln @ W[V,C]^T
+            be.linear(logits, ln + (long) c0 * C * xb, wX(oHead), m, V, C);  // logits[m,V] = ln @ W[V,C]^T
             if (xb != 4) be.castXToF32(logitsF32, logits, (long) m * V);
             for (int i = 0; i < m; i++) {
                 float[] row = new float[V];
@@ -391,18 +405,18 @@ public final class InferenceModel implements AutoCloseable {
     /** Attention input: ln = rmsnorm(x), qkv[N,QKV] = ln @ Wqkv^T. */
     private void blockPre(int l, int N) {
         be.rmsnormForward(ln, rstd, x, wX(oLn1[l]), N, C, eps);
-        be.gemm(false, true, N, QKV, C, 1f, ln, wX(oQkv[l]), 0f, qkv, false);
+        be.linear(qkv, ln, wX(oQkv[l]), N, QKV, C);
     }
 
     /** After attention: x += att @ Wo^T; x += down(swiglu(rmsnorm(x) @ Wgu^T)). */
     private void blockPost(int l, int N) {
         long NC = (long) N * C;
-        be.gemm(false, true, N, C, A, 1f, att, wX(oO[l]), 0f, tmp, false);       // o[N,C] = att @ Wo[C,A]^T
+        be.linear(tmp, att, wX(oO[l]), N, C, A);                                // o[N,C] = att @ Wo[C,A]^T
         be.add(x, x, tmp, NC);
         be.rmsnormForward(ln, rstd, x, wX(oLn2[l]), N, C, eps);
-        be.gemm(false, true, N, 2 * F, C, 1f, ln, wX(oGateUp[l]), 0f, gateup, false);
+        be.linear(gateup, ln, wX(oGateUp[l]), N, 2 * F, C);
         be.swigluForward(swi, gateup, N, F);
-        be.gemm(false, true, N, C, F, 1f, swi, wX(oDown[l]), 0f, tmp, false);    // d[N,C] = swi @ Wdown[C,F]^T
+        be.linear(tmp, swi, wX(oDown[l]), N, C, F);                             // d[N,C] = swi @ Wdown[C,F]^T
         be.add(x, x, tmp, NC);
     }
 

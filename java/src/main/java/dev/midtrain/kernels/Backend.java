@@ -75,6 +75,15 @@ public interface Backend extends Kernels, AutoCloseable {
      */
     void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, long B, float beta, long C, boolean cF32);
 
+    /**
+     * A linear layer's forward pass in inference: out[M,N] = inp[M,K] @ weight[N,K]^T (floatX, overwritten). The
+     * same product as {@code gemm(false, true, M, N, K, 1, inp, weight, 0, out, false)}, which is the default; a
+     * backend may run it another way for the shapes of decoding and prefill (the CPU backend: {@code linear_forward}).
+     */
+    default void linear(long out, long inp, long weight, int M, int N, int K) {
+        gemm(false, true, M, N, K, 1f, inp, weight, 0f, out, false);
+    }
+
     // ------------------------------------------------------------------------------------------- kernels
     // Every kernel of the header is a method of {@link Kernels}, generated from it at build time.
 

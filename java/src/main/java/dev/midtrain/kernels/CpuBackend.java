@@ -83,20 +83,23 @@ public final class CpuBackend extends CpuKernels implements Backend {
     }
 
     /**
-     * Row counts up to which a plain product {@code A[M,K] @ B[N,K]^T} (alpha 1, beta 0: a linear layer's forward)
-     * runs on the {@code linear_forward} kernel instead of OpenBLAS: KV-cache decoding (M = sequences decoded
-     * together), where sgemm's packing and its thread-pool hand-off cost more than the product (30m shapes, 2 threads,
-     * loaded host: 1x2752x512 in 0.96 ms instead of 9.1 ms, 16x2752x512 in 2.2 ms instead of 6.1 ms; with one thread
-     * OpenBLAS catches up near M = 32). Training products have M = tokens per micro-batch, far above.
+     * Row counts up to which {@link #linear} runs on the {@code linear_forward} kernel (OpenMP, dynamic schedule)
+     * rather than OpenBLAS: decoding (M = sequences decoded together) and prefill chunks. OpenBLAS packs even a
+     * 1-row product and hands it to its thread pool, whose spinning hand-offs collapse when the cores are shared
+     * (30m shapes, 2 threads, load ~4 on 2 cores: 1x2752x512 at 0.2 GFLOP/s vs 3.0, 128x512x512 at 4.2 vs 49;
+     * single-threaded it does 88). Above this (scoring batches of ~2000 rows) OpenBLAS's AVX-512 kernels win.
+     * Training never calls {@link #linear}: its products stay on OpenBLAS.
      */
-    static final int SMALL_M = 16;
+    static final int LINEAR_MAX_M = 512;
+
+    @Override
+    public void linear(long out, long inp, long weight, int M, int N, int K) {
+        if (M <= LINEAR_MAX_M) linearForward(out, inp, weight, M, N, K);
+        else gemm(false, true, M, N, K, 1f, inp, weight, 0f, out, false);
+    }
 
     @Override
     public void gemm(boolean transA, boolean transB, int M, int N, int K, float alpha, long A, long B, float beta, long C, boolean cF32) {
-        if (M <= SMALL_M && !transA && transB && alpha == 1f && beta == 0f) {
-            linearForward(C, A, B, M, N, K);
-            return;
-        }
         int lda = transA ? M : K, ldb = transB ? K : N;
         openblas.cblas_sgemm(openblas.CblasRowMajor, transA ? openblas.CblasTrans : openblas.CblasNoTrans,
                 transB ? openblas.CblasTrans : openblas.CblasNoTrans, M, N, K, alpha,

@@ -73,6 +73,21 @@ class InferenceModelTest {
                 }
             }
             assertThrows(IllegalArgumentException.class, () -> m.tokenLogprobs(List.of(new int[]{1, 67})));
+
+            // only the last k rows of each sequence (scoring a continuation): the tails of the full rows
+            int[] last = {5, 8, 1, 16};
+            float[][] tails = m.tokenLogprobs(seqs, last);
+            for (int s = 0; s < seqs.size(); s++) {
+                assertEquals(last[s], tails[s].length);
+                int n = batched[s].length;
+                for (int t = 0; t < last[s]; t++)
+                    // the same rows through an LM-head GEMM of 30 rows instead of 116 (the small-M kernel vs
+                    // OpenBLAS): fp32 rounding of a 36-term dot product, ~1e-6 on the log-probabilities
+                    assertEquals(batched[s][n - last[s] + t], tails[s][t], 2e-5, "seq " + s + " tail " + t);
+            }
+            assertThrows(IllegalArgumentException.class, () -> m.tokenLogprobs(seqs, new int[]{5, 9, 1, 16}));   // 9 > n-1 = 8
+            assertThrows(IllegalArgumentException.class, () -> m.tokenLogprobs(seqs, new int[]{0, 1, 1, 1}));
+            assertThrows(IllegalArgumentException.class, () -> m.tokenLogprobs(seqs, new int[]{1, 1, 1}));
         }
     }
 

@@ -86,11 +86,13 @@ class CpuKernelsTest {
 
     // ---------------------------------------------------------------------------------------------- linear
 
-    /** linear_forward out[M,N] = inp[M,K] @ weight[N,K]^T over NaN, against a double-precision product; the small-M
-     * route of CpuBackend.gemm (NT, alpha 1, beta 0) gives the same bits; each row and column is bitwise the same
-     * whatever batch or slice of the weight it is computed in. */
+    /** linear_forward out[M,N] = inp[M,K] @ weight[N,K]^T over NaN, against a double-precision product, in both
+     * regimes (dot products up to MT_LINEAR_DOT_MAX_M = 16 rows, the packed GEMM above: full and partial 16-column
+     * panels, 6-row tiles and their remainders, K below and above 8 and odd); CpuBackend.linear gives the same bits;
+     * a row alone (the same regime) and a slice of the weight's rows give the same bits as the whole product. */
     @ParameterizedTest(name = "M={0} N={1} K={2}")
-    @CsvSource({"1,1,1", "1,1001,513", "3,7,3", "3,1001,17", "2,64,128", "8,2752,512", "5,333,1377", "9,100,40", "16,130,77", "17,50,9", "1,4,0"})
+    @CsvSource({"1,1,1", "1,1001,513", "3,7,3", "3,1001,17", "2,64,128", "8,2752,512", "5,333,1377", "9,100,40",
+                "16,130,77", "17,50,9", "1,4,0", "17,16,1", "23,1001,515", "128,768,64", "40,33,7", "300,130,257"})
     void linear(int M, int N, int K) {
         Random r = new Random(7100 + M * 13 + N * 7 + K);
         float[] a = gaussian(r, M * K, 1), w = gaussian(r, N * K, 1);
@@ -111,15 +113,19 @@ class CpuKernelsTest {
                 if (!(Math.abs(g - sum) <= tol))
                     fail(String.format("linear_forward: out[%d,%d] = %s, expected %s (tol %.2e)", i, j, g, sum, tol));
             }
-        if (M <= CpuBackend.SMALL_M) {                                   // the route through gemm: the same kernel
-            long viaGemm = k.poisoned(M * N);
-            backend.gemm(false, true, M, N, K, 1f, pa, pw, 0f, viaGemm, false);
-            assertBitwise("gemm NT small M", got, k.get(viaGemm, M * N));
-        }
-        int m = M / 2, n0 = N / 3, n = N - n0;                           // one row, and the columns n0.. alone
-        long one = k.poisoned(n);
-        backend.linearForward(one, pa + 4L * m * K, pw + 4L * n0 * K, 1, n, K);
-        assertBitwise("row " + m + ", columns " + n0 + ".. alone", Arrays.copyOfRange(got, m * N + n0, m * N + N), k.get(one, n));
+        long viaLinear = k.poisoned(M * N);                              // Backend.linear: the same kernel up to 512 rows
+        backend.linear(viaLinear, pa, pw, M, N, K);
+        assertBitwise("CpuBackend.linear", got, k.get(viaLinear, M * N));
+        int n0 = N / 3, n = N - n0;                                      // the weight rows n0.. alone, all input rows
+        long cols = k.poisoned(M * n);
+        backend.linearForward(cols, pa, pw + 4L * n0 * K, M, n, K);
+        float[] gotCols = k.get(cols, M * n);
+        for (int i = 0; i < M; i++)
+            assertBitwise("row " + i + ", columns " + n0 + "..", Arrays.copyOfRange(got, i * N + n0, i * N + N), Arrays.copyOfRange(gotCols, i * n, i * n + n));
+        int rows = M > 16 ? 17 : 1, m0 = M - rows;                      // the last rows alone, in the same regime
+        long part = k.poisoned(rows * N);
+        backend.linearForward(part, pa + 4L * m0 * K, pw, rows, N, K);
+        assertBitwise(rows + " rows from " + m0 + " alone", Arrays.copyOfRange(got, m0 * N, M * N), k.get(part, rows * N));
     }
 
     // ------------------------------------------------------------------------------------------- embedding

@@ -63,6 +63,10 @@ public final class DeterminismProbe {
                 long a = k.put(gaussian(r, M * K, 1)), w = k.put(gaussian(r, N * K, 1)), out = k.alloc(M * N);
                 be.linearForward(out, a, w, M, N, K);
                 update(md, k.get(out, M * N));
+                int M2 = 40, N2 = 1000;                                           // the packed-GEMM regime (M > 16)
+                long a2 = k.put(gaussian(r, M2 * K, 1)), w2 = k.put(gaussian(r, N2 * K, 1)), out2 = k.alloc(M2 * N2);
+                be.linearForward(out2, a2, w2, M2, N2, K);
+                update(md, k.get(out2, M2 * N2));
             }
             { // kvcache_attention_forward: a 100-token prefill after 30 cached positions, 2 sequences, 6 heads
                 int B = 2, Tq = 100, Tmax = 140, NH = 6, NKV = 2, HD = 32, H = NH + 2 * NKV;
