@@ -32,7 +32,7 @@ public final class ByteLevelBpe {
     /** The pre-tokenizer regex of Llama-3's tokenizer.json (the only one this encoder implements). */
     public static final String LLAMA3_SPLIT =
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    private static final int MAX_CACHED_CHARS = 64, MAX_CACHE_ENTRIES = 1 << 18;
+    private static final int MAX_CACHED_CHARS = 64, MAX_CACHE_ENTRIES = 1 << 16;   // per worker thread: a few MB
     private static final long NO_MERGE = Long.MIN_VALUE;
 
     private final int[] byteId = new int[256];         // id of the byte-level symbol of each byte

@@ -185,4 +185,23 @@ class ByteLevelBpeTest {
         assertNotNull(ByteLevelBpe.load(TOKENIZER).encoder());
         assertTrue(Arrays.asList(ByteLevelBpe.bytesToUnicode()).contains("\u0120"), "GPT-2 alphabet: the space byte is U+0120");
     }
+
+    @Test
+    void pretokenCacheThatFillsUpAndStartsOverKeepsTheIds() {
+        // 200,000 distinct words through one encoder (its cache holds 65,536 pre-tokens, then starts over) give the ids
+        // of fresh encoders, whose caches never fill, and of the Rust library on every 50th chunk
+        Preparer.Tok tok = tok(TOKENIZER);
+        ByteLevelBpe.Encoder longLived = tok.fast.encoder();
+        for (int chunk = 0; chunk < 200; chunk++) {
+            StringBuilder sb = new StringBuilder();
+            for (int w = 0; w < 1000; w++) {
+                sb.append(' ');                                     // " " + the word's base-26 digits as letters: one pre-token
+                for (int n = chunk * 1000 + w + 1; n > 0; n /= 26) sb.append((char) ('a' + n % 26));
+            }
+            String t = sb.toString();
+            int[] got = longLived.encode(t, false);
+            assertArrayEquals(tok.fast.encoder().encode(t, false), got, "chunk " + chunk);
+            if (chunk % 50 == 0) assertArrayEquals(tok.encodePlain(t), got, "chunk " + chunk);
+        }
+    }
 }
