@@ -2,8 +2,8 @@
 # `midtrain prepare` throughput with decontamination and near-duplicate removal on, beside the Rust Hugging Face
 # `tokenizers` library encoding the same documents with the same tokenizer.json and thread count; and the shard
 # SHA-256 verification rate at train start beside `sha256sum`. Appends to benchmarks/results/prepare-<date>.md.
-# Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]   (defaults: 2 20 1; 20 copies are
-# 32,000 documents, 11M tokens, so that both engines' rates are steady-state rates, not JVM start and JIT warm-up)
+# Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]   (defaults: 2 50 1; 50 copies are
+# 80,000 documents, 28M tokens, so that both engines' rates are steady-state rates, not JVM start and JIT warm-up)
 # Needs the packaged jar (mvn -B -q -P'!cuda' package -DskipTests) and python3 with `pip install tokenizers`
 # (PYTHON=... to choose the interpreter). Scratch data goes to target/bench-prepare/.
 set -euo pipefail
@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source benchmarks/machine.sh
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
-THREADS="${1:-2}"; COPIES="${2:-20}"; VERIFY_GB="${3:-1}"
+THREADS="${1:-2}"; COPIES="${2:-50}"; VERIFY_GB="${3:-1}"
 PY="${PYTHON:-python3}"
 [[ -f target/midtrain.jar ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 W=target/bench-prepare; rm -rf "$W"; mkdir -p "$W"

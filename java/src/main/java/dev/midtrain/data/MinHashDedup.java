@@ -137,11 +137,20 @@ public final class MinHashDedup {
             x[i] = h;
         }
         int[] sig = new int[PERMUTATIONS];
-        for (int j = 0; j < PERMUTATIONS; j++) {                      // permutation-major: the inner loop vectorizes
-            long aj = a[j], bj = b[j];
-            long min = Long.MAX_VALUE;
-            for (int i = 0; i < m; i++) min = Math.min(min, (aj * x[i] + bj) >>> 33);
-            sig[j] = (int) min;
+        for (int j = 0; j < PERMUTATIONS; j += 4) {                   // four permutations per pass: independent minima
+            long a0 = a[j], a1 = a[j + 1], a2 = a[j + 2], a3 = a[j + 3], b0 = b[j], b1 = b[j + 1], b2 = b[j + 2], b3 = b[j + 3];
+            long m0 = Long.MAX_VALUE, m1 = m0, m2 = m0, m3 = m0;
+            for (int i = 0; i < m; i++) {
+                long xi = x[i];
+                m0 = Math.min(m0, (a0 * xi + b0) >>> 33);
+                m1 = Math.min(m1, (a1 * xi + b1) >>> 33);
+                m2 = Math.min(m2, (a2 * xi + b2) >>> 33);
+                m3 = Math.min(m3, (a3 * xi + b3) >>> 33);
+            }
+            sig[j] = (int) m0;
+            sig[j + 1] = (int) m1;
+            sig[j + 2] = (int) m2;
+            sig[j + 3] = (int) m3;
         }
         return sig;
     }
