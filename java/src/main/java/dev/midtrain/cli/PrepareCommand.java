@@ -42,6 +42,7 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--dedup-threshold", defaultValue = "0.8", description = "Jaccard similarity that makes a near-duplicate (default: ${DEFAULT-VALUE})") double dedupThreshold;
     @Option(names = "--dedup-against", arity = "1..*", description = "prepared directories (made with --dedup) whose documents count as seen: dedup across sources")
     List<Path> dedupAgainst = List.of();
+    @Option(names = "--encoder", defaultValue = "auto", description = "auto (default): the built-in byte-level BPE when tokenizer.json has Llama-3's layout (the ids of Hugging Face tokenizers, about 10x faster; see data/README.md), Hugging Face tokenizers via DJL otherwise; hf: always Hugging Face tokenizers via DJL") String encoder;
     @Option(names = "--no-progress", description = "no progress bar (it is shown only on a terminal anyway)") boolean noProgress;
 
     @Override
@@ -50,11 +51,13 @@ public final class PrepareCommand implements Callable<Integer> {
         String tpl = unescape(qaTemplate);
         if (!tpl.contains("{question}") || !tpl.contains("{answer}"))
             throw new UserError("--qa-template: must contain {question} and {answer}, got " + qaTemplate);
+        if (!encoder.equals("auto") && !encoder.equals("hf")) throw new UserError("--encoder: auto or hf, got " + encoder);
         int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
         Preparer.Options opt = new Preparer.Options(source, inputs, tokenizer, out, format == null ? null : Inputs.Format.parse(format),
                 textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
                 !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
-                dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null);
+                dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
+                encoder.equals("hf"));
         Preparer.run(opt, System.err);
         return 0;
     }

@@ -69,7 +69,7 @@ public final class Preparer {
     public record Options(String source, List<Path> inputs, Path tokenizer, Path out, Inputs.Format format,
                           String textField, String idsField, String qaTemplate, String eosToken, List<Path> benchmarks,
                           boolean skipErrors, int threads, int batchTokens, long shardTokens, boolean progress,
-                          String bosToken, boolean parseSpecialTokens, MinHashDedup.Params dedup) {
+                          String bosToken, boolean parseSpecialTokens, MinHashDedup.Params dedup, boolean hfEncoder) {
         public Options {
             if (source == null || !source.matches("[A-Za-z0-9_.-]+")) throw new UserError("--source: must match [A-Za-z0-9_.-]+, got " + source);
             if (inputs == null || inputs.isEmpty()) throw new UserError("--input: at least one input file is required");
@@ -84,19 +84,21 @@ public final class Preparer {
         /** Defaults for everything but the required arguments. */
         public static Options of(String source, List<Path> inputs, Path tokenizer, Path out) {
             return new Options(source, inputs, tokenizer, out, null, "text", "input_ids", DEFAULT_QA_TEMPLATE, DEFAULT_EOS,
-                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null);
+                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null, false);
         }
 
-        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
-        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
-        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
-        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
-        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup); }
-        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup); }
+        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
         /** {@code bos}: a token prepended to every document (e.g. DEFAULT_BOS), or null for none. */
-        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup); }
-        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup); }
-        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d); }
+        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup, hfEncoder); }
+        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup, hfEncoder); }
+        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d, hfEncoder); }
+        /** {@code hf}: encode every document with Hugging Face tokenizers (DJL), never the built-in encoder. */
+        public Options withHfEncoder(boolean hf) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hf); }
     }
 
     /** A loaded tokenizer.json: DJL handle (no truncation, no padding, no special tokens added) plus its facts. */
@@ -424,7 +426,7 @@ public final class Preparer {
             if (dc != null)
                 for (Manifest.Benchmark b : dc.benchmarks())
                     err.printf("  decontamination: %s removed %,d document(s) (%,d items, %,d %d-grams)%n", b.file(), b.documentsRemoved(), b.items(), b.ngrams(), dc.ngram());
-            err.printf("  encoder: %s%n", tok.encoderName());
+            err.printf("  encoder: %s%n", opt.hfEncoder() ? "Hugging Face tokenizers via DJL (--encoder hf)" : tok.encoderName());
             if (dd != null)
                 err.printf("  near-duplicates: removed %,d document(s) (MinHash %d x %d, shingle %d, Jaccard >= %.2f)%n", nearDuplicates,
                         dd.bands(), dd.rows(), dd.shingle(), dd.threshold());
@@ -459,12 +461,14 @@ public final class Preparer {
         MinHashDedup dd = dedup;
         boolean plain = !opt.parseSpecialTokens();
         int bos = bosId;
-        inFlight.add(pool.submit(() -> process(tok, decon, dd, plain, bos, c.docs())));
+        boolean hf = opt.hfEncoder();
+        inFlight.add(pool.submit(() -> process(tok, decon, dd, plain, hf, bos, c.docs())));
         chunkInput.add(c.input());
     }
 
     /** Worker: normalize, decontaminate, MinHash-sign and tokenize one chunk. */
-    private static List<Done> process(Tok tok, Decontaminator decon, MinHashDedup dedup, boolean plain, int bos, List<Inputs.Rec> docs) {
+    private static List<Done> process(Tok tok, Decontaminator decon, MinHashDedup dedup, boolean plain, boolean hfEncoder, int bos,
+                                      List<Inputs.Rec> docs) {
         List<Done> out = new ArrayList<>(docs.size());
         int eos = tok.info().eosId();
         for (Inputs.Rec r : docs) {
@@ -481,7 +485,7 @@ public final class Preparer {
                 continue;
             }
             int[] sig = dedup == null ? null : dedup.signature(hashes);
-            if (r.text() != null) ids = tok.encodeDocument(r.text(), plain);
+            if (r.text() != null) ids = hfEncoder ? (plain ? tok.encodePlain(r.text()) : tok.encode(r.text())) : tok.encodeDocument(r.text(), plain);
             boolean addBos = bos >= 0 && (ids.length == 0 || ids[0] != bos), addEos = r.text() != null || ids[ids.length - 1] != eos;
             int[] doc = new int[ids.length + (addBos ? 1 : 0) + (addEos ? 1 : 0)];
             if (addBos) doc[0] = bos;
