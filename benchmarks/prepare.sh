@@ -5,7 +5,8 @@
 # Usage: benchmarks/prepare.sh [threads] [copies of the sample text] [verify GB]   (defaults: 2 50 1; 50 copies are
 # 80,000 documents, 28M tokens, so that both engines' rates are steady-state rates, not JVM start and JIT warm-up)
 # Needs the packaged jar (mvn -B -q -P'!cuda' package -DskipTests) and python3 with `pip install tokenizers`
-# (PYTHON=... to choose the interpreter). Scratch data goes to target/bench-prepare/.
+# (PYTHON=... to choose the interpreter). TOKENIZER=... picks the tokenizer.json (default: the sample one,
+# data/tokenizer/tokenizer.json; Meta-Llama-3's is what a real run uses). Scratch data goes to target/bench-prepare/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,6 +14,8 @@ source benchmarks/machine.sh
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 THREADS="${1:-2}"; COPIES="${2:-50}"; VERIFY_GB="${3:-1}"
 PY="${PYTHON:-python3}"
+TOK="${TOKENIZER:-data/tokenizer/tokenizer.json}"
+[[ -f "$TOK" ]] || { echo "TOKENIZER: $TOK not found" >&2; exit 2; }
 [[ -f target/midtrain.jar ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
 W=target/bench-prepare; rm -rf "$W"; mkdir -p "$W"
 # the text: the shipped KnowEdu-style sample, COPIES times, each copy's words shuffled per document (so near-duplicate
@@ -33,10 +36,10 @@ LOG="$(mktemp)"
 JAVA=(java --add-opens=java.base/java.nio=ALL-UNNAMED -cp "target/midtrain.jar:target/lib/*")
 {
   echo "### HF tokenizers (Rust, Python binding $("$PY" -c 'import tokenizers; print(tokenizers.__version__)')), encode_batch, RAYON_NUM_THREADS=$THREADS, best of 3"
-  ( RAYON_NUM_THREADS="$THREADS" "$PY" - "$W/docs.jsonl" <<'PYEOF'
+  ( RAYON_NUM_THREADS="$THREADS" "$PY" - "$W/docs.jsonl" "$TOK" <<'PYEOF'
 import json, sys, time
 from tokenizers import Tokenizer
-tok = Tokenizer.from_file("data/tokenizer/tokenizer.json")
+tok = Tokenizer.from_file(sys.argv[2])
 texts = [json.loads(l)["text"] for l in open(sys.argv[1], encoding="utf-8")]
 best, n = 1e9, 0
 for _ in range(3):
@@ -54,7 +57,7 @@ PYEOF
     [[ $mode == cleaning-hf ]] && extra+=(--encoder hf)
     for rep in 1 2 3; do
       t0=$(date +%s.%N)
-      "${JAVA[@]}" dev.midtrain.Main prepare --source knowedu --input "$W/docs.jsonl" --tokenizer data/tokenizer/tokenizer.json \
+      "${JAVA[@]}" dev.midtrain.Main prepare --source knowedu --input "$W/docs.jsonl" --tokenizer "$TOK" \
         --out "$W/out-$mode" --threads "$THREADS" --no-progress "${extra[@]}" > "$W/log" 2>&1 || { cat "$W/log"; exit 1; }
       t1=$(date +%s.%N)
       {
@@ -88,7 +91,7 @@ OUT="benchmarks/results/prepare-$(date +%Y-%m-%d).md"
   echo
   echo "- machine: $(machine_summary); shared with other agents' jobs today (load average at start: $(cut -d' ' -f1-3 /proc/loadavg)), so rates vary between runs"
   echo "- java: $(java -version 2>&1 | head -1)"
-  echo "- command: benchmarks/prepare.sh $THREADS $COPIES $VERIFY_GB"
-  echo "- text: data/knowedu/sample.jsonl x $COPIES (words shuffled in the copies), tokenizer data/tokenizer/tokenizer.json (the sample byte-level BPE, Llama-3 pre-tokenizer)"
+  echo "- command: ${TOKENIZER:+TOKENIZER=$TOKENIZER }benchmarks/prepare.sh $THREADS $COPIES $VERIFY_GB"
+  echo "- text: data/knowedu/sample.jsonl x $COPIES (words shuffled in the copies), tokenizer $TOK (sha256 $(sha256sum "$TOK" | cut -c1-12); data/tokenizer/tokenizer.json is the 512-token sample BPE with the Llama-3 pre-tokenizer)"
   echo "- prepare 'cleaning' = --decontaminate data/benchmarks/sample_bench.jsonl --dedup (NFKC units, 10/13-grams, MinHash 128 x 5-shingles); its tokens/s is end to end (read JSONL, clean, tokenize, write Arrow shards, fsync; JVM start and tokenizer loading excluded, 'whole command' includes them), the HF figure is encoding only (texts already in memory); 'cleaning-hf' = the same with --encoder hf (every document through Hugging Face tokenizers via DJL); prepare encodes by default with its built-in byte-level BPE (ByteLevelBpe, the same ids as HF tokenizers, tested), DJL/HF tokenizers only for layouts or characters it does not handle"
 } | append_result "$OUT" "$LOG"
