@@ -254,8 +254,11 @@ public final class Preparer {
          * {@link #encodePlain}) or as their tokens (like {@link #encode}). The built-in {@link ByteLevelBpe} encodes it
          * when it handles this tokenizer.json and the text's characters (same ids, about 20x faster), DJL otherwise.
          */
-        public int[] encodeDocument(String text, boolean plain) {
-            if (fast != null) {
+        public int[] encodeDocument(String text, boolean plain) { return encodeDocument(text, plain, true); }
+
+        /** As {@link #encodeDocument(String, boolean)}; {@code builtin} false: through DJL always (--encoder hf). */
+        public int[] encodeDocument(String text, boolean plain, boolean builtin) {
+            if (builtin && fast != null) {
                 int[] ids = fastEncoder.get().encode(text, !plain);
                 if (ids != null) return ids;
             }
@@ -485,7 +488,7 @@ public final class Preparer {
                 continue;
             }
             int[] sig = dedup == null ? null : dedup.signature(hashes);
-            if (r.text() != null) ids = hfEncoder ? (plain ? tok.encodePlain(r.text()) : tok.encode(r.text())) : tok.encodeDocument(r.text(), plain);
+            if (r.text() != null) ids = tok.encodeDocument(r.text(), plain, !hfEncoder);
             boolean addBos = bos >= 0 && (ids.length == 0 || ids[0] != bos), addEos = r.text() != null || ids[ids.length - 1] != eos;
             int[] doc = new int[ids.length + (addBos ? 1 : 0) + (addEos ? 1 : 0)];
             if (addBos) doc[0] = bos;
