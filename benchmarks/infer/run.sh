@@ -10,18 +10,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WHICH="${1:-all}"; ITEMS="${2:-64}"; CTX="${3:-96}"; PROMPT="${4:-128}"; NEW="${5:-128}"
-PYTHON="${PYTHON:-python3}"
-export MT_THREADS="${MT_THREADS:-2}"
-export OMP_NUM_THREADS="$MT_THREADS"
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
-export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
-unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
-JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-CP="${MT_CP:-$ROOT/target/midtrain.jar:$ROOT/target/lib/*}"
-[[ -f "$ROOT/target/midtrain.jar" ]] || { echo "build first: mvn -B -q -P'!cuda' package -DskipTests" >&2; exit 2; }
-source "$ROOT/benchmarks/machine.sh"
-echo "machine: $(machine_summary), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
-num() { sed -E "s/.*$1[^=]*= ?([0-9.]+) items\/s.*/\1/" <<< "$2"; }
+source "$ROOT/benchmarks/infer/env.sh"
 for cfg in 3m 30m; do
   [[ "$WHICH" == all || "$WHICH" == "$cfg" ]] || continue
   echo "== $cfg: $ITEMS items (ctx $CTX), prefill $PROMPT, decode $NEW, $MT_THREADS threads"

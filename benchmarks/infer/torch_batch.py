@@ -17,10 +17,9 @@ import sys
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-PRESETS = {"3m": dict(V=512, C=256, L=4, NH=8, NKV=2, FF=688, T=256),
-           "30m": dict(V=8192, C=512, L=8, NH=8, NKV=2, FF=1376, T=512)}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_infer import kv_loop, setup  # noqa: E402  (the same model and KV-cache loop as the single-sequence reference)
 
 
 def main():
@@ -28,31 +27,14 @@ def main():
     plen = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     new = int(sys.argv[3]) if len(sys.argv) > 3 else 32
     bs = [int(b) for b in (sys.argv[4] if len(sys.argv) > 4 else "1,4,16").split(",")]
-    threads = int(os.environ.get("MT_THREADS", "2"))
-    torch.set_num_threads(threads)
-    p = PRESETS[name]
-    cfg = LlamaConfig(vocab_size=p["V"], hidden_size=p["C"], intermediate_size=p["FF"], num_hidden_layers=p["L"],
-                      num_attention_heads=p["NH"], num_key_value_heads=p["NKV"], max_position_embeddings=p["T"],
-                      rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.02,
-                      bos_token_id=None, eos_token_id=None, pad_token_id=0)
-    torch.manual_seed(1234)
-    model = LlamaForCausalLM(cfg).eval()
+    threads, p, model = setup(name)
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     nparams = sum(x.numel() for x in model.parameters())
     rnd = random.Random(1234)
     prompts = torch.tensor([[rnd.randrange(p["V"]) for _ in range(plen)] for _ in range(max(bs))])
 
-    def loop(B, n):
-        x = prompts[:B]
-        t0 = time.perf_counter()
-        o = model(input_ids=x, use_cache=True)
-        past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
-        t1 = time.perf_counter()
-        for _ in range(n):
-            o = model(input_ids=nxt, past_key_values=past, use_cache=True)
-            past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
-        return t1 - t0, time.perf_counter() - t1
+    loop = lambda B, n: kv_loop(model, prompts[:B], n)
 
     def generate(B, n):
         x = prompts[:B]

@@ -23,17 +23,37 @@ PRESETS = {"3m": dict(V=512, C=256, L=4, NH=8, NKV=2, FF=688, T=256),
            "30m": dict(V=8192, C=512, L=8, NH=8, NKV=2, FF=1376, T=512)}
 
 
-def main():
-    name = sys.argv[1] if len(sys.argv) > 1 else "3m"
-    items, ctx, plen, new = [int(a) for a in (sys.argv[2:6] + ["64", "96", "128", "128"][len(sys.argv[2:6]):])]
+def setup(name):
+    """Threads from MT_THREADS (default 2), the preset, and the model: seed 1234, random N(0, 0.02^2) weights, no
+    bos/eos (so generate runs to its length)."""
     threads = int(os.environ.get("MT_THREADS", "2"))
     torch.set_num_threads(threads)
     p = PRESETS[name]
     cfg = LlamaConfig(vocab_size=p["V"], hidden_size=p["C"], intermediate_size=p["FF"], num_hidden_layers=p["L"],
                       num_attention_heads=p["NH"], num_key_value_heads=p["NKV"], max_position_embeddings=p["T"],
-                      rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.02)
+                      rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.02,
+                      bos_token_id=None, eos_token_id=None, pad_token_id=0)
     torch.manual_seed(1234)
-    model = LlamaForCausalLM(cfg).eval()
+    return threads, p, LlamaForCausalLM(cfg).eval()
+
+
+def kv_loop(model, x, n):
+    """The usual HF KV-cache loop on the batch x [B, T]: prefill, then n greedy steps with past_key_values.
+    Returns (prefill seconds, decode seconds)."""
+    t0 = time.perf_counter()
+    o = model(input_ids=x, use_cache=True)
+    past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        o = model(input_ids=nxt, past_key_values=past, use_cache=True)
+        past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def main():
+    name = sys.argv[1] if len(sys.argv) > 1 else "3m"
+    items, ctx, plen, new = [int(a) for a in (sys.argv[2:6] + ["64", "96", "128", "128"][len(sys.argv[2:6]):])]
+    threads, p, model = setup(name)
     nparams = sum(x.numel() for x in model.parameters())
     rnd = random.Random(1234)
     ids = lambda n: [rnd.randrange(p["V"]) for _ in range(n)]
@@ -74,16 +94,9 @@ def main():
         prompt = torch.tensor([ids(plen)])
         pre, dec = [], []
         for rep in range(3):
-            t0 = time.perf_counter()
-            o = model(input_ids=prompt, use_cache=True)
-            past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
-            t1 = time.perf_counter()
-            for _ in range(new):
-                o = model(input_ids=nxt, past_key_values=past, use_cache=True)
-                past, nxt = o.past_key_values, o.logits[:, -1].argmax(-1, keepdim=True)
-            t2 = time.perf_counter()
-            pre.append(t1 - t0)
-            dec.append(t2 - t1)
+            a, b = kv_loop(model, prompt, new)
+            pre.append(a)
+            dec.append(b)
     pre_s, dec_s = min(pre[1:]), min(dec[1:])
     print(f"pytorch {name}: {nparams:,} params, {threads} threads (torch {torch.__version__}) | eval: {items} items ({len(seqs)} choices, ctx {ctx}) "
           f"in {eval_s:.2f} s = {items / eval_s:.1f} items/s | prefill {plen} tokens: {plen / pre_s:.0f} tokens/s | "
