@@ -118,8 +118,9 @@ public final class RecipeRunner {
             base = Path.of(r.base().hf());
             baseHash = hashes.ofModelDir(base);
         } else {
-            Map<String, String> in = new TreeMap<>(Map.of("train", Recipe.canonical(r.train()), "config", hashes.of(Path.of(r.train().config())),
-                    "tokenizer", tok));
+            RunConfig rc = trainConfig(r);                                     // the init depends on the model, seed and std only
+            Map<String, String> in = new TreeMap<>(Map.of("model", Recipe.canonical(rc.model()),
+                    "init", "seed " + rc.train().seed() + " std " + rc.train().initStd(), "tokenizer", tok));
             Path d = stage("base", name, in, dir -> initRandomBase(r, dir.resolve("hf")), false);
             dirs.put("base", d);
             base = d.resolve("hf");
