@@ -178,9 +178,9 @@ public record Recipe(String outDir, String tokenizer, Base base, Probe probe, Sy
             for (JsonMappingException.Reference r : e.getPath())
                 if (r.getFieldName() != null) path.append(path.length() == 0 ? "" : ".").append(r.getFieldName());
                 else if (r.getIndex() >= 0) path.append('[').append(r.getIndex()).append(']');
-            String msg = e instanceof com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException ? "unknown field"
-                    : e.getOriginalMessage().split("\n")[0];
-            throw new UserError(where + ": " + (path.length() > 0 ? "field " + path + ": " : "") + msg);
+            if (e instanceof com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException)
+                throw new UserError(where + ": unknown field " + path);
+            throw new UserError(where + ": " + (path.length() > 0 ? "field " + path + ": " : "") + e.getOriginalMessage().split("\n")[0]);
         } catch (JsonProcessingException e) {
             throw new UserError(where + ": " + e.getOriginalMessage());
         }
