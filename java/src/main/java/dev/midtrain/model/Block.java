@@ -3,6 +3,7 @@ package dev.midtrain.model;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.KernelAbi;
 import dev.midtrain.kernels.DeviceBuffers;
 
 /**
@@ -125,8 +126,8 @@ public final class Block {
     public Scratch scratch(DeviceBuffers buf, int B, int T) {
         long N = (long) B * T, NC = N * C;
         return new Scratch(buf.x(NC), buf.x(N * Math.max(A, F)), buf.x(N * Math.max(QKV, 2 * F)),
-                buf.f32(Math.max(Backend.rmsnormBackwardScratchFloats((int) N, C), Backend.NORM_SCRATCH_FLOATS)),
-                buf.f32(Backend.attentionBackwardScratchFloats(B, NH, T)));
+                buf.f32(Math.max(KernelAbi.rmsnormBwdScratchFloats((int) N, C), KernelAbi.NORM_SCRATCH_FLOATS)),
+                buf.f32(KernelAbi.attnBwdScratchFloats(B, NH, T)));
     }
 
     // ================================================================================================ forward
