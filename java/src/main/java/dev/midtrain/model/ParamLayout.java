@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.OptimConfig;
 import dev.midtrain.config.Placement;
 
 import java.util.ArrayList;
@@ -124,7 +125,7 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
         int nh = pl.heads(), nkv = pl.kvHeads(), f = pl.ffn(), v = pl.vocab();
         int kvShards = pl.kvShards(), kvIndex = pl.kvIndex();
 
-        Builder b = new Builder(noDecaySubstrings == null ? List.of("norm") : noDecaySubstrings);
+        Builder b = new Builder(noDecaySubstrings == null ? OptimConfig.defaultWeightDecayExclude() : noDecaySubstrings);
         b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
         for (int i = 0; i < m.nLayers(); i++) {
             String p = "model.layers." + i + ".";
