@@ -37,12 +37,6 @@ public final class Shards {
         }
     }
 
-    /** Reads a tensor stored with this rank's shape (a checkpoint's rank file) into {@code dst} at its slab offset. */
-    public static void readWhole(Ref ref, ParamLayout.Tensor t, HostFloats dst, long dstBase) {
-        checkShape(ref, t.shape(), "this tensor-parallel rank");
-        ref.reader().readF32(ref.info(), 0, ref.info().numel(), dst, dstBase + t.offset());
-    }
-
     /**
      * Places one rank's piece ({@code piece[0 .. t.numel())}, shaped {@code t.shape()}) into the full tensor
      * {@code full[0 .. numel(fullShape))}.
