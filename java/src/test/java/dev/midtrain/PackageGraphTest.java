@@ -97,6 +97,15 @@ class PackageGraphTest {
                 .check(main);
     }
 
+    /** A backend is opened one way, {@code Backend.open(name, device)}: nothing outside kernels constructs one itself. */
+    @Test
+    void backendsAreOpenedOneWay() {
+        noClasses().that().resideOutsideOfPackage("dev.midtrain.kernels..")
+                .should().callConstructor(dev.midtrain.kernels.CpuBackend.class)
+                .orShould().callMethod(dev.midtrain.kernels.CudaBackend.class, "open", int.class)
+                .check(main);
+    }
+
     @Test
     void cliDoesNotImportBench() {
         noClasses().that().resideInAPackage("dev.midtrain.cli..")

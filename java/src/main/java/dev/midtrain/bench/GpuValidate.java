@@ -121,12 +121,12 @@ public final class GpuValidate {
                 default -> { out.println("unknown argument " + args[a] + "; usage: GpuValidate [--against cpu] [--only SUBSTRING]"); return 2; }
             }
         }
-        Backend ref = new CpuBackend();
+        Backend ref = Backend.open("cpu", 0);
         Backend dev;
         String devName;
         try {
-            if (againstCpu) { dev = new CpuBackend(); devName = "cpu (harness self-test)"; }
-            else { CudaBackend cb = CudaBackend.open(0); dev = cb; devName = cb.deviceName(); }
+            dev = Backend.open(againstCpu ? "cpu" : "cuda", 0);
+            devName = againstCpu ? "cpu (harness self-test)" : dev.deviceName();
         } catch (KernelException e) {
             out.println("GpuValidate: " + e.getMessage());
             ref.close();

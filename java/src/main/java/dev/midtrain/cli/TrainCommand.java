@@ -171,8 +171,8 @@ public final class TrainCommand implements Callable<Integer> {
         double gpuPeak = Double.NaN;
         long deviceBytes = 0;
         if (run.gpu()) {
-            try (CudaBackend probe = CudaBackend.open(0)) {
-                deviceBytes = probe.totalMemoryBytes();
+            try (Backend probe = Backend.open("cuda", 0)) {
+                deviceBytes = probe.deviceMemoryBytes();
                 gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
                 if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
             }
@@ -203,7 +203,7 @@ public final class TrainCommand implements Callable<Integer> {
         double peak;
         if (run.gpu()) peak = gpuPeak;
         else if (peakTflops != null) peak = peakTflops * 1e12;                  // the whole machine on CPU
-        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 10); }
+        else try (Backend be = Backend.open("cpu", 0)) { peak = PeakFlops.gemm(be, 1024, 10); }
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
@@ -285,7 +285,7 @@ public final class TrainCommand implements Callable<Integer> {
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
         if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
-        try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
+        try (Backend be = Backend.open(tc.backend().yaml(), ctx.device());
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
              Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,

@@ -15,7 +15,6 @@ import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
-import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.model.ParamLayout;
 
 import java.nio.file.Files;
@@ -137,11 +136,8 @@ public final class Engine implements AutoCloseable {
         Preparer.Tok tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile));
         Backend be = null;
         try {
-            if (o.backend().equals("cuda")) be = CudaBackend.open(0);
-            else {
-                CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
-                be = new CpuBackend();
-            }
+            if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
+            be = Backend.open(o.backend(), 0);
             int maxTokens = Math.max(o.slots(), o.maxTokens() > 0 ? o.maxTokens() : 4 * cfg.maxSeqLen());
             InferenceModel m = new InferenceModel(be, ParamLayout.of(cfg), params, maxTokens, o.slots());
             return new Engine(be, m, tok, dir.toString());

@@ -16,8 +16,28 @@ import org.bytedeco.javacpp.IntPointer;
  */
 public interface Backend extends Kernels, AutoCloseable {
 
+    /**
+     * Opens a backend by its {@link #name()}, the one way the engine opens one (training ranks, inference, the
+     * benchmarks): "cpu" (fp32, OpenBLAS; {@code device} is ignored) or "cuda" (CUDA device {@code device}). A CUDA
+     * backend that cannot open (no GPU, runtime, cuBLAS or kernel library) is a one-line {@link KernelException},
+     * never a fallback to the CPU.
+     */
+    static Backend open(String name, int device) {
+        return switch (name) {
+            case "cpu" -> new CpuBackend();
+            case "cuda" -> CudaBackend.open(device);
+            default -> throw new KernelException("--backend: must be cpu or cuda, got " + name);
+        };
+    }
+
     /** "cpu" or "cuda". */
     String name();
+
+    /** What runs the kernels, for logs: the GPU's name as the driver reports it, or "cpu (N threads)". */
+    String deviceName();
+
+    /** Memory of the backend's own device in bytes (CUDA: the GPU's), 0 on the CPU, whose memory is the host's. */
+    long deviceMemoryBytes();
 
     /** Bytes of one compute element (floatX): 4 on CPU, 2 on CUDA. */
     int floatxBytes();
