@@ -1,6 +1,6 @@
 package dev.midtrain.bench;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.infer.InferenceModel;
 import dev.midtrain.infer.Sampler;

@@ -4,7 +4,7 @@ import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.StateFile;

@@ -1,7 +1,7 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.train.TrainState;

@@ -1,5 +1,7 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.train.GracefulStop;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.core.JsonProcessingException;

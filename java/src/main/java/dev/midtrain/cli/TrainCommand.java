@@ -4,7 +4,7 @@ import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 
 import dev.midtrain.train.PeakFlops;
-import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.train.GracefulStop;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.StepCheckpoint;

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HfConfig;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.common.UserError;

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.CheckpointConfig;
 import dev.midtrain.model.ParamLayout;

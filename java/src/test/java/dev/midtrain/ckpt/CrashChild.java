@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.train.GracefulStop;
 import dev.midtrain.config.CheckpointConfig;
 
 import java.nio.file.Path;

@@ -5,7 +5,7 @@ import static dev.midtrain.cli.Cli.run;
 import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.train.TrainState;
