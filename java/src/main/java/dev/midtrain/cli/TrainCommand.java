@@ -7,8 +7,8 @@ import dev.midtrain.train.PeakFlops;
 import dev.midtrain.train.GracefulStop;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.ResumeCheck;
-import dev.midtrain.ckpt.StepCheckpoint;
-import dev.midtrain.ckpt.TrainingCheckpoints;
+import dev.midtrain.ckpt.CommittedStep;
+import dev.midtrain.ckpt.RunCheckpointing;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.Placement;
 import dev.midtrain.config.ModelConfig;
@@ -123,7 +123,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The run config (file, --set and flags; or the resumed checkpoint's) and the checkpoint it resumes from. */
-    private record Resolved(RunConfig cfg, StepCheckpoint from, List<String> changes) {
+    private record Resolved(RunConfig cfg, CommittedStep from, List<String> changes) {
         TrainConfig train() { return cfg.train(); }
         boolean gpu() { return cfg.train().backend() == TrainConfig.Device.CUDA; }
         int tp() { return cfg.parallel().tp(); }
@@ -147,8 +147,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
-        StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
-        RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
+        CommittedStep from = resume != null ? RunCheckpointing.openNewest(resume) : null;
+        RunConfig cfg = from != null ? RunCheckpointing.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
@@ -220,7 +220,7 @@ public final class TrainCommand implements Callable<Integer> {
         int T = run.tp(), D = run.dp();
         Duration timeout = Duration.ofSeconds(processes.distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
-             TrainingCheckpoints ckpt = new TrainingCheckpoints(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
+             RunCheckpointing ckpt = new RunCheckpointing(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
             if (checkpoints.noCheckpoints) ckpt.disableSaving();
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
@@ -260,7 +260,7 @@ public final class TrainCommand implements Callable<Integer> {
     private void writeRunDir(Resolved run, Path dir, String attention) {
         if (run.from() == null) createRunDir(dir);
         if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
-        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
+        if (run.from() != null) RunCheckpointing.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
         if (checkpoints.initFrom != null) copySideFiles(checkpoints.initFrom, dir);
         String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
         try {
@@ -275,8 +275,8 @@ public final class TrainCommand implements Callable<Integer> {
      * One rank: its backend, its model shard, its data-parallel share of the batches, its start (seeded init, a
      * Hugging Face checkpoint sharded for its layout, or its shard of a resumed step) and the training loop.
      */
-    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, int cpuThreads, TrainingCheckpoints ckpt,
-                                 StepCheckpoint from, List<String> changes) {
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, int cpuThreads, RunCheckpointing ckpt,
+                                 CommittedStep from, List<String> changes) {
         TrainConfig tc = cfg.train();
         Topology topo = ctx.topology();
         boolean rank0 = topo.rank() == 0;

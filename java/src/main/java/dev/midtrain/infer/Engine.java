@@ -1,12 +1,12 @@
 package dev.midtrain.infer;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HfConfig;
 import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
@@ -109,11 +109,11 @@ public final class Engine implements AutoCloseable {
     public static Engine load(Path dir, Path tokenizer, Options o) {
         Path tokFile = tokenizer != null ? tokenizer : findTokenizer(dir);
         if (!Files.isRegularFile(tokFile)) throw new UserError(tokFile + ": tokenizer not found");
-        boolean step = Files.exists(dir.resolve(CheckpointStore.COMMITTED));
+        boolean step = Files.exists(dir.resolve(StepDirectories.COMMITTED));
         ModelConfig cfg;
         HostFloats params;
         if (step) {
-            try (StepCheckpoint ck = StepCheckpoint.open(dir, true)) {
+            try (CommittedStep ck = CommittedStep.open(dir, true)) {
                 cfg = ck.config().model();
                 ParamLayout layout = ParamLayout.of(cfg);
                 params = HostFloats.allocate(layout.numel());
@@ -162,8 +162,8 @@ public final class Engine implements AutoCloseable {
      */
     public static Path findTokenizer(Path dir) {
         Path own = dir.resolve("tokenizer.json");
-        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(CheckpointStore.COMMITTED))) return own;
-        try (StepCheckpoint ck = StepCheckpoint.open(dir, false)) {
+        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(StepDirectories.COMMITTED))) return own;
+        try (CommittedStep ck = CommittedStep.open(dir, false)) {
             DataConfig d = ck.config().data();
             if (d == null) return own;
             Manifest m = Manifest.read(Path.of(d.sources().get(0).path()));
