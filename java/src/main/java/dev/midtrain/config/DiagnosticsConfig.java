@@ -16,5 +16,4 @@ public record DiagnosticsConfig(int everySteps) {
         require(everySteps >= 0, "diagnostics.every_steps", "must be >= 0 (0 disables), got " + everySteps);
     }
 
-    public static DiagnosticsConfig none() { return new DiagnosticsConfig(0); }
 }

@@ -38,7 +38,7 @@ public record OptimConfig(double lr, double minLr, int warmupSteps, double beta1
 
     @JsonCreator
     public OptimConfig {
-        schedule = schedule == null ? Schedule.LINEAR : schedule;
+        if (schedule == null) schedule = Schedule.parse(ConfigLoader.defaultSection("optimizer").get("schedule").asText());   // defaults.yaml
         require(wsdDecayFraction > 0 && wsdDecayFraction <= 1, "optimizer.wsd_decay_fraction", "must be in (0, 1], got " + wsdDecayFraction);
         require(lr > 0, "optimizer.lr", "must be > 0, got " + lr);
         require(minLr >= 0 && minLr <= lr, "optimizer.min_lr", "must be in [0, optimizer.lr], got " + minLr);
@@ -48,12 +48,18 @@ public record OptimConfig(double lr, double minLr, int warmupSteps, double beta1
         require(eps > 0, "optimizer.eps", "must be > 0, got " + eps);
         require(weightDecay >= 0, "optimizer.weight_decay", "must be >= 0, got " + weightDecay);
         require(gradClipNorm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables), got " + gradClipNorm);
-        weightDecayExclude = weightDecayExclude == null ? List.of("norm") : List.copyOf(weightDecayExclude);
+        weightDecayExclude = weightDecayExclude == null ? defaultWeightDecayExclude() : List.copyOf(weightDecayExclude);
     }
 
-    /** Linear decay (the recipe's schedule); the other fields as given. */
+    /** optimizer.weight_decay_exclude of defaults.yaml. */
+    public static List<String> defaultWeightDecayExclude() {
+        return List.of(ConfigLoader.YAML.convertValue(ConfigLoader.defaultSection("optimizer").get("weight_decay_exclude"), String[].class));
+    }
+
+    /** optimizer.schedule and wsd_decay_fraction from defaults.yaml; the other fields as given. */
     public OptimConfig(double lr, double minLr, int warmupSteps, double beta1, double beta2, double eps,
                        double weightDecay, List<String> weightDecayExclude, double gradClipNorm) {
-        this(lr, minLr, warmupSteps, beta1, beta2, eps, weightDecay, weightDecayExclude, gradClipNorm, Schedule.LINEAR, 0.1);
+        this(lr, minLr, warmupSteps, beta1, beta2, eps, weightDecay, weightDecayExclude, gradClipNorm, null,
+                ConfigLoader.defaultSection("optimizer").get("wsd_decay_fraction").asDouble());
     }
 }

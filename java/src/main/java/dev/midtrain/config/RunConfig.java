@@ -8,10 +8,10 @@ public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig tr
     @com.fasterxml.jackson.annotation.JsonCreator
     public RunConfig {
         require(model != null, "model", "section is required");
-        if (parallel == null) parallel = ParallelConfig.single();
-        if (checkpoint == null) checkpoint = new CheckpointConfig(0, 3, 0, true, 0);
-        if (eval == null) eval = EvalConfig.none();
-        if (diagnostics == null) diagnostics = DiagnosticsConfig.none();
+        if (parallel == null) parallel = ConfigLoader.defaultSection("parallel", ParallelConfig.class);       // defaults.yaml
+        if (checkpoint == null) checkpoint = ConfigLoader.defaultSection("checkpoint", CheckpointConfig.class);
+        if (eval == null) eval = ConfigLoader.defaultSection("eval", EvalConfig.class);
+        if (diagnostics == null) diagnostics = ConfigLoader.defaultSection("diagnostics", DiagnosticsConfig.class);
         require(diagnostics.everySteps() == 0 || parallel.tp() * parallel.dp() == 1, "diagnostics.every_steps",
                 "gradient diagnostics run on one rank (parallel.tp 1, parallel.dp 1)");
         require(eval.tasks().isEmpty() || parallel.tp() * parallel.dp() == 1, "eval.tasks",

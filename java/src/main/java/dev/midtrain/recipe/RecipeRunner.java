@@ -5,17 +5,16 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.cli.Commands;
 import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
-import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.ParamLayout;
 import dev.midtrain.model.TpHooks;
@@ -292,7 +291,7 @@ public final class RecipeRunner {
     private Outputs initRandomBase(Recipe r, Path hf) throws IOException {
         RunConfig cfg = trainConfig(r);
         AtomicFiles.deleteTree(hf);
-        try (CpuBackend be = new CpuBackend();
+        try (dev.midtrain.kernels.Backend be = dev.midtrain.kernels.Backend.open("cpu", 0);
              Llama m = new Llama(be, ParamLayout.of(cfg.model()), 1, Math.min(8, cfg.model().maxSeqLen()), false, TpHooks.NONE)) {
             m.initialize(cfg.train().seed(), cfg.train().initStd());
             float[] all = new float[Math.toIntExact(m.layout().numel())];
@@ -356,8 +355,8 @@ public final class RecipeRunner {
         exec("probe", cmds, a);
         List<String> files = new ArrayList<>(List.of("eval/results.json"));
         for (long step : r.probe().steps()) {
-            Path s = CheckpointStore.forRun(run).stepDir(step);
-            if (!Files.isRegularFile(s.resolve(CheckpointStore.COMMITTED)))
+            Path s = StepDirectories.forRun(run).stepDir(step);
+            if (!Files.isRegularFile(s.resolve(StepDirectories.COMMITTED)))
                 throw new UserError("probe.steps: step " + step + " has no committed checkpoint in " + run + " (keep it with checkpoint.keep_every)");
             exec("probe", cmds, evalArgs(r, List.of("--checkpoint", s.toString()), dir.resolve("step_" + step)));
             files.add("step_" + step + "/results.json");
@@ -451,7 +450,7 @@ public final class RecipeRunner {
     private Outputs train(Recipe r, Path base, Path prep, Path dir) throws IOException {
         Path run = dir.resolve("run");
         List<List<String>> cmds = new ArrayList<>();
-        boolean resume = CheckpointStore.forRun(run).newestCommitted().isPresent();
+        boolean resume = StepDirectories.forRun(run).newestCommitted().isPresent();
         if (!resume) AtomicFiles.deleteTree(run);                               // killed before its first checkpoint: start over
         List<String> a = new ArrayList<>(List.of("train"));
         if (resume) a.addAll(List.of("--resume", run.toString()));
@@ -464,9 +463,9 @@ public final class RecipeRunner {
         }
         a.addAll(r.train().args());
         exec("train", cmds, a);
-        Path last = CheckpointStore.forRun(run).newestCommitted()
+        Path last = StepDirectories.forRun(run).newestCommitted()
                 .orElseThrow(() -> new UserError("train: " + run + " has no committed checkpoint after training"));
-        String rel = dir.relativize(last.resolve(CheckpointStore.STATE)).toString();
+        String rel = dir.relativize(last.resolve(StepDirectories.STATE)).toString();
         return Outputs.of(dir, cmds, rel);
     }
 }

@@ -3,7 +3,7 @@ package dev.midtrain.recipe;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.cli.Cli;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -98,7 +98,7 @@ class RecipeTest {
         c.killWhen(() -> stageFile(out, "train", "run/checkpoints/step_00000020/COMMITTED") != null, 300);
         assertTrue(c.full().contains("synthesize [main] resuming"), c.log());
         assertNull(stageFile(out, "train", "record.json"), "train finished before the kill: " + c.log());
-        assertFalse(CheckpointStore.forRun(stageFile(out, "train", "run")).committedSteps().contains(60L), c.log());
+        assertFalse(StepDirectories.forRun(stageFile(out, "train", "run")).committedSteps().contains(60L), c.log());
         // 3. rerun to the end: training resumes from its checkpoint
         c = Child.start(tmp.resolve("k3.log"), r);
         assertEquals(0, c.waitFor(600), c.log());
