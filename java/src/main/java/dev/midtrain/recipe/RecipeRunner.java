@@ -465,6 +465,10 @@ public final class RecipeRunner {
         exec("train", cmds, a);
         Path last = StepDirectories.forRun(run).newestCommitted()
                 .orElseThrow(() -> new UserError("train: " + run + " has no committed checkpoint after training"));
+        // a SIGTERM or --stop-at-step in train.args ends `train` with exit 0 and a checkpoint short of the end: not done
+        long step = JSON.readTree(last.resolve(StepDirectories.STATE).toFile()).path("step").asLong();
+        int steps = ConfigLoader.load(run.resolve("config.yaml"), List.of()).train().steps();
+        if (step < steps) throw new UserError("train: stopped at step " + step + " of " + steps + "; rerun the recipe to continue", 1, null);
         String rel = dir.relativize(last.resolve(StepDirectories.STATE)).toString();
         return Outputs.of(dir, cmds, rel);
     }

@@ -141,7 +141,28 @@ final class Report {
                     .put("acc_norm_before", before.accNorm()).put("acc_norm_after", after.accNorm()).put("diff", d[0]).put("diff_lo95", d[1]).put("diff_hi95", d[2])
                     .put("tokens", last.path("tokens").asLong()).put("final_loss", last.path("loss").asDouble(Double.NaN));
         }
-        html.append("</table>\n<p class=\"note\">Difference: after - before, with a 95% Newcombe hybrid score interval (conservative: both probes score the same items).</p>\n");
+        html.append("</table>\n");
+        // probe.steps: the intermediate checkpoints' accuracy (the trend over tokens)
+        StringBuilder steps = new StringBuilder();
+        for (RecipeRunner.VariantRun v : in.variants()) {
+            Path pd = v.stageDirs().get("probe");
+            for (long st : v.recipe().probe().steps()) {
+                Probe p = Probe.read(pd.resolve("step_" + st).resolve("results.json"));
+                steps.append(String.format(Locale.ROOT, "%s|%d|%.4f|%.4f%n", v.name(), st, p.acc(), p.accNorm()));
+                ObjectNode vn = (ObjectNode) vnums.get(indexOf(in, v));
+                (vn.has("acc_at_step") ? (ObjectNode) vn.get("acc_at_step") : vn.putObject("acc_at_step")).put(Long.toString(st), p.acc());
+            }
+        }
+        if (steps.length() > 0) {
+            html.append("<h3>Intermediate steps</h3><table class=\"num\"><tr><th>variant</th><th>step</th><th>acc</th><th>acc_norm</th></tr>\n");
+            md.append("\nIntermediate steps:\n\n| variant | step | acc | acc_norm |\n|---|---|---|---|\n");
+            for (String l : steps.toString().split("\n")) {
+                html.append("<tr><td>").append(esc(l).replace("|", "</td><td>")).append("</td></tr>\n");
+                md.append("| ").append(l.replace("|", " | ")).append(" |\n");
+            }
+            html.append("</table>\n");
+        }
+        html.append("<p class=\"note\">Difference: after - before, with a 95% Newcombe hybrid score interval (conservative: both probes score the same items).</p>\n");
         md.append("\nDifference: after - before, 95% Newcombe hybrid score interval (conservative: both probes score the same items).\n\n");
 
         // ---- heatmaps per variant

@@ -44,7 +44,7 @@ class RecipeTest {
                 out_dir: '%s'
                 tokenizer: data/tokenizer/tokenizer.json
                 base: {init: random}
-                probe: {tasks: ['%s'], shots: 0}
+                probe: {tasks: ['%s'], shots: 0, steps: [30]}
                 synthesize:
                   config: data/synth-sample/synthesis.yaml
                   seeds: [data/synth-sample/seeds.jsonl]
@@ -74,7 +74,7 @@ class RecipeTest {
                 optimizer: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5}
                 train: {seq_len: 32, micro_batch_seqs: 4, global_batch_seqs: 8, steps: 60, log_every_steps: 20,
                         eval_every_steps: 30, eval_batches: 2, threads: 1}
-                checkpoint: {every_steps: 10, keep_last: 2}
+                checkpoint: {every_steps: 10, keep_last: 2, keep_every: 30}
                 """);
         straight = tmp.resolve("straight");
         Path r = tmp.resolve("straight.yaml");
@@ -110,6 +110,7 @@ class RecipeTest {
         assertTrue(v.path("data").path("synthesis").path("funnel").path("generated").asInt() > 0, a.toString());
         assertTrue(v.path("data").path("boostqa").path("decontamination").asText().contains("probe.jsonl"), a.toString());
         assertTrue(v.path("training").has("grad_cosine_mean"), a.toString());
+        assertTrue(v.path("acc_at_step").has("30"), a.toString());                       // probe.steps
         for (String f : List.of("index.html", "report.md")) assertTrue(Files.size(out.resolve("report").resolve(f)) > 2000, f);
 
         // 4. no change: nothing runs, the report is left as it is
