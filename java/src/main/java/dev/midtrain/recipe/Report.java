@@ -81,10 +81,14 @@ final class Report {
             return new Curves(m);
         }
 
+        /** The per-step values of {@code field} (an object of name: number), by name; a field ending in "." takes every field with that prefix. */
         Map<String, double[][]> series(String field) {
             Map<String, List<double[]>> pts = new LinkedHashMap<>();
-            steps.forEach((s, o) -> o.path(field).fields().forEachRemaining(e -> {
-                if (e.getValue().isNumber()) pts.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[]{s, e.getValue().asDouble()});
+            steps.forEach((s, o) -> o.fields().forEachRemaining(f -> {
+                if (!(field.endsWith(".") ? f.getKey().startsWith(field) : f.getKey().equals(field))) return;
+                f.getValue().fields().forEachRemaining(e -> {
+                    if (e.getValue().isNumber()) pts.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[]{s, e.getValue().asDouble()});
+                });
             }));
             Map<String, double[][]> out = new LinkedHashMap<>();
             pts.forEach((k, v) -> out.put(k, v.toArray(double[][]::new)));
@@ -242,12 +246,13 @@ final class Report {
         }
 
         // ---- training curves, volatility, gradient diagnostics
-        html.append("<h2>Training curves</h2>\n");
+        html.append("<h2 id=\"curves\">Training curves</h2>\n");
         md.append("## Training curves\n\n");
         for (RecipeRunner.VariantRun v : in.variants()) {
             Curves c = curves.get(v.name());
             Map<String, double[][]> loss = c.series("loss_by_source"), vol = c.volatility(loss);
-            Map<String, double[][]> gnorm = c.series("grad_norm_by_source"), gcos = c.series("grad_cosine");
+            Map<String, double[][]> gnorm = c.series("grad_norm_by_source"), gcos = c.series("grad_cosine"),
+                    gcosLayer = c.series("grad_cosine_by_layer.");
             ObjectNode tn = ((ObjectNode) vnums.get(indexOf(in, v))).putObject("training");
             vol.forEach((k, pts) -> tn.put("volatility_last." + k, pts.length == 0 ? Double.NaN : pts[pts.length - 1][1]));
             loss.forEach((k, pts) -> tn.put("loss_last." + k, pts[pts.length - 1][1]));
@@ -256,9 +261,15 @@ final class Report {
             List<String[]> charts = new ArrayList<>();
             charts.add(new String[]{"loss by source", "loss"});
             charts.add(new String[]{"loss volatility (std around the trend, " + MetricsLog.VOLATILITY_WINDOW_STEPS + " steps)", "volatility"});
-            if (!gnorm.isEmpty()) { charts.add(new String[]{"gradient norm of each source", "gnorm"}); charts.add(new String[]{"cosine between the sources' gradients", "gcos"}); }
+            if (!gnorm.isEmpty()) {
+                charts.add(new String[]{"gradient norm of each source", "gnorm"});
+                charts.add(new String[]{"cosine between the sources' gradients", "gcos"});
+                charts.add(new String[]{"gradient cosine per layer", "gcos-layers"});
+            }
             for (String[] ch : charts) {
-                Map<String, double[][]> data = switch (ch[1]) { case "loss" -> loss; case "volatility" -> vol; case "gnorm" -> gnorm; default -> gcos; };
+                Map<String, double[][]> data = switch (ch[1]) {
+                    case "loss" -> loss; case "volatility" -> vol; case "gnorm" -> gnorm; case "gcos" -> gcos; default -> gcosLayer;
+                };
                 String svg = Svg.lineChart(ch[0], data);
                 String file = "curves-" + v.name() + "-" + ch[1] + ".svg";
                 AtomicFiles.writeString(dir.resolve(file), svg);
