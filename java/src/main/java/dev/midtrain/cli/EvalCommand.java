@@ -35,7 +35,7 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Score multiple-choice tasks (JSONL, or Hugging Face Arrow in MMLU / CMMLU layouts) by log-likelihood.")
 public final class EvalCommand implements Callable<Integer> {
-    @ArgGroup(exclusive = true, multiplicity = "1") ModelSource source;
+    @ArgGroup(exclusive = true, multiplicity = "1") ModelOption source;
     @Mixin EngineOptions engine;
 
     @Option(names = "--tasks", required = true, arity = "1..*", description = "task files (JSONL or Arrow)") List<Path> tasks;
