@@ -146,6 +146,9 @@ class HfConfigLayoutsTest {
         }
         assertEquals(texts.get(0), texts.get(1));
 
+        // serve: the same echoed prompt log-probabilities (lm-eval's loglikelihood request) over HTTP
+        assertEquals(servedLogprobs(t4), servedLogprobs(t5));
+
         // train --init-from: the same first-step loss; the plain-RoPE checkpoint is refused against the scaled config
         Path cfg = tmp.resolve("c.yaml");
         Files.writeString(cfg, """
@@ -169,6 +172,30 @@ class HfConfigLayoutsTest {
         assertEquals(2, run(s, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", refused.toString(), "--init-from", plain.toString()));
         assertTrue(s.toString().contains("rope_scaling null != model.rope_scaling {rope_type: llama3"), s.toString());
         assertFalse(Files.exists(refused), "refused before the run directory exists");
+    }
+
+    /** `midtrain serve` on {@code dir} (a child JVM): token_logprobs of an echoed prompt, max_tokens 0. */
+    private static JsonNode servedLogprobs(Path dir) throws Exception {
+        List<String> out = java.util.Collections.synchronizedList(new ArrayList<>());
+        Process p = TrainSignalTest.start(out, List.of(), "serve", "--checkpoint", dir.toString(), "--port", "0", "--threads", "1", "--model-name", "m");
+        try {
+            java.util.regex.Pattern listening = java.util.regex.Pattern.compile("on http://127\\.0\\.0\\.1:(\\d+)/v1");
+            TrainSignalTest.await(p, out, () -> out.stream().anyMatch(l -> listening.matcher(l).find()), "listening");
+            java.util.regex.Matcher m = out.stream().map(listening::matcher).filter(java.util.regex.Matcher::find).findFirst().orElseThrow();
+            String prompt = "the energy of a photon depends on its frequency while the momentum of a moving body ".repeat(4);
+            var r = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+                            java.net.URI.create("http://127.0.0.1:" + m.group(1) + "/v1/completions"))
+                    .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"model\": \"m\", \"prompt\": \"" + prompt
+                            + "\", \"max_tokens\": 0, \"echo\": true, \"logprobs\": 1, \"temperature\": 0}")).build(),
+                    java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), r.body());
+            JsonNode lp = JSON.readTree(r.body()).path("choices").path(0).path("logprobs").path("token_logprobs");
+            assertTrue(lp.size() > 64, "past original_max_position_embeddings 64: " + r.body());
+            return lp;
+        } finally {
+            p.destroyForcibly();
+            p.waitFor();
+        }
     }
 
     /** Token log-probabilities of a few requests (some past original_max_position_embeddings 64, where llama3 scaling acts). */
