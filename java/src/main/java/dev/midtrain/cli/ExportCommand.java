@@ -2,10 +2,10 @@ package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
 
-import dev.midtrain.ckpt.CheckpointStore;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HfConfig;
+import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.ckpt.StepCheckpoint;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -165,14 +165,12 @@ public final class ExportCommand implements Callable<Integer> {
         }
     }
 
+    /** The step directory export reads: a step, or a run directory's newest step ({@link ModelSource}); not an HF directory. */
     static Path resolveStep(Path p) {
-        if (Files.isRegularFile(p.resolve(CheckpointStore.COMMITTED))) return p;
-        if (Files.isDirectory(p.resolve("checkpoints"))) {
-            return CheckpointStore.forRun(p).newestCommitted()
-                    .orElseThrow(() -> new UserError(p + ": run directory has no committed checkpoint"));
-        }
-        if (Files.isDirectory(p)) throw new UserError(p + ": not a committed step directory (no COMMITTED) nor a run directory");
-        throw new UserError(p + ": not found");
+        ModelSource src = ModelSource.open(p);
+        if (src.kind() != ModelSource.Kind.STEP)
+            throw new UserError(p + ": a Hugging Face checkpoint, not a training step or run directory (nothing to export)");
+        return src.dir();
     }
 
     /** "5GB" = 5e9 bytes, "2GiB" = 2 * 2^30, "500MB", "123" (bytes). */

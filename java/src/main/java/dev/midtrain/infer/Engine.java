@@ -1,7 +1,6 @@
 package dev.midtrain.infer;
 
 import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HostFloats;
 import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.StepCheckpoint;
@@ -106,12 +105,10 @@ public final class Engine implements AutoCloseable {
      * @param tokenizer  tokenizer.json, or null to look next to the checkpoint ({@link #findTokenizer})
      */
     public static Engine load(Path dir, Path tokenizer, Options o) {
-        if (!Files.isRegularFile(dir.resolve(CheckpointStore.COMMITTED)) && Files.isDirectory(dir.resolve("checkpoints"))
-                && !Files.exists(dir.resolve(HfCheckpoint.CONFIG)))
-            dir = ModelSource.open(dir).dir();                                    // a run directory: its newest step
+        ModelSource src = ModelSource.open(dir);                                // step, run or Hugging Face directory
+        dir = src.dir();                                                        // a run directory: its newest step
         Path tokFile = tokenizer != null ? tokenizer : findTokenizer(dir);
         if (!Files.isRegularFile(tokFile)) throw new UserError(tokFile + ": tokenizer not found");
-        ModelSource src = ModelSource.open(dir);                                // step, run or Hugging Face directory
         ModelConfig cfg = src.model();
         HostFloats params = src.loadFull();
         Preparer.Tok tok;
