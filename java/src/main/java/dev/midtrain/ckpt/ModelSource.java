@@ -3,6 +3,7 @@ package dev.midtrain.ckpt;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
 
@@ -32,9 +33,9 @@ public record ModelSource(Kind kind, Path dir, ModelConfig model, JsonNode hfCon
 
     /** Detects and opens {@code path}; one line naming the path when it is none of the three. */
     public static ModelSource open(Path path) {
-        if (Files.isRegularFile(path.resolve(CheckpointStore.COMMITTED))) return step(path);
+        if (Files.isRegularFile(path.resolve(StepDirectories.COMMITTED))) return step(path);
         if (Files.isDirectory(path.resolve("checkpoints")) && !Files.exists(path.resolve(HfCheckpoint.CONFIG)))
-            return step(CheckpointStore.forRun(path).newestCommitted()
+            return step(StepDirectories.forRun(path).newestCommitted()
                     .orElseThrow(() -> new UserError(path + ": run directory has no committed checkpoint")));
         if (Files.isRegularFile(path.resolve(HfCheckpoint.CONFIG))) {
             JsonNode j = HfConfig.read(path.resolve(HfCheckpoint.CONFIG));
@@ -47,7 +48,7 @@ public record ModelSource(Kind kind, Path dir, ModelConfig model, JsonNode hfCon
     }
 
     private static ModelSource step(Path dir) {
-        try (StepCheckpoint ck = StepCheckpoint.open(dir, false)) {
+        try (CommittedStep ck = CommittedStep.open(dir, false)) {
             return new ModelSource(Kind.STEP, dir, ck.config().model(), ck.stateFile().hfConfig());
         }
     }
@@ -94,7 +95,7 @@ public record ModelSource(Kind kind, Path dir, ModelConfig model, JsonNode hfCon
             try (HfCheckpoint hf = HfCheckpoint.open(dir)) { hf.loadInto(layout, dst); }
             return;
         }
-        try (StepCheckpoint ck = StepCheckpoint.open(dir, verify)) {
+        try (CommittedStep ck = CommittedStep.open(dir, verify)) {
             if (ck.stateFile().tp() == layout.tp()) { ck.loadParams(layout, dst); return; }
             try (HostFloats none = HostFloats.allocate(1)) {                 // another tp: resharded, no optimizer window
                 ck.loadRank(layout, new OptimizerShard(0, 0, layout.numel()), dst, none, none);

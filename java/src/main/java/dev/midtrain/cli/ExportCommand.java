@@ -7,7 +7,7 @@ import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HfConfig;
 import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.StateFile;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -57,7 +57,7 @@ public final class ExportCommand implements Callable<Integer> {
         };
         long maxBytes = parseSize(maxShard);
         Path step = resolveStep(checkpoint);
-        try (StepCheckpoint ck = StepCheckpoint.open(step, true)) {
+        try (CommittedStep ck = CommittedStep.open(step, true)) {
             StateFile st = ck.stateFile();
             JsonNode base = baseConfig(st.hfConfig(), ck.config());
             HfConfig.Layout lay = switch (layout.toLowerCase(Locale.ROOT)) {

@@ -1,9 +1,9 @@
 package dev.midtrain.infer;
 
-import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.ckpt.StepDirectories;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.ModelSource;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
@@ -11,7 +11,6 @@ import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
-import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.model.ParamLayout;
 
 import java.nio.file.Files;
@@ -115,11 +114,8 @@ public final class Engine implements AutoCloseable {
         try { tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile)); } catch (RuntimeException e) { params.close(); throw e; }
         Backend be = null;
         try {
-            if (o.backend().equals("cuda")) be = CudaBackend.open(0);
-            else {
-                CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
-                be = new CpuBackend();
-            }
+            if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
+            be = Backend.open(o.backend(), 0);
             int maxTokens = Math.max(o.slots(), o.maxTokens() > 0 ? o.maxTokens() : 4 * cfg.maxSeqLen());
             InferenceModel m = new InferenceModel(be, ParamLayout.of(cfg), params, maxTokens, o.slots());
             return new Engine(be, m, tok, dir.toString());
@@ -144,8 +140,8 @@ public final class Engine implements AutoCloseable {
      */
     public static Path findTokenizer(Path dir) {
         Path own = dir.resolve("tokenizer.json");
-        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(CheckpointStore.COMMITTED))) return own;
-        try (StepCheckpoint ck = StepCheckpoint.open(dir, false)) {
+        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(StepDirectories.COMMITTED))) return own;
+        try (CommittedStep ck = CommittedStep.open(dir, false)) {
             DataConfig d = ck.config().data();
             if (d == null) return own;
             Manifest m = Manifest.read(Path.of(d.sources().get(0).path()));

@@ -1,7 +1,7 @@
 package dev.midtrain.cli;
 
-import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.ckpt.StepDirectories;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.ModelSource;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,7 +28,7 @@ class InitFromStepTest {
         assertEquals(0, run(s, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", b.toString(), "--init-from", a.toString(),
                 "--tp", "2", "--set", "optimizer.lr=1.0e-30", "--set", "optimizer.min_lr=0", "--set", "train.steps=1"), s.toString());
         assertTrue(s.toString().contains("initialized from " + a), s.toString());
-        try (HostFloats want = ModelSource.open(a).loadFull(); HostFloats got = ModelSource.open(CheckpointStore.forRun(b).stepDir(1)).loadFull()) {
+        try (HostFloats want = ModelSource.open(a).loadFull(); HostFloats got = ModelSource.open(StepDirectories.forRun(b).stepDir(1)).loadFull()) {
             assertEquals(want.numel(), got.numel());
             for (long i = 0; i < want.numel(); i++)
                 if (Float.floatToRawIntBits(want.get(i)) != Float.floatToRawIntBits(got.get(i)))

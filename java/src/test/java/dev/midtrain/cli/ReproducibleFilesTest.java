@@ -2,9 +2,9 @@ package dev.midtrain.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.config.ModelConfig;
@@ -55,7 +55,7 @@ class ReproducibleFilesTest {
             StringBuilder s = new StringBuilder();
             Path r = tmp.resolve(name);
             assertEquals(0, run(s, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", r.toString()), s.toString());
-            JsonNode files = JSON.readTree(CheckpointStore.forRun(r).stepDir(2).resolve(CheckpointStore.MANIFEST).toFile()).get("files");
+            JsonNode files = JSON.readTree(StepDirectories.forRun(r).stepDir(2).resolve(StepDirectories.MANIFEST).toFile()).get("files");
             Map<String, String> hashes = new java.util.TreeMap<>();
             files.fields().forEachRemaining(e -> {
                 if (e.getKey().endsWith(".safetensors")) hashes.put(e.getKey(), e.getValue().isTextual() ? e.getValue().asText() : e.getValue().path("sha256").asText());
