@@ -23,6 +23,26 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class ExportTokenizerTest {
     @TempDir Path tmp;
 
+    /** A tokenizer with Llama-3's chat tokens gets the Llama-3 Instruct chat template (the format serve renders). */
+    @Test
+    void llama3ChatTokensGetTheChatTemplate() throws Exception {
+        ObjectMapper om = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode t = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(Path.of("data/tokenizer/tokenizer.json").toFile());
+        var added = (com.fasterxml.jackson.databind.node.ArrayNode) t.get("added_tokens");
+        int id = 512;
+        for (String tok : List.of("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+            added.addObject().put("id", id++).put("content", tok).put("single_word", false).put("lstrip", false).put("rstrip", false)
+                    .put("normalized", false).put("special", true);
+        Path f = tmp.resolve("tokenizer.json");
+        om.writeValue(f.toFile(), t);
+        JsonNode c = ExportCommand.tokenizerConfig(f, 8192);
+        assertEquals(ExportCommand.LLAMA3_CHAT_TEMPLATE, c.path("chat_template").asText());
+        assertTrue(c.path("chat_template").asText().contains("<|start_header_id|>") && c.path("chat_template").asText().contains("<|eot_id|>"));
+        assertEquals("<|begin_of_text|>", c.path("bos_token").asText());
+        assertEquals("<|end_of_text|>", c.path("eos_token").asText());
+        assertFalse(ExportCommand.tokenizerConfig(Path.of("data/tokenizer/tokenizer.json"), 8192).has("chat_template"));
+    }
+
     @Test
     void exportOfAQuickstartLikeRunShipsAUsableTokenizer() throws Exception {
         Path tok = Path.of("data/tokenizer/tokenizer.json"), prep = tmp.resolve("prepared");
