@@ -195,7 +195,7 @@ class TrainCheckpointTest {
         }
         Path ex = tmp.resolve("export");
         out.setLength(0);
-        assertEquals(0, run(out, "export", "--checkpoint", step1.toString(), "--out", ex.toString(), "--dtype", "bf16"), out.toString());
+        assertEquals(0, run(out, "export", "--checkpoint", step1.toString(), "--out", ex.toString(), "--dtype", "bf16", "--tokenizer", "data/tokenizer/tokenizer.json"), out.toString());
         TestAccess.assertSameTensors(values, ex, DType.BF16);
 
         // a checkpoint of another shape: one line naming every mismatching field, exit 2
