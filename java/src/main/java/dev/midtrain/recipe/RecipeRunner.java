@@ -298,14 +298,9 @@ public final class RecipeRunner {
             be.download(all, m.slabs().params());
             HostFloats slab = HostFloats.wrap(all);
             ParamLayout l = m.layout();
-            Path tokDir = Files.createTempDirectory("midtrain-tok");
-            try {
-                Files.copy(Path.of(r.tokenizer()), tokDir.resolve("tokenizer.json"));
-                HfCheckpoint.export(cfg.model(), null, t -> new Safetensors.Source(slab, l.get(t.name()).offset(), false), hf, DType.F32,
-                        HfCheckpoint.DEFAULT_MAX_SHARD_BYTES, tokDir);
-            } finally {
-                AtomicFiles.deleteTree(tokDir);
-            }
+            HfCheckpoint.export(cfg.model(), null, t -> new Safetensors.Source(slab, l.get(t.name()).offset(), false), hf, DType.F32,
+                    HfCheckpoint.DEFAULT_MAX_SHARD_BYTES, Map.of("tokenizer.json", Files.readAllBytes(Path.of(r.tokenizer()))),
+                    dev.midtrain.ckpt.HfConfig.Layout.TRANSFORMERS_5);
         }
         log.printf("recipe: base: the seeded initialization of %s (train.seed %d) saved to %s%n", r.train().config(), cfg.train().seed(), hf);
         return Outputs.of(hf.getParent(), List.of(List.of("(in-process) seeded init of " + r.train().config() + " -> hf/")), "hf/config.json");
