@@ -11,6 +11,7 @@ import dev.midtrain.ckpt.StepCheckpoint;
 import dev.midtrain.ckpt.TrainingCheckpoints;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.Placement;
+import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
@@ -248,7 +249,8 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
     private static String attentionPath(Resolved run) {
-        return run.gpu() ? CudaBackend.attentionPath(run.cfg().model().headDim(), System.getenv("MT_CUDA_ATTN")) : "cpu";
+        ModelConfig m = run.cfg().model();
+        return run.gpu() ? CudaBackend.attentionPath(m.nHeads(), m.nKvHeads(), m.headDim()) : "cpu";
     }
 
     /**
