@@ -150,6 +150,10 @@ public final class TrainCommand implements Callable<Integer> {
         StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
         RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        if (cfg.parallel().pp() > 1 || cfg.parallel().sequenceParallel())
+            throw new UserError((config != null ? config : resume) + ": field parallel." + (cfg.parallel().pp() > 1 ? "pp" : "sequence_parallel")
+                    + ": pipeline stages and sequence parallelism are planned by `midtrain info` but this build's trainer does not run them yet"
+                    + " (set parallel.pp: 1 and parallel.sequence_parallel: false)");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
     }
@@ -181,7 +185,7 @@ public final class TrainCommand implements Callable<Integer> {
         long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
         if (budgetSource > 0) {
             String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
+                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource, tc.globalBatchSeqs());
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
         Path dir = checkpoints.resume != null ? checkpoints.resume

@@ -125,9 +125,17 @@ public final class PipelineSchedule {
 
     /** Forwards a rank runs before its first backward. */
     public int warmup(int rank) {
-        int total = m * virtual;
         int w = virtual == 1 ? pp - rank - 1 : (pp - rank - 1) * 2 + (virtual - 1) * pp;
-        return Math.min(w, total);
+        return Math.min(w, m * virtual);
+    }
+
+    /**
+     * Chunk forwards rank p holds alive at its peak (their backward not yet run): warmup + 1, at most m * virtual.
+     * 1F1B: pp - p micro-batches, the most on the first rank. Tested against {@link #peakInFlight}.
+     */
+    public static int inFlight(int pp, int virtual, int microBatches, int rank) {
+        int w = virtual == 1 ? pp - rank - 1 : (pp - rank - 1) * 2 + (virtual - 1) * pp;
+        return Math.min(w + 1, microBatches * virtual);
     }
 
     /** The idle fraction of a step: (pp - 1) / (virtual * m + pp - 1). */

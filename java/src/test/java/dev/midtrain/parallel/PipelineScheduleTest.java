@@ -113,6 +113,13 @@ class PipelineScheduleTest {
         PipelineSchedule i = new PipelineSchedule(4, 2, 16);
         assertEquals(i.warmup(0) + 1, i.peakInFlight(0));
         assertEquals(11, i.peakInFlight(0));
+        for (int pp = 1; pp <= 6; pp++)
+            for (int v = 1; v <= 3; v++)
+                for (int m = 1; m <= 12; m++) {
+                    if (v > 1 && (pp == 1 || m % pp != 0)) continue;
+                    PipelineSchedule x = new PipelineSchedule(pp, v, m);
+                    for (int p = 0; p < pp; p++) assertEquals(x.peakInFlight(p), PipelineSchedule.inFlight(pp, v, m, p), pp + " " + v + " " + m + " " + p);
+                }
     }
 
     @Test
