@@ -9,12 +9,14 @@ import java.util.List;
  * vocab-parallel head), its data-parallel group (gradient reduce-scatter / all-reduce, weight all-gather; the ranks
  * of one pipeline stage), its KV group (sums the k/v weight gradients of a KV head replicated over several
  * tensor-parallel ranks) and its pipeline group (point-to-point activations and their gradients between stages, the
- * tied embedding's gradient between first and last stage). Group membership is {@link Topology}'s (Megatron order:
+ * tied embedding's gradient between first and last stage) and its embedding group (Megatron's: the first and the last
+ * stage of its pipeline, which sum the two copies' gradients of a tied embedding; a group of one on the other stages
+ * and without a pipeline). Group membership is {@link Topology}'s (Megatron order:
  * tp innermost, then dp, then pp). A group of one rank is still a communicator (its collectives are copies or no-ops),
  * so callers need no special cases.
  */
 public record ProcessGroups(Topology topology, Communicator world, Communicator tp, Communicator dp, Communicator kv,
-                            Communicator pp) implements AutoCloseable {
+                            Communicator pp, Communicator emb) implements AutoCloseable {
 
     /** Groups for every rank of a world of in-process (thread) ranks without a pipeline; element r belongs to global rank r. */
     public static List<ProcessGroups> inProcess(int tp, int dp, int kvReplicas, Duration timeout) {
@@ -31,12 +33,15 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
         for (int i = 0; i < tp * pp; i++) dpGroups.add(InProcessCommunicator.group(dp, timeout));
         for (int i = 0; i < world / kvReplicas; i++) kvGroups.add(InProcessCommunicator.group(kvReplicas, timeout));
         for (int i = 0; i < tp * dp; i++) ppGroups.add(InProcessCommunicator.group(pp, timeout));
+        List<List<InProcessCommunicator>> embGroups = new ArrayList<>();
+        for (int i = 0; i < tp * dp; i++) embGroups.add(InProcessCommunicator.group(pp > 1 ? 2 : 1, timeout));
         List<ProcessGroups> out = new ArrayList<>(world);
         for (int r = 0; r < world; r++) {
             Topology t = new Topology(tp, dp, pp, r, kvReplicas);
             out.add(new ProcessGroups(t, w.get(r), tpGroups.get(t.tpGroupIndex()).get(t.tpRank()),
                     dpGroups.get(t.dpGroupIndex()).get(t.dpRank()), kvGroups.get(t.kvGroup()).get(t.kvRank()),
-                    ppGroups.get(t.ppGroupIndex()).get(t.ppRank())));
+                    ppGroups.get(t.ppGroupIndex()).get(t.ppRank()),
+                    t.inEmbeddingGroup() ? embGroups.get(t.ppGroupIndex()).get(t.ppRank() == 0 ? 0 : 1) : InProcessCommunicator.group(1, timeout).get(0)));
         }
         return List.copyOf(out);
     }
@@ -57,11 +62,14 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
             made.add(TcpCommunicator.connect(world, "dp." + t.dpGroupIndex(), t.dpGroup(), t.dpRank()));
             made.add(TcpCommunicator.connect(world, "kv." + t.kvGroup(), kvm, t.kvRank()));
             made.add(TcpCommunicator.connect(world, "pp." + t.ppGroupIndex(), t.ppGroup(), t.ppRank()));
+            made.add(t.inEmbeddingGroup()
+                    ? TcpCommunicator.connect(world, "emb." + t.ppGroupIndex(), t.embeddingGroup(), t.ppRank() == 0 ? 0 : 1)
+                    : TcpCommunicator.connect(world, "self." + t.rank(), new int[]{t.rank()}, 0));
         } catch (RuntimeException e) {
             for (TcpCommunicator c : made) c.close();
             throw e;
         }
-        return new ProcessGroups(t, made.get(0), made.get(1), made.get(2), made.get(3), made.get(4));
+        return new ProcessGroups(t, made.get(0), made.get(1), made.get(2), made.get(3), made.get(4), made.get(5));
     }
 
     /** Splits the tensor-, data-, KV and pipeline groups from an NCCL world communicator (collective over the world). */
@@ -72,12 +80,14 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
         NcclCommunicator dp = world.split(t.dpGroupIndex(), t.dpRank(), "dp." + t.dpGroupIndex());
         NcclCommunicator kv = world.split(t.kvGroup(), t.kvRank(), "kv." + t.kvGroup());
         NcclCommunicator pp = world.split(t.ppGroupIndex(), t.ppRank(), "pp." + t.ppGroupIndex());
-        return new ProcessGroups(t, world, tp, dp, kv, pp);
+        NcclCommunicator emb = t.inEmbeddingGroup() ? world.split(t.ppGroupIndex(), t.ppRank(), "emb." + t.ppGroupIndex())
+                : world.split(t.worldSize() + t.rank(), 0, "self." + t.rank());
+        return new ProcessGroups(t, world, tp, dp, kv, pp, emb);
     }
 
     /** Breaks every group this rank belongs to (in-process: the other ranks' pending collectives fail at once). */
     public void abort(String reason) {
-        for (Communicator c : List.of(world, tp, dp, kv, pp)) {
+        for (Communicator c : List.of(world, tp, dp, kv, pp, emb)) {
             if (c instanceof InProcessCommunicator ip) ip.abort(reason);
             else if (c instanceof NcclCommunicator n) n.abort();
             // TcpCommunicator: aborted through its TcpWorld (every process is told)
@@ -86,6 +96,7 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
 
     @Override
     public void close() {
+        emb.close();
         pp.close();
         kv.close();
         dp.close();

@@ -70,6 +70,12 @@ public record Topology(int tp, int dp, int pp, int rank, int kvReplicas) {
         return m;
     }
 
+    /** Whether this rank is the first or the last stage of a pipeline (pp > 1): they share a tied embedding. */
+    public boolean inEmbeddingGroup() { return pp > 1 && (ppRank() == 0 || ppRank() == pp - 1); }
+
+    /** Global ranks of this rank's embedding group: its pipeline's first and last stage. */
+    public int[] embeddingGroup() { return new int[]{rankOf(tpRank(), dpRank(), 0), rankOf(tpRank(), dpRank(), pp - 1)}; }
+
     /** Index of this rank's KV group in the world (ranks in one group hold the same KV head of the same dp replica). */
     public int kvGroup() { return rank / kvReplicas; }
 
