@@ -92,6 +92,30 @@ class PipelineLaunchTest {
     }
 
     @Test
+    void aKilledStageMakesTheOtherStageExitWithinTheTimeoutNamingIt(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("long.yaml"), runDir = tmp.resolve("run");
+        Files.writeString(cfg, CONFIG.replace("steps: 10", "steps: 3000"));
+        int port = MultiProcessTrainTest.masterPort();
+        List<String> out0 = Collections.synchronizedList(new ArrayList<>()), out1 = Collections.synchronizedList(new ArrayList<>());
+        String[] args = {"train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
+                "--pp", "2", "--no-checkpoints", "--dist-timeout", "15"};
+        Process p0 = procs.jvm(MultiProcessTrainTest.torchrun(0, 2, port), out0, args);
+        Process p1 = procs.jvm(MultiProcessTrainTest.torchrun(1, 2, port), out1, args);
+        MultiProcessTrainTest.await(() -> MultiProcessTrainTest.lines(runDir) >= 2, 180, "2 steps", out0);
+        p1.destroyForcibly();                                           // SIGKILL of the last stage, mid-step
+        long t0 = System.nanoTime();
+        assertTrue(p0.waitFor(15 + 5, TimeUnit.SECONDS), "the first stage exits within --dist-timeout + 5 s:\n" + String.join("\n", out0));
+        double s = (System.nanoTime() - t0) / 1e9;
+        Thread.sleep(200);
+        assertEquals(1, p0.exitValue(), String.join("\n", out0));
+        List<String> errors = out0.stream().filter(l -> l.startsWith("midtrain: ")).toList();
+        assertEquals(1, errors.size(), "one line:\n" + String.join("\n", out0));
+        assertTrue(errors.get(0).contains("lost rank 1 (process 1, host "), errors.get(0));
+        assertFalse(out0.stream().anyMatch(l -> l.contains("\tat ")), "no stack trace");
+        System.out.printf("first stage exited %.1f s after the SIGKILL of the last: %s%n", s, errors.get(0));
+    }
+
+    @Test
     void pipelineRunsThatThisBuildCannotDoAreRefusedInOneLine(@TempDir Path tmp) throws Exception {
         Path cfg = tmp.resolve("c.yaml");
         Files.writeString(cfg, CONFIG);
