@@ -44,6 +44,7 @@ public final class PipelineStage implements AutoCloseable {
     private final long scalars;
     private final float[] rowHost;
     private final double[] rowTmp;
+    private long computeNanos, stepNanos;                  // of the last step (benchmarks/pipeline.sh: measured bubble)
 
     public PipelineStage(Llama model, Communicator pp, PipelineSchedule sched) {
         if (pp.size() != sched.pp()) throw new IllegalArgumentException("pipeline group of " + pp.size() + " for a schedule of " + sched.pp());
@@ -80,6 +81,8 @@ public final class PipelineStage implements AutoCloseable {
         Map<Long, Long> inputs = new HashMap<>(), gradsOut = new HashMap<>(), outbox = new HashMap<>();
         java.util.Arrays.fill(rowHost, 0f);
         double loss = 0;
+        long start = System.nanoTime();
+        computeNanos = 0;
         for (Action a : sched.program(rank)) {
             if (a instanceof Batch b) {
                 P2p[] ops = new P2p[b.transfers().size()];
@@ -103,6 +106,7 @@ public final class PipelineStage implements AutoCloseable {
                 continue;
             }
             Compute c = (Compute) a;
+            long c0 = System.nanoTime();
             int from = c.chunk() * perChunk, to = from + perChunk, mb = c.microBatch();
             long inKey = key(Kind.FORWARD, c.stage(), mb);
             long in = c.stage() == 0 ? 0 : need(inputs, inKey, c);
@@ -125,7 +129,10 @@ public final class PipelineStage implements AutoCloseable {
                 if (gradOut != 0) { gradsOut.remove(key(Kind.BACKWARD, c.stage(), mb)); free.push(gradOut); }
                 if (gradIn != 0) outbox.put(key(Kind.BACKWARD, c.stage(), mb), gradIn);
             }
+            be.synchronize();
+            computeNanos += System.nanoTime() - c0;
         }
+        stepNanos = System.nanoTime() - start;
         if (!inputs.isEmpty() || !gradsOut.isEmpty() || !outbox.isEmpty())
             throw new IllegalStateException("rank " + rank + ": tensors left after the step's program");
         // the last stage's loss (as fp32 high and low parts: the double survives) and row losses, to every stage
@@ -140,6 +147,12 @@ public final class PipelineStage implements AutoCloseable {
                 for (int r = 0; r < B; r++) rowLoss[i][r] = rowHost[2 + i * B + r];
         return (double) rowHost[0] + (double) rowHost[1];
     }
+
+    /** Seconds the last step's forwards and backwards took on this rank (the rest of {@link #lastStepSeconds} is waiting). */
+    public double lastComputeSeconds() { return computeNanos / 1e9; }
+
+    /** Seconds of the last step's program on this rank (computations and point-to-point). */
+    public double lastStepSeconds() { return stepNanos / 1e9; }
 
     private static long key(Kind k, int stage, int mb) { return ((long) stage << 32 | mb) * 2 + (k == Kind.FORWARD ? 0 : 1); }
 
