@@ -55,6 +55,7 @@ public final class GpuValidate {
             "backend_id", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
             "floatx_bytes", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
             "set_num_threads", "the CPU implementation's OpenMP team size; the CUDA implementation ignores it",
+            "describe", "a description for logs (CPU: OpenBLAS core type; CUDA: device), not a computation; DescribeTest checks the CPU one",
             "attention_path", "a query without tensors; the attention cases run both CUDA paths (HD 64/128 aligned: tensor cores;"
                     + " HD 16/32/96 and views off alignment: simple)");
 
@@ -121,12 +122,12 @@ public final class GpuValidate {
                 default -> { out.println("unknown argument " + args[a] + "; usage: GpuValidate [--against cpu] [--only SUBSTRING]"); return 2; }
             }
         }
-        Backend ref = new CpuBackend();
+        Backend ref = Backend.open("cpu", 0);
         Backend dev;
         String devName;
         try {
-            if (againstCpu) { dev = new CpuBackend(); devName = "cpu (harness self-test)"; }
-            else { CudaBackend cb = CudaBackend.open(0); dev = cb; devName = cb.deviceName(); }
+            dev = Backend.open(againstCpu ? "cpu" : "cuda", 0);
+            devName = againstCpu ? "cpu (harness self-test)" : dev.deviceName();
         } catch (KernelException e) {
             out.println("GpuValidate: " + e.getMessage());
             ref.close();

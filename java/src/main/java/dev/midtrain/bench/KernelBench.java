@@ -2,7 +2,6 @@ package dev.midtrain.bench;
 
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.KernelAbi;
-import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
 
@@ -47,11 +46,7 @@ public final class KernelBench {
     public static int run(String backend, PrintStream out) {
         Backend be;
         try {
-            be = switch (backend) {
-                case "cpu" -> new CpuBackend();
-                case "cuda" -> CudaBackend.open(0);
-                default -> throw new IllegalArgumentException("--backend must be cpu or cuda, got " + backend);
-            };
+            be = Backend.open(backend, 0);
         } catch (KernelException | IllegalArgumentException e) {
             out.println("bench kernels: " + e.getMessage());
             return 2;
@@ -68,8 +63,9 @@ public final class KernelBench {
 
     private void runAll() {
         boolean gpu = cuda != null;
-        out.println("KernelBench on " + (gpu ? cuda.deviceName() : "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)")
+        out.println("KernelBench on " + be.deviceName()
                 + ", median of " + reps + " after " + warmup + " warm-up");
+        out.println("machine: " + be.describe());
         out.println();
         out.println("| kernel | shape | time ms | achieved | % of ceiling |");
         out.println("|---|---|---:|---:|---:|");

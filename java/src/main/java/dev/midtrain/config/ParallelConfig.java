@@ -27,7 +27,5 @@ public record ParallelConfig(int tp, int dp, int pp, int virtualStages, boolean 
     /** Tensor and data parallelism only. */
     public ParallelConfig(int tp, int dp, boolean zero1) { this(tp, dp, 1, 1, false, zero1); }
 
-    public static ParallelConfig single() { return new ParallelConfig(1, 1, true); }
-
     public int worldSize() { return tp * dp * pp; }
 }

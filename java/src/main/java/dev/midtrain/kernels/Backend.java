@@ -16,11 +16,47 @@ import org.bytedeco.javacpp.IntPointer;
  */
 public interface Backend extends Kernels, AutoCloseable {
 
+    /**
+     * Opens a backend by its {@link #name()}, the one way the engine opens one (training ranks, inference, the
+     * benchmarks): "cpu" (fp32, OpenBLAS; {@code device} is ignored) or "cuda" (CUDA device {@code device}). A CUDA
+     * backend that cannot open (no GPU, runtime, cuBLAS or kernel library) is a one-line {@link KernelException},
+     * never a fallback to the CPU.
+     */
+    static Backend open(String name, int device) {
+        return switch (name) {
+            case "cpu" -> new CpuBackend();
+            case "cuda" -> CudaBackend.open(device);
+            default -> throw new KernelException("--backend: must be cpu or cuda, got " + name);
+        };
+    }
+
     /** "cpu" or "cuda". */
     String name();
 
+    /** What runs the kernels, for logs: the GPU's name as the driver reports it, or "cpu (N threads)". */
+    String deviceName();
+
+    /** Memory of the backend's own device in bytes (CUDA: the GPU's), 0 on the CPU, whose memory is the host's. */
+    long deviceMemoryBytes();
+
     /** Bytes of one compute element (floatX): 4 on CPU, 2 on CUDA. */
     int floatxBytes();
+
+    /**
+     * One line naming what computes here (the kernel ABI's {@code describe}): on CPU the OpenBLAS kernel set chosen
+     * for this processor and the thread counts, on CUDA the device. Logged by tests and benchmarks, since the last
+     * bits of a result depend on it.
+     */
+    String describe();
+
+    /** The NUL-terminated string at the start of {@code buf} (BytePointer.getString reads to its limit instead). */
+    static String cString(org.bytedeco.javacpp.BytePointer buf) {
+        byte[] b = new byte[(int) buf.capacity()];
+        buf.get(b);
+        int n = 0;
+        while (n < b.length && b[n] != 0) n++;
+        return new String(b, 0, n, java.nio.charset.StandardCharsets.UTF_8);
+    }
 
     // ------------------------------------------------------------------------------------------------ memory
 

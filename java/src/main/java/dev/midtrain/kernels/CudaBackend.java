@@ -108,15 +108,23 @@ public final class CudaBackend extends CudaKernels implements Backend {
     }
 
     @Override public String name() { return "cuda"; }
+
+    @Override public String describe() {
+        try (org.bytedeco.javacpp.BytePointer buf = new org.bytedeco.javacpp.BytePointer(512)) {
+            check(mt_cuda_describe(buf.address(), 512), "describe");
+            return Backend.cString(buf) + "; attention " + attentionPath(32, 8, 128) + " at 32 heads, 8 KV heads, head dim 128";
+        }
+    }
     @Override public int floatxBytes() { return 2; }
 
     /** The device's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3". */
-    public String deviceName() { return deviceName; }
+    @Override public String deviceName() { return deviceName; }
 
     public int device() { return device; }
 
     /** Total memory of this backend's device, in bytes (cudaMemGetInfo); the trainer's default fit-check budget. */
-    public long totalMemoryBytes() {
+    @Override
+    public long deviceMemoryBytes() {
         try (org.bytedeco.javacpp.SizeTPointer free = new org.bytedeco.javacpp.SizeTPointer(1);
              org.bytedeco.javacpp.SizeTPointer total = new org.bytedeco.javacpp.SizeTPointer(1)) {
             int rc = cudart.cudaMemGetInfo(free, total);
