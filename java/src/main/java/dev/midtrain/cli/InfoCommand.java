@@ -6,7 +6,7 @@ import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.MemoryPlan.Layout;
-import dev.midtrain.model.MemoryPlan.Recompute;
+import dev.midtrain.config.TrainConfig.Recompute;
 import dev.midtrain.model.MemoryPlan.Stage;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -27,7 +27,7 @@ public final class InfoCommand implements Callable<Integer> {
     @Option(names = "--virtual-stages", description = "model chunks per pipeline rank: 1 = 1F1B, more = interleaved (default: the config's)")
     Integer virtualStages;
     @Option(names = "--sp", arity = "1", description = "sequence parallelism on (true) or off (false) (default: the config's)") Boolean sp;
-    @Option(names = "--recompute", description = "none, selective or full (default: train.recompute: true = full, false = none)") String recompute;
+    @Option(names = "--recompute", description = "none, selective or full (default: train.recompute)") String recompute;
     @Option(names = "--backend", description = "cpu (fp32 compute) or cuda (bf16 compute); default: the config's") String backend;
     @Option(names = "--device-gib", description = "memory per device (GiB, e.g. 80 for an H100): say whether the run fits and what would")
     Double deviceGib;
@@ -50,7 +50,7 @@ public final class InfoCommand implements Callable<Integer> {
         String be = backend != null ? backend : cfg.train() != null ? cfg.train().backend().yaml() : "cuda";
         if (!be.equals("cpu") && !be.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + be);
         Recompute rc = recompute != null ? Recompute.parse(recompute, "--recompute")
-                : cfg.train() != null && cfg.train().recompute() ? Recompute.FULL : Recompute.NONE;
+                : cfg.train() != null ? cfg.train().recompute() : Recompute.NONE;
         int mb = cfg.train() != null ? cfg.train().microBatchSeqs() : 1;
         int seq = cfg.train() != null ? cfg.train().seqLen() : m.maxSeqLen();
         int global = cfg.train() != null ? cfg.train().globalBatchSeqs() : mb * d;

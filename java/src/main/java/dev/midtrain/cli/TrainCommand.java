@@ -179,7 +179,6 @@ public final class TrainCommand implements Callable<Integer> {
         LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), cfg.parallel().worldSize());
         Launcher.Mode mode = run.gpu() ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
         int computeBytes = run.gpu() ? 2 : 4;                                   // bf16 on CUDA, fp32 on CPU
-        MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
 
         double gpuPeak = Double.NaN;
@@ -194,8 +193,11 @@ public final class TrainCommand implements Callable<Integer> {
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
         long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
         if (budgetSource > 0) {
-            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource, tc.globalBatchSeqs());
+            var par = cfg.parallel();
+            MemoryPlan.Layout layout = new MemoryPlan.Layout(T, D, par.pp(), par.virtualStages(), par.sequenceParallel(), par.zero1(),
+                    tc.recompute(), cfg.gradAccumSteps());
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), layout, tc.globalBatchSeqs(), computeBytes,
+                    run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource, 8);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
         Path dir = checkpoints.resume != null ? checkpoints.resume
@@ -225,7 +227,9 @@ public final class TrainCommand implements Callable<Integer> {
                     cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D,
                     cfg.parallel().pp() == 1 ? "" : " x pp " + cfg.parallel().pp() + (cfg.parallel().virtualStages() > 1 ? " (" + cfg.parallel().virtualStages() + " virtual)" : ""),
                     env.source(), env.nprocs(),
-                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak / 1e9,
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(MemoryPlan.largest(MemoryPlan.stages(cfg.model(), tc.microBatchSeqs(), tc.seqLen(),
+                            new MemoryPlan.Layout(T, D, cfg.parallel().pp(), cfg.parallel().virtualStages(), cfg.parallel().sequenceParallel(),
+                                    cfg.parallel().zero1(), tc.recompute(), cfg.gradAccumSteps()), computeBytes)).totalBytes()), attention, peak / 1e9,
                     peakTflops != null ? "--peak-tflops" : run.gpu() ? "measured cuBLAS bf16 GEMM 8192^3" : "measured sgemm 1024^3");
         return new Plan(env, mode, lead, dir, peak, perRank);
     }

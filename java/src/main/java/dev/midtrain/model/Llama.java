@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.TrainConfig.Recompute;
 import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.DeviceBuffers;
@@ -41,7 +42,8 @@ public final class Llama implements AutoCloseable {
     private final ParamLayout layout;
     private final Placement placement;
     private final TpHooks tp;
-    private final boolean recompute;
+    private final boolean recompute;                    // full: store each block's input only
+    private final Recompute mode;
     private final int xb;                               // bytes per floatX
     private final int B, T, N, C, L, V, vocabStart, chunk;
     private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
@@ -88,9 +90,24 @@ public final class Llama implements AutoCloseable {
         this(be, layout, microBatchSeqs, seqLen, recompute, tp, OptimizerShard.full(layout.numel()));
     }
 
+    /** @param mode what the backward recomputes (none, selective, full) */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, Recompute mode, TpHooks tp) {
+        this(be, layout, microBatchSeqs, seqLen, mode, tp, OptimizerShard.full(layout.numel()));
+    }
+
     /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
+        this(be, layout, microBatchSeqs, seqLen, recompute ? Recompute.FULL : Recompute.NONE, tp, shard);
+    }
+
+    /**
+     * @param mode what the backward recomputes: nothing, the norms and SwiGLU outputs (selective: see
+     *             {@link Recompute#SELECTIVE}), or whole blocks from their inputs (full)
+     */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, Recompute mode, TpHooks tp, OptimizerShard shard) {
         this.be = be;
+        this.mode = mode;
+        boolean recompute = mode == Recompute.FULL;
         this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
@@ -145,7 +162,12 @@ public final class Llama implements AutoCloseable {
         w = new Block.Weights[L]; g = new Block.Weights[L];
         for (int l = 0; l < L; l++) { w[l] = Block.Weights.of(off, l, paramsX, xb); g[l] = Block.Weights.of(off, l, grads, 4); }
         act = new Block.Activations[L];                 // recompute: one set of block activations, rebuilt per layer
-        for (int l = 0; l < L; l++) act[l] = recompute && l > 0 ? act[0] : block.activations(buffers, N);
+        for (int l = 0; l < L; l++)
+            act[l] = l == 0 ? block.activations(buffers, N) : switch (mode) {
+                case FULL -> act[0];
+                case SELECTIVE -> block.selectiveActivations(buffers, N, act[0]);   // ln1, ln2, swi shared: rebuilt in the backward
+                case NONE -> block.activations(buffers, N);
+            };
         lnf = allocX(NC); rstdf = allocF(N);
         logits = allocX((long) chunk * V);
         ceLse = allocF(N); ceTarget = allocF(N); losses = allocF(N);
@@ -266,6 +288,7 @@ public final class Llama implements AutoCloseable {
     private void backwardLayers(int from, int to) {
         for (int l = to - 1; l >= from; l--) {
             if (recompute && l < to - 1) blockForward(l);   // the shared buffers still hold block to-1 from the forward
+            else if (mode == Recompute.SELECTIVE) block.recomputeCheap(w[l], act[l], res[l], N);
             blockBackward(l);
         }
     }

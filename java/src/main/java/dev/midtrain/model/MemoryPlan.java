@@ -1,5 +1,7 @@
 package dev.midtrain.model;
 
+import dev.midtrain.config.TrainConfig.Recompute;
+
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.Placement;
 
@@ -60,28 +62,6 @@ public record MemoryPlan(long params, long rankParams, long masterBytes, long co
      */
     public static long usableBytes(long deviceBytes) {
         return Math.max(0, deviceBytes - (1L << 30) - deviceBytes / 20);
-    }
-
-    /** What the backward recomputes instead of storing: nothing, the cheap elementwise parts, or whole blocks. */
-    public enum Recompute {
-        /** Every activation of every layer stored. */
-        NONE,
-        /**
-         * Store each layer's GEMM inputs and outputs (block input, q|k|v after RoPE, attention output, residual,
-         * gate|up) and recompute the two RMSNorm outputs and the SwiGLU output from them (elementwise: no GEMM, under
-         * 1% of a layer's FLOPs). The attention core keeps only its output and log-sum-exp: the T x T scores are never
-         * stored (flash attention), which is what Megatron's selective recomputation saves.
-         */
-        SELECTIVE,
-        /** Store each layer's input only; the backward reruns the block's forward (about a third more compute). */
-        FULL;
-
-        public String yaml() { return name().toLowerCase(java.util.Locale.ROOT); }
-
-        public static Recompute parse(String s, String field) {
-            for (Recompute r : values()) if (r.yaml().equals(s)) return r;
-            throw new dev.midtrain.common.UserError(field + ": must be none, selective or full, got " + s);
-        }
     }
 
     /**
@@ -264,17 +244,6 @@ public record MemoryPlan(long params, long rankParams, long masterBytes, long co
         if (a.sequenceParallel() != b.sequenceParallel()) return !a.sequenceParallel();
         if (a.pp() != b.pp()) return a.pp() < b.pp();
         return a.tp() < b.tp();
-    }
-
-    /**
-     * The tensor-and-data-parallel check (pp 1) with the recomputation as a boolean (train.recompute): null when it
-     * fits, else {@link #checkFits(ModelConfig, int, int, Layout, int, int, long, int)}'s line.
-     */
-    public static String checkFits(ModelConfig m, int microBatchSeqs, int seqLen, int tp, int dp, boolean zero1, int computeBytes,
-                                   boolean recompute, long budgetBytes, int globalBatchSeqs) {
-        int mbs = Math.max(1, globalBatchSeqs / Math.max(1, microBatchSeqs * dp));
-        return checkFits(m, microBatchSeqs, seqLen, new Layout(tp, dp, 1, 1, false, zero1, recompute ? Recompute.FULL : Recompute.NONE, mbs),
-                globalBatchSeqs, computeBytes, budgetBytes, 8);
     }
 
     /** Whether tensor-parallel degree {@code tp} can split this model ({@link Placement#invalidTp}). */

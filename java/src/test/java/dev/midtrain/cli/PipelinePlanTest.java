@@ -4,7 +4,7 @@ import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.MemoryPlan.Layout;
-import dev.midtrain.model.MemoryPlan.Recompute;
+import dev.midtrain.config.TrainConfig.Recompute;
 import dev.midtrain.model.MemoryPlan.Stage;
 import org.junit.jupiter.api.Test;
 
