@@ -57,7 +57,7 @@ public final class PipelineBench {
                 CpuBackend.setThreads(1);
                 Topology topo = ctx.topology();
                 ProcessGroups g = ctx.groups(0);
-                try (CpuBackend be = new CpuBackend()) {
+                try (dev.midtrain.kernels.Backend be = dev.midtrain.kernels.Backend.open("cpu", 0)) {
                     ParamLayout layout = ParamLayout.of(new Placement(m, 1, 0), List.of("norm"), ParamLayout.Stage.of(m, pp, v, topo.ppRank()));
                     try (Llama model = new Llama(be, layout, B, T, false, TpHooks.NONE, Parallelism.optimizerShard(layout.numel(), topo, true));
                          Parallelism par = new Parallelism(g, model, true, sched)) {

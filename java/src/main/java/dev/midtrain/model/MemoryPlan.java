@@ -84,7 +84,7 @@ public record MemoryPlan(long params, long rankParams, long masterBytes, long co
         }
 
         /** The pipeline's idle fraction of a step (0 without a pipeline). */
-        public double bubble() { return dev.midtrain.parallel.PipelineSchedule.bubbleFraction(pp, virtualStages, microBatches); }
+        public double bubble() { return bubbleFraction(pp, virtualStages, microBatches); }
     }
 
     /**
@@ -98,6 +98,22 @@ public record MemoryPlan(long params, long rankParams, long masterBytes, long co
     public record Stage(int rank, long params, long masterBytes, long computeCopyBytes, long gradsBytes, long optimizerBytes,
                         long activationsBytes, int inFlight, int layers) {
         public long totalBytes() { return masterBytes + computeCopyBytes + gradsBytes + optimizerBytes + activationsBytes; }
+    }
+
+    /**
+     * Chunk forwards pipeline rank p holds alive at its peak under the schedule of {@code dev.midtrain.parallel.PipelineSchedule}
+     * (their backward not yet run): its warm-up + 1, at most m * virtual. 1F1B: pp - p micro-batches, the most on the
+     * first rank; interleaved: (pp - p - 1) * 2 + (virtual - 1) * pp + 1. PipelineScheduleTest checks it against the
+     * schedule's order.
+     */
+    public static int inFlight(int pp, int virtual, int microBatches, int rank) {
+        int w = virtual == 1 ? pp - rank - 1 : (pp - rank - 1) * 2 + (virtual - 1) * pp;
+        return Math.min(w + 1, microBatches * virtual);
+    }
+
+    /** The pipeline's idle fraction of a step: (pp - 1) / (virtual * m + pp - 1) (0 without a pipeline). */
+    public static double bubbleFraction(int pp, int virtual, int microBatches) {
+        return (pp - 1) / (double) (virtual * microBatches + pp - 1);
     }
 
     /** Why a layout cannot run at all (null when it can): tp against the model, layers against the stages. */
@@ -150,7 +166,7 @@ public record MemoryPlan(long params, long rankParams, long masterBytes, long co
             long computeCopy = cb < 4 || distributed ? params * cb : 0;
             long grads = params * 4L;
             long optimizer = (l.zero1() ? ceilDiv(params, dp) : params) * 8L;
-            int inFlight = dev.midtrain.parallel.PipelineSchedule.inFlight(pp, v, l.microBatches(), p);
+            int inFlight = inFlight(pp, v, l.microBatches(), p);
             long alive = (long) inFlight * perChunk;                            // layers whose activations are alive at the peak
             long act = N * kept * alive + (l.recompute() == Recompute.NONE ? oneLayer : 2 * oneLayer)
                     + (p == pp - 1 ? head : 0) + (pp > 1 ? 2 * N * c * cb : 0);   // + the p2p send/receive buffers

@@ -1,5 +1,7 @@
 package dev.midtrain.parallel;
 
+import dev.midtrain.model.MemoryPlan;
+
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -129,19 +131,11 @@ public final class PipelineSchedule {
         return Math.min(w, m * virtual);
     }
 
-    /**
-     * Chunk forwards rank p holds alive at its peak (their backward not yet run): warmup + 1, at most m * virtual.
-     * 1F1B: pp - p micro-batches, the most on the first rank. Tested against {@link #peakInFlight}.
-     */
-    public static int inFlight(int pp, int virtual, int microBatches, int rank) {
-        int w = virtual == 1 ? pp - rank - 1 : (pp - rank - 1) * 2 + (virtual - 1) * pp;
-        return Math.min(w + 1, microBatches * virtual);
-    }
+    /** Chunk forwards rank p holds alive at its peak ({@link MemoryPlan#inFlight}, the planner's formula). */
+    public static int inFlight(int pp, int virtual, int microBatches, int rank) { return MemoryPlan.inFlight(pp, virtual, microBatches, rank); }
 
-    /** The idle fraction of a step: (pp - 1) / (virtual * m + pp - 1). */
-    public static double bubbleFraction(int pp, int virtual, int microBatches) {
-        return (pp - 1) / (double) (virtual * microBatches + pp - 1);
-    }
+    /** The idle fraction of a step: (pp - 1) / (virtual * m + pp - 1) ({@link MemoryPlan#bubbleFraction}). */
+    public static double bubbleFraction(int pp, int virtual, int microBatches) { return MemoryPlan.bubbleFraction(pp, virtual, microBatches); }
 
     private List<Compute> buildOrder(int p) {
         int total = m * virtual, w = warmup(p);
