@@ -232,6 +232,58 @@ class MultiProcessTrainTest {
     }
 
     @Test
+    void launchKeepsPrintingTheRanksLastLinesAfterSigtermAndDividesTheCoresAmongItsProcesses(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("auto-threads.yaml"), runDir = tmp.resolve("run");
+        Files.writeString(cfg, CONFIG.replace("STEPS", "3000").replace("threads: 1", "threads: 0"));
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "2", "--master-port", "" + masterPort(), "--",
+                "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
+                "--dp", "2", "--dist-timeout", "30");
+        await(() -> lines(runDir) >= 3, 180, "3 steps", out);
+        launch.toHandle().destroy();                                   // SIGTERM to the launcher (Process.destroy would close our pipes)
+        assertTrue(launch.waitFor(60, TimeUnit.SECONDS), "the launcher ends:\n" + String.join("\n", out));
+        Thread.sleep(300);
+        assertEquals(0, launch.exitValue(), "a graceful stop:\n" + String.join("\n", out));
+        long steps = lines(runDir);
+        String all = String.join("\n", out);
+        // the lines each rank prints after the signal, through the launcher's pipes
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] stopped at step " + steps + " (SIGTERM); checkpoint ")
+                && l.contains("continue with: midtrain train --resume")), all);
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] done: " + steps + " steps")), all);
+        assertTrue(out.contains("[rank 1] process 1 of 2: done at step " + steps), all);
+        int perRank = Math.max(1, Runtime.getRuntime().availableProcessors() / 2);   // train.threads 0: the node's cores / 2 processes
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] model: ") && l.contains(", " + perRank + " threads per rank")), all);
+        List<Long> saved = CheckpointStore.forRun(runDir).committedSteps();
+        assertEquals(steps, saved.get(saved.size() - 1), "the stop step was saved");
+    }
+
+    @Test
+    void ranksOfASigkilledLauncherStopWithinTheDistTimeout(@TempDir Path tmp) throws Exception {
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "2", "--master-port", "" + masterPort(), "--",
+                "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
+                "--dp", "2", "--no-checkpoints", "--dist-timeout", "15");
+        await(() -> lines(runDir) >= 2, 180, "2 steps", out);
+        List<ProcessHandle> kids = launch.toHandle().children().toList();
+        assertEquals(2, kids.size(), "one process per rank");
+        launch.toHandle().destroyForcibly();                           // SIGKILL: no shutdown hook, no signal forwarded
+        long t0 = System.nanoTime();
+        for (ProcessHandle k : kids) {
+            try {
+                k.onExit().get(15, TimeUnit.SECONDS);                  // --dist-timeout
+            } catch (java.util.concurrent.TimeoutException e) {
+                fail("rank process " + k.pid() + " still alive 15 s after its launcher was killed (" + lines(runDir) + " steps)");
+            }
+        }
+        System.out.printf("ranks of a SIGKILLed launcher stopped %.1f s after it%n", (System.nanoTime() - t0) / 1e9);
+        long steps = lines(runDir);
+        Thread.sleep(1000);
+        assertEquals(steps, lines(runDir), "no step after the stop");
+        assertTrue(steps < 3000);
+    }
+
+    @Test
     void aKilledPeerMakesTheSurvivorExitNonZeroNamingIt(@TempDir Path tmp) throws Exception {
         Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
         int port = masterPort();
