@@ -126,7 +126,7 @@ final class Scheduler implements AutoCloseable {
             notifyAll();
         }
         try {
-            worker.join(millis);
+            if (millis > 0) worker.join(millis);               // (join(0) would wait forever: a grace of 0 means stop now)
             if (worker.isAlive()) {                            // the grace is over: running jobs are answered 503
                 abort = true;
                 worker.interrupt();
@@ -209,10 +209,15 @@ final class Scheduler implements AutoCloseable {
             for (int p = 0; p < r.prompts().size(); p++) {
                 Item it = new Item();
                 it.prompt = tokens(r, p);
-                boolean onlyScored = r.echo() && !r.stream();
-                if (onlyScored ? it.prompt.length > Tmax + 1 : it.prompt.length >= Tmax)
+                // The context is max_seq_len positions: a prompt of up to max_seq_len tokens gets its next token (the last
+                // position's logits); echo with max_tokens 0 scores up to max_seq_len + 1 tokens (the last is only a target).
+                boolean onlyScored = r.echo() && !r.stream() && r.maxTokens() == 0;
+                int limit = onlyScored ? Tmax + 1 : Tmax;
+                if (it.prompt.length > limit)
                     throw ApiError.badRequest("prompt", "prompt" + (r.prompts().size() > 1 ? "[" + p + "]" : "") + ": " + it.prompt.length
-                            + " tokens leave no room within the model's max_seq_len " + Tmax + (onlyScored ? " (+1 when only scored)" : ""));
+                            + " tokens do not fit the model's context of " + Tmax + " tokens (max_model_len): at most " + Tmax
+                            + " prompt tokens when generating, " + (Tmax + 1) + " with echo and max_tokens 0"
+                            + (r.echo() ? "; lm-evaluation-harness: max_length=" + (Tmax + 1) : ""));
                 j.items.add(it);
             }
         } catch (ApiError e) {
@@ -320,9 +325,9 @@ final class Scheduler implements AutoCloseable {
         };
     }
 
-    /** Streams always generate (at least one token); otherwise max_tokens 0 or a prompt of max_seq_len tokens only score. */
+    /** Streams always generate (at least one token); otherwise max_tokens 0 only scores (start() refused what does not fit). */
     private boolean needsGeneration(CompletionRequest r, Item it) {
-        return r.stream() || r.maxTokens() > 0 && it.prompt.length < engine.config().maxSeqLen();
+        return r.stream() || r.maxTokens() > 0;
     }
 
     private ObjectNode response(Job j, List<Item> items, List<Engine.Scored> scored) {
