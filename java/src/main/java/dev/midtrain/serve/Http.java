@@ -220,12 +220,29 @@ final class Http implements AutoCloseable {
                                 .getBytes(StandardCharsets.UTF_8));
                     }
                     if (!ex.responded) ex.send(500, "text/plain", "no answer".getBytes(StandardCharsets.UTF_8));
-                    if (ex.closeAfter) return;
+                    if (ex.closeAfter) { lingerClose(in); return; }
                 }
             } catch (IOException e) {
                 // the client went away, or the reaper closed a connection past its deadline
             } finally {
                 open.remove(this);
+            }
+        }
+
+        /**
+         * Ends the connection after an answer that may have left a body unread (413, a malformed request): shuts the
+         * output (the answer is complete) and drains what the client still sends for a moment, so that closing does
+         * not reset the connection before the client has read the answer.
+         */
+        private void lingerClose(InputStream in) {
+            try {
+                socket.shutdownOutput();
+                expireIn(500);
+                byte[] sink = new byte[16 * 1024];
+                long left = 4L * limits.maxBodyBytes() + MAX_HEAD_BYTES;
+                for (int r; left > 0 && (r = in.read(sink)) >= 0; ) left -= r;
+            } catch (IOException ignored) {
+                // closed by the client or the reaper: done either way
             }
         }
 

@@ -68,6 +68,7 @@ public final class Server implements AutoCloseable {
     private final Options opt;
     private final ChatTemplate chat;
     private final Scheduler scheduler;
+    private final OpenAiFormat format;
     private final Http http;
     private final AtomicLong ids = new AtomicLong();
     private volatile boolean closing;
@@ -77,6 +78,7 @@ public final class Server implements AutoCloseable {
         this.opt = opt;
         this.chat = chat;
         this.scheduler = new Scheduler(engine, opt.queue(), opt.maxBatch());
+        this.format = new OpenAiFormat(engine::decode);
         this.http = new Http(opt.host(), opt.port(), opt.limits(), this::handle, JSON.writeValueAsBytes(errorBody(
                 new ApiError(503, "server_busy", null, "too many open connections (" + opt.maxConnections() + ", --max-connections); retry later"))));
     }
@@ -166,7 +168,7 @@ public final class Server implements AutoCloseable {
                         if (!scheduler.offer(job))
                             throw new ApiError(429, "rate_limit_exceeded", null, "the request queue is full (" + scheduler.capacity() + " waiting); retry later");
                         if (req.stream()) streamEvents(ex, job);
-                        else send(ex, 200, await(job));
+                        else send(ex, 200, format.completion(job, await(job)));
                     }
                     default -> throw new ApiError(404, "not_found", null, "no route " + path
                             + " (routes: /v1/completions, /v1/chat/completions, /v1/models, /health)");
@@ -183,7 +185,7 @@ public final class Server implements AutoCloseable {
         if (!method.equals(want)) throw new ApiError(405, "method_not_allowed", null, method + " not allowed here; use " + want);
     }
 
-    private static ObjectNode await(Scheduler.Job job) {
+    private static Scheduler.Completion await(Scheduler.Job job) {
         try {
             return job.result.get();
         } catch (ExecutionException e) {
@@ -195,19 +197,19 @@ public final class Server implements AutoCloseable {
         }
     }
 
-    /** Server-sent events: one "data: {chunk}" per piece of text, then "data: [DONE]". */
-    private static void streamEvents(Http.Exchange ex, Scheduler.Job job) throws IOException {
-        Object first = take(job);
-        if (first instanceof ApiError e) throw e;             // refused before anything was generated: a plain error
+    /** Server-sent events: one "data: {chunk}" per event that sends one, then "data: [DONE]". */
+    private void streamEvents(Http.Exchange ex, Scheduler.Job job) throws IOException {
+        Scheduler.Event first = take(job);
+        if (first instanceof Scheduler.Failed f) throw f.error();   // refused before anything was generated: a plain error
         OutputStream out = ex.startStream(200, "text/event-stream; charset=utf-8", Map.of("Cache-Control", "no-cache"));
         try {
-            for (Object ev = first; ev != Scheduler.END; ev = take(job)) {
-                if (ev instanceof ApiError e) {
-                    out.write(("data: " + JSON.writeValueAsString(errorBody(e)) + "\n\n").getBytes(StandardCharsets.UTF_8));
-                    break;
+            for (Scheduler.Event ev = first; ; ev = take(job)) {
+                ObjectNode chunk = format.chunk(job, ev);
+                if (chunk != null) {
+                    out.write(("data: " + JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8));
+                    out.flush();
                 }
-                out.write(("data: " + JSON.writeValueAsString(ev) + "\n\n").getBytes(StandardCharsets.UTF_8));
-                out.flush();
+                if (ev instanceof Scheduler.Done || ev instanceof Scheduler.Failed) break;
             }
             out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
             out.close();
@@ -217,13 +219,13 @@ public final class Server implements AutoCloseable {
         }
     }
 
-    private static Object take(Scheduler.Job job) {
+    private static Scheduler.Event take(Scheduler.Job job) {
         try {
             return job.events.take();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             job.cancelled = true;
-            return new ApiError(503, "server_shutting_down", null, "interrupted");
+            return new Scheduler.Failed(new ApiError(503, "server_shutting_down", null, "interrupted"));
         }
     }
 
@@ -244,15 +246,7 @@ public final class Server implements AutoCloseable {
         return body;
     }
 
-    private static ObjectNode errorBody(ApiError e) {
-        ObjectNode o = JSON.createObjectNode();
-        ObjectNode err = o.putObject("error");
-        err.put("message", e.getMessage());
-        err.put("type", e.type);
-        if (e.param != null) err.put("param", e.param); else err.putNull("param");
-        if (e.code != null) err.put("code", e.code); else err.put("code", e.status);
-        return o;
-    }
+    private static ObjectNode errorBody(ApiError e) { return OpenAiFormat.errorBody(e); }
 
     private static void sendError(Http.Exchange ex, ApiError e) throws IOException {
         if (e.status == 413 || e.status == 429 || e.status == 503) ex.close();

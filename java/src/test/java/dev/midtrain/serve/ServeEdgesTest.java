@@ -224,6 +224,42 @@ class ServeEdgesTest {
         }
     }
 
+    @Test
+    void aShortRequestIsNotHeldBehindALongScoringRequest() throws Exception {
+        // 256 prompts of 190 tokens, echo-only: ~48,600 scored tokens (64 model passes of 768 tokens on this model)
+        List<List<Integer>> prompts = new ArrayList<>();
+        java.util.Random rnd = new java.util.Random(5);
+        for (int p = 0; p < 256; p++) {
+            List<Integer> ids = new ArrayList<>();
+            for (int t = 0; t < 190; t++) ids.add(rnd.nextInt(500));
+            prompts.add(ids);
+        }
+        String longBody = JSON.writeValueAsString(scoring(prompts));
+        try (Server server = new Server(engine, ChatTemplate.builtIn(), new Server.Options("127.0.0.1", 0, "tiny", 32, 16, 1 << 20, 64))) {
+        long t0 = System.nanoTime();
+        ok(post(server, "/v1/completions", longBody));
+        double alone = (System.nanoTime() - t0) / 1e9;
+        long passesBefore = server.scheduler().scoringPasses.get();
+        long[] doneAt = new long[2];
+        t0 = System.nanoTime();
+        CompletableFuture<HttpResponse<String>> big = CompletableFuture.supplyAsync(() -> {
+            try { HttpResponse<String> r = post(server, "/v1/completions", longBody); doneAt[0] = System.nanoTime(); return r; }
+            catch (Exception e) { throw new RuntimeException(e); }
+        });
+        long wait = System.nanoTime() + 5_000_000_000L;              // the long request is being scored
+        while (server.scheduler().scoringPasses.get() == passesBefore && System.nanoTime() < wait) Thread.sleep(1);
+        long s0 = System.nanoTime();
+        JsonNode small = ok(post(server, "/v1/completions", JSON.writeValueAsString(obj("prompt", "Water", "max_tokens", 4, "temperature", 0))));
+        doneAt[1] = System.nanoTime();
+        assertEquals(4, small.get("usage").get("completion_tokens").asInt());
+        ok(big.get(60, java.util.concurrent.TimeUnit.SECONDS));
+        double shortSeconds = (doneAt[1] - s0) / 1e9, longSeconds = (doneAt[0] - t0) / 1e9;
+        System.out.printf("long scoring request %.2f s alone, %.2f s beside; the 4-token request beside it: %.3f s%n", alone, longSeconds, shortSeconds);
+        assertTrue(doneAt[1] < doneAt[0], "the short request finished first");
+        assertTrue(shortSeconds < alone / 3, "the 4-token request took " + shortSeconds + " s beside a " + alone + " s scoring request");
+        }
+    }
+
     static ObjectNode scoring(List<List<Integer>> prompts) {
         return obj("prompt", prompts, "echo", true, "max_tokens", 0, "logprobs", 0);
     }
