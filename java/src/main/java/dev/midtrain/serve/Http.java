@@ -84,7 +84,10 @@ final class Http implements AutoCloseable {
     /** Connections open now. */
     int openConnections() { return open.size(); }
 
-    /** Stops accepting and closes every connection (a request being read or answered fails). */
+    /**
+     * Stops accepting, closes idle connections at once and gives the ones still answering a request up to a second to
+     * finish writing, then closes every connection.
+     */
     @Override
     public void close() {
         closed = true;
@@ -92,6 +95,16 @@ final class Http implements AutoCloseable {
             listener.close();
         } catch (IOException ignored) {
             // closing anyway
+        }
+        for (Conn c : open) if (!c.busy) c.kill();
+        long until = System.nanoTime() + 1_000_000_000L;
+        while (open.stream().anyMatch(c -> c.busy) && System.nanoTime() < until) {
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
         }
         for (Conn c : open) c.kill();
         acceptor.interrupt();
@@ -187,6 +200,7 @@ final class Http implements AutoCloseable {
     private final class Conn implements Runnable {
         final Socket socket;
         volatile long deadline;                                    // System.nanoTime() past which the reaper closes it
+        volatile boolean busy;                                     // between a request's first byte and the end of its answer
 
         Conn(Socket socket) {
             this.socket = socket;
@@ -210,6 +224,7 @@ final class Http implements AutoCloseable {
                     expireIn(limits.idleMs());                     // waiting for the next request
                     int first = in.read();
                     if (first < 0) return;
+                    busy = true;
                     expireIn(limits.readMs());                     // the whole request from its first byte
                     Exchange ex = read(first, in, out);
                     noDeadline();                                  // the handler waits for the engine, not the client
@@ -221,6 +236,7 @@ final class Http implements AutoCloseable {
                     }
                     if (!ex.responded) ex.send(500, "text/plain", "no answer".getBytes(StandardCharsets.UTF_8));
                     if (ex.closeAfter) { lingerClose(in); return; }
+                    busy = false;
                 }
             } catch (IOException e) {
                 // the client went away, or the reaper closed a connection past its deadline
