@@ -69,6 +69,7 @@ public final class KernelBench {
         boolean gpu = cuda != null;
         out.println("KernelBench on " + (gpu ? cuda.deviceName() : "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)")
                 + ", median of " + reps + " after " + warmup + " warm-up");
+        out.println("machine: " + (gpu ? cuda.describe() : CpuBackend.describeCpu()));
         out.println();
         out.println("| kernel | shape | time ms | achieved | % of ceiling |");
         out.println("|---|---|---:|---:|---:|");
