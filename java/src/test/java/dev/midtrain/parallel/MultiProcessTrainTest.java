@@ -261,29 +261,34 @@ class MultiProcessTrainTest {
     }
 
     @Test
-    void ranksOfASigkilledLauncherStopWithinTheDistTimeout(@TempDir Path tmp) throws Exception {
+    void ranksOfASigkilledLauncherStopAndTheOtherNodeFailsFast(@TempDir Path tmp) throws Exception {
+        // two "nodes" on loopback, one launcher each (one process of one rank each)
         Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
-        List<String> out = Collections.synchronizedList(new ArrayList<>());
-        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "2", "--master-port", "" + masterPort(), "--",
-                "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
-                "--dp", "2", "--no-checkpoints", "--dist-timeout", "15");
-        await(() -> lines(runDir) >= 2, 180, "2 steps", out);
-        List<ProcessHandle> kids = launch.toHandle().children().toList();
-        assertEquals(2, kids.size(), "one process per rank");
-        launch.toHandle().destroyForcibly();                           // SIGKILL: no shutdown hook, no signal forwarded
+        int port = masterPort();
+        List<List<String>> outs = List.of(Collections.synchronizedList(new ArrayList<>()), Collections.synchronizedList(new ArrayList<>()));
+        List<Process> launchers = new ArrayList<>();
+        for (int node = 0; node < 2; node++)
+            launchers.add(jvm(Map.of(), outs.get(node), "launch", "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", "" + node,
+                    "--master-addr", "127.0.0.1", "--master-port", "" + port, "--", "train", "--config", cfg.toString(), "--synthetic-data",
+                    "--run-dir", runDir.toString(), "--peak-tflops", "0.1", "--dp", "2", "--no-checkpoints", "--dist-timeout", "15"));
+        await(() -> lines(runDir) >= 2, 180, "2 steps", outs.get(0));
+        List<ProcessHandle> kids = launchers.get(1).toHandle().children().toList();
+        assertEquals(1, kids.size(), "node 1's rank process");
+        launchers.get(1).toHandle().destroyForcibly();                // SIGKILL: no shutdown hook, no signal forwarded
         long t0 = System.nanoTime();
-        for (ProcessHandle k : kids) {
-            try {
-                k.onExit().get(15, TimeUnit.SECONDS);                  // --dist-timeout
-            } catch (java.util.concurrent.TimeoutException e) {
-                fail("rank process " + k.pid() + " still alive 15 s after its launcher was killed (" + lines(runDir) + " steps)");
-            }
+        try {
+            kids.get(0).onExit().get(15, TimeUnit.SECONDS);            // --dist-timeout
+        } catch (java.util.concurrent.TimeoutException e) {
+            fail("node 1's rank still alive 15 s after its launcher was killed (" + lines(runDir) + " steps)");
         }
-        System.out.printf("ranks of a SIGKILLed launcher stopped %.1f s after it%n", (System.nanoTime() - t0) / 1e9);
-        long steps = lines(runDir);
-        Thread.sleep(1000);
-        assertEquals(steps, lines(runDir), "no step after the stop");
-        assertTrue(steps < 3000);
+        double gone = (System.nanoTime() - t0) / 1e9;
+        assertTrue(launchers.get(0).waitFor(15, TimeUnit.SECONDS), "node 0 fails fast:\n" + String.join("\n", outs.get(0)));
+        double other = (System.nanoTime() - t0) / 1e9;
+        Thread.sleep(200);
+        assertEquals(1, launchers.get(0).exitValue(), String.join("\n", outs.get(0)));
+        assertTrue(outs.get(0).stream().anyMatch(l -> l.contains("its launcher (midtrain launch, pid " + launchers.get(1).pid() + ") is gone")),
+                "node 0 names the lost launcher:\n" + String.join("\n", outs.get(0)));
+        System.out.printf("SIGKILLed launcher: its rank stopped %.1f s later, the other node's launcher exited %.1f s later%n", gone, other);
     }
 
     @Test
