@@ -140,7 +140,7 @@ final class Http implements AutoCloseable {
             Conn c = new Conn(s);
             open.add(c);
             try {
-                Thread t = new Thread(null, c, "midtrain-serve-conn", 512 << 10);
+                Thread t = new Thread(null, c, "midtrain-serve-conn", 1 << 20);   // JSON nests up to 1000 deep (Jackson's limit)
                 t.setDaemon(true);
                 t.start();
             } catch (OutOfMemoryError e) {                         // no thread to be had: refuse like a full server

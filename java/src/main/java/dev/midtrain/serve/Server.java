@@ -117,67 +117,65 @@ public final class Server implements AutoCloseable {
     // ================================================================================================== routing
 
     private void handle(Http.Exchange ex) throws IOException {
-        {
-            try {
-                if (ex.error() != null) {                          // malformed at the HTTP level: answered in JSON
-                    Http.Failure f = ex.error();
-                    throw new ApiError(f.status(), f.status() == 413 ? "request_too_large" : "invalid_request_error", null, f.message());
-                }
-                String path = ex.path(), method = ex.method();
-                switch (path) {
-                    case "/health", "/v1/health" -> {
-                        requireMethod(method, "GET");
-                        ObjectNode o = JSON.createObjectNode();
-                        o.put("status", closing ? "shutting_down" : "ok");
-                        o.put("model", opt.modelId());
-                        o.put("queued", scheduler.queued());
-                        o.put("queue_capacity", scheduler.capacity());
-                        o.put("batches", scheduler.batches.get());
-                        o.put("requests_done", scheduler.jobsDone.get());
-                        o.put("sequences_scored", scheduler.scoredSequences.get());
-                        o.put("running", scheduler.running());
-                        o.put("kv_slots", engine.model().slots());
-                        o.put("prefills", scheduler.prefills.get());
-                        o.put("decode_steps", scheduler.decodeSteps.get());
-                        o.put("decoded_tokens", scheduler.decodedTokens.get());
-                        o.put("generated_tokens", scheduler.generatedTokens.get());
-                        send(ex, closing ? 503 : 200, o);
-                    }
-                    case "/v1/models" -> {
-                        requireMethod(method, "GET");
-                        ObjectNode o = JSON.createObjectNode();
-                        o.put("object", "list");
-                        ObjectNode m = o.putArray("data").addObject();
-                        m.put("id", opt.modelId());
-                        m.put("object", "model");
-                        m.put("created", 0);
-                        m.put("owned_by", "midtrain");
-                        m.put("max_model_len", engine.config().maxSeqLen());
-                        send(ex, 200, o);
-                    }
-                    case "/v1/completions", "/v1/chat/completions" -> {
-                        requireMethod(method, "POST");
-                        boolean isChat = path.endsWith("chat/completions");
-                        JsonNode body = readJson(ex);
-                        JsonNode model = body.get("model");
-                        if (model != null && !model.isNull() && !model.asText().equals(opt.modelId()))
-                            throw ApiError.unknownModel(model.isTextual() ? model.asText() : model.toString(), opt.modelId());
-                        CompletionRequest req = isChat ? CompletionRequest.chat(body, opt.maxNewTokens(), chat)
-                                : CompletionRequest.completion(body, opt.maxNewTokens());
-                        Scheduler.Job job = new Scheduler.Job(req, (isChat ? "chatcmpl-" : "cmpl-") + ids.incrementAndGet(), opt.modelId());
-                        if (!scheduler.offer(job))
-                            throw new ApiError(429, "rate_limit_exceeded", null, "the request queue is full (" + scheduler.capacity() + " waiting); retry later");
-                        if (req.stream()) streamEvents(ex, job);
-                        else send(ex, 200, format.completion(job, await(job)));
-                    }
-                    default -> throw new ApiError(404, "not_found", null, "no route " + path
-                            + " (routes: /v1/completions, /v1/chat/completions, /v1/models, /health)");
-                }
-            } catch (ApiError e) {
-                sendError(ex, e);
-            } catch (RuntimeException e) {
-                sendError(ex, new ApiError(500, "server_error", null, "internal error: " + e));
+        try {
+            if (ex.error() != null) {                          // malformed at the HTTP level: answered in JSON
+                Http.Failure f = ex.error();
+                throw new ApiError(f.status(), f.status() == 413 ? "request_too_large" : "invalid_request_error", null, f.message());
             }
+            String path = ex.path(), method = ex.method();
+            switch (path) {
+                case "/health", "/v1/health" -> {
+                    requireMethod(method, "GET");
+                    ObjectNode o = JSON.createObjectNode();
+                    o.put("status", closing ? "shutting_down" : "ok");
+                    o.put("model", opt.modelId());
+                    o.put("queued", scheduler.queued());
+                    o.put("queue_capacity", scheduler.capacity());
+                    o.put("batches", scheduler.batches.get());
+                    o.put("requests_done", scheduler.jobsDone.get());
+                    o.put("sequences_scored", scheduler.scoredSequences.get());
+                    o.put("running", scheduler.running());
+                    o.put("kv_slots", engine.model().slots());
+                    o.put("prefills", scheduler.prefills.get());
+                    o.put("decode_steps", scheduler.decodeSteps.get());
+                    o.put("decoded_tokens", scheduler.decodedTokens.get());
+                    o.put("generated_tokens", scheduler.generatedTokens.get());
+                    send(ex, closing ? 503 : 200, o);
+                }
+                case "/v1/models" -> {
+                    requireMethod(method, "GET");
+                    ObjectNode o = JSON.createObjectNode();
+                    o.put("object", "list");
+                    ObjectNode m = o.putArray("data").addObject();
+                    m.put("id", opt.modelId());
+                    m.put("object", "model");
+                    m.put("created", 0);
+                    m.put("owned_by", "midtrain");
+                    m.put("max_model_len", engine.config().maxSeqLen());
+                    send(ex, 200, o);
+                }
+                case "/v1/completions", "/v1/chat/completions" -> {
+                    requireMethod(method, "POST");
+                    boolean isChat = path.endsWith("chat/completions");
+                    JsonNode body = readJson(ex);
+                    JsonNode model = body.get("model");
+                    if (model != null && !model.isNull() && !model.asText().equals(opt.modelId()))
+                        throw ApiError.unknownModel(model.isTextual() ? model.asText() : model.toString(), opt.modelId());
+                    CompletionRequest req = isChat ? CompletionRequest.chat(body, opt.maxNewTokens(), chat)
+                            : CompletionRequest.completion(body, opt.maxNewTokens());
+                    Scheduler.Job job = new Scheduler.Job(req, (isChat ? "chatcmpl-" : "cmpl-") + ids.incrementAndGet(), opt.modelId());
+                    if (!scheduler.offer(job))
+                        throw new ApiError(429, "rate_limit_exceeded", null, "the request queue is full (" + scheduler.capacity() + " waiting); retry later");
+                    if (req.stream()) streamEvents(ex, job);
+                    else send(ex, 200, format.completion(job, await(job)));
+                }
+                default -> throw new ApiError(404, "not_found", null, "no route " + path
+                        + " (routes: /v1/completions, /v1/chat/completions, /v1/models, /health)");
+            }
+        } catch (ApiError e) {
+            sendError(ex, e);
+        } catch (RuntimeException e) {
+            sendError(ex, new ApiError(500, "server_error", null, "internal error: " + e));
         }
     }
 

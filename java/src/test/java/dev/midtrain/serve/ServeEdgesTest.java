@@ -127,6 +127,8 @@ class ServeEdgesTest {
             assertTrue(err.get("message").asText().contains("Content-Length"), answer);
             assertEquals(400, err.get("code").asInt());
         }
+        // JSON nested deeper than the parser allows: a 400, not a dead connection thread
+        refused(post(server, "/v1/completions", "{\"prompt\": " + "[".repeat(2000) + "]".repeat(2000) + "}"), 400, null);
         ok(get("/health"));
     }
 
