@@ -1,7 +1,7 @@
 package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -209,7 +209,7 @@ class MultiProcessTrainTest {
             String want = "process " + r + " of 4: done at step " + steps;
             assertTrue(outs.get(r).contains(want), want + " in:\n" + String.join("\n", outs.get(r)));
         }
-        assertEquals(List.of(steps), CheckpointStore.forRun(runDir).committedSteps(), "one committed checkpoint, of the stop step");
+        assertEquals(List.of(steps), StepDirectories.forRun(runDir).committedSteps(), "one committed checkpoint, of the stop step");
         agent.close();
     }
 
@@ -320,7 +320,7 @@ class MultiProcessTrainTest {
         Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
         List<String> out = Collections.synchronizedList(new ArrayList<>());
         Process p = jvm(Map.of(), out, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1");
-        CheckpointStore store = CheckpointStore.forRun(runDir);
+        StepDirectories store = StepDirectories.forRun(runDir);
         await(() -> Files.isDirectory(runDir.resolve("checkpoints")) && !store.committedSteps().isEmpty(), 120, "a checkpoint", out);
         for (String[] second : new String[][]{{"--resume", runDir.toString()}, {"--config", cfg.toString(), "--run-dir", runDir.toString()}}) {
             List<String> args = new ArrayList<>(List.of("train", "--synthetic-data", "--peak-tflops", "0.1"));

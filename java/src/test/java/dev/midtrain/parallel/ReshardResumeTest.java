@@ -1,7 +1,7 @@
 package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.data.SampleLog;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -74,7 +74,7 @@ class ReshardResumeTest {
                 }
             }
             // the resharded run checkpoints in its own layout, which resumes again
-            assertEquals(20L, CheckpointStore.forRun(run).committedSteps().get(CheckpointStore.forRun(run).committedSteps().size() - 1));
+            assertEquals(20L, StepDirectories.forRun(run).committedSteps().get(StepDirectories.forRun(run).committedSteps().size() - 1));
         }
     }
 
