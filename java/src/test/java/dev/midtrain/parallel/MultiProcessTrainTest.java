@@ -256,7 +256,7 @@ class MultiProcessTrainTest {
         assertTrue(out.contains("[rank 1] process 1 of 2: done at step " + steps), all);
         int perRank = Math.max(1, Runtime.getRuntime().availableProcessors() / 2);   // train.threads 0: the node's cores / 2 processes
         assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] model: ") && l.contains(", " + perRank + " threads per rank")), all);
-        List<Long> saved = CheckpointStore.forRun(runDir).committedSteps();
+        List<Long> saved = StepDirectories.forRun(runDir).committedSteps();
         assertEquals(steps, saved.get(saved.size() - 1), "the stop step was saved");
     }
 
