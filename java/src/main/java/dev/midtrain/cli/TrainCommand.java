@@ -23,6 +23,7 @@ import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
 import dev.midtrain.parallel.Launcher;
+import dev.midtrain.parallel.LauncherWatch;
 import dev.midtrain.parallel.Parallelism;
 import dev.midtrain.parallel.ProcessGroups;
 import dev.midtrain.parallel.TensorParallel;
@@ -117,6 +118,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        LauncherWatch.startIfLaunched(System.getenv(), System.in);            // under `midtrain launch`: stop if it dies
         Plan plan = null;
         try {
             Resolved run = resolveConfig();
@@ -207,14 +209,14 @@ public final class TrainCommand implements Callable<Integer> {
             init.requireMatches(cfg.model());
             init.checkTensors();
         }
-        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
+        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir, threadsOfProcess(tc, env));
         String attention = attentionPath(run);
         if (lead) {
             writeRunDir(run, dir, attention);
             if (verified != null) ShardVerifier.writeCache(dir.resolve(ShardVerifier.CACHE_FILE), verified);
         }
 
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
+        int threads = threadsOfProcess(tc, env);
         CpuBackend.setThreads(threads);
         PeakFlops.Peak peak;                                                    // table, or measured where no table applies
         if (run.gpu()) peak = gpuPeak;
@@ -252,15 +254,26 @@ public final class TrainCommand implements Callable<Integer> {
                 System.out.printf("process %d of %d: done at step %d%n", plan.env().procIndex(), plan.env().nprocs(), states.get(0).step);
             if (plan.lead()) {
                 TrainState s = states.get(0);
-                if (s.step < run.train().steps())
+                String why = stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
+                        : "a stop requested on another process";
+                if (s.step < run.train().steps() && checkpoints.noCheckpoints)
+                    System.out.printf("stopped at step %d (%s); no checkpoint (--no-checkpoints), so this run cannot be resumed%n", s.step, why);
+                else if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
-                                    : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
+                            why, ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
             }
         }
         return 0;
+    }
+
+    /**
+     * CPU threads of this process: train.threads, or (0 = auto) the node's cores divided by this run's processes on
+     * the node, so 4 processes of one rank get the same threads per rank as 4 rank threads in one process.
+     */
+    private static int threadsOfProcess(TrainConfig tc, LaunchEnv env) {
+        return tc.threads() > 0 ? tc.threads() : Math.max(1, Runtime.getRuntime().availableProcessors() / env.localProcesses(System.getenv()));
     }
 
     /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
@@ -383,10 +396,9 @@ public final class TrainCommand implements Callable<Integer> {
      * shards this run verified before and unchanged since are skipped): missing or corrupt prepared data and vocab
      * mismatches fail here, before the run directory exists. Returns what was verified (null when skipped).
      */
-    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir) {
+    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir, int threads) {
         TrainConfig tc = cfg.train();
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         ShardVerifier.Result v = noVerifyData ? null : ShardVerifier.verify(cfg.data(), dir.resolve(ShardVerifier.CACHE_FILE), threads, System.out);
         try (BlendedLoader l = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, cfg.parallel().dp())) {
             l.checkVocab(cfg.model().vocabSize());
