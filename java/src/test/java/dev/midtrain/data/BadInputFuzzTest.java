@@ -1,0 +1,254 @@
+package dev.midtrain.data;
+
+import dev.midtrain.cli.Cli;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Stream;
+import java.util.zip.GZIPOutputStream;
+
+import static dev.midtrain.data.TestData.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The bad inputs of issue 20, as a table: each row is an input (files written into a fresh directory, a command line)
+ * and either the one-line error it must get (exit code, the exact text after "midtrain: " with the temporary directory
+ * written as {@code $D}) or the exact reading it must get (exit 0 and a check of what was written). Every row runs the
+ * real CLI in-process; a refusal must print exactly one line on stderr and no stack trace.
+ */
+class BadInputFuzzTest {
+    @TempDir Path root;
+
+    /** Writes the row's files into {@code d}; returns the command line. */
+    interface Setup { String[] args(Path d) throws Exception; }
+
+    /** Checks an accepted input's result in {@code d}. */
+    interface Reading { void check(Path d, Cli.Run run) throws Exception; }
+
+    /** A refusal (reading == null: exit and message) or an exact reading (exit 0). */
+    record Row(String item, String name, Setup setup, int exit, String message, Reading reading) {}
+
+    static Row refused(String item, String name, int exit, String message, Setup s) { return new Row(item, name, s, exit, message, null); }
+
+    static Row read(String item, String name, Reading r, Setup s) { return new Row(item, name, s, 0, null, r); }
+
+    static final String TOK = TOKENIZER.toAbsolutePath().toString();
+
+    static String[] prepare(Path d, Path in, String... more) {
+        List<String> a = new ArrayList<>(List.of("prepare", "--source", "s", "--input", in.toString(), "--tokenizer", TOK,
+                "--out", d.resolve("out").toString(), "--no-progress", "--threads", "2"));
+        a.addAll(List.of(more));
+        return a.toArray(String[]::new);
+    }
+
+    static Path file(Path d, String name, String content) throws IOException {
+        return Files.writeString(d.resolve(name), content, StandardCharsets.UTF_8);
+    }
+
+    static Path bytes(Path d, String name, byte[]... parts) throws IOException {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        for (byte[] p : parts) b.write(p);
+        return Files.write(d.resolve(name), b.toByteArray());
+    }
+
+    static byte[] gzip(String s) throws IOException {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        try (OutputStream o = new GZIPOutputStream(b)) { o.write(s.getBytes(StandardCharsets.UTF_8)); }
+        return b.toByteArray();
+    }
+
+    static byte[] utf8(String s) { return s.getBytes(StandardCharsets.UTF_8); }
+
+    /** An Arrow IPC stream with a utf8 column "text" holding these raw bytes per row (valid UTF-8 or not). */
+    static Path arrowBytes(Path file, List<byte[]> rows) throws IOException {
+        try (var a = new org.apache.arrow.memory.RootAllocator(); var v = new org.apache.arrow.vector.VarCharVector("text", a);
+             var root = org.apache.arrow.vector.VectorSchemaRoot.of(v); var os = Files.newOutputStream(file);
+             var w = new org.apache.arrow.vector.ipc.ArrowStreamWriter(root, null, os)) {
+            w.start();
+            v.allocateNew(rows.size());
+            for (int i = 0; i < rows.size(); i++) v.setSafe(i, rows.get(i));
+            v.setValueCount(rows.size());
+            root.setRowCount(rows.size());
+            w.writeBatch();
+            w.end();
+        }
+        return file;
+    }
+
+    /** An Arrow IPC stream whose "text" column is dictionary-encoded with an int32 dictionary (not strings). */
+    static Path arrowIntDictionary(Path file) throws IOException {
+        try (var a = new org.apache.arrow.memory.RootAllocator(); var dv = new org.apache.arrow.vector.IntVector("dict", a)) {
+            dv.allocateNew(2);
+            dv.set(0, 10);
+            dv.set(1, 20);
+            dv.setValueCount(2);
+            var enc = new org.apache.arrow.vector.types.pojo.DictionaryEncoding(7L, false, new org.apache.arrow.vector.types.pojo.ArrowType.Int(32, true));
+            var provider = new org.apache.arrow.vector.dictionary.DictionaryProvider.MapDictionaryProvider();
+            var dictionary = new org.apache.arrow.vector.dictionary.Dictionary(dv, enc);
+            provider.put(dictionary);
+            try (var plain = new org.apache.arrow.vector.IntVector("text", a)) {
+                plain.allocateNew(3);
+                plain.set(0, 10);
+                plain.set(1, 20);
+                plain.set(2, 10);
+                plain.setValueCount(3);
+                try (var idx = (org.apache.arrow.vector.FieldVector) org.apache.arrow.vector.dictionary.DictionaryEncoder.encode(plain, dictionary);
+                     var r = new org.apache.arrow.vector.VectorSchemaRoot(List.of(idx.getField()), List.of(idx), 3);
+                     var os = Files.newOutputStream(file); var w = new org.apache.arrow.vector.ipc.ArrowStreamWriter(r, provider, os)) {
+                    w.start();
+                    w.writeBatch();
+                    w.end();
+                }
+            }
+        }
+        return file;
+    }
+
+    static int[] shards(Path d) throws IOException { return readAll(d.resolve("out")); }
+
+    static final String EMOJI = "\uD83D\uDE00";
+
+    static List<Row> rows() {
+        List<Row> t = new ArrayList<>();
+        // ---- 1. lone surrogates: refused as invalid text under their own reason, the same with both encoders
+        t.add(refused("1", "lone high surrogate (JSON escape) fails the run", 2,
+                "$D/s.jsonl:2: lone surrogate U+D800 at character 2 of the text (not valid Unicode; an unpaired \\u escape in JSON)"
+                        + " (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "s.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a \\ud800 b " + EMOJI + "\"}\n"))));
+        t.add(refused("1", "lone low surrogate at the end", 2,
+                "$D/s.jsonl:1: lone surrogate U+DC01 at character 5 of the text (not valid Unicode; an unpaired \\u escape in JSON)"
+                        + " (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "s.jsonl", "{\"text\": \"emoji\\udc01\"}\n"))));
+        for (String enc : List.of("auto", "hf"))
+            t.add(read("1", "--on-error skip counts lone_surrogate, keeps the emoji document exactly (--encoder " + enc + ")", (d, run) -> {
+                Manifest m = Manifest.read(d.resolve("out"));
+                assertEquals(java.util.Map.of("lone_surrogate", 1L), m.dropped());
+                assertEquals(2, m.documents());
+                RefBpe ref = new RefBpe(TOKENIZER);
+                assertArrayEquals(concat(List.of(withEos(ref.encode("a " + EMOJI + " b")), withEos(ref.encode("x \uD83E\uDDDA y")))), shards(d));
+            }, d -> prepare(d, file(d, "s.jsonl", "{\"text\": \"a " + EMOJI + " b\"}\n{\"text\": \"a \\ud800 b " + EMOJI + "\"}\n"
+                    + "{\"text\": \"x \\ud83e\\udddA y\"}\n"), "--on-error", "skip", "--encoder", enc)));
+
+        // ---- 2. decontamination: the 10-word and the 13-character windows at every position, across scripts
+        String ten = "the quick brown fox jumps over the lazy sleeping dog";
+        t.add(read("2", "10 English words then Han, Kana and Thai within 3 units are found (documents and benchmark items)", (d, run) -> {
+            Manifest m = Manifest.read(d.resolve("out"));
+            assertEquals(6L, m.dropped().get("decontaminated"), m.dropped().toString());
+            assertEquals(2, m.documents());
+            RefBpe ref = new RefBpe(TOKENIZER);
+            assertArrayEquals(concat(List.of(withEos(ref.encode("the quick brown fox jumps over the lazy sleeping 狗")),
+                    withEos(ref.encode("一二三四五六七八九十 then words")))), shards(d));
+        }, d -> prepare(d, file(d, "docs.jsonl", String.join("\n",
+                        "{\"text\": \"" + ten + " 漢\"}",                         // Han right after the 10th word
+                        "{\"text\": \"intro: " + ten + ", a b 字 more\"}",       // Han 3 units after
+                        "{\"text\": \"" + ten + " か\"}",                         // Kana
+                        "{\"text\": \"" + ten + " x ไทย\"}",                      // Thai
+                        "{\"text\": \"the quick brown fox jumps over the lazy sleeping 狗\"}",   // 9 words + Han: no 10-gram
+                        "{\"text\": \"yet another " + "one two three four five six seven eight nine ten" + "\"}",  // benchmark item ends in Han
+                        "{\"text\": \"前言一二三四五六七八九十十一十二十三后记\"}",           // 13 characters shared
+                        "{\"text\": \"一二三四五六七八九十 then words\"}") + "\n"),  // only 10 characters: not an n-gram
+                "--decontaminate", file(d, "bench.jsonl", String.join("\n",
+                        "{\"question\": \"" + ten + "\"}",
+                        "{\"question\": \"one two three four five six seven eight nine ten 漢字\"}",
+                        "{\"question\": \"一二三四五六七八九十十一十二十三\"}") + "\n").toString())));
+
+        // ---- 3. JSON Lines: one value per line, no duplicate keys, nothing after the gzip stream, long strings
+        t.add(refused("3", "two JSON values on a line", 2,
+                "$D/j.jsonl:1: malformed JSON: Trailing token (of type START_OBJECT) found after value (bound as `com.fasterxml.jackson.databind.JsonNode`):"
+                        + " not allowed as per `DeserializationFeature.FAIL_ON_TRAILING_TOKENS` (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"a\"}{\"text\":\"b\"}\n"))));
+        t.add(refused("3", "a word after the value", 2,
+                "$D/j.jsonl:2: malformed JSON: Unrecognized token 'trailing': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')"
+                        + " (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"w\"}\n{\"text\":\"x\"} trailing\n"))));
+        t.add(refused("3", "a trailing NUL", 2,
+                "$D/j.jsonl:1: malformed JSON: Illegal character ((CTRL-CHAR, code 0)): only regular white space (\\r, \\n, \\t) is allowed between tokens"
+                        + " (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"x\"}\u0000\n"))));
+        t.add(refused("3", "a duplicate key", 2,
+                "$D/j.jsonl:1: malformed JSON: Duplicate field 'text' (--on-error skip to skip such records)",
+                d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"a\",\"text\":\"b\"}\n"))));
+        t.add(refused("3", "a duplicate key in a nested object of a benchmark", 2,
+                "$D/b.jsonl:1: malformed JSON in benchmark: Duplicate field 'q'",
+                d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"a\"}\n"), "--decontaminate",
+                        file(d, "b.jsonl", "{\"question\": {\"q\": 1, \"q\": 2}}\n").toString())));
+        t.add(refused("3", "garbage after the end of the gzip stream", 2,
+                "$D/g.jsonl.gz: garbage after the end of the gzip stream at byte " + "$N" + " (not another gzip member)",
+                d -> prepare(d, bytes(d, "g.jsonl.gz", gzip("{\"text\":\"a\"}\n"), utf8("junk")))));
+        t.add(refused("3", "truncated second gzip member", 2,
+                "$D/g.jsonl.gz:2: truncated gzip stream (Unexpected end of ZLIB input stream)",
+                d -> {
+                    byte[] second = gzip("{\"text\":\"b\"}\n");
+                    return prepare(d, bytes(d, "g.jsonl.gz", gzip("{\"text\":\"a\"}\n"), Arrays.copyOf(second, second.length - 12)));
+                }));
+        t.add(read("3", "two gzip members (cat a.gz b.gz) are read whole", (d, run) -> {
+            RefBpe ref = new RefBpe(TOKENIZER);
+            assertArrayEquals(concat(List.of(withEos(ref.encode("a")), withEos(ref.encode("b")))), shards(d));
+        }, d -> prepare(d, bytes(d, "g.jsonl.gz", gzip("{\"text\":\"a\"}\n"), gzip("{\"text\":\"b\"}\n")))));
+        t.add(read("3", "whitespace after the value and CRLF are fine", (d, run) -> {
+            RefBpe ref = new RefBpe(TOKENIZER);
+            assertArrayEquals(concat(List.of(withEos(ref.encode("a")), withEos(ref.encode("b")))), shards(d));
+        }, d -> prepare(d, file(d, "j.jsonl", "{\"text\":\"a\"}  \t\r\n{\"text\":\"b\"}\n"))));
+        t.add(read("3", "a string over 20M characters reads as the same text in an Arrow row does", (d, run) -> {
+            int[] jsonl = shards(d);
+            String text = "ab ".repeat(6_700_001);
+            Path arrow = arrowBytes(d.resolve("long.arrow"), List.of(utf8(text)));
+            assertEquals(0, Cli.run(prepare(d.resolve("a"), arrow)).code());
+            assertArrayEquals(readAll(d.resolve("a/out")), jsonl);
+            assertTrue(jsonl.length > 6_000_000, "every word: " + jsonl.length);
+        }, d -> {
+            Files.createDirectories(d.resolve("a"));
+            return prepare(d, file(d, "long.jsonl", "{\"text\": \"" + "ab ".repeat(6_700_001) + "\"}\n"));
+        }));
+
+        // ---- 4. Arrow: invalid UTF-8 refused like in JSON Lines; the dictionary error names the file
+        t.add(refused("4", "invalid UTF-8 in an Arrow string", 2,
+                "$D/u.arrow: row 1: column \"text\": invalid UTF-8 (byte 3 of the value) (--on-error skip to skip such records)",
+                d -> prepare(d, arrowBytes(d.resolve("u.arrow"), List.of(utf8("fine"), new byte[]{'a', 'b', (byte) 0xC3, '('})))));
+        t.add(read("4", "invalid UTF-8 in an Arrow string is skipped and counted as invalid_utf8", (d, run) -> {
+            assertEquals(java.util.Map.of("invalid_utf8", 1L), Manifest.read(d.resolve("out")).dropped());
+            RefBpe ref = new RefBpe(TOKENIZER);
+            assertArrayEquals(concat(List.of(withEos(ref.encode("fine")), withEos(ref.encode("caf\u00e9")))), shards(d));
+        }, d -> prepare(d, arrowBytes(d.resolve("u.arrow"), List.of(utf8("fine"), new byte[]{(byte) 0xFF}, utf8("caf\u00e9"))), "--on-error", "skip")));
+        t.add(refused("4", "a dictionary column of integers names the file", 2,
+                "$D/d.arrow: column \"text\": dictionary 7 is Int(32, true), expected utf8 strings",
+                d -> prepare(d, arrowIntDictionary(d.resolve("d.arrow")))));
+        return t;
+    }
+
+    @TestFactory
+    Stream<DynamicTest> everyRowIsRefusedInOneLineOrReadExactly() {
+        return rows().stream().map(r -> DynamicTest.dynamicTest("item " + r.item() + ": " + r.name(), () -> {
+            Path d = Files.createDirectories(root.resolve("r" + Integer.toHexString(r.name().hashCode())));
+            Cli.Run run = Cli.run(r.setup().args(d));
+            String err = run.err().replace(d.toString(), "$D");
+            if (r.reading() != null) {
+                assertEquals(0, run.code(), err);
+                r.reading().check(d, run);
+                return;
+            }
+            List<String> lines = err.lines().filter(l -> !l.isBlank()).toList();
+            assertEquals(r.exit(), run.code(), err);
+            assertFalse(err.contains("\tat ") || err.contains("Exception"), "no stack trace: " + err);
+            String last = lines.isEmpty() ? "" : lines.get(lines.size() - 1);
+            assertTrue(last.startsWith("midtrain: "), err);
+            String want = r.message();
+            String got = last.substring("midtrain: ".length());
+            if (want.contains("$N")) {                                  // a byte offset computed by the writer
+                String re = java.util.regex.Pattern.quote(want).replace("$N", "\\E[0-9]+\\Q");
+                assertTrue(got.matches(re), got);
+            } else assertEquals(want, got);
+            assertEquals(1, lines.stream().filter(l -> l.startsWith("midtrain: ") && !l.startsWith("midtrain prepare: skipped")).count(), err);
+        }));
+    }
+}
