@@ -223,7 +223,66 @@ class BadInputFuzzTest {
         t.add(refused("4", "a dictionary column of integers names the file", 2,
                 "$D/d.arrow: column \"text\": dictionary 7 is Int(32, true), expected utf8 strings",
                 d -> prepare(d, arrowIntDictionary(d.resolve("d.arrow")))));
+
+        // ---- 5. configs: integers, quoted numbers, one document, no aliases, finite numbers, sizes that fit
+        t.add(refused("5", "train.steps: 1.5", 2, "$D/c.yaml: field train.steps: must be an integer, got 1.5",
+                d -> info(config(d, "  steps: 200", "  steps: 1.5"))));
+        t.add(refused("5", "--set train.steps=1.5", 2, "$D/c.yaml: field train.steps: must be an integer, got 1.5",
+                d -> info(config(d, "", ""), "--set", "train.steps=1.5")));
+        t.add(refused("5", "a quoted number", 2, "$D/c.yaml: field optimizer.lr: must be a number, got the string \"3.0e-3\" (quoted: remove the quotes)",
+                d -> info(config(d, "  lr: 3.0e-3", "  lr: \"3.0e-3\""))));
+        t.add(refused("5", "a quoted integer", 2, "$D/c.yaml: field model.dim: must be an integer, got the string \"128\" (quoted: remove the quotes)",
+                d -> info(config(d, "  dim: 128", "  dim: '128'"))));
+        t.add(refused("5", "a quoted boolean", 2, "$D/c.yaml: field model.tied_embeddings: must be true or false, got the string \"false\" (quoted: remove the quotes)",
+                d -> info(config(d, "  tied_embeddings: false", "  tied_embeddings: \"false\""))));
+        t.add(refused("5", "a second YAML document", 2,
+                "$D/c.yaml: a second YAML document at line 38 (a config is one document; remove the '---' and what follows, or merge it into the first)",
+                d -> info(config(d, "  keep_last: 2", "  keep_last: 2\n---\ntrain:\n  steps: 6"))));
+        t.add(refused("5", "a scalar alias", 2, "$D/c.yaml: field optimizer.min_lr: YAML alias *lr is not supported (write the value itself)",
+                d -> info(config(d, "  lr: 3.0e-3\n  min_lr: 3.0e-4", "  lr: &lr 3.0e-3\n  min_lr: *lr"))));
+        t.add(refused("5", ".nan", 2, "$D/c.yaml: field optimizer.lr: must be finite, got .nan",
+                d -> info(config(d, "  lr: 3.0e-3", "  lr: .nan"))));
+        t.add(refused("5", "--set .inf", 2, "--set optimizer.weight_decay: must be finite, got -.Inf",
+                d -> info(config(d, "", ""), "--set", "optimizer.weight_decay=-.Inf")));
+        t.add(refused("5", ".inf in a list", 2, "$D/c.yaml: field data.sources[1].weight: must be finite, got .inf",
+                d -> info(config(d, "path: data/prepared/knowedu, weight: 1.0", "path: data/prepared/knowedu, weight: .inf"))));
+        t.add(refused("5", "model.dim=1000000000 (info)", 2, "$D/c.yaml: field model.dim: 1000000000 makes one layer's attention weights 2.50e+18 parameters,"
+                        + " over the limit of 2^59 (5.8e17: 16 bytes of training state per parameter, counted in 64-bit bytes)",
+                d -> info(config(d, "", ""), "--set", "model.dim=1000000000")));
+        t.add(refused("5", "model.dim=1000000000 (train)", 2, "$D/c.yaml: field model.dim: 1000000000 makes one layer's attention weights 2.50e+18 parameters,"
+                        + " over the limit of 2^59 (5.8e17: 16 bytes of training state per parameter, counted in 64-bit bytes)",
+                d -> new String[]{"train", "--config", config(d, "", "").toString(), "--set", "model.dim=1000000000", "--synthetic-data",
+                        "--run-dir", d.resolve("run").toString()}));
+        t.add(refused("5", "vocab x dim over the limit", 2, "$D/c.yaml: field model.vocab_size: 2000000000 makes the embeddings 1.28e+18 parameters,"
+                        + " over the limit of 2^59 (5.8e17: 16 bytes of training state per parameter, counted in 64-bit bytes)",
+                d -> info(config(d, "", ""), "--set", "model.vocab_size=2000000000", "--set", "model.dim=320000000", "--set", "model.n_heads=10",
+                        "--set", "model.n_kv_heads=10", "--set", "model.ffn_dim=1")));
+        t.add(refused("5", "n_layers", 2, "$D/c.yaml: field model.n_layers: must be <= 4096 (the parameter layout lists every layer's tensors;"
+                        + " Llama-3 405B has 126), got 2000000000",
+                d -> info(config(d, "", ""), "--set", "model.n_layers=2000000000")));
+        t.add(refused("5", "a micro-batch over 2^31 tokens", 2, "$D/c.yaml: field train.micro_batch_seqs: 100000000 x (train.seq_len 128 + 1) = 12900000000"
+                        + " tokens in one micro-batch, over the limit of 2^31 - 9 (one Java int array)",
+                d -> info(config(d, "", ""), "--set", "train.micro_batch_seqs=100000000")));
+        t.add(read("5", "plain numbers, 3e-4 without a dot, and a --set number still read", (d, run) -> {
+            assertTrue(run.out().contains("optimizer.lr") || run.out().contains("parameters"), run.out());
+        }, d -> info(config(d, "  lr: 3.0e-3", "  lr: 3e-3"), "--set", "optimizer.min_lr=3e-4", "--set", "train.steps=10")));
         return t;
+    }
+
+    /** configs/tiny.yaml with {@code from} replaced by {@code to}, as $D/c.yaml. */
+    static Path config(Path d, String from, String to) throws IOException {
+        String text = Files.readString(Path.of("configs/tiny.yaml"));
+        if (!from.isEmpty()) {
+            assertTrue(text.contains(from), from);
+            text = text.replace(from, to);
+        }
+        return file(d, "c.yaml", text);
+    }
+
+    static String[] info(Path config, String... more) {
+        List<String> a = new ArrayList<>(List.of("info", "--config", config.toString()));
+        a.addAll(List.of(more));
+        return a.toArray(String[]::new);
     }
 
     @TestFactory
