@@ -266,7 +266,66 @@ class BadInputFuzzTest {
         t.add(read("5", "plain numbers, 3e-4 without a dot, and a --set number still read", (d, run) -> {
             assertTrue(run.out().contains("optimizer.lr") || run.out().contains("parameters"), run.out());
         }, d -> info(config(d, "  lr: 3.0e-3", "  lr: 3e-3"), "--set", "optimizer.min_lr=3e-4", "--set", "train.steps=10")));
+
+        // ---- 6. manifests: a 0-byte manifest.json is one line naming it; real ids checked against max_token_id at start
+        t.add(refused("6", "0-byte manifest, prepare --dedup-against", 2,
+                "$D/out/manifest.json: empty (0 bytes): not a complete midtrain prepare manifest (re-run midtrain prepare)",
+                d -> {
+                    preparedDir(d, "--dedup");
+                    Files.write(d.resolve("out/manifest.json"), new byte[0]);
+                    return prepare(d.resolve("second"), file(d, "t.jsonl", "{\"text\": \"more text\"}\n"), "--dedup-against", d.resolve("out").toString());
+                }));
+        t.add(refused("6", "0-byte manifest, train", 2,
+                "$D/out/manifest.json: empty (0 bytes): not a complete midtrain prepare manifest (re-run midtrain prepare)",
+                d -> {
+                    preparedDir(d);
+                    Files.write(d.resolve("out/manifest.json"), new byte[0]);
+                    return train(d);
+                }));
+        t.add(refused("6", "manifest.json holding a JSON array", 2,
+                "$D/out/manifest.json: not a JSON object: not a complete midtrain prepare manifest (re-run midtrain prepare)",
+                d -> {
+                    preparedDir(d);
+                    Files.writeString(d.resolve("out/manifest.json"), "[]\n");
+                    return train(d);
+                }));
+        t.add(refused("6", "max_token_id edited below the shard's ids: caught at train start by verification", 2,
+                "$D/out/shard-00000.arrow: holds token id $N above its manifest's max_token_id 299 (manifest edited or written by another tool; re-run midtrain prepare)",
+                d -> {                                  // end-of-text id 1, ids up to 450: only the manifest's maximum is wrong
+                    List<int[]> docs = new ArrayList<>();
+                    java.util.Random r = new java.util.Random(5);
+                    for (int i = 0; i < 40; i++) docs.add(concat(List.of(r.ints(30, 2, i == 17 ? 451 : 290).toArray(), new int[]{1})));
+                    Preparer.writeDocuments("s", d.resolve("out"), new Manifest.Tokenizer("t.json", "0".repeat(64), 512, "</s>", 1), docs, 256, 1 << 20);
+                    Path mf = d.resolve("out/manifest.json");
+                    Files.writeString(mf, Files.readString(mf).replaceAll("\"max_token_id\" : \\d+", "\"max_token_id\" : 299"));
+                    return train(d, "--set", "model.vocab_size=300");
+                }));
+        t.add(refused("6", "max_token_id over the model's vocabulary: refused at train start", 2,
+                "data source s: $D/out/shard-00000.arrow holds token id 511 >= model vocab_size 300 (prepared with tokenizer " + TOK + ")",
+                d -> {
+                    preparedDir(d);
+                    return train(d, "--set", "model.vocab_size=300", "--no-verify-data");
+                }));
         return t;
+    }
+
+    /** A small prepared directory $D/out (one shard). */
+    static void preparedDir(Path d, String... more) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        for (String doc : texts(3, 40, 60)) sb.append("{\"text\": ").append(json(doc)).append("}\n");
+        sb.append("{\"text\": \"<|end_of_text|> and <|begin_of_text|> as text\"}\n");
+        Cli.Run r = Cli.run(prepare(d, file(d, "docs.jsonl", sb.toString()), more));
+        assertEquals(0, r.code(), r.err());
+    }
+
+    /** `train` of configs/tiny.yaml on $D/out for 2 steps, run directory $D/run. */
+    static String[] train(Path d, String... more) throws IOException {
+        Path c = config(d, "    - {name: boostqa, path: data/prepared/boostqa, weight: 1.0}\n    - {name: knowedu, path: data/prepared/knowedu, weight: 1.0}",
+                "    - {name: s, path: " + d.resolve("out") + ", weight: 1.0}");
+        List<String> a = new ArrayList<>(List.of("train", "--config", c.toString(), "--run-dir", d.resolve("run").toString(), "--set", "train.steps=2",
+                "--set", "train.seq_len=16", "--set", "train.micro_batch_seqs=2", "--set", "train.global_batch_seqs=2", "--set", "train.eval_every_steps=0"));
+        a.addAll(List.of(more));
+        return a.toArray(String[]::new);
     }
 
     /** configs/tiny.yaml with {@code from} replaced by {@code to}, as $D/c.yaml. */
