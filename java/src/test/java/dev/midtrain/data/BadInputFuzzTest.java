@@ -35,12 +35,53 @@ class BadInputFuzzTest {
     /** Checks an accepted input's result in {@code d}. */
     interface Reading { void check(Path d, Cli.Run run) throws Exception; }
 
-    /** A refusal (reading == null: exit and message) or an exact reading (exit 0). */
-    record Row(String item, String name, Setup setup, int exit, String message, Reading reading) {}
+    /** Runs a row's command line (in-process by default; a child JVM for signals and file-size limits). */
+    interface Runner { Cli.Run run(Path d, String[] args) throws Exception; }
 
-    static Row refused(String item, String name, int exit, String message, Setup s) { return new Row(item, name, s, exit, message, null); }
+    /**
+     * A refusal (exit and message; {@code reading}, when set, then checks what is left) or an exact reading (exit 0).
+     * {@code message} null: the run must print no "midtrain: " line (a signal's own line is checked by the reading).
+     */
+    record Row(String item, String name, Setup setup, int exit, String message, Reading reading, Runner runner) {}
 
-    static Row read(String item, String name, Reading r, Setup s) { return new Row(item, name, s, 0, null, r); }
+    static Row refused(String item, String name, int exit, String message, Setup s) { return new Row(item, name, s, exit, message, null, null); }
+
+    static Row read(String item, String name, Reading r, Setup s) { return new Row(item, name, s, 0, null, r, null); }
+
+    /** The midtrain CLI in a child JVM, through bash (a ulimit, or {@code signal} sent once the staging directory exists). */
+    static Cli.Run child(Path d, String[] args, String ulimit, String signal) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("bash", "-c", (ulimit == null ? "" : ulimit + "; ") + "exec \"$@\"", "child",
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--add-opens=java.base/java.nio=ALL-UNNAMED", "-Xmx512m",
+                "-cp", System.getProperty("java.class.path"), "dev.midtrain.Main"));
+        cmd.addAll(List.of(args));
+        Path out = d.resolve("child.out"), err = d.resolve("child.err");
+        Process p = new ProcessBuilder(cmd).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+        if (signal != null) {
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            while (stages(d).isEmpty() && p.isAlive() && System.nanoTime() < deadline) Thread.sleep(20);
+            assertTrue(p.isAlive(), "prepare finished before the signal: " + Files.readString(err));
+            Thread.sleep(300);                                          // shards are being written
+            new ProcessBuilder("kill", "-" + signal, Long.toString(p.pid())).inheritIO().start().waitFor();
+        }
+        assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS), "child did not end");
+        return new Cli.Run(p.exitValue(), Files.readString(out), Files.readString(err));
+    }
+
+    /** The hidden staging and set-aside directories of prepare runs on $D/out. */
+    static List<Path> stages(Path d) throws IOException {
+        try (Stream<Path> s = Files.list(d)) {
+            return s.filter(p -> p.getFileName().toString().matches("\\.out\\.(prepare|old)-\\d+")).toList();
+        }
+    }
+
+    /** $D/slow.jsonl: 8 copies of the KnowEdu sample (9.5 MB: ~10 s of prepare on one thread). */
+    static Path slowInput(Path d) throws IOException {
+        byte[] one = Files.readAllBytes(Path.of("data/knowedu/sample.jsonl"));
+        try (OutputStream o = Files.newOutputStream(d.resolve("slow.jsonl"))) {
+            for (int i = 0; i < 8; i++) o.write(one);
+        }
+        return d.resolve("slow.jsonl");
+    }
 
     static final String TOK = TOKENIZER.toAbsolutePath().toString();
 
@@ -306,6 +347,41 @@ class BadInputFuzzTest {
                     preparedDir(d);
                     return train(d, "--set", "model.vocab_size=300", "--no-verify-data");
                 }));
+
+        // ---- 7. killed prepare: SIGTERM prints one line and removes its staging directory; SIGKILL's is removed next run
+        t.add(new Row("7", "SIGTERM during prepare: one line, staging removed, previous output intact", d -> {
+            preparedDir(d);
+            return prepare(d, slowInput(d));
+        }, 143, null, (d, run) -> {
+            assertEquals("midtrain prepare: interrupted; " + d.resolve("out") + " left as it was, staging directory removed", run.err().strip());
+            assertEquals(List.of(), stages(d));
+            assertEquals(41, Manifest.read(d.resolve("out")).documents(), "the previous output");
+        }, (d, a) -> child(d, a, null, "TERM")));
+        t.add(new Row("7", "SIGKILL during prepare leaves its staging directory", d -> prepare(d, slowInput(d)),
+                137, null, (d, run) -> {
+            assertEquals(1, stages(d).size(), "what SIGKILL leaves");
+            Cli.Run next = Cli.run(prepare(d, file(d, "small.jsonl", "{\"text\": \"small\"}\n")));
+            assertEquals(0, next.code(), next.err());
+            assertTrue(next.err().startsWith("midtrain prepare: removed " + d.resolve(".out.prepare-")), next.err());
+            assertTrue(next.err().contains(", left by an interrupted prepare (process "), next.err());
+            assertEquals(List.of(), stages(d), "the next run on the same --out removed it");
+            assertEquals(1, Manifest.read(d.resolve("out")).documents());
+        }, (d, a) -> child(d, a, null, "KILL")));
+        t.add(read("7", "a staging directory of a live process is left alone", (d, run) -> {
+            assertTrue(Files.isDirectory(d.resolve(".out.prepare-1")), "pid 1 is alive");
+        }, d -> {
+            Files.createDirectories(d.resolve(".out.prepare-1"));
+            return prepare(d, file(d, "small.jsonl", "{\"text\": \"small\"}\n"));
+        }));
+
+        // ---- 9. exit codes: a full disk (here a file-size limit) while writing is a runtime failure, exit 1
+        t.add(new Row("9", "write failure during prepare exits 1, previous output intact", d -> {
+            preparedDir(d);
+            return prepare(d, Path.of("data/knowedu/sample.jsonl").toAbsolutePath());
+        }, 1, "$D/.out.prepare-$N/.shard-00000.arrow.tmp: write failed: File too large", (d, run) -> {
+            assertEquals(List.of(), stages(d));
+            assertEquals(41, Manifest.read(d.resolve("out")).documents(), "the previous output");
+        }, (d, a) -> child(d, a, "ulimit -f 512", null)));
         return t;
     }
 
@@ -348,10 +424,18 @@ class BadInputFuzzTest {
     Stream<DynamicTest> everyRowIsRefusedInOneLineOrReadExactly() {
         return rows().stream().map(r -> DynamicTest.dynamicTest("item " + r.item() + ": " + r.name(), () -> {
             Path d = Files.createDirectories(root.resolve("r" + Integer.toHexString(r.name().hashCode())));
-            Cli.Run run = Cli.run(r.setup().args(d));
+            String[] args = r.setup().args(d);
+            Cli.Run run = r.runner() == null ? Cli.run(args) : r.runner().run(d, args);
             String err = run.err().replace(d.toString(), "$D");
-            if (r.reading() != null) {
+            if (r.exit() == 0) {
                 assertEquals(0, run.code(), err);
+                r.reading().check(d, run);
+                return;
+            }
+            if (r.message() == null) {
+                assertEquals(r.exit(), run.code(), err);
+                assertFalse(err.contains("\tat ") || err.contains("Exception"), "no stack trace: " + err);
+                assertFalse(err.contains("midtrain: "), err);
                 r.reading().check(d, run);
                 return;
             }
@@ -367,6 +451,7 @@ class BadInputFuzzTest {
                 assertTrue(got.matches(re), got);
             } else assertEquals(want, got);
             assertEquals(1, lines.stream().filter(l -> l.startsWith("midtrain: ") && !l.startsWith("midtrain prepare: skipped")).count(), err);
+            if (r.reading() != null) r.reading().check(d, run);
         }));
     }
 }
