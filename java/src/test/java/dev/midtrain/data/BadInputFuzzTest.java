@@ -374,6 +374,27 @@ class BadInputFuzzTest {
             return prepare(d, file(d, "small.jsonl", "{\"text\": \"small\"}\n"));
         }));
 
+        // ---- 8. non-finite runs: skipped steps write no checkpoint and count no tokens; all skipped is exit 1
+        t.add(new Row("8", "every step non-finite with on_nonfinite: skip", d -> new String[]{"train", "--config", config(d, "", "").toString(),
+                "--synthetic-data", "--run-dir", d.resolve("run").toString(), "--set", "train.init_std=1e30", "--set", "train.on_nonfinite=skip",
+                "--set", "train.steps=3", "--set", "train.seq_len=16", "--set", "train.micro_batch_seqs=2", "--set", "train.global_batch_seqs=2",
+                "--set", "train.eval_every_steps=0", "--set", "checkpoint.every_steps=1"}, 1,
+                "all 3 steps of this run (to step 3) were skipped as non-finite; no checkpoint was written and no token counted:"
+                        + " check the data, the learning rate and train.init_std", (d, run) -> {
+            try (Stream<Path> files = Files.walk(d.resolve("run"))) {
+                assertEquals(List.of(), files.filter(p -> p.getFileName().toString().matches("step[-_]?\\d+|latest|COMMITTED|.*\\.safetensors")).toList(),
+                        "no checkpoint of a skipped step");
+            }
+            List<String> metrics = Files.readAllLines(d.resolve("run/metrics.jsonl"));
+            assertEquals(3, metrics.size());
+            for (String l : metrics) {
+                var j = new com.fasterxml.jackson.databind.ObjectMapper().readTree(l);
+                assertTrue(j.get("skipped_step").asBoolean(), l);
+                assertEquals(0, j.get("tokens").asLong(), "tokens_trained: " + l);
+            }
+            assertTrue(Files.readString(d.resolve("run/metrics.jsonl")).contains("\"tokens_per_source\":{}"), "no source counted a token");
+        }, null));
+
         // ---- 9. exit codes: a full disk (here a file-size limit) while writing is a runtime failure, exit 1
         t.add(new Row("9", "write failure during prepare exits 1, previous output intact", d -> {
             preparedDir(d);
