@@ -81,11 +81,6 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
 
     private static long plus(long a, long b) { return a > Long.MAX_VALUE - b ? Long.MAX_VALUE : a + b; }
 
-    /** This config with {@code rs} as its RoPE scaling. */
-    public ModelConfig withRopeScaling(RopeScaling rs) {
-        return new ModelConfig(vocabSize, dim, nLayers, nHeads, nKvHeads, ffnDim, ropeTheta, normEps, maxSeqLen, tiedEmbeddings, rs);
-    }
-
     /**
      * RoPE inverse frequencies, double[HD/2]: {@code theta^(-2i/HD)}, then {@link RopeScaling#apply} when set. Computed
      * once here; the model turns them into the cos/sin tables that the CPU and CUDA rope kernels both read.
