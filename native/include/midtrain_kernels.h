@@ -71,6 +71,12 @@ int MT_FN(floatx_bytes)(void);
 /* Threads the calling thread's later kernels may use: the CPU implementation sets OpenMP's per-thread team size
  * (each tensor-parallel rank thread calls it for itself); n < 1 is MT_ERR_ARG. The CUDA implementation ignores it. */
 int MT_FN(set_num_threads)(int n);
+/* out[n] = a one-line NUL-terminated description of this implementation as it runs in this process, for test logs
+ * and benchmark records (truncated to n - 1 bytes; n < 1 or out NULL is MT_ERR_ARG). CPU: the OpenBLAS version, the
+ * kernel set (core type) it selected for this processor, its threads, and the OpenMP threads and vector path of the
+ * hand-written kernels. CUDA: the current device's name and compute capability. Results of the same computation can
+ * differ in their last bits between kernel sets (OpenBLAS's AVX2 and AVX-512 sgemm round differently): name it. */
+int MT_FN(describe)(char* out, int64_t n);
 
 /* --------------------------------------------------------------------------------------- fill / copy / cast */
 

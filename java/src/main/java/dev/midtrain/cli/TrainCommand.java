@@ -174,7 +174,7 @@ public final class TrainCommand implements Callable<Integer> {
             try (Backend probe = Backend.open("cuda", 0)) {
                 deviceBytes = probe.deviceMemoryBytes();
                 gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
-                if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
+                if (lead) System.out.printf("device: %s, %s%n", probe.describe(), MemoryPlan.gib(deviceBytes));
             }
         }
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.

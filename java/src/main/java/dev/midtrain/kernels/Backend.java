@@ -33,14 +33,27 @@ public interface Backend extends Kernels, AutoCloseable {
     /** "cpu" or "cuda". */
     String name();
 
-    /** What runs the kernels, for logs: the GPU's name as the driver reports it, or "cpu (N threads)". */
-    String deviceName();
-
     /** Memory of the backend's own device in bytes (CUDA: the GPU's), 0 on the CPU, whose memory is the host's. */
     long deviceMemoryBytes();
 
     /** Bytes of one compute element (floatX): 4 on CPU, 2 on CUDA. */
     int floatxBytes();
+
+    /**
+     * One line naming what computes here (the kernel ABI's {@code describe}): on CPU the OpenBLAS kernel set chosen
+     * for this processor and the thread counts, on CUDA the device. Logged by tests and benchmarks, since the last
+     * bits of a result depend on it.
+     */
+    String describe();
+
+    /** The NUL-terminated string at the start of {@code buf} (BytePointer.getString reads to its limit instead). */
+    static String cString(org.bytedeco.javacpp.BytePointer buf) {
+        byte[] b = new byte[(int) buf.capacity()];
+        buf.get(b);
+        int n = 0;
+        while (n < b.length && b[n] != 0) n++;
+        return new String(b, 0, n, java.nio.charset.StandardCharsets.UTF_8);
+    }
 
     // ------------------------------------------------------------------------------------------------ memory
 

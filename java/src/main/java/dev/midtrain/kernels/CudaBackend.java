@@ -108,10 +108,17 @@ public final class CudaBackend extends CudaKernels implements Backend {
     }
 
     @Override public String name() { return "cuda"; }
+
+    @Override public String describe() {
+        try (org.bytedeco.javacpp.BytePointer buf = new org.bytedeco.javacpp.BytePointer(512)) {
+            check(mt_cuda_describe(buf.address(), 512), "describe");
+            return Backend.cString(buf) + "; attention " + attentionPath(1, 1, 128) + " at head dim 128";
+        }
+    }
     @Override public int floatxBytes() { return 2; }
 
     /** The device's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3". */
-    @Override public String deviceName() { return deviceName; }
+    public String deviceName() { return deviceName; }
 
     public int device() { return device; }
 

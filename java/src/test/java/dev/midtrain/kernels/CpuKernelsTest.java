@@ -115,6 +115,8 @@ class CpuKernelsTest {
             }
         long viaLinear = k.poisoned(M * N);                              // Backend.linear: the same kernel up to 512 rows
         backend.linear(viaLinear, pa, pw, M, N, K);
+        // exact on any x86-64 processor (AVX2 or AVX-512 micro-kernel, see ThreadCountDeterminismTest): linear_forward
+        // sums each element over k in one fixed order whatever its row or column position, thread or panel
         assertBitwise("CpuBackend.linear", got, k.get(viaLinear, M * N));
         int n0 = N / 3, n = N - n0;                                      // the weight rows n0.. alone, all input rows
         long cols = k.poisoned(M * n);

@@ -65,6 +65,7 @@ class ReshardResumeTest {
                 double na = ref.get(i).get("grad_norm").asDouble(), nb = got.get(i).get("grad_norm").asDouble();
                 assertEquals(ref.get(i).get("tokens_per_source"), got.get(i).get("tokens_per_source"), what + " step " + (i + 1));
                 if (same) {
+                    // same layout resumed: the same computation as the uninterrupted run, exact on any processor
                     assertEquals(Double.doubleToRawLongBits(a), Double.doubleToRawLongBits(b), what + " step " + (i + 1) + " loss bit for bit");
                     assertEquals(Double.doubleToRawLongBits(na), Double.doubleToRawLongBits(nb), what + " step " + (i + 1) + " grad norm bit for bit");
                 } else {
