@@ -187,8 +187,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (run.gpu()) {
             try (Backend probe = Backend.open("cuda", 0)) {
                 deviceBytes = probe.deviceMemoryBytes();
-                gpuPeak = peakTflops != null ? new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops") : PeakFlops.gpu(probe, probe.deviceName());
-                if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
+                gpuPeak = peakTflops != null ? new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops") : PeakFlops.gpu(probe, ((dev.midtrain.kernels.CudaBackend) probe).deviceName());
+                if (lead) System.out.printf("device: %s, %s%n", probe.describe(), MemoryPlan.gib(deviceBytes));
             }
         }
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
