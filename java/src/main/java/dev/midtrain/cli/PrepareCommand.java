@@ -16,10 +16,12 @@ import java.util.concurrent.Callable;
 @Command(name = "prepare", mixinStandardHelpOptions = true,
         description = {"Tokenize one data source into Arrow IPC shards plus manifest.json for training.",
                 "Inputs: JSON Lines (plain or .gz) with a text field, question/answer fields (+ discipline, grade, difficulty),",
-                "or token ids; Hugging Face datasets Arrow files with a text or input_ids column."})
+                "or token ids; Hugging Face datasets Arrow files and Parquet files (a Hub dataset directory: its data/*.parquet)",
+                "with a text, question/answer or input_ids column."})
 public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--source", required = true, description = "source name recorded in the manifest (e.g. boostqa)") String source;
-    @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow), read in order") List<Path> inputs;
+    @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow, .parquet) or Hugging Face Hub dataset directories (data/*.parquet), read in order") List<Path> inputs;
+    @Option(names = "--split", defaultValue = "train", description = "split taken from a dataset directory input (default: ${DEFAULT-VALUE})") String split;
     @Option(names = "--tokenizer", required = true, description = "Hugging Face tokenizer.json") Path tokenizer;
     @Option(names = "--out", required = true, description = "output directory (a previous prepare output there is replaced)") Path out;
     @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;
@@ -53,7 +55,7 @@ public final class PrepareCommand implements Callable<Integer> {
             throw new UserError("--qa-template: must contain {question} and {answer}, got " + qaTemplate);
         if (!encoder.equals("auto") && !encoder.equals("hf")) throw new UserError("--encoder: auto or hf, got " + encoder);
         int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
-        Preparer.Options opt = new Preparer.Options(source, inputs, tokenizer, out, format == null ? null : Inputs.Format.parse(format),
+        Preparer.Options opt = new Preparer.Options(source, Inputs.expand(inputs, split), tokenizer, out, format == null ? null : Inputs.Format.parse(format),
                 textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
                 !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
                 dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
