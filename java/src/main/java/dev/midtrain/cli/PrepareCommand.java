@@ -5,6 +5,7 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.data.Inputs;
 import dev.midtrain.data.MinHashDedup;
 import dev.midtrain.data.Preparer;
+import dev.midtrain.data.SlicedPrepare;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -45,6 +46,9 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--dedup-against", arity = "1..*", description = "prepared directories (made with --dedup) whose documents count as seen: dedup across sources")
     List<Path> dedupAgainst = List.of();
     @Option(names = "--encoder", defaultValue = "auto", description = "auto (default): the built-in byte-level BPE when tokenizer.json has Llama-3's layout (the ids of Hugging Face tokenizers, about 10x faster; see data/README.md), Hugging Face tokenizers via DJL otherwise; hf: always Hugging Face tokenizers via DJL") String encoder;
+    @Option(names = "--num-shards", description = "prepare in N processes/nodes: this process runs the slice --shard-index (inputs k with k mod N = index) into OUT.slices/, then one --merge writes OUT (byte-identical to one process)") Integer numShards;
+    @Option(names = "--shard-index", description = "which slice this process runs, 0 .. N-1 (e.g. $SLURM_ARRAY_TASK_ID)") Integer shardIndex;
+    @Option(names = "--merge", description = "with --num-shards: merge the slices' units into OUT (global near-duplicate removal, one manifest)") boolean merge;
     @Option(names = "--no-progress", description = "no progress bar (it is shown only on a terminal anyway)") boolean noProgress;
 
     @Override
@@ -60,7 +64,16 @@ public final class PrepareCommand implements Callable<Integer> {
                 !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
                 dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
                 encoder.equals("hf"));
-        Preparer.run(opt, System.err);
+        if (numShards == null) {
+            if (shardIndex != null || merge) throw new UserError((merge ? "--merge" : "--shard-index") + ": needs --num-shards");
+            Preparer.run(opt, System.err);
+        } else if (merge) {
+            if (shardIndex != null) throw new UserError("--merge: takes no --shard-index (it merges all slices)");
+            SlicedPrepare.merge(opt, numShards, System.err);
+        } else {
+            if (shardIndex == null) throw new UserError("--num-shards: give --shard-index I (run slice I) or --merge");
+            SlicedPrepare.runSlice(opt, numShards, shardIndex, System.err);
+        }
         return 0;
     }
 

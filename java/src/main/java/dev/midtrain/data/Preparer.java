@@ -87,6 +87,7 @@ public final class Preparer {
                     List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null, false);
         }
 
+        public Options withInputs(List<Path> in) { return new Options(source, in, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
         public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
         public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
         public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
@@ -299,6 +300,7 @@ public final class Preparer {
     private int bosId = -1;
     private final List<Manifest.Duplicate> duplicates = new ArrayList<>();
     private long nearDuplicates;
+    private SlicedPrepare.UnitWriter unit;          // prepare --num-shards: kept documents go here, dedup is the merge's
 
     private Preparer(Options opt, PrintStream err) {
         this.opt = opt;
@@ -310,6 +312,16 @@ public final class Preparer {
         try (Tok tok = Tok.open(opt.tokenizer(), opt.eosToken())) {
             return new Preparer(opt, err).run(tok);
         }
+    }
+
+    /**
+     * One input file of a sliced prepare ({@link SlicedPrepare}): reads, cleans, decontaminates, MinHash-signs and
+     * tokenizes {@code opt.inputs()} (one file) into {@code unit}, dropping no near-duplicate; writes no shard.
+     */
+    static void runUnit(Options opt, PrintStream err, Tok tok, SlicedPrepare.UnitWriter unit) {
+        Preparer p = new Preparer(opt, err);
+        p.unit = unit;
+        p.run(tok);
     }
 
     /** As {@link #run(Options, PrintStream)} with an already loaded tokenizer (opt.tokenizer() must be its file). */
@@ -331,7 +343,7 @@ public final class Preparer {
             }
             if (opt.dedup() != null) {
                 dedup = new MinHashDedup(opt.dedup());
-                dedup.loadAgainst();
+                if (unit == null) dedup.loadAgainst();
                 dedup.startSource(opt.source());
             }
             AtomicFiles.deleteTree(stage);
@@ -399,6 +411,10 @@ public final class Preparer {
                     }
                 }
                 if (interrupted) Thread.currentThread().interrupt();
+            }
+            if (unit != null) {
+                unit.finish(inputs.get(0), dropped, errors, removedPerBench);
+                return null;
             }
             if (documents == 0)
                 throw new UserError(opt.source() + ": no documents kept from " + opt.inputs() + " (dropped: " + dropped + ")");
@@ -518,7 +534,8 @@ public final class Preparer {
                 for (int b = 0; b < removedPerBench.length; b++) if ((d.benchMask() >>> b & 1) != 0) removedPerBench[b]++;
                 continue;
             }
-            if (d.signature() != null) {                                       // in input order: the first copy is kept
+            if (unit != null) unit.add(d.tokens(), d.signature(), d.where());
+            else if (d.signature() != null) {                                  // in input order: the first copy is kept
                 MinHashDedup.Match mt = dedup.find(d.signature());
                 if (mt != null) {
                     dropped.merge("near_duplicate", 1L, Long::sum);
@@ -528,7 +545,7 @@ public final class Preparer {
                 }
                 dedup.add(d.signature(), (int) documents);
             }
-            writer.append(d.tokens(), 0, d.tokens().length);
+            if (unit == null) writer.append(d.tokens(), 0, d.tokens().length);
             documents++;
             tokens += d.tokens().length;
             docsPerInput[input]++;
