@@ -22,7 +22,7 @@ import java.util.concurrent.Callable;
 public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--source", required = true, description = "source name recorded in the manifest (e.g. boostqa)") String source;
     @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow, .parquet) or Hugging Face Hub dataset directories (data/*.parquet), read in order") List<Path> inputs;
-    @Option(names = "--split", defaultValue = "train", description = "split taken from a dataset directory input (default: ${DEFAULT-VALUE})") String split;
+    @Option(names = "--split", description = "split taken from a dataset directory input (default: train when it has one, else every Parquet file)") String split;
     @Option(names = "--tokenizer", required = true, description = "Hugging Face tokenizer.json") Path tokenizer;
     @Option(names = "--out", required = true, description = "output directory (a previous prepare output there is replaced)") Path out;
     @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;

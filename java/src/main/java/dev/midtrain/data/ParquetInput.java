@@ -46,8 +46,9 @@ final class ParquetInput {
     /**
      * Inputs with every directory replaced by its Parquet files of {@code split}, sorted by path: {@code DIR/data/**}
      * when DIR has a data/ folder (the Hub layout), else {@code DIR/**} (hidden folders such as .cache are skipped).
-     * A file belongs to split S when its name starts with "S-" or "S." or a folder on its path is named S. Files are
-     * kept as given; a path that does not exist is left for the reader's "not found" error.
+     * A file belongs to split S when its name starts with "S-" or "S." or a folder on its path is named S. With
+     * {@code split} null: the train split's files when there are any, else all (e.g. FineWeb-Edu's sample/10BT/*.parquet).
+     * Files are kept as given; a path that does not exist is left for the reader's "not found" error.
      */
     static List<Path> expand(List<Path> inputs, String split) {
         List<Path> out = new ArrayList<>();
@@ -66,7 +67,8 @@ final class ParquetInput {
                 throw new UserError(in + ": cannot list the dataset directory: " + e.getMessage());
             }
             if (all.isEmpty()) throw new UserError(in + ": a directory input must hold Parquet files (data/*.parquet, as huggingface-cli download writes them); found none");
-            List<Path> mine = all.stream().filter(p -> inSplit(root.relativize(p), split)).toList();
+            List<Path> mine = all.stream().filter(p -> inSplit(root.relativize(p), split == null ? "train" : split)).toList();
+            if (mine.isEmpty() && split == null) mine = all;
             if (mine.isEmpty()) {
                 TreeSet<String> seen = new TreeSet<>();
                 for (Path p : all) seen.add(splitOf(root.relativize(p)));

@@ -117,6 +117,12 @@ class ParquetInputTest {
         assertEquals(List.of(hub.resolve("data/train-00000-of-00002.parquet"), hub.resolve("data/train-00001-of-00002.parquet")),
                 Inputs.expand(List.of(hub), "train"));
         assertEquals(List.of(hub.resolve("data/test-00000-of-00001.parquet")), Inputs.expand(List.of(hub), "test"));
+        assertEquals(Inputs.expand(List.of(hub), "train"), Inputs.expand(List.of(hub), null), "default: train when there is one");
+        Path flat = Files.createDirectories(tmp.resolve("sample/10BT"));                     // FineWeb-Edu's sample layout: no splits
+        for (String n : List.of("001_00000.parquet", "000_00001.parquet", "000_00000.parquet"))
+            Files.copy(DIR.resolve("text-none.parquet"), flat.resolve(n));
+        assertEquals(List.of(flat.resolve("000_00000.parquet"), flat.resolve("000_00001.parquet"), flat.resolve("001_00000.parquet")),
+                Inputs.expand(List.of(tmp.resolve("sample/10BT")), null));
         Path file = DIR.resolve("text.jsonl");
         assertEquals(List.of(file), Inputs.expand(List.of(file), "train"));
         UserError e = assertThrows(UserError.class, () -> Inputs.expand(List.of(hub), "validation"));
