@@ -127,8 +127,9 @@ class ParquetInputTest {
         assertEquals(List.of(file), Inputs.expand(List.of(file), "train"));
         UserError e = assertThrows(UserError.class, () -> Inputs.expand(List.of(hub), "validation"));
         assertEquals(hub + ": no Parquet file of split \"validation\" (--split); files there belong to [test, train]", e.getMessage());
-        UserError none = assertThrows(UserError.class, () -> Inputs.expand(List.of(tmp), "train"));
-        assertTrue(none.getMessage().startsWith(tmp + ": a directory input must hold Parquet files"), none.getMessage());
+        Path empty = Files.createDirectories(tmp.resolve("empty"));
+        UserError none = assertThrows(UserError.class, () -> Inputs.expand(List.of(empty), "train"));
+        assertTrue(none.getMessage().startsWith(empty + ": a directory input must hold Parquet files"), none.getMessage());
 
         Manifest j = prepare("jsonl", opts("jsonl", List.of(file)));
         Manifest h = prepare("hub", opts("hub", Inputs.expand(List.of(hub), "train")));
