@@ -2,6 +2,7 @@ package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
 
+import dev.midtrain.data.EmbeddingDecontaminator;
 import dev.midtrain.data.Inputs;
 import dev.midtrain.data.MinHashDedup;
 import dev.midtrain.data.Preparer;
@@ -27,6 +28,10 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, description = "output directory (a previous prepare output there is replaced)") Path out;
     @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;
     @Option(names = "--decontaminate", arity = "1..*", description = "benchmark JSONL files: drop documents sharing a 10-gram with them") List<Path> benchmarks = List.of();
+    @Option(names = "--decontaminate-embeddings", description = "also drop documents whose sentence embedding is within --embedding-threshold cosine similarity of a --decontaminate item (paraphrases; see data/README.md)") boolean embeddings;
+    @Option(names = "--embedding-threshold", defaultValue = "0.75", description = "cosine similarity that makes a document contaminated (default: ${DEFAULT-VALUE})") double embeddingThreshold;
+    @Option(names = "--embedding-model", description = "ONNX sentence-embedding model (default: the bundled all-MiniLM-L6-v2, English); with --embedding-tokenizer") Path embeddingModel;
+    @Option(names = "--embedding-tokenizer", description = "the --embedding-model's tokenizer.json") Path embeddingTokenizer;
     @Option(names = "--on-error", defaultValue = "fail", description = "malformed record: fail (default) or skip (counted in the manifest)") String onError;
     @Option(names = "--qa-template", defaultValue = "Question: {question}\\nAnswer: {answer}",
             description = "QA rendering; {question}, {answer}, {discipline}, {grade}, {difficulty} or any field; \\n = newline (default: ${DEFAULT-VALUE})") String qaTemplate;
@@ -63,7 +68,10 @@ public final class PrepareCommand implements Callable<Integer> {
                 textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
                 !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
                 dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
-                encoder.equals("hf"));
+                encoder.equals("hf"),
+                embeddings ? new EmbeddingDecontaminator.Params(embeddingModel, embeddingTokenizer, embeddingThreshold) : null);
+        if (!embeddings && (embeddingModel != null || embeddingTokenizer != null))
+            throw new UserError("--embedding-model/--embedding-tokenizer: need --decontaminate-embeddings");
         if (numShards == null) {
             if (shardIndex != null || merge) throw new UserError((merge ? "--merge" : "--shard-index") + ": needs --num-shards");
             Preparer.run(opt, System.err);

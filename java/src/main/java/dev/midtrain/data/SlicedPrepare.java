@@ -100,7 +100,8 @@ public final class SlicedPrepare {
                     .append(o.textField()).append('\0').append(o.idsField()).append('\0').append(o.qaTemplate()).append('\0')
                     .append(o.eosToken()).append('\0').append(o.bosToken()).append('\0').append(o.parseSpecialTokens()).append('\0')
                     .append(o.hfEncoder()).append('\0').append(o.skipErrors()).append('\0')
-                    .append(o.dedup() == null ? "nodedup" : "shingle=" + o.dedup().shingle()).append('\0');
+                    .append(o.dedup() == null ? "nodedup" : "shingle=" + o.dedup().shingle()).append('\0')
+                    .append(o.embeddings()).append('\0');
             for (Path b : o.benchmarks()) sb.append(b).append('=').append(AtomicFiles.sha256(b)).append('\0');
             sb.append(in).append('\0').append(Files.size(in)).append('\0').append(Files.getLastModifiedTime(in).toMillis());
             return HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(sb.toString().getBytes(StandardCharsets.UTF_8)));
@@ -154,7 +155,8 @@ public final class SlicedPrepare {
             }
         }
 
-        void finish(Manifest.Input input, Map<String, Long> dropped, List<String> errors, long[] removedPerBench) {
+        void finish(Manifest.Input input, Map<String, Long> dropped, List<String> errors, long[] removedPerBench, List<Manifest.EmbeddingPair> pairs,
+                    Manifest.Embeddings embedding) {
             try {
                 out.flush();
                 AtomicFiles.Written w = pending.commit();
@@ -164,6 +166,8 @@ public final class SlicedPrepare {
                 j.set("dropped", JSON.valueToTree(new TreeMap<>(dropped)));
                 j.set("errors", JSON.valueToTree(errors));
                 j.set("removedPerBenchmark", JSON.valueToTree(removedPerBench));
+                j.set("embeddingPairs", JSON.valueToTree(pairs));
+                j.set("embedding", JSON.valueToTree(embedding));             // the model's facts (its counts are the merge's)
                 AtomicFiles.writeBytes(work.resolve(unitName(k) + ".json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(j));
             } catch (IOException e) {
                 throw new java.io.UncheckedIOException(work + ": " + e.getMessage(), e);
@@ -209,6 +213,7 @@ public final class SlicedPrepare {
             long[] removed = new long[opt.benchmarks().size()];
             List<Manifest.Input> inputs = new ArrayList<>();
             List<Manifest.Duplicate> duplicates = new ArrayList<>();
+            List<Manifest.EmbeddingPair> pairs = new ArrayList<>();
             long documents = 0, tokens = 0, nearDuplicates = 0;
             List<Manifest.ShardFile> shards;
             try (ShardWriter writer = new ShardWriter(stage, opt.batchTokens(), opt.shardTokens(), alloc)) {
@@ -218,6 +223,8 @@ public final class SlicedPrepare {
                     u.path("dropped").fields().forEachRemaining(e -> dropped.merge(e.getKey(), e.getValue().asLong(), Long::sum));
                     for (JsonNode e : u.path("errors")) if (errors.size() < Preparer.MAX_ERRORS_KEPT) errors.add(e.asText());
                     for (int b = 0; b < removed.length; b++) removed[b] += u.path("removedPerBenchmark").path(b).asLong();
+                    for (JsonNode e : u.path("embeddingPairs"))
+                        if (pairs.size() < Preparer.MAX_EMBEDDING_PAIRS_LISTED) pairs.add(JSON.treeToValue(e, Manifest.EmbeddingPair.class));
                     Path docs = work.resolve(unitName(k) + ".docs");
                     if (Files.size(docs) != u.path("docsBytes").asLong())
                         throw new UserError(docs + ": " + Files.size(docs) + " bytes, its unit says " + u.path("docsBytes").asLong()
@@ -267,7 +274,13 @@ public final class SlicedPrepare {
                     Manifest.Benchmark x = decon.benchmarks().get(b);
                     bs.add(new Manifest.Benchmark(x.file(), x.sha256(), x.items(), x.ngrams(), removed[b]));
                 }
-                dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs);
+                Manifest.Embeddings em = null;
+                if (opt.embeddings() != null) {
+                    Manifest.Embeddings e = JSON.treeToValue(units.get(0).path("embedding"), Manifest.Embeddings.class);
+                    em = new Manifest.Embeddings(e.model(), e.modelSha256(), e.threshold(), e.windowTokens(), e.strideTokens(), e.items(),
+                            dropped.getOrDefault("decontaminated_embedding", 0L), List.copyOf(pairs));
+                }
+                dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs, em);
             }
             Manifest.Dedup dd = null;
             if (dedup != null) {

@@ -149,8 +149,7 @@ class ParquetInputTest {
         assertFalse(Files.exists(tmp.resolve("cut")));
 
         Path f = DIR.resolve("text-snappy.parquet");
-        Preparer.Options o = new Preparer.Options("typ", List.of(f), TOKENIZER, tmp.resolve("typ"), Inputs.Format.TEXT, "id", "input_ids",
-                Preparer.DEFAULT_QA_TEMPLATE, Preparer.DEFAULT_EOS, List.of(), true, 1, 64, 512, false, null, false, null, false);
+        Preparer.Options o = opts("typ", List.of(f)).withFormat(Inputs.Format.TEXT).withTextField("id");
         UserError t = assertThrows(UserError.class, () -> Preparer.run(o, quiet));
         assertEquals(f + ": column \"id\" has type BIGINT, expected strings (Parquet BYTE_ARRAY annotated STRING/UTF8)", t.getMessage());
 
