@@ -40,6 +40,8 @@ import java.util.function.BiFunction;
  *                                                        booster.min_accepted_tier rejected)
  *   refine    generated.jsonl       -> refined.jsonl     solvable? answer regenerated step by step, consistent?
  *                                                        judged grade and difficulty; `prepare --format qa` input
+ *   balance   refined.jsonl         -> balanced.jsonl    target shares per discipline x tier: caps, repeats, deficits
+ *                                                        with the seeds to generate more from ({@link Balance})
  * </pre>
  * Each model stage writes accepted records to its output and rejected ones to STAGE.rejects.jsonl (with the reason),
  * both append-only and fsync'd per record ({@link JsonlLog}); a rerun skips ids present in either, so a crash costs
@@ -49,7 +51,7 @@ import java.util.function.BiFunction;
  * usage. Each stage run appends its counters to stats.jsonl.
  */
 public final class Pipeline {
-    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "report");
+    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "balance", "report");
 
     private final SynthConfig cfg;
     private final Path templatesDir, configDir, work;

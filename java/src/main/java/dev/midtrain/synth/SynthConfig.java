@@ -33,9 +33,10 @@ import static dev.midtrain.config.Check.require;
  * @param curate         seed curation: minimum length and the benchmarks to decontaminate against
  * @param grades         grade roles requested from the generator, in order (names defined in grades.yaml)
  * @param templatesDir   directory with the prompt templates (relative to the config file)
+ * @param balance        target shares of the balance stage (absent: uniform over disciplines and tiers)
  */
 public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Booster booster, Stage refine,
-                          Curate curate, List<String> grades, String templatesDir) {
+                          Curate curate, List<String> grades, String templatesDir, Balance balance) {
     public static final List<String> TIERS = List.of("H1", "H2", "H3", "H4", "H5");
 
     public SynthConfig {
@@ -49,6 +50,37 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
         grades = List.copyOf(grades);
         require(grades.stream().distinct().count() == grades.size(), "grades", "duplicate grade in " + grades);
         if (templatesDir == null) templatesDir = ".";
+        if (balance == null) balance = new Balance(null, null, null, null, null);
+    }
+
+    /**
+     * The balance stage ({@link dev.midtrain.synth.Balance}).
+     *
+     * @param total        records in balanced.jsonl (0: as many as refined.jsonl holds)
+     * @param disciplines  share per discipline (normalized; absent: uniform over the disciplines in refined.jsonl);
+     *                     a discipline not listed gets none
+     * @param tiers        share per tier H1..H5 (normalized; absent: uniform)
+     * @param maxRepeat    a cell short of its target repeats its records up to this many times each (1: caps only)
+     * @param seed         which records a capped cell keeps
+     */
+    public record Balance(Long total, Map<String, Double> disciplines, Map<String, Double> tiers, Integer maxRepeat, Long seed) {
+        public Balance {
+            if (total == null) total = 0L;
+            require(total >= 0, "balance.total", "must be >= 0 (0 = as many as refined), got " + total);
+            disciplines = disciplines == null ? Map.of() : Map.copyOf(disciplines);
+            for (var e : disciplines.entrySet())
+                require(e.getValue() != null && e.getValue() >= 0, "balance.disciplines." + e.getKey(), "must be >= 0, got " + e.getValue());
+            require(disciplines.isEmpty() || disciplines.values().stream().anyMatch(v -> v > 0), "balance.disciplines", "at least one share must be > 0");
+            tiers = tiers == null ? Map.of() : Map.copyOf(tiers);
+            for (var e : tiers.entrySet()) {
+                require(TIERS.contains(e.getKey()), "balance.tiers", "only H1..H5 are tiers, got " + e.getKey());
+                require(e.getValue() != null && e.getValue() >= 0, "balance.tiers." + e.getKey(), "must be >= 0, got " + e.getValue());
+            }
+            require(tiers.isEmpty() || tiers.values().stream().anyMatch(v -> v > 0), "balance.tiers", "at least one share must be > 0");
+            if (maxRepeat == null) maxRepeat = 1;
+            require(maxRepeat >= 1, "balance.max_repeat", "must be >= 1, got " + maxRepeat);
+            if (seed == null) seed = 0L;
+        }
     }
 
     /**
