@@ -45,7 +45,7 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
         require(generate != null, "generate", "is required");
         require(booster != null, "booster", "is required");
         require(refine != null, "refine", "is required");
-        if (curate == null) curate = new Curate(null, null, null, null);
+        if (curate == null) curate = new Curate(null, null, null, null, null, null, null);
         require(grades != null && !grades.isEmpty(), "grades", "at least one grade is required");
         grades = List.copyOf(grades);
         require(grades.stream().distinct().count() == grades.size(), "grades", "duplicate grade in " + grades);
@@ -190,8 +190,14 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
      * @param nearDuplicateThreshold  MinHash estimated Jaccard similarity at or above which a seed is a near-duplicate
      *                                of one kept before (near_duplicate); 0 = exact duplicates only
      * @param shingle                 units per MinHash shingle
+     * @param embeddingThreshold      also drop a seed whose sentence embedding is within this cosine similarity of a
+     *                                decontaminate item (contaminated_embedding; 0 = off), as `prepare
+     *                                --decontaminate-embeddings`
+     * @param embeddingModel          ONNX model for it (relative to the config file; absent: the bundled all-MiniLM-L6-v2)
+     * @param embeddingTokenizer      that model's tokenizer.json
      */
-    public record Curate(Integer minWords, List<String> decontaminate, Double nearDuplicateThreshold, Integer shingle) {
+    public record Curate(Integer minWords, List<String> decontaminate, Double nearDuplicateThreshold, Integer shingle,
+                         Double embeddingThreshold, String embeddingModel, String embeddingTokenizer) {
         public Curate {
             if (minWords == null) minWords = 8;
             require(minWords >= 0, "curate.min_words", "must be >= 0, got " + minWords);
@@ -201,6 +207,9 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
                     "must be in [0, 1] (0 = off), got " + nearDuplicateThreshold);
             if (shingle == null) shingle = 5;
             require(shingle >= 1, "curate.shingle", "must be >= 1, got " + shingle);
+            if (embeddingThreshold == null) embeddingThreshold = 0.0;
+            require(embeddingThreshold >= 0 && embeddingThreshold <= 1, "curate.embedding_threshold", "must be in [0, 1] (0 = off), got " + embeddingThreshold);
+            require((embeddingModel == null) == (embeddingTokenizer == null), "curate.embedding_model", "give embedding_model and embedding_tokenizer together");
         }
     }
 
