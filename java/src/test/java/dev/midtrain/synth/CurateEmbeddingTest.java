@@ -29,8 +29,9 @@ class CurateEmbeddingTest {
         Files.write(bench, List.of(JsonlLog.JSON.createObjectNode().put("question", rows.get(4).get("question").asText()).toString(),
                 JsonlLog.JSON.createObjectNode().put("question", rows.get(8).get("question").asText()).toString()));
         String yaml = Files.readString(Path.of("configs/synthesis/boostqa.yaml"))
-                .replace("decontaminate: [../../data/benchmarks/sample_bench.jsonl]", "decontaminate: [" + bench + "]\n  embedding_threshold: 0.75");
-        assertTrue(yaml.contains("embedding_threshold"));
+                .replace("decontaminate: [../../data/benchmarks/sample_bench.jsonl]", "decontaminate: [" + bench + "]")
+                .replace("embedding_threshold: 0 ", "embedding_threshold: 0.75 ");
+        assertTrue(yaml.contains("embedding_threshold: 0.75 ") && yaml.contains(bench.toString()), yaml);
         Path cfgFile = tmp.resolve("boostqa.yaml");
         Files.writeString(cfgFile, yaml);
         Path seeds = tmp.resolve("seeds-in.jsonl");
