@@ -1,9 +1,23 @@
 /* Meta, fill, copy and cast kernels of the CUDA implementation (floatX = bf16). */
 #include "mt_cuda.cuh"
+#include <cstdio>
 
 extern "C" int MT_FN(backend_id)(void) { return 1; }
 extern "C" int MT_FN(floatx_bytes)(void) { return (int)sizeof(floatX); }
 extern "C" int MT_FN(set_num_threads)(int n) { return n < 1 ? MT_ERR_ARG : MT_OK; }   /* host threads: nothing to set */
+
+extern "C" int MT_FN(describe)(char* out, int64_t n) {
+    if (!out || n < 1) return MT_ERR_ARG;
+    int dev = 0;
+    cudaDeviceProp p;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) {
+        snprintf(out, (size_t)n, "CUDA: no usable device");
+        return MT_OK;
+    }
+    snprintf(out, (size_t)n, "CUDA device %d: %s, compute capability %d.%d, %d SMs", dev, p.name, p.major, p.minor,
+             p.multiProcessorCount);
+    return MT_OK;
+}
 
 /* x[n] = value, grid-stride. */
 __global__ void mt_fill_f32_kernel(float* x, float value, int64_t n) {

@@ -21,6 +21,9 @@ import java.util.regex.Pattern;
  *       KernelException naming the kernel;</li>
  *   <li>TimedKernels: Kernels around another Kernels, reporting each call's wall time.</li>
  * </ul>
+ * and, from every {@code #define MT_NAME value} / {@code #define MT_NAME(args) expression} of the header (the status
+ * codes, scratch sizes and other limits), KernelAbi: a constant or a static method per macro, the C expression with
+ * {@code (size_t)} read as {@code (long)}, the macro's comment as its javadoc, and {@code describe(status)}.
  */
 public final class KernelBindings {
     record Param(String cType, String name) {
@@ -52,6 +55,54 @@ public final class KernelBindings {
         write(out.resolve("CpuKernels.java"), impl(fns, "Cpu", "cpu"));
         write(out.resolve("CudaKernels.java"), impl(fns, "Cuda", "cuda"));
         write(out.resolve("TimedKernels.java"), timed(fns));
+        write(out.resolve("KernelAbi.java"), abi(parseDefines(Files.readString(header, StandardCharsets.UTF_8))));
+    }
+
+    /** A {@code #define MT_...} of the header: its name, argument list (null for an object-like macro), body and comment. */
+    record Define(String name, List<String> args, String body, String comment) {
+        String javaBody() {
+            String j = body.replace("(size_t)", "(long)");
+            if (!j.matches("[\\w\\s()*+\\-/%]+")) throw new IllegalArgumentException(name + ": cannot translate '" + body + "' to Java");
+            return j;
+        }
+        boolean isLong() { return body.contains("size_t"); }
+        /** MT_ERR_ARG -> ERR_ARG; MT_RMSNORM_BWD_SCRATCH_FLOATS(N, C) -> rmsnormBwdScratchFloats */
+        String javaName() { return args == null ? name.substring(3) : camel(name.substring(3).toLowerCase(), false); }
+    }
+
+    static List<Define> parseDefines(String h) {
+        List<Define> out = new ArrayList<>();
+        Matcher m = Pattern.compile("(?m)^#define\\s+(MT_\\w+)(\\(([^)]*)\\))?[ \\t]+(.+?)[ \\t]*(/\\*(.*?)\\*/)?[ \\t]*$").matcher(h);
+        while (m.find()) {
+            if (m.group(1).equals("MT_FN")) continue;
+            List<String> args = m.group(2) == null ? null : List.of(m.group(3).replaceAll("\\s", "").split(","));
+            out.add(new Define(m.group(1), args, m.group(4).trim(), m.group(6) == null ? "" : m.group(6).trim()));
+        }
+        if (out.stream().noneMatch(d -> d.name().equals("MT_OK"))) throw new IllegalArgumentException("no #define MT_OK found");
+        return out;
+    }
+
+    static String abi(List<Define> defs) {
+        StringBuilder s = new StringBuilder(GENERATED + "package dev.midtrain.kernels;\n\n"
+                + "/**\n * The macros of native/include/midtrain_kernels.h: status codes, the scratch sizes some kernels need from the\n"
+                + " * caller (in floats), and limits. Sizes are {@code long} (size_t in C).\n */\npublic final class KernelAbi {\n"
+                + "    private KernelAbi() {}\n");
+        for (Define d : defs) {
+            s.append("\n    /** {@code ").append(d.name()).append(d.args() == null ? "" : "(" + String.join(", ", d.args()) + ")").append("}")
+                    .append(d.comment().isEmpty() ? "" : ": " + html(d.comment())).append(" */\n");
+            if (d.args() == null)
+                s.append("    public static final ").append(d.isLong() ? "long " : "int ").append(d.javaName()).append(" = ").append(d.javaBody()).append(";\n");
+            else
+                s.append("    public static long ").append(d.javaName()).append('(').append(join(d.args(), a -> "long " + a))
+                        .append(") { return ").append(d.javaBody()).append("; }\n");
+        }
+        s.append("\n    /** A status code as the header names and explains it, e.g. \"MT_ERR_ARG: a size or pointer argument is invalid ...\". */\n")
+                .append("    public static String describe(int status) {\n        return switch (status) {\n");
+        for (Define d : defs)
+            if (d.args() == null && (d.name().equals("MT_OK") || d.name().startsWith("MT_ERR_")))
+                s.append("            case ").append(d.javaName()).append(" -> \"").append(d.name())
+                        .append(d.comment().isEmpty() ? "" : ": " + d.comment().replace("\\", "\\\\").replace("\"", "\\\"")).append("\";\n");
+        return s.append("            default -> \"status \" + status;\n        };\n    }\n}\n").toString();
     }
 
     static List<Fn> parse(String h) {

@@ -120,6 +120,11 @@ static void gather_tile_rows(float* dst, int ld, const floatX* src, size_t tstri
                   tstride, nt, HD, s);
 }
 
+int MT_FN(attention_path)(int NH, int NKV, int HD, int aligned16) {
+    (void)aligned16;
+    return attn_check(0, 0, NH, NKV, HD) ? MT_ATTN_PATH_ONE : MT_ERR_ARG;
+}
+
 /* out[B,T,NH,HD] (=), lse[B,NH,T] (=). Online softmax per query row, one rescale per key block. */
 int MT_FN(attention_forward)(floatX* out, float* lse, const floatX* qkv,
                              int B, int T, int NH, int NKV, int HD, void* stream) {

@@ -1,5 +1,10 @@
 /* Meta, fill, copy and cast kernels of the CPU implementation (floatX = float). */
+#define _GNU_SOURCE
 #include "mt_cpu.h"
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 
@@ -9,6 +14,33 @@ int MT_FN(floatx_bytes)(void) { return (int)sizeof(floatX); }
 int MT_FN(set_num_threads)(int n) {
     if (n < 1) return MT_ERR_ARG;
     omp_set_num_threads(n);
+    return MT_OK;
+}
+
+/* OpenBLAS is loaded by the Java side (its JavaCPP preset), not linked here: find it among the loaded objects and
+ * ask it for its core type, without making this library depend on it. */
+static int find_openblas(struct dl_phdr_info* info, size_t size, void* data) {
+    (void)size;
+    if (info->dlpi_name && strstr(info->dlpi_name, "libopenblas")) {
+        *(const char**)data = info->dlpi_name;
+        return 1;
+    }
+    return 0;
+}
+
+int MT_FN(describe)(char* out, int64_t n) {
+    if (!out || n < 1) return MT_ERR_ARG;
+    const char* path = NULL;
+    dl_iterate_phdr(find_openblas, &path);
+    void* lib = path ? dlopen(path, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+    char* (*corename)(void) = lib ? (char* (*)(void))dlsym(lib, "openblas_get_corename") : NULL;
+    char* (*config)(void) = lib ? (char* (*)(void))dlsym(lib, "openblas_get_config") : NULL;
+    int (*threads)(void) = lib ? (int (*)(void))dlsym(lib, "openblas_get_num_threads") : NULL;
+    const int avx512 = __builtin_cpu_supports("avx512f") && !getenv("MT_NO_AVX512");   /* as linear.c decides */
+    snprintf(out, (size_t)n, "%s, sgemm kernels for %s, %d threads; hand-written kernels: %d OpenMP threads, "
+             "linear_forward %s", config ? config() : "OpenBLAS (not loaded)", corename ? corename() : "(unknown)",
+             threads ? threads() : 0, omp_get_max_threads(), avx512 ? "AVX-512" : "AVX2");
+    if (lib) dlclose(lib);                                                 /* NOLOAD: drops only our reference */
     return MT_OK;
 }
 

@@ -51,9 +51,9 @@ typedef void floatX;
 extern "C" {
 #endif
 
-#define MT_OK            0
+#define MT_OK            0   /* success */
 #define MT_ERR_ARG      -1   /* a size or pointer argument is invalid (negative size, NULL where required) */
-#define MT_ERR_RANGE    -2   /* a token id is outside [0, V) (CPU implementation only, see above) */
+#define MT_ERR_RANGE    -2   /* a token id is outside [0, V) (checked by the CPU implementation only) */
 #define MT_ERR_LAUNCH   -3   /* the CUDA launch failed (cudaGetLastError != cudaSuccess) */
 #define MT_ERR_UNSUPPORTED -4 /* this implementation does not support these sizes (CUDA attention: HD > 256) */
 
@@ -71,6 +71,12 @@ int MT_FN(floatx_bytes)(void);
 /* Threads the calling thread's later kernels may use: the CPU implementation sets OpenMP's per-thread team size
  * (each tensor-parallel rank thread calls it for itself); n < 1 is MT_ERR_ARG. The CUDA implementation ignores it. */
 int MT_FN(set_num_threads)(int n);
+/* out[n] = a one-line NUL-terminated description of this implementation as it runs in this process, for test logs
+ * and benchmark records (truncated to n - 1 bytes; n < 1 or out NULL is MT_ERR_ARG). CPU: the OpenBLAS version, the
+ * kernel set (core type) it selected for this processor, its threads, and the OpenMP threads and vector path of the
+ * hand-written kernels. CUDA: the current device's name and compute capability. Results of the same computation can
+ * differ in their last bits between kernel sets (OpenBLAS's AVX2 and AVX-512 sgemm round differently): name it. */
+int MT_FN(describe)(char* out, int64_t n);
 
 /* --------------------------------------------------------------------------------------- fill / copy / cast */
 
@@ -137,6 +143,15 @@ int MT_FN(attention_forward)(floatX* out, float* lse, const floatX* qkv,
 int MT_FN(attention_backward)(floatX* dqkv, float* scratch, const floatX* dout, const floatX* qkv,
                               const floatX* out, const float* lse,
                               int B, int T, int NH, int NKV, int HD, void* stream);
+
+#define MT_ATTN_PATH_ONE         0   /* the implementation has one attention path (CPU) */
+#define MT_ATTN_PATH_TENSOR_CORE 1   /* CUDA: FlashAttention-2 tiles on the tensor cores (HD 64, 128; aligned tensors) */
+#define MT_ATTN_PATH_SIMPLE      2   /* CUDA: one warp per row (any even HD <= 256, or MT_CUDA_ATTN=simple) */
+/* Which implementation attention_forward and attention_backward run for these sizes, when every tensor they get is
+ * 16-byte aligned (aligned16 != 0; the engine's tensors are 256-byte aligned) or some is not (aligned16 == 0): an
+ * MT_ATTN_PATH_* value, or the MT_ERR_* code they would return. Reads the environment as they do (CUDA:
+ * MT_CUDA_ATTN=simple). A query: no tensor, no stream. */
+int MT_FN(attention_path)(int NH, int NKV, int HD, int aligned16);
 
 /* Inference: attention of Tq new tokens per sequence against a key/value cache (prefill, then decode with Tq = 1).
  * Sequence b's new tokens sit at positions pos[b] .. pos[b]+Tq-1; pos: int32[B] in the backend's memory, the caller

@@ -1,9 +1,10 @@
 package dev.midtrain.bench;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.infer.InferenceModel;
 import dev.midtrain.infer.Sampler;
+import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
 
@@ -36,7 +37,7 @@ public final class BatchDecodeBenchmark {
         int maxB = 1;
         for (String b : bs) maxB = Math.max(maxB, Integer.parseInt(b.trim()));
         SplittableRandom r = new SplittableRandom(1234);
-        try (CpuBackend be = new CpuBackend(); HostFloats w = HostFloats.allocate(layout.numel())) {
+        try (Backend be = Backend.open("cpu", 0); HostFloats w = HostFloats.allocate(layout.numel())) {
             for (ParamLayout.Tensor t : layout.tensors())
                 for (long i = 0; i < t.numel(); i++) w.put(t.offset() + i, t.shape().length == 1 ? 1f : (float) (0.02 * r.nextGaussian()));
             try (InferenceModel model = new InferenceModel(be, layout, w, Math.max(promptLen, maxB) * maxB, maxB)) {

@@ -2,7 +2,7 @@ package dev.midtrain.bench;
 
 import dev.midtrain.common.UserError;
 
-import dev.midtrain.kernels.CudaBackend;
+import dev.midtrain.kernels.Backend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -25,7 +25,7 @@ public final class BenchCommand implements Callable<Integer> {
         @Override
         public Integer call() {
             if (!backend.equals("cpu") && !backend.equals("cuda")) throw new UserError("--backend: must be cpu or cuda, got " + backend);
-            if (backend.equals("cuda")) CudaBackend.open(0).close();      // no usable GPU: one line on stderr, exit 1
+            if (backend.equals("cuda")) Backend.open(backend, 0).close();   // no usable GPU: one line on stderr, exit 1
             return KernelBench.run(backend, System.out);
         }
     }

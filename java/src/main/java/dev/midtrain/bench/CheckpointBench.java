@@ -1,12 +1,12 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.common.AtomicFiles;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.config.ConfigLoader;
@@ -42,17 +42,17 @@ public final class CheckpointBench {
         AtomicFiles.deleteTree(dir);
         try (HostFloats p = HostFloats.allocate(n); HostFloats mm = HostFloats.allocate(n); HostFloats v = HostFloats.allocate(n)) {
             for (long i = 0; i < n; i++) { float x = (float) Math.sin(i * 0.001); p.put(i, x); mm.put(i, x * 1e-3f); v.put(i, x * x * 1e-6f); }
-            CheckpointStore store = CheckpointStore.forRun(dir.resolve("run"));
+            StepDirectories store = StepDirectories.forRun(dir.resolve("run"));
             TrainState one = new TrainState(cfg.train().seed());
             one.step = 1;
             StateFile st = new StateFile(one, 0, ConfigLoader.toYaml(cfg), "bench", 1, 1, null, null);
             double gb = 12e-9 * n;
             long t0 = System.nanoTime();
-            Path step = store.save(st, List.of(new CheckpointStore.RankState(l, p, mm, v)), 1, 0);
+            Path step = store.save(st, List.of(new StepDirectories.RankState(l, p, mm, v)), 1, 0);
             double s = (System.nanoTime() - t0) / 1e9;
             System.out.printf("step save (params+m+v fp32, fsync, SHA-256): %.2f s, %.2f GB/s%n", s, gb / s);
             t0 = System.nanoTime();
-            try (StepCheckpoint ck = StepCheckpoint.open(step, true)) {
+            try (CommittedStep ck = CommittedStep.open(step, true)) {
                 double o = (System.nanoTime() - t0) / 1e9;
                 System.out.printf("open + SHA-256 verification: %.2f s, %.2f GB/s%n", o, gb / o);
                 t0 = System.nanoTime();

@@ -1,7 +1,6 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.kernels.Backend;
-import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.kernels.CpuNative;
 import dev.midtrain.parallel.Communicator.Dtype;
 import dev.midtrain.parallel.LaunchEnv;
@@ -23,7 +22,7 @@ public final class CommBench {
 
     public static void main(String[] args) {
         int n = Integer.parseInt(args[0]), p = Integer.parseInt(args[1]), port = Integer.parseInt(args[2]);
-        new CpuBackend().close();                                 // loads the native kernels (add, copy)
+        Backend.open("cpu", 0).close();                                 // loads the native kernels (add, copy)
         LaunchEnv env = new LaunchEnv(LaunchEnv.Source.FLAGS, n, p, 1, 0, "127.0.0.1", port);
         try (TcpWorld world = TcpWorld.start(env, null, Duration.ofSeconds(120), true)) {
             int[] members = new int[n];

@@ -1,8 +1,8 @@
 package dev.midtrain.bench;
 
-import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.HostFloats;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.StepDirectories;
+import dev.midtrain.kernels.HostFloats;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.train.TrainState;
 import dev.midtrain.common.AtomicFiles;
@@ -44,10 +44,10 @@ public final class DistCheckpointBench {
         ParamLayout l = ParamLayout.of(cfg.model(), 1, 0, List.of("norm"));
         long n = l.numel();
         double gb = 12e-9 * n;                                    // params + m + v, fp32, of the whole step
-        List<CheckpointStore.RankState> mine = new ArrayList<>();
+        List<StepDirectories.RankState> mine = new ArrayList<>();
         int per = ranks / procs;
         for (int d = proc * per; d < (proc + 1) * per; d++) {
-            OptimizerShard w = CheckpointStore.window(n, ranks, d);
+            OptimizerShard w = StepDirectories.window(n, ranks, d);
             HostFloats p = HostFloats.allocate(w.count()), m = HostFloats.allocate(w.count()), v = HostFloats.allocate(w.count());
             float[][] c = new float[3][1 << 20];
             for (long done = 0; done < w.count(); done += c[0].length) {
@@ -60,13 +60,13 @@ public final class DistCheckpointBench {
                 m.copyFrom(HostFloats.wrap(c[1]), 0, done, k);
                 v.copyFrom(HostFloats.wrap(c[2]), 0, done, k);
             }
-            mine.add(new CheckpointStore.RankState(l, d, ranks, p, m, v));
+            mine.add(new StepDirectories.RankState(l, d, ranks, p, m, v));
         }
         TrainState one = new TrainState(cfg.train().seed());
         one.step = 1;
         StateFile st = new StateFile(one, 0, ConfigLoader.toYaml(cfg), "bench", 1, ranks, null, null);
-        CheckpointStore store = CheckpointStore.forRun(dir.resolve("run"));
-        CheckpointStore.Part part = procs == 1 ? CheckpointStore.Part.SOLE : new CheckpointStore.Part(proc, procs, Duration.ofMinutes(10));
+        StepDirectories store = StepDirectories.forRun(dir.resolve("run"));
+        StepDirectories.Part part = procs == 1 ? StepDirectories.Part.SOLE : new StepDirectories.Part(proc, procs, Duration.ofMinutes(10));
 
         long go = startTogether(dir, "save", proc, procs);
         store.savePart(st, mine, part, 1, 0);
@@ -75,15 +75,15 @@ public final class DistCheckpointBench {
 
         Path step = store.stepDir(1);
         go = startTogether(dir, "load", proc, procs);
-        try (StepCheckpoint ck = StepCheckpoint.openForRanks(step); HostFloats p = HostFloats.allocate(n)) {
-            for (CheckpointStore.RankState r : mine) ck.loadRank(l, r.window(), p, r.m(), r.v());
+        try (CommittedStep ck = CommittedStep.openForRanks(step); HostFloats p = HostFloats.allocate(n)) {
+            for (StepDirectories.RankState r : mine) ck.loadRank(l, r.window(), p, r.m(), r.v());
         }
         long loaded = finishTogether(dir, "load", proc, procs);
         if (proc == 0) {
             System.out.printf("load  %d process(es), %d rank(s): %.2f GB in %.2f s, %.2f GB/s (warm page cache; each rank reads the whole weight slab: %.2f GB read)%n",
                     procs, ranks, gb, (loaded - go) / 1e3, gb / ((loaded - go) / 1e3), (8e-9 + 4e-9 * ranks) * n);
         }
-        for (CheckpointStore.RankState r : mine) { r.params().close(); r.m().close(); r.v().close(); }
+        for (StepDirectories.RankState r : mine) { r.params().close(); r.m().close(); r.v().close(); }
     }
 
     /** Process 0 names a start time 2 s ahead (file {@code phase.go}); everyone sleeps until then. */

@@ -1,5 +1,6 @@
 package dev.midtrain.bench;
 
+import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
 
 /**
@@ -19,7 +20,7 @@ public final class GemmBench {
                 "2048:256:256:N:T", "2048:256:256:N:N", "256:256:2048:T:N",       // o
                 "1024:512:256:N:T", "1024:256:512:N:N", "512:256:1024:T:N"};      // head (chunk 1024)
         int reps = Integer.parseInt(System.getenv().getOrDefault("MT_REPS", "5"));
-        try (CpuBackend be = new CpuBackend()) {
+        try (Backend be = Backend.open("cpu", 0)) {
             for (String s : shapes) {
                 String[] p = s.split(":");
                 int M = Integer.parseInt(p[0]), N = Integer.parseInt(p[1]), K = Integer.parseInt(p[2]);

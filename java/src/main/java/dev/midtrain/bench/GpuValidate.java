@@ -1,6 +1,7 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.KernelAbi;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
@@ -45,6 +46,18 @@ public final class GpuValidate {
     static final double TOL_ATTN_BWD = 3e-2;
     static final double TOL_F32 = 1e-5;
     static final double TOL_GEMM_X = 1e-2;
+
+    /**
+     * The functions of native/include/midtrain_kernels.h that have no case here, and why. Every other function of the
+     * header has at least one case (CpuValidationHarnessTest checks both lists against the header).
+     */
+    static final Map<String, String> NOT_COMPARED = Map.of(
+            "backend_id", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
+            "floatx_bytes", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
+            "set_num_threads", "the CPU implementation's OpenMP team size; the CUDA implementation ignores it",
+            "describe", "a description for logs (CPU: OpenBLAS core type; CUDA: device), not a computation; DescribeTest checks the CPU one",
+            "attention_path", "a query without tensors; the attention cases run both CUDA paths (HD 64/128 aligned: tensor cores;"
+                    + " HD 16/32/96 and views off alignment: simple)");
 
     private GpuValidate() {}
 
@@ -109,12 +122,12 @@ public final class GpuValidate {
                 default -> { out.println("unknown argument " + args[a] + "; usage: GpuValidate [--against cpu] [--only SUBSTRING]"); return 2; }
             }
         }
-        Backend ref = new CpuBackend();
+        Backend ref = Backend.open("cpu", 0);
         Backend dev;
         String devName;
         try {
-            if (againstCpu) { dev = new CpuBackend(); devName = "cpu (harness self-test)"; }
-            else { CudaBackend cb = CudaBackend.open(0); dev = cb; devName = cb.deviceName(); }
+            dev = Backend.open(againstCpu ? "cpu" : "cuda", 0);
+            devName = againstCpu ? "cpu (harness self-test)" : dev.deviceName();
         } catch (KernelException e) {
             out.println("GpuValidate: " + e.getMessage());
             ref.close();
@@ -278,7 +291,7 @@ public final class GpuValidate {
                     .run((b, a) -> b.rmsnormForward(a.get("out"), a.get("rstd"), a.get("inp"), a.get("weight"), N, C, eps)));
             cs.add(new Case("rmsnorm_backward", shape).inX("dout", gauss(seed++, N * C, 1)).inX("inp", x).inX("weight", w).inF("rstd", rstd)
                     .accX("dinp", gauss(seed++, N * C, 1), TOL_X).accF("dweight", gauss(seed++, C, 1), TOL_F32)
-                    .scratch("scratch", Backend.rmsnormBackwardScratchFloats(N, C)).offset(off)
+                    .scratch("scratch", KernelAbi.rmsnormBwdScratchFloats(N, C)).offset(off)
                     .run((b, a) -> b.rmsnormBackward(a.get("dinp"), a.get("dweight"), a.get("scratch"), a.get("dout"), a.get("inp"),
                             a.get("weight"), a.get("rstd"), N, C)));
         }
@@ -314,9 +327,19 @@ public final class GpuValidate {
                     .run((b, a) -> b.attentionForward(a.get("out"), a.get("lse"), a.get("qkv"), B, T, NH, NKV, HD)));
             float[][] fwd = cpuAttentionForward(cpu, qkv, B, T, NH, NKV, HD);
             cs.add(new Case("attention_backward", shape).inX("qkv", qkv).inX("out", fwd[0]).inF("lse", fwd[1]).inX("dout", gauss(seed++, no, 1))
-                    .outX("dqkv", n, TOL_ATTN_BWD).scratch("scratch", Backend.attentionBackwardScratchFloats(B, NH, T))
+                    .outX("dqkv", n, TOL_ATTN_BWD).scratch("scratch", KernelAbi.attnBwdScratchFloats(B, NH, T))
                     .run((b, a) -> b.attentionBackward(a.get("dqkv"), a.get("scratch"), a.get("dout"), a.get("qkv"), a.get("out"), a.get("lse"),
                             B, T, NH, NKV, HD)));
+        }
+
+        // views one element off alignment: HD 64 and 128 then take the simple path on CUDA (attention_path, aligned16 0)
+        for (int[] s : new int[][] {{1, 130, 4, 2, 64}, {2, 40, 2, 1, 128}}) {
+            int B = s[0], T = s[1], NH = s[2], NKV = s[3], HD = s[4];
+            String shape = "B" + B + " T" + T + " NH" + NH + " NKV" + NKV + " HD" + HD + " off=1";
+            int n = B * T * (NH + 2 * NKV) * HD, no = B * T * NH * HD, nl = B * NH * T;
+            float[] qkv = roundBf16(gauss(seed++, n, 1));
+            cs.add(new Case("attention_forward", shape).inX("qkv", qkv).outX("out", no, TOL_ATTN).outF("lse", nl, TOL_F32 * 10).offset(1)
+                    .run((b, a) -> b.attentionForward(a.get("out"), a.get("lse"), a.get("qkv"), B, T, NH, NKV, HD)));
         }
 
         // kvcache_attention_forward (inference): {B, Tq, Tmax, NH, NKV, HD, pos of sequence 0}; sequence b sits 7b later
@@ -391,8 +414,17 @@ public final class GpuValidate {
         // global norm: out += sum x^2
         for (int n : new int[] {1, 1_000_003, (1 << 24) + 5}) {
             cs.add(new Case("global_norm_squared", "n=" + n).inF("x", gauss(seed++, n, 1)).accF("out", new float[] {3f}, TOL_F32)
-                    .scratch("scratch", Backend.NORM_SCRATCH_FLOATS)
+                    .scratch("scratch", KernelAbi.NORM_SCRATCH_FLOATS)
                     .run((b, a) -> b.globalNormSquared(a.get("out"), a.get("scratch"), a.get("x"), n)));
+        }
+
+        // linear_forward: the dot-product regime (M <= MT_LINEAR_DOT_MAX_M, decoding) and the CPU's packed one above,
+        // odd N and K, a K that is not a multiple of 32 (the CUDA lanes' tail)
+        for (int[] s : new int[][] {{1, 257, 4096}, {3, 33, 129}, {16, 1024, 512}, {17, 65, 100}, {64, 96, 2048}}) {
+            int M = s[0], N = s[1], K = s[2];
+            cs.add(new Case("linear_forward", "M" + M + " N" + N + " K" + K).inX("inp", gauss(seed++, M * K, 1))
+                    .inX("weight", gauss(seed++, N * K, 0.05)).outX("out", (long) M * N, TOL_GEMM_X)
+                    .run((b, a) -> b.linearForward(a.get("out"), a.get("inp"), a.get("weight"), M, N, K)));
         }
 
         // GEMM (cuBLAS vs OpenBLAS), all transposes, bf16 and fp32 C (fp32 with beta = 1: gradient accumulation)

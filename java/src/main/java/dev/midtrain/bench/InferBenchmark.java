@@ -1,10 +1,11 @@
 package dev.midtrain.bench;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.InferenceModel;
 import dev.midtrain.infer.Sampler;
+import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
 
@@ -42,7 +43,7 @@ public final class InferBenchmark {
         ParamLayout layout = ParamLayout.of(m);
         SplittableRandom r = new SplittableRandom(1234);
         boolean profile = List.of(args).contains("--profile");
-        try (CpuBackend cpu = new CpuBackend(); HostFloats w = HostFloats.allocate(layout.numel())) {
+        try (Backend cpu = Backend.open("cpu", 0); HostFloats w = HostFloats.allocate(layout.numel())) {
             dev.midtrain.kernels.Backend be = profile ? new TimedBackend(cpu) : cpu;
             for (ParamLayout.Tensor t : layout.tensors())
                 for (long i = 0; i < t.numel(); i++) w.put(t.offset() + i, t.shape().length == 1 ? 1f : (float) (0.02 * r.nextGaussian()));

@@ -1,7 +1,7 @@
 package dev.midtrain.bench;
 
 import dev.midtrain.kernels.Backend;
-import dev.midtrain.kernels.CpuBackend;
+import dev.midtrain.kernels.KernelAbi;
 import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
 
@@ -46,11 +46,7 @@ public final class KernelBench {
     public static int run(String backend, PrintStream out) {
         Backend be;
         try {
-            be = switch (backend) {
-                case "cpu" -> new CpuBackend();
-                case "cuda" -> CudaBackend.open(0);
-                default -> throw new IllegalArgumentException("--backend must be cpu or cuda, got " + backend);
-            };
+            be = Backend.open(backend, 0);
         } catch (KernelException | IllegalArgumentException e) {
             out.println("bench kernels: " + e.getMessage());
             return 2;
@@ -67,8 +63,9 @@ public final class KernelBench {
 
     private void runAll() {
         boolean gpu = cuda != null;
-        out.println("KernelBench on " + (gpu ? cuda.deviceName() : "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)")
+        out.println("KernelBench on " + be.deviceName()
                 + ", median of " + reps + " after " + warmup + " warm-up");
+        out.println("machine: " + be.describe());
         out.println();
         out.println("| kernel | shape | time ms | achieved | % of ceiling |");
         out.println("|---|---|---:|---:|---:|");
@@ -106,7 +103,7 @@ public final class KernelBench {
         // ---- rmsnorm
         {
             long x = alloc((long) N * C * xb), w = alloc((long) C * xb), o = alloc((long) N * C * xb), r = alloc(4L * N);
-            long dx = alloc((long) N * C * xb), dw = alloc(4L * C), s = alloc(4L * Backend.rmsnormBackwardScratchFloats(N, C));
+            long dx = alloc((long) N * C * xb), dw = alloc(4L * C), s = alloc(4L * KernelAbi.rmsnormBwdScratchFloats(N, C));
             be.fillX(x, 0.5f, (long) N * C); be.fillX(w, 1f, C); be.fillX(dx, 0f, (long) N * C); be.fillF32(dw, 0f, C);
             double ms = time(() -> be.rmsnormForward(o, r, x, w, N, C, 1e-5f));
             bwRow("rmsnorm_forward", "N" + N + " C" + C, ms, 2.0 * N * C * xb + (double) C * xb + 4.0 * N);
@@ -143,7 +140,7 @@ public final class KernelBench {
         {
             long n = (long) aB * aT * (aNH + 2 * aNKV) * aHD, no = (long) aB * aT * aNH * aHD, nl = (long) aB * aNH * aT;
             long qkv = alloc(n * xb), o = alloc(no * xb), lse = alloc(4 * nl), dqkv = alloc(n * xb), dout = alloc(no * xb);
-            long sc = alloc(4L * Backend.attentionBackwardScratchFloats(aB, aNH, aT));
+            long sc = alloc(4L * KernelAbi.attnBwdScratchFloats(aB, aNH, aT));
             fillRandomX(qkv, n, 1);
             fillRandomX(dout, no, 2);
             String shape = "B" + aB + " T" + aT + " NH" + aNH + " NKV" + aNKV + " HD" + aHD;
@@ -182,7 +179,7 @@ public final class KernelBench {
         // ---- AdamW, global norm
         {
             long p = alloc(4 * nParams), g = alloc(4 * nParams), m = alloc(4 * nParams), v = alloc(4 * nParams), px = alloc(xb * nParams);
-            long o = alloc(4), s = alloc(4L * Backend.NORM_SCRATCH_FLOATS);
+            long o = alloc(4), s = alloc(4L * KernelAbi.NORM_SCRATCH_FLOATS);
             be.fillF32(p, 0.1f, nParams); be.fillF32(g, 0.01f, nParams); be.fillF32(m, 0f, nParams); be.fillF32(v, 0f, nParams);
             be.fillF32(o, 0f, 1);
             double ms = time(() -> be.adamwUpdate(p, px, g, m, v, nParams, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f, 1f));

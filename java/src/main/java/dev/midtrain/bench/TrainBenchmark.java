@@ -49,7 +49,7 @@ public final class TrainBenchmark {
         CpuBackend.setThreads(threads);
         RunConfig cfg = preset(preset, warmup + steps, recompute);
         TrainConfig tc = cfg.train();
-        try (CpuBackend cpu = new CpuBackend()) {
+        try (Backend cpu = Backend.open("cpu", 0)) {
             double sgemm = PeakFlops.gemm(cpu, 1024, 5);
             Backend be = profile ? new TimedBackend(cpu) : cpu;
             int[] stream = MemoryBatches.markovStream(cfg.model().vocabSize(), (warmup + steps) * tc.microBatchSeqs() * tc.seqLen() + tc.seqLen() + 2, 4, 1);

@@ -15,7 +15,7 @@ import java.util.TreeSet;
  * field): the model's shape and numerics (everything in model.* except max_seq_len). Allowed and reported:
  * everything else (learning rate, schedule, step budget, batch geometry, data sources, checkpoint policy...),
  * including the parallel layout (parallel.tp, parallel.dp, the node count): the ranks reshard the saved weights and
- * AdamW moments on load ({@link StepCheckpoint#loadRank}) and the loader position is a global batch index.
+ * AdamW moments on load ({@link CommittedStep#loadRank}) and the loader position is a global batch index.
  */
 public final class ResumeCheck {
     private ResumeCheck() {}

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.UserError;
 import dev.midtrain.model.ParamLayout;
 
@@ -35,12 +36,6 @@ public final class Shards {
                 r.readBlockF32(info, 0, rows, (long) t.shardIndex() * cols, cols, dst, off);
             }
         }
-    }
-
-    /** Reads a tensor stored with this rank's shape (a checkpoint's rank file) into {@code dst} at its slab offset. */
-    public static void readWhole(Ref ref, ParamLayout.Tensor t, HostFloats dst, long dstBase) {
-        checkShape(ref, t.shape(), "this tensor-parallel rank");
-        ref.reader().readF32(ref.info(), 0, ref.info().numel(), dst, dstBase + t.offset());
     }
 
     /**

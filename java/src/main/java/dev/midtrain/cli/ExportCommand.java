@@ -2,11 +2,11 @@ package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
 
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.StateFile;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -42,7 +42,7 @@ public final class ExportCommand implements Callable<Integer> {
         };
         long maxBytes = parseSize(maxShard);
         Path step = resolveStep(checkpoint);
-        try (StepCheckpoint ck = StepCheckpoint.open(step, true)) {
+        try (CommittedStep ck = CommittedStep.open(step, true)) {
             StateFile st = ck.stateFile();
             HfCheckpoint.Exported ex = HfCheckpoint.export(ck.config().model(), baseConfig(st.hfConfig(), ck.config()), ck::fullTensor, out, dt,
                     maxBytes, sideFiles(step, st.initFrom()));
@@ -82,9 +82,9 @@ public final class ExportCommand implements Callable<Integer> {
     }
 
     static Path resolveStep(Path p) {
-        if (Files.isRegularFile(p.resolve(CheckpointStore.COMMITTED))) return p;
+        if (Files.isRegularFile(p.resolve(StepDirectories.COMMITTED))) return p;
         if (Files.isDirectory(p.resolve("checkpoints"))) {
-            return CheckpointStore.forRun(p).newestCommitted()
+            return StepDirectories.forRun(p).newestCommitted()
                     .orElseThrow(() -> new UserError(p + ": run directory has no committed checkpoint"));
         }
         if (Files.isDirectory(p)) throw new UserError(p + ": not a committed step directory (no COMMITTED) nor a run directory");

@@ -1,6 +1,6 @@
 package dev.midtrain.cli;
 
-import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.train.GracefulStop;
 import dev.midtrain.common.UserError;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.serve.Server;

@@ -4,13 +4,14 @@ import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 
 import dev.midtrain.train.PeakFlops;
-import dev.midtrain.ckpt.GracefulStop;
+import dev.midtrain.train.GracefulStop;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.ResumeCheck;
-import dev.midtrain.ckpt.StepCheckpoint;
-import dev.midtrain.ckpt.TrainingCheckpoints;
+import dev.midtrain.ckpt.CommittedStep;
+import dev.midtrain.ckpt.RunCheckpointing;
 import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.Placement;
+import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.config.TrainConfig;
 import dev.midtrain.data.BlendedLoader;
@@ -122,7 +123,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The run config (file, --set and flags; or the resumed checkpoint's) and the checkpoint it resumes from. */
-    private record Resolved(RunConfig cfg, StepCheckpoint from, List<String> changes) {
+    private record Resolved(RunConfig cfg, CommittedStep from, List<String> changes) {
         TrainConfig train() { return cfg.train(); }
         boolean gpu() { return cfg.train().backend() == TrainConfig.Device.CUDA; }
         int tp() { return cfg.parallel().tp(); }
@@ -146,8 +147,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
-        StepCheckpoint from = resume != null ? TrainingCheckpoints.openNewest(resume) : null;
-        RunConfig cfg = from != null ? TrainingCheckpoints.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
+        CommittedStep from = resume != null ? RunCheckpointing.openNewest(resume) : null;
+        RunConfig cfg = from != null ? RunCheckpointing.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
@@ -170,8 +171,8 @@ public final class TrainCommand implements Callable<Integer> {
         double gpuPeak = Double.NaN;
         long deviceBytes = 0;
         if (run.gpu()) {
-            try (CudaBackend probe = CudaBackend.open(0)) {
-                deviceBytes = probe.totalMemoryBytes();
+            try (Backend probe = Backend.open("cuda", 0)) {
+                deviceBytes = probe.deviceMemoryBytes();
                 gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
                 if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
             }
@@ -202,7 +203,7 @@ public final class TrainCommand implements Callable<Integer> {
         double peak;
         if (run.gpu()) peak = gpuPeak;
         else if (peakTflops != null) peak = peakTflops * 1e12;                  // the whole machine on CPU
-        else try (Backend be = new CpuBackend()) { peak = PeakFlops.gemm(be, 1024, 10); }
+        else try (Backend be = Backend.open("cpu", 0)) { peak = PeakFlops.gemm(be, 1024, 10); }
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
@@ -219,7 +220,7 @@ public final class TrainCommand implements Callable<Integer> {
         int T = run.tp(), D = run.dp();
         Duration timeout = Duration.ofSeconds(processes.distTimeoutSeconds);
         try (GracefulStop stop = GracefulStop.install();
-             TrainingCheckpoints ckpt = new TrainingCheckpoints(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
+             RunCheckpointing ckpt = new RunCheckpointing(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
             if (checkpoints.noCheckpoints) ckpt.disableSaving();
             if (T * D > 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
@@ -248,7 +249,8 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
     private static String attentionPath(Resolved run) {
-        return run.gpu() ? CudaBackend.attentionPath(run.cfg().model().headDim(), System.getenv("MT_CUDA_ATTN")) : "cpu";
+        ModelConfig m = run.cfg().model();
+        return run.gpu() ? CudaBackend.attentionPath(m.nHeads(), m.nKvHeads(), m.headDim()) : "cpu";
     }
 
     /**
@@ -258,7 +260,7 @@ public final class TrainCommand implements Callable<Integer> {
     private void writeRunDir(Resolved run, Path dir, String attention) {
         if (run.from() == null) createRunDir(dir);
         if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
-        if (run.from() != null) TrainingCheckpoints.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
+        if (run.from() != null) RunCheckpointing.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
         if (checkpoints.initFrom != null) copySideFiles(checkpoints.initFrom, dir);
         String yaml = "# attention path in use: " + attention + "\n" + ConfigLoader.toYaml(run.cfg());
         try {
@@ -273,8 +275,8 @@ public final class TrainCommand implements Callable<Integer> {
      * One rank: its backend, its model shard, its data-parallel share of the batches, its start (seeded init, a
      * Hugging Face checkpoint sharded for its layout, or its shard of a resumed step) and the training loop.
      */
-    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, int cpuThreads, TrainingCheckpoints ckpt,
-                                 StepCheckpoint from, List<String> changes) {
+    private TrainState trainRank(Launcher.RankContext ctx, RunConfig cfg, Path dir, double peak, int cpuThreads, RunCheckpointing ckpt,
+                                 CommittedStep from, List<String> changes) {
         TrainConfig tc = cfg.train();
         Topology topo = ctx.topology();
         boolean rank0 = topo.rank() == 0;
@@ -283,7 +285,7 @@ public final class TrainCommand implements Callable<Integer> {
         ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
         if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
-        try (Backend be = gpu ? CudaBackend.open(ctx.device()) : new CpuBackend();
+        try (Backend be = Backend.open(tc.backend().yaml(), ctx.device());
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
              Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,

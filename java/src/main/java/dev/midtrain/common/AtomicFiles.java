@@ -77,8 +77,6 @@ public final class AtomicFiles {
             this.file = file;
         }
 
-        public Path tempPath() { return tmp; }
-
         public WritableByteChannel channel() {
             return new WritableByteChannel() {
                 @Override public int write(ByteBuffer src) throws IOException {

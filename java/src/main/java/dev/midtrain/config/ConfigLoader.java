@@ -50,7 +50,7 @@ public final class ConfigLoader {
 
     /** Parses the resolved tree (defaults merged in) into records; {@code where} names the source in errors. */
     public static RunConfig fromTree(JsonNode tree, String where) {
-        ObjectNode merged = (ObjectNode) defaults().deepCopy();
+        ObjectNode merged = (ObjectNode) defaults();
         merge(merged, tree);
         if (merged.get("model") instanceof ObjectNode model && !model.has("rope_scaling")) model.putNull("rope_scaling");  // optional: plain RoPE
         batchInTokens(merged, where);
@@ -106,11 +106,42 @@ public final class ConfigLoader {
         }
     }
 
-    private static JsonNode defaults() {
+    /** defaults.yaml, read once: the one place a config default is written. Callers get copies. */
+    private static final JsonNode DEFAULTS = readDefaults();
+
+    private static JsonNode readDefaults() {
         try (InputStream in = ConfigLoader.class.getResourceAsStream("defaults.yaml")) {
             return YAML.readTree(in);
         } catch (IOException e) {
             throw new IllegalStateException("built-in defaults.yaml unreadable", e);
+        }
+    }
+
+    private static JsonNode defaults() { return DEFAULTS.deepCopy(); }
+
+    /**
+     * The defaults of one section of defaults.yaml as its mapping (a copy), for a builder to start from; fields
+     * without a default (train.seq_len, ...) are absent.
+     */
+    public static ObjectNode defaultSection(String section) {
+        if (!(DEFAULTS.get(section) instanceof ObjectNode o)) throw new IllegalStateException("defaults.yaml has no section " + section);
+        return o.deepCopy();
+    }
+
+    /** A whole section of defaults.yaml as its record (a section where every field has a default). */
+    public static <T> T defaultSection(String section, Class<T> type) { return fromSection(defaultSection(section), type); }
+
+    /**
+     * A section's mapping as its record, for builders: the record's own validation error (a {@link Check.ConfigException}
+     * naming the field) is thrown as is.
+     */
+    public static <T> T fromSection(ObjectNode section, Class<T> type) {
+        try {
+            return YAML.treeToValue(section, type);
+        } catch (JsonProcessingException e) {
+            for (Throwable c = e.getCause(); c != null; c = c.getCause())
+                if (c instanceof Check.ConfigException ce) throw ce;
+            throw new IllegalArgumentException(type.getSimpleName() + ": " + e.getOriginalMessage(), e);
         }
     }
 

@@ -22,6 +22,4 @@ public record EvalConfig(List<String> tasks, int everySteps, int shots, int limi
         require(shots >= 0, "eval.shots", "must be >= 0, got " + shots);
         require(limit >= 0, "eval.limit", "must be >= 0, got " + limit);
     }
-
-    public static EvalConfig none() { return new EvalConfig(List.of(), 0, 0, 0, null); }
 }

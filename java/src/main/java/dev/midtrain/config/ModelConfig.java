@@ -41,11 +41,6 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
         require(maxSeqLen > 0, "model.max_seq_len", "must be > 0, got " + maxSeqLen);
     }
 
-    /** This config with {@code rs} as its RoPE scaling. */
-    public ModelConfig withRopeScaling(RopeScaling rs) {
-        return new ModelConfig(vocabSize, dim, nLayers, nHeads, nKvHeads, ffnDim, ropeTheta, normEps, maxSeqLen, tiedEmbeddings, rs);
-    }
-
     /**
      * RoPE inverse frequencies, double[HD/2]: {@code theta^(-2i/HD)}, then {@link RopeScaling#apply} when set. Computed
      * once here; the model turns them into the cos/sin tables that the CPU and CUDA rope kernels both read.

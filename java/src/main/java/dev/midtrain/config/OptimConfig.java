@@ -29,6 +29,11 @@ public record OptimConfig(double lr, double minLr, int warmupSteps, double beta1
         require(eps > 0, "optimizer.eps", "must be > 0, got " + eps);
         require(weightDecay >= 0, "optimizer.weight_decay", "must be >= 0, got " + weightDecay);
         require(gradClipNorm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 disables), got " + gradClipNorm);
-        weightDecayExclude = weightDecayExclude == null ? List.of("norm") : List.copyOf(weightDecayExclude);
+        weightDecayExclude = weightDecayExclude == null ? defaultWeightDecayExclude() : List.copyOf(weightDecayExclude);
+    }
+
+    /** optimizer.weight_decay_exclude of defaults.yaml. */
+    public static List<String> defaultWeightDecayExclude() {
+        return List.of(ConfigLoader.YAML.convertValue(ConfigLoader.defaultSection("optimizer").get("weight_decay_exclude"), String[].class));
     }
 }

@@ -16,7 +16,6 @@ public record ParallelConfig(int tp, int dp, boolean zero1) {
         require(dp >= 1, "parallel.dp", "must be >= 1, got " + dp);
     }
 
-    public static ParallelConfig single() { return new ParallelConfig(1, 1, true); }
 
     public int worldSize() { return tp * dp; }
 }

@@ -8,9 +8,9 @@ public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig tr
     @com.fasterxml.jackson.annotation.JsonCreator
     public RunConfig {
         require(model != null, "model", "section is required");
-        if (parallel == null) parallel = ParallelConfig.single();
-        if (checkpoint == null) checkpoint = new CheckpointConfig(0, 3, 0, true, 0);
-        if (eval == null) eval = EvalConfig.none();
+        if (parallel == null) parallel = ConfigLoader.defaultSection("parallel", ParallelConfig.class);       // defaults.yaml
+        if (checkpoint == null) checkpoint = ConfigLoader.defaultSection("checkpoint", CheckpointConfig.class);
+        if (eval == null) eval = ConfigLoader.defaultSection("eval", EvalConfig.class);
         require(eval.tasks().isEmpty() || parallel.tp() * parallel.dp() == 1, "eval.tasks",
                 "evaluation during training runs on one rank (parallel.tp 1, parallel.dp 1); use midtrain eval on the checkpoints");
         String badTp = Placement.invalidTp(model, parallel.tp());          // the one check of tp against the model

@@ -2,6 +2,7 @@ package dev.midtrain.config;
 
 import com.fasterxml.jackson.annotation.JsonCreator;
 import com.fasterxml.jackson.annotation.JsonValue;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -27,13 +28,12 @@ import static dev.midtrain.config.Check.require;
  * @param initStd             standard deviation of the random initialization (when not starting from a checkpoint)
  * @param threads             CPU threads for kernels and GEMMs (0 = all cores)
  * @param maxConsecutiveSkips with on_nonfinite = skip: this many skipped steps in a row stop the run (exit 1); a run
- *                            that only skips has nothing to save (default 10)
+ *                            that only skips has nothing to save
+ * Defaults: config/defaults.yaml (the YAML loader and {@link #builder} both start from it).
  */
 public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
                           int logEverySteps, int evalEverySteps, int evalBatches, long seed, boolean recompute,
                           OnNonfinite onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
-    public static final int DEFAULT_MAX_CONSECUTIVE_SKIPS = 10;
-
     /** train.backend: where the run computes. */
     public enum Device {
         CPU, CUDA;
@@ -60,8 +60,8 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
     }
 
     public TrainConfig {
-        backend = backend == null ? Device.CPU : backend;
-        onNonfinite = onNonfinite == null ? OnNonfinite.STOP : onNonfinite;
+        require(backend != null, "train.backend", "must be cpu or cuda, got null");
+        require(onNonfinite != null, "train.on_nonfinite", "must be stop or skip, got null");
         require(seqLen > 0, "train.seq_len", "must be > 0, got " + seqLen);
         require(microBatchSeqs > 0, "train.micro_batch_seqs", "must be > 0, got " + microBatchSeqs);
         require(globalBatchSeqs > 0, "train.global_batch_seqs", "must be > 0, got " + globalBatchSeqs);
@@ -85,37 +85,25 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         return new Builder(seqLen, microBatchSeqs, globalBatchSeqs, steps);
     }
 
+    /** The train section of defaults.yaml with the given fields set, validated by {@link #build}. */
     public static final class Builder {
-        private final int seqLen, microBatchSeqs, globalBatchSeqs, steps;
-        private Device backend = Device.CPU;
-        private int logEverySteps = 1, evalEverySteps = 0, evalBatches = 4, threads = 0;
-        private long seed = 1234;
-        private boolean recompute = false;
-        private OnNonfinite onNonfinite = OnNonfinite.STOP;
-        private double initStd = 0.02;
-        private int maxConsecutiveSkips = DEFAULT_MAX_CONSECUTIVE_SKIPS;
+        private final ObjectNode fields = ConfigLoader.defaultSection("train");
 
         private Builder(int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps) {
-            this.seqLen = seqLen;
-            this.microBatchSeqs = microBatchSeqs;
-            this.globalBatchSeqs = globalBatchSeqs;
-            this.steps = steps;
+            fields.put("seq_len", seqLen).put("micro_batch_seqs", microBatchSeqs).put("global_batch_seqs", globalBatchSeqs).put("steps", steps);
         }
 
-        public Builder backend(Device d) { backend = d; return this; }
-        public Builder logEverySteps(int n) { logEverySteps = n; return this; }
-        public Builder evalEverySteps(int n) { evalEverySteps = n; return this; }
-        public Builder evalBatches(int n) { evalBatches = n; return this; }
-        public Builder seed(long s) { seed = s; return this; }
-        public Builder recompute(boolean r) { recompute = r; return this; }
-        public Builder onNonfinite(OnNonfinite o) { onNonfinite = o; return this; }
-        public Builder initStd(double s) { initStd = s; return this; }
-        public Builder threads(int n) { threads = n; return this; }
-        public Builder maxConsecutiveSkips(int n) { maxConsecutiveSkips = n; return this; }
+        public Builder backend(Device d) { fields.put("backend", d.yaml()); return this; }
+        public Builder logEverySteps(int n) { fields.put("log_every_steps", n); return this; }
+        public Builder evalEverySteps(int n) { fields.put("eval_every_steps", n); return this; }
+        public Builder evalBatches(int n) { fields.put("eval_batches", n); return this; }
+        public Builder seed(long s) { fields.put("seed", s); return this; }
+        public Builder recompute(boolean r) { fields.put("recompute", r); return this; }
+        public Builder onNonfinite(OnNonfinite o) { fields.put("on_nonfinite", o.yaml()); return this; }
+        public Builder initStd(double s) { fields.put("init_std", s); return this; }
+        public Builder threads(int n) { fields.put("threads", n); return this; }
+        public Builder maxConsecutiveSkips(int n) { fields.put("max_consecutive_skips", n); return this; }
 
-        public TrainConfig build() {
-            return new TrainConfig(backend, seqLen, microBatchSeqs, globalBatchSeqs, steps, logEverySteps, evalEverySteps,
-                    evalBatches, seed, recompute, onNonfinite, initStd, threads, maxConsecutiveSkips);
-        }
+        public TrainConfig build() { return ConfigLoader.fromSection(fields, TrainConfig.class); }
     }
 }

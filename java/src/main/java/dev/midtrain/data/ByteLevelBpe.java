@@ -173,8 +173,6 @@ public final class ByteLevelBpe {
         };
     }
 
-    private static int cls(int cp) { return cp < 128 ? ASCII[cp] : classify(cp); }
-
     /**
      * End (exclusive char index) of the pre-token starting at {@code i} of {@code s} (up to {@code n}), as the regex
      * {@value #LLAMA3_SPLIT} matches at i. {@code k[]} holds the class bits of each char (both chars of a supplementary

@@ -1,6 +1,6 @@
 package dev.midtrain.eval;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.EvalConfig;
 import dev.midtrain.config.RunConfig;

@@ -1,12 +1,12 @@
 package dev.midtrain.infer;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.HfCheckpoint;
 import dev.midtrain.ckpt.HfConfig;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.Safetensors;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
@@ -15,7 +15,6 @@ import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
-import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.model.ParamLayout;
 
 import java.nio.file.Files;
@@ -110,11 +109,11 @@ public final class Engine implements AutoCloseable {
     public static Engine load(Path dir, Path tokenizer, Options o) {
         Path tokFile = tokenizer != null ? tokenizer : findTokenizer(dir);
         if (!Files.isRegularFile(tokFile)) throw new UserError(tokFile + ": tokenizer not found");
-        boolean step = Files.exists(dir.resolve(CheckpointStore.COMMITTED));
+        boolean step = Files.exists(dir.resolve(StepDirectories.COMMITTED));
         ModelConfig cfg;
         HostFloats params;
         if (step) {
-            try (StepCheckpoint ck = StepCheckpoint.open(dir, true)) {
+            try (CommittedStep ck = CommittedStep.open(dir, true)) {
                 cfg = ck.config().model();
                 ParamLayout layout = ParamLayout.of(cfg);
                 params = HostFloats.allocate(layout.numel());
@@ -137,11 +136,8 @@ public final class Engine implements AutoCloseable {
         Preparer.Tok tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile));
         Backend be = null;
         try {
-            if (o.backend().equals("cuda")) be = CudaBackend.open(0);
-            else {
-                CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
-                be = new CpuBackend();
-            }
+            if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
+            be = Backend.open(o.backend(), 0);
             int maxTokens = Math.max(o.slots(), o.maxTokens() > 0 ? o.maxTokens() : 4 * cfg.maxSeqLen());
             InferenceModel m = new InferenceModel(be, ParamLayout.of(cfg), params, maxTokens, o.slots());
             return new Engine(be, m, tok, dir.toString());
@@ -166,8 +162,8 @@ public final class Engine implements AutoCloseable {
      */
     public static Path findTokenizer(Path dir) {
         Path own = dir.resolve("tokenizer.json");
-        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(CheckpointStore.COMMITTED))) return own;
-        try (StepCheckpoint ck = StepCheckpoint.open(dir, false)) {
+        if (Files.isRegularFile(own) || !Files.exists(dir.resolve(StepDirectories.COMMITTED))) return own;
+        try (CommittedStep ck = CommittedStep.open(dir, false)) {
             DataConfig d = ck.config().data();
             if (d == null) return own;
             Manifest m = Manifest.read(Path.of(d.sources().get(0).path()));

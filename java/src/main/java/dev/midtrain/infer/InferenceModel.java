@@ -1,19 +1,22 @@
 package dev.midtrain.infer;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.DeviceBuffers;
+import dev.midtrain.model.Block;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.MemoryPlan;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.model.TpHooks;
 
 import java.util.List;
 import java.util.function.ObjIntConsumer;
 
 /**
- * Llama-3 forward only, for inference: no gradients, no optimizer state, one set of activation buffers reused by
- * every layer. Two paths through the same kernel ABI (CPU and CUDA):
+ * Llama-3 forward only, for inference: the training model's {@link Block#forward} without gradients or optimizer
+ * state, with one set of activation buffers reused by every layer and, for decoding, a key/value cache in place of
+ * the causal attention. Two paths through the same kernel ABI (CPU and CUDA):
  * <ul>
  *   <li>{@link #tokenLogprobs}: a batch of token sequences of different lengths, right-padded to the longest; causal
  *       attention never lets a position see the padding after it, and padded positions are excluded from the result
@@ -36,13 +39,16 @@ public final class InferenceModel implements AutoCloseable {
     private final Backend be;
     private final ModelConfig cfg;
     private final ParamLayout layout;
-    private final int xb, maxTokens, slots, C, L, NH, NKV, HD, QKV, A, F, V, Tmax, chunk;
+    private final int xb, maxTokens, slots, C, L, NH, NKV, HD, QKV, A, V, Tmax, chunk;
     private final float eps;
     private final long paramsX;
     private final long oEmbed, oNormF, oHead;
-    private final long[] oQkv, oO, oGateUp, oDown, oLn1, oLn2;
+    private final Block block;
+    private final Block.Weights[] w;                     // [L] floatX
     // activations for up to maxTokens tokens, shared by all layers
-    private final long x, ln, qkv, att, tmp, gateup, swi, rstd, attLse, logits, ceLse, ceTarget, tokens, targets, pos;
+    private final Block.Activations act;
+    private final long x, ln, rstd, tmp;                 // x: the residual stream; ln, rstd, tmp: act's ln1, rstd1, resMid
+    private final long logits, ceLse, ceTarget, tokens, targets, pos;
     private final long ropeCos, ropeSin;                 // float[Tmax, HD/2]
     private final long[] kv;                             // per layer floatX[S, Tmax, 2*NKV, HD]: S = slots
     private final long slotElems;                        // Tmax*2*NKV*HD: one slot of one layer's cache
@@ -74,7 +80,7 @@ public final class InferenceModel implements AutoCloseable {
         this.slots = slots;
         xb = be.floatxBytes();
         C = cfg.dim(); L = cfg.nLayers(); NH = cfg.nHeads(); NKV = cfg.nKvHeads(); HD = cfg.headDim();
-        QKV = (NH + 2 * NKV) * HD; A = NH * HD; F = cfg.ffnDim(); V = cfg.vocabSize(); Tmax = cfg.maxSeqLen();
+        QKV = (NH + 2 * NKV) * HD; A = NH * HD; V = cfg.vocabSize(); Tmax = cfg.maxSeqLen();
         eps = (float) cfg.normEps();
         chunk = Math.min(maxTokens, MemoryPlan.LOGITS_CHUNK_TOKENS);
         buffers = new DeviceBuffers(be, maxTokens, Math.max(maxTokens, V));
@@ -89,12 +95,13 @@ public final class InferenceModel implements AutoCloseable {
         }
         ParamLayout.Offsets off = layout.offsets();                    // q|k|v: one [QKV, C] matrix; gate|up: one [2F, C]
         oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
-        oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
+        block = new Block(be, layout, TpHooks.NONE, Block.Products.LINEAR);
+        w = new Block.Weights[L];
+        for (int l = 0; l < L; l++) w[l] = Block.Weights.of(off, l, paramsX, xb);
         long N = maxTokens;
-        x = buffers.x(N * C); ln = buffers.x(N * C); tmp = buffers.x(N * C);
-        qkv = buffers.x(N * QKV); att = buffers.x(N * A);
-        gateup = buffers.x(2 * N * F); swi = buffers.x(N * F);
-        rstd = buffers.f32(N); attLse = buffers.f32(N * NH);
+        x = buffers.x(N * C);
+        act = block.forwardOnlyActivations(buffers, N);
+        ln = act.ln1(); rstd = act.rstd1(); tmp = act.resMid();
         logits = buffers.x((long) chunk * V);
         ceLse = buffers.f32(N); ceTarget = buffers.f32(N);
         tokens = buffers.f32(N); targets = buffers.f32(N); pos = buffers.f32(slots);
@@ -225,12 +232,8 @@ public final class InferenceModel implements AutoCloseable {
         int N = B * T;
         buffers.putInts(tokens, in, N);
         be.embeddingForward(x, tokens, wX(oEmbed), N, C, V);                   // x[N,C] = wte[tokens]
-        for (int l = 0; l < L; l++) {
-            blockPre(l, N);
-            be.ropeForward(qkv, qkv, ropeCos, ropeSin, B, T, NH, NKV, HD);        // rotate q,k in place (positions 0..T-1)
-            be.attentionForward(att, attLse, qkv, B, T, NH, NKV, HD);           // causal: padding sits after every real row
-            blockPost(l, N);
-        }
+        Block.Attention causal = block.causal(ropeCos, ropeSin, B, T);        // padding sits after every real row
+        for (int l = 0; l < L; l++) block.forward(w[l], act, causal, x, x, N);
     }
 
     // ====================================================================================== key/value cache decoding
@@ -265,11 +268,8 @@ public final class InferenceModel implements AutoCloseable {
             buffers.putInts(tokens, part, n);
             buffers.putInts(pos, new int[]{cached[slot]}, 1);
             be.embeddingForward(x, tokens, wX(oEmbed), n, C, V);
-            for (int l = 0; l < L; l++) {
-                blockPre(l, n);
-                be.kvcacheAttentionForward(att, kvSlot(l, slot), qkv, ropeCos, ropeSin, pos, 1, n, Tmax, NH, NKV, HD); // RoPE, append, attend
-                blockPost(l, n);
-            }
+            int[] one = {slot};
+            for (int l = 0; l < L; l++) block.forward(w[l], act, cached(l, one, n), x, x, n);
             cached[slot] += n;
         }
         return rowLogits(n - 1, 1)[0];
@@ -306,11 +306,7 @@ public final class InferenceModel implements AutoCloseable {
         buffers.putInts(tokens, in, N);
         buffers.putInts(pos, p, B);
         be.embeddingForward(x, tokens, wX(oEmbed), N, C, V);                 // x[B*T,C]
-        for (int l = 0; l < L; l++) {
-            blockPre(l, N);
-            attendRuns(l, slotIds, T);
-            blockPost(l, N);
-        }
+        for (int l = 0; l < L; l++) block.forward(w[l], act, cached(l, slotIds, T), x, x, N);
         for (int b = 0; b < B; b++) cached[slotIds[b]] += prompts[b].length;
         float[][] out = new float[B][];
         for (int b = 0; b < B; b++)                                          // the last real row of each prompt
@@ -319,16 +315,21 @@ public final class InferenceModel implements AutoCloseable {
         return out;
     }
 
-    /** Attention with the cache for rows [B, Tq] of qkv, sequence b in slot slotIds[b]: one kernel call per run of consecutive slots. */
-    private void attendRuns(int l, int[] slotIds, int Tq) {
-        int B = slotIds.length;
-        for (int i0 = 0; i0 < B; ) {
-            int i1 = i0 + 1;
-            while (i1 < B && slotIds[i1] == slotIds[i1 - 1] + 1) i1++;
-            be.kvcacheAttentionForward(att + (long) i0 * Tq * A * xb, kvSlot(l, slotIds[i0]), qkv + (long) i0 * Tq * QKV * xb,
-                    ropeCos, ropeSin, pos + 4L * i0, i1 - i0, Tq, Tmax, NH, NKV, HD);
-            i0 = i1;
-        }
+    /**
+     * Layer l's attention with the cache for rows [B, Tq] of qkv, sequence b in slot slotIds[b] at position pos[b]:
+     * RoPE, append, attend ({@code kvcache_attention_forward}), one kernel call per run of consecutive slots.
+     */
+    private Block.Attention cached(int l, int[] slotIds, int Tq) {
+        return a -> {
+            int B = slotIds.length;
+            for (int i0 = 0; i0 < B; ) {
+                int i1 = i0 + 1;
+                while (i1 < B && slotIds[i1] == slotIds[i1 - 1] + 1) i1++;
+                be.kvcacheAttentionForward(a.atty() + (long) i0 * Tq * A * xb, kvSlot(l, slotIds[i0]), a.qkv() + (long) i0 * Tq * QKV * xb,
+                        ropeCos, ropeSin, pos + 4L * i0, i1 - i0, Tq, Tmax, NH, NKV, HD);
+                i0 = i1;
+            }
+        };
     }
 
     /**
@@ -357,11 +358,7 @@ public final class InferenceModel implements AutoCloseable {
         buffers.putInts(tokens, toks, M);
         buffers.putInts(pos, p, M);
         be.embeddingForward(x, tokens, wX(oEmbed), M, C, V);                 // x[M,C]
-        for (int l = 0; l < L; l++) {
-            blockPre(l, M);                                                    // qkv[M,QKV]: one GEMM for all sequences
-            attendRuns(l, slotIds, 1);
-            blockPost(l, M);
-        }
+        for (int l = 0; l < L; l++) block.forward(w[l], act, cached(l, slotIds, 1), x, x, M); // one GEMM per weight for all M
         for (int s : slotIds) cached[s]++;
         return rowLogits(0, M);
     }
@@ -398,26 +395,6 @@ public final class InferenceModel implements AutoCloseable {
     private int checkSlot(int s) {
         if (s < 0 || s >= slots) throw new IllegalArgumentException("slot " + s + " outside [0, " + slots + ")");
         return s;
-    }
-
-    // ================================================================================================== layers
-
-    /** Attention input: ln = rmsnorm(x), qkv[N,QKV] = ln @ Wqkv^T. */
-    private void blockPre(int l, int N) {
-        be.rmsnormForward(ln, rstd, x, wX(oLn1[l]), N, C, eps);
-        be.linear(qkv, ln, wX(oQkv[l]), N, QKV, C);
-    }
-
-    /** After attention: x += att @ Wo^T; x += down(swiglu(rmsnorm(x) @ Wgu^T)). */
-    private void blockPost(int l, int N) {
-        long NC = (long) N * C;
-        be.linear(tmp, att, wX(oO[l]), N, C, A);                                // o[N,C] = att @ Wo[C,A]^T
-        be.add(x, x, tmp, NC);
-        be.rmsnormForward(ln, rstd, x, wX(oLn2[l]), N, C, eps);
-        be.linear(gateup, ln, wX(oGateUp[l]), N, 2 * F, C);
-        be.swigluForward(swi, gateup, N, F);
-        be.linear(tmp, swi, wX(oDown[l]), N, C, F);                             // d[N,C] = swi @ Wdown[C,F]^T
-        be.add(x, x, tmp, NC);
     }
 
     private int checkId(int id) {

@@ -16,11 +16,47 @@ import org.bytedeco.javacpp.IntPointer;
  */
 public interface Backend extends Kernels, AutoCloseable {
 
+    /**
+     * Opens a backend by its {@link #name()}, the one way the engine opens one (training ranks, inference, the
+     * benchmarks): "cpu" (fp32, OpenBLAS; {@code device} is ignored) or "cuda" (CUDA device {@code device}). A CUDA
+     * backend that cannot open (no GPU, runtime, cuBLAS or kernel library) is a one-line {@link KernelException},
+     * never a fallback to the CPU.
+     */
+    static Backend open(String name, int device) {
+        return switch (name) {
+            case "cpu" -> new CpuBackend();
+            case "cuda" -> CudaBackend.open(device);
+            default -> throw new KernelException("--backend: must be cpu or cuda, got " + name);
+        };
+    }
+
     /** "cpu" or "cuda". */
     String name();
 
+    /** What runs the kernels, for logs: the GPU's name as the driver reports it, or "cpu (N threads)". */
+    String deviceName();
+
+    /** Memory of the backend's own device in bytes (CUDA: the GPU's), 0 on the CPU, whose memory is the host's. */
+    long deviceMemoryBytes();
+
     /** Bytes of one compute element (floatX): 4 on CPU, 2 on CUDA. */
     int floatxBytes();
+
+    /**
+     * One line naming what computes here (the kernel ABI's {@code describe}): on CPU the OpenBLAS kernel set chosen
+     * for this processor and the thread counts, on CUDA the device. Logged by tests and benchmarks, since the last
+     * bits of a result depend on it.
+     */
+    String describe();
+
+    /** The NUL-terminated string at the start of {@code buf} (BytePointer.getString reads to its limit instead). */
+    static String cString(org.bytedeco.javacpp.BytePointer buf) {
+        byte[] b = new byte[(int) buf.capacity()];
+        buf.get(b);
+        int n = 0;
+        while (n < b.length && b[n] != 0) n++;
+        return new String(b, 0, n, java.nio.charset.StandardCharsets.UTF_8);
+    }
 
     // ------------------------------------------------------------------------------------------------ memory
 
@@ -77,26 +113,15 @@ public interface Backend extends Kernels, AutoCloseable {
 
     /**
      * A linear layer's forward pass in inference: out[M,N] = inp[M,K] @ weight[N,K]^T (floatX, overwritten). The
-     * same product as {@code gemm(false, true, M, N, K, 1, inp, weight, 0, out, false)}, which is the default; a
-     * backend may run it another way for the shapes of decoding and prefill (the CPU backend: {@code linear_forward}).
+     * same product as {@code gemm(false, true, M, N, K, 1, inp, weight, 0, out, false)}; each backend sends the shapes
+     * of decoding (and, on the CPU, prefill) to the {@code linear_forward} kernel and the rest to its BLAS.
      */
-    default void linear(long out, long inp, long weight, int M, int N, int K) {
-        gemm(false, true, M, N, K, 1f, inp, weight, 0f, out, false);
-    }
+    void linear(long out, long inp, long weight, int M, int N, int K);
 
     // ------------------------------------------------------------------------------------------- kernels
     // Every kernel of the header is a method of {@link Kernels}, generated from it at build time.
 
-    // ------------------------------------------------------------------------------------------ scratch sizes
-
-    /** Floats of scratch rmsnormBackward needs (MT_RMSNORM_BWD_SCRATCH_FLOATS). */
-    static long rmsnormBackwardScratchFloats(int N, int C) { return 256L * C; }
-
-    /** Floats of scratch attentionBackward needs (MT_ATTN_BWD_SCRATCH_FLOATS). */
-    static long attentionBackwardScratchFloats(int B, int NH, int T) { return (long) B * NH * T; }
-
-    /** Floats of scratch globalNormSquared needs (MT_NORM_SCRATCH_FLOATS). */
-    long NORM_SCRATCH_FLOATS = 1024;
+    // Scratch sizes, status codes and limits: KernelAbi, generated from the header's macros.
 
     static void check(int status, String kernel) {
         if (status != 0) throw new KernelException(kernel, status);

@@ -51,6 +51,33 @@ public final class CpuBackend extends CpuKernels implements Backend {
     }
 
     @Override public String name() { return "cpu"; }
+
+    @Override public String describe() { return describeCpu(); }
+
+    /**
+     * The processor (model name from /proc/cpuinfo, cores, AVX2/AVX-512) and the kernel ABI's description of the
+     * CPU implementation (OpenBLAS version, the core type whose sgemm kernels it runs, threads), with
+     * OPENBLAS_CORETYPE when it is set. One line, for test logs and benchmark records.
+     */
+    public static String describeCpu() {
+        Loader.ensureLoaded();
+        String model = "unknown processor", flags = "";
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+                if (line.startsWith("model name") && model.startsWith("unknown")) model = line.substring(line.indexOf(':') + 1).trim();
+                if (line.startsWith("flags") && flags.isEmpty()) flags = " " + line.substring(line.indexOf(':') + 1).trim() + " ";
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            model = "unknown processor (/proc/cpuinfo unreadable)";
+        }
+        String isa = flags.contains(" avx512f ") ? "AVX-512" : flags.contains(" avx2 ") ? "AVX2" : flags.isEmpty() ? "?" : "no AVX2";
+        try (org.bytedeco.javacpp.BytePointer buf = new org.bytedeco.javacpp.BytePointer(512)) {
+            check(mt_cpu_describe(buf.address(), 512), "describe");
+            String env = System.getenv("OPENBLAS_CORETYPE");
+            return model + " (" + Runtime.getRuntime().availableProcessors() + " cores, " + isa + "); " + Backend.cString(buf)
+                    + (env == null || env.isEmpty() ? "" : " (OPENBLAS_CORETYPE=" + env + ")");
+        }
+    }
     @Override public int floatxBytes() { return 4; }
 
     @Override
@@ -71,6 +98,9 @@ public final class CpuBackend extends CpuKernels implements Backend {
     }
 
     @Override protected long kernelStream() { return NULL_STREAM; }
+
+    @Override public String deviceName() { return "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)"; }
+    @Override public long deviceMemoryBytes() { return 0; }
 
     @Override public void copyHostToDevice(long dst, long hostSrc, long bytes) { copyBytes(dst, hostSrc, bytes); }
     @Override public void copyDeviceToHost(long hostDst, long src, long bytes) { copyBytes(hostDst, src, bytes); }

@@ -95,25 +95,36 @@ public final class CudaBackend extends CudaKernels implements Backend {
     }
 
     /**
-     * Which attention kernels attention_forward/backward run (cuda-kernels/attention.cu, mt_attn_choose): the tensor-core
-     * (FA2) path for head dim 64 or 128, else, or when {@code MT_CUDA_ATTN=simple}, the simple warp-per-row path.
-     * The tensors the engine passes are 256-byte aligned, as the tensor-core path also requires.
+     * Which attention kernels attention_forward/backward run for this model on the engine's (256-byte aligned)
+     * tensors, as the kernels decide it (the header's {@code attention_path}, which also reads MT_CUDA_ATTN):
+     * "tensor-core", or "simple" with the reason. Needs libmidtrain_cuda loaded (after a successful {@link #open}).
      */
-    public static String attentionPath(int headDim, String mtCudaAttnEnv) {
-        if ("simple".equals(mtCudaAttnEnv)) return "simple (MT_CUDA_ATTN=simple)";
-        return headDim == 64 || headDim == 128 ? "tensor-core" : "simple (head dim " + headDim + ")";
+    public static String attentionPath(int heads, int kvHeads, int headDim) {
+        int path = mt_cuda_attention_path(heads, kvHeads, headDim, 1);
+        if (path == KernelAbi.ATTN_PATH_TENSOR_CORE) return "tensor-core";
+        if (path == KernelAbi.ATTN_PATH_SIMPLE)
+            return "simple (" + ("simple".equals(System.getenv("MT_CUDA_ATTN")) ? "MT_CUDA_ATTN=simple" : "head dim " + headDim) + ")";
+        throw new KernelException("attention_path", path);
     }
 
     @Override public String name() { return "cuda"; }
+
+    @Override public String describe() {
+        try (org.bytedeco.javacpp.BytePointer buf = new org.bytedeco.javacpp.BytePointer(512)) {
+            check(mt_cuda_describe(buf.address(), 512), "describe");
+            return Backend.cString(buf) + "; attention " + attentionPath(32, 8, 128) + " at 32 heads, 8 KV heads, head dim 128";
+        }
+    }
     @Override public int floatxBytes() { return 2; }
 
     /** The device's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3". */
-    public String deviceName() { return deviceName; }
+    @Override public String deviceName() { return deviceName; }
 
     public int device() { return device; }
 
     /** Total memory of this backend's device, in bytes (cudaMemGetInfo); the trainer's default fit-check budget. */
-    public long totalMemoryBytes() {
+    @Override
+    public long deviceMemoryBytes() {
         try (org.bytedeco.javacpp.SizeTPointer free = new org.bytedeco.javacpp.SizeTPointer(1);
              org.bytedeco.javacpp.SizeTPointer total = new org.bytedeco.javacpp.SizeTPointer(1)) {
             int rc = cudart.cudaMemGetInfo(free, total);
@@ -205,6 +216,16 @@ public final class CudaBackend extends CudaKernels implements Backend {
      * Row-major C[M,N] = alpha op(A) op(B) + beta C through column-major cuBLAS: C^T = op(B)^T op(A)^T, i.e. cuBLAS
      * computes an N x M product with B as its first operand. bf16 A/B, C bf16 or fp32, fp32 compute.
      */
+    /**
+     * Decoding shapes (M up to {@code MT_LINEAR_DOT_MAX_M} rows) run on {@code linear_forward}, whose out[m,n] does
+     * not depend on M: a sequence decoded in a batch gets the logits it gets alone, as on the CPU. Larger M on cuBLAS.
+     */
+    @Override
+    public void linear(long out, long inp, long weight, int M, int N, int K) {
+        if (M <= KernelAbi.LINEAR_DOT_MAX_M) linearForward(out, inp, weight, M, N, K);
+        else gemm(false, true, M, N, K, 1f, inp, weight, 0f, out, false);
+    }
+
     @Override
     public void gemm(boolean transA, boolean transB, int M, int N, int K, float alphaValue, long A, long B, float betaValue,
                      long C, boolean cF32) {

@@ -43,7 +43,7 @@ public final class Llama implements AutoCloseable {
     private final TpHooks tp;
     private final boolean recompute;
     private final int xb;                               // bytes per floatX
-    private final int B, T, N, C, L, NH, NKV, HD, QKV, A, F, V, vocabStart, chunk;
+    private final int B, T, N, C, L, V, vocabStart, chunk;
     private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
     private final OptimizerShard shard;
     private final boolean masterSharded;               // fp32 master weights only for the shard (distributed optimizer)
@@ -53,13 +53,15 @@ public final class Llama implements AutoCloseable {
     private final long numel;
     private final long params, paramsX, grads, adamM, adamV;    // paramsX == params when floatX is fp32
 
-    // element offsets of each layer's fused weights in the slabs
+    // element offsets of the embedding, final norm and head in the slabs; each layer's weights and gradients
     private final long oEmbed, oNormF, oHead;
-    private final long[] oQkv, oO, oGateUp, oDown, oLn1, oLn2;
+    private final Block block;
+    private final Block.Weights[] w, g;                 // [L]: floatX compute weights, fp32 gradients
+    private final Block.Causal attention;
 
     // ------------------------------------------------------------------------------------ activations of one micro-batch
     private final long[] res;                           // L+1 x floatX[N,C]: block inputs; res[L] = final residual
-    private final long[] ln1, rstd1, qkv, atty, lse, resMid, ln2, rstd2, gateup, swi;  // per layer, or one shared set
+    private final Block.Activations[] act;              // [L]: per layer, or (recompute) one shared set
     private final long lnf, rstdf;                      // floatX[N,C], float[N]
     private final long logits;                          // floatX[chunk, V], dlogits in place
     private final long ceLse, ceTarget, losses;         // float[N] each
@@ -67,10 +69,7 @@ public final class Llama implements AutoCloseable {
     private final long ropeCos, ropeSin;                // float[T, HD/2]
     // backward buffers
     private final long dres;                            // floatX[N,C]: gradient of the residual stream
-    private final long dtmp;                            // floatX[N,C]: gradient of a norm output
-    private final long dmid;                            // floatX[N, max(A,F)]: d attention output | d swiglu output
-    private final long dwide;                           // floatX[N, max(QKV,2F)]: d qkv | d gate|up
-    private final long normScratch, attnScratch;
+    private final Block.Scratch scratch;                // dtmp (gradient of a norm output), dmid, dwide, norm, attn
     // host staging (no per-step allocation)
     private final float[] lossHost;
     private final int[] intStage;
@@ -100,17 +99,15 @@ public final class Llama implements AutoCloseable {
         xb = be.floatxBytes();
         B = microBatchSeqs; T = seqLen; N = B * T;
         this.buffers = new DeviceBuffers(be, N, N);                      // token ids in, per-token losses out
-        C = cfg.dim(); L = cfg.nLayers(); HD = cfg.headDim();
+        C = cfg.dim(); L = cfg.nLayers();
         placement = layout.placement();
-        NH = placement.heads(); NKV = placement.kvHeads(); F = placement.ffn(); V = placement.vocab();
+        V = placement.vocab();
         vocabStart = placement.vocabStart();
-        QKV = (NH + 2 * NKV) * HD; A = NH * HD;
         chunk = Math.min(N, MemoryPlan.LOGITS_CHUNK_TOKENS);
         eps = (float) cfg.normEps();
 
         ParamLayout.Offsets off = layout.offsets();                    // q|k|v: one [QKV, C] matrix; gate|up: one [2F, C]
         oEmbed = off.embed(); oNormF = off.normF(); oHead = off.head();
-        oQkv = off.qkv(); oO = off.o(); oGateUp = off.gateUp(); oDown = off.down(); oLn1 = off.ln1(); oLn2 = off.ln2();
 
         numel = layout.numel();
         if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
@@ -141,30 +138,17 @@ public final class Llama implements AutoCloseable {
         long NC = (long) N * C;
         res = new long[L + 1];
         for (int l = 0; l <= L; l++) res[l] = allocX(NC);
-        int sets = recompute ? 1 : L;                   // recompute: one set of block activations, rebuilt per layer
-        ln1 = new long[L]; rstd1 = new long[L]; qkv = new long[L]; atty = new long[L]; lse = new long[L];
-        resMid = new long[L]; ln2 = new long[L]; rstd2 = new long[L]; gateup = new long[L]; swi = new long[L];
-        for (int s = 0; s < sets; s++) {
-            ln1[s] = allocX(NC); rstd1[s] = allocF(N);
-            qkv[s] = allocX((long) N * QKV);
-            atty[s] = allocX((long) N * A); lse[s] = allocF((long) B * NH * T);
-            resMid[s] = allocX(NC);
-            ln2[s] = allocX(NC); rstd2[s] = allocF(N);
-            gateup[s] = allocX(2L * N * F); swi[s] = allocX((long) N * F);
-        }
-        for (int l = sets; l < L; l++) {
-            ln1[l] = ln1[0]; rstd1[l] = rstd1[0]; qkv[l] = qkv[0]; atty[l] = atty[0]; lse[l] = lse[0];
-            resMid[l] = resMid[0]; ln2[l] = ln2[0]; rstd2[l] = rstd2[0]; gateup[l] = gateup[0]; swi[l] = swi[0];
-        }
+        block = new Block(be, layout, tp, Block.Products.GEMM);
+        w = new Block.Weights[L]; g = new Block.Weights[L];
+        for (int l = 0; l < L; l++) { w[l] = Block.Weights.of(off, l, paramsX, xb); g[l] = Block.Weights.of(off, l, grads, 4); }
+        act = new Block.Activations[L];                 // recompute: one set of block activations, rebuilt per layer
+        for (int l = 0; l < L; l++) act[l] = recompute && l > 0 ? act[0] : block.activations(buffers, N);
         lnf = allocX(NC); rstdf = allocF(N);
         logits = allocX((long) chunk * V);
         ceLse = allocF(N); ceTarget = allocF(N); losses = allocF(N);
         tokens = allocF(N); targets = allocF(N);       // int32: same size as float
-        dres = allocX(NC); dtmp = allocX(NC);
-        dmid = allocX((long) N * Math.max(A, F));
-        dwide = allocX((long) N * Math.max(QKV, 2 * F));
-        normScratch = allocF(Math.max(Backend.rmsnormBackwardScratchFloats(N, C), Backend.NORM_SCRATCH_FLOATS));
-        attnScratch = allocF(Backend.attentionBackwardScratchFloats(B, NH, T));
+        dres = allocX(NC);
+        scratch = block.scratch(buffers, B, T);
         lossHost = new float[N];
         intStage = new int[N];
 
@@ -174,6 +158,7 @@ public final class Llama implements AutoCloseable {
         ropeSin = allocF(rope[1].length);
         be.upload(ropeCos, rope[0]);
         be.upload(ropeSin, rope[1]);
+        attention = block.causal(ropeCos, ropeSin, B, T);
     }
 
     // ================================================================================================ forward
@@ -229,22 +214,7 @@ public final class Llama implements AutoCloseable {
     }
 
     /** Block l: res[l+1][N,C] = block(res[l][N,C]), saving (or, with recompute, overwriting) its activations. */
-    private void blockForward(int l) {
-        long x = res[l], out = res[l + 1];
-        be.rmsnormForward(ln1[l], rstd1[l], x, wX(oLn1[l]), N, C, eps);                 // ln1[N,C], rstd1[N]
-        be.gemm(false, true, N, QKV, C, 1f, ln1[l], wX(oQkv[l]), 0f, qkv[l], false);    // qkv[N,QKV] = ln1 @ Wqkv[QKV,C]^T
-        be.ropeForward(qkv[l], qkv[l], ropeCos, ropeSin, B, T, NH, NKV, HD);             // rotate q,k in place
-        be.attentionForward(atty[l], lse[l], qkv[l], B, T, NH, NKV, HD);                // atty[N,A], lse[B,NH,T]
-        be.gemm(false, true, N, C, A, 1f, atty[l], wX(oO[l]), 0f, resMid[l], false);     // o[N,C] = atty @ Wo[C,A]^T
-        tp.allReduceX(resMid[l], (long) N * C);                                          // row-parallel o_proj
-        be.add(resMid[l], resMid[l], x, (long) N * C);                                   // resMid = x + o
-        be.rmsnormForward(ln2[l], rstd2[l], resMid[l], wX(oLn2[l]), N, C, eps);         // ln2[N,C], rstd2[N]
-        be.gemm(false, true, N, 2 * F, C, 1f, ln2[l], wX(oGateUp[l]), 0f, gateup[l], false); // gateup[N,2F] = ln2 @ Wgu[2F,C]^T
-        be.swigluForward(swi[l], gateup[l], N, F);                                      // swi[N,F] = silu(gate) * up
-        be.gemm(false, true, N, C, F, 1f, swi[l], wX(oDown[l]), 0f, out, false);         // d[N,C] = swi @ Wdown[C,F]^T
-        tp.allReduceX(out, (long) N * C);                                                // row-parallel down_proj
-        be.add(out, out, resMid[l], (long) N * C);                                       // res[l+1] = resMid + d
-    }
+    private void blockForward(int l) { block.forward(w[l], act[l], attention, res[l], res[l + 1], N); }
 
     /**
      * Final RMSNorm, LM head and cross-entropy in token chunks of at most {@link MemoryPlan#LOGITS_CHUNK_TOKENS}
@@ -266,13 +236,13 @@ public final class Llama implements AutoCloseable {
             be.crossentropyBackward(logits, losses + 4L * c0, logits, lseC, tlC, tgC, dloss, n, V, vocabStart, IGNORE_INDEX);
             if (backward) {
                 be.gemm(true, false, V, C, n, 1f, logits, lnfC, 1f, dW, true);            // dW[V,C] += dlogits^T @ lnf[n,C]
-                be.gemm(false, false, n, C, V, 1f, logits, W, 0f, dtmp + (long) c0 * C * xb, false); // dlnf[n,C] = dlogits @ W
+                be.gemm(false, false, n, C, V, 1f, logits, W, 0f, scratch.dtmp() + (long) c0 * C * xb, false); // dlnf[n,C] = dlogits @ W
             }
         }
         if (backward) {
-            tp.allReduceX(dtmp, (long) N * C);                                            // vocab-parallel head
+            tp.allReduceX(scratch.dtmp(), (long) N * C);                                            // vocab-parallel head
             be.fillX(dres, 0f, (long) N * C);
-            be.rmsnormBackward(dres, gF(oNormF), normScratch, dtmp, res[L], wX(oNormF), rstdf, N, C); // dres += d/d res[L]
+            be.rmsnormBackward(dres, gF(oNormF), scratch.norm(), scratch.dtmp(), res[L], wX(oNormF), rstdf, N, C); // dres += d/d res[L]
         }
         buffers.getFloats(lossHost, losses, N);
         double sum = 0;
@@ -292,26 +262,7 @@ public final class Llama implements AutoCloseable {
     }
 
     /** Block l in reverse: dres holds d/d res[l+1] on entry and d/d res[l] on exit; weight gradients +=. */
-    private void blockBackward(int l) {
-        long NC = (long) N * C;
-        // MLP: res[l+1] = resMid + down(swiglu(ln2 @ Wgu^T))
-        be.gemm(false, false, N, F, C, 1f, dres, wX(oDown[l]), 0f, dmid, false);          // dswi[N,F] = dres @ Wdown[C,F]
-        be.gemm(true, false, C, F, N, 1f, dres, swi[l], 1f, gF(oDown[l]), true);          // dWdown[C,F] += dres^T @ swi
-        be.swigluBackward(dwide, dmid, gateup[l], N, F);                                   // dgateup[N,2F]
-        be.gemm(true, false, 2 * F, C, N, 1f, dwide, ln2[l], 1f, gF(oGateUp[l]), true);   // dWgu[2F,C] += dgateup^T @ ln2
-        be.gemm(false, false, N, C, 2 * F, 1f, dwide, wX(oGateUp[l]), 0f, dtmp, false);   // dln2[N,C] = dgateup @ Wgu
-        tp.allReduceX(dtmp, NC);                                                           // column-parallel gate|up
-        be.rmsnormBackward(dres, gF(oLn2[l]), normScratch, dtmp, resMid[l], wX(oLn2[l]), rstd2[l], N, C); // dres += (residual)
-        // attention: resMid = res[l] + o_proj(attention(rope(ln1 @ Wqkv^T)))
-        be.gemm(false, false, N, A, C, 1f, dres, wX(oO[l]), 0f, dmid, false);             // datty[N,A] = dres @ Wo[C,A]
-        be.gemm(true, false, C, A, N, 1f, dres, atty[l], 1f, gF(oO[l]), true);            // dWo[C,A] += dres^T @ atty
-        be.attentionBackward(dwide, attnScratch, dmid, qkv[l], atty[l], lse[l], B, T, NH, NKV, HD); // dqkv[N,QKV] (=)
-        be.ropeBackward(dwide, dwide, ropeCos, ropeSin, B, T, NH, NKV, HD);                // back through the rotation
-        be.gemm(true, false, QKV, C, N, 1f, dwide, ln1[l], 1f, gF(oQkv[l]), true);        // dWqkv[QKV,C] += dqkv^T @ ln1
-        be.gemm(false, false, N, C, QKV, 1f, dwide, wX(oQkv[l]), 0f, dtmp, false);        // dln1[N,C] = dqkv @ Wqkv
-        tp.allReduceX(dtmp, NC);                                                           // column-parallel q|k|v
-        be.rmsnormBackward(dres, gF(oLn1[l]), normScratch, dtmp, res[l], wX(oLn1[l]), rstd1[l], N, C); // dres += (residual)
-    }
+    private void blockBackward(int l) { block.backward(w[l], g[l], act[l], attention, res[l], dres, scratch, N); }
 
     // =========================================================================================== parameters
 

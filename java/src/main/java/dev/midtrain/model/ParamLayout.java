@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.OptimConfig;
 import dev.midtrain.config.Placement;
 
 import java.util.ArrayList;
@@ -124,7 +125,7 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
         int nh = pl.heads(), nkv = pl.kvHeads(), f = pl.ffn(), v = pl.vocab();
         int kvShards = pl.kvShards(), kvIndex = pl.kvIndex();
 
-        Builder b = new Builder(noDecaySubstrings == null ? List.of("norm") : noDecaySubstrings);
+        Builder b = new Builder(noDecaySubstrings == null ? OptimConfig.defaultWeightDecayExclude() : noDecaySubstrings);
         b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
         for (int i = 0; i < m.nLayers(); i++) {
             String p = "model.layers." + i + ".";
@@ -204,14 +205,17 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
     /** Element offset of a named parameter. */
     public long offset(String name) { return get(name).offset(); }
 
-    /** Maximal runs [start, end) of consecutive tensors with the same weight-decay flag (AdamW is one call per run). */
-    public List<long[]> decayRuns() {
-        List<long[]> runs = new ArrayList<>();
+    /** Slab elements [start, end) of consecutive tensors that all take weight decay or all do not. */
+    public record DecayRun(long start, long end, boolean weightDecay) {}
+
+    /** Maximal runs of consecutive tensors with the same weight-decay flag (AdamW is one call per run). */
+    public List<DecayRun> decayRuns() {
+        List<DecayRun> runs = new ArrayList<>();
         for (Tensor t : tensors) {
-            long flag = t.weightDecay() ? 1 : 0;
-            long[] last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
-            if (last != null && last[2] == flag && last[1] == t.offset()) last[1] = t.offset() + t.numel();
-            else runs.add(new long[]{t.offset(), t.offset() + t.numel(), flag});
+            DecayRun last = runs.isEmpty() ? null : runs.get(runs.size() - 1);
+            if (last != null && last.weightDecay() == t.weightDecay() && last.end() == t.offset())
+                runs.set(runs.size() - 1, new DecayRun(last.start(), t.offset() + t.numel(), last.weightDecay()));
+            else runs.add(new DecayRun(t.offset(), t.offset() + t.numel(), t.weightDecay()));
         }
         return runs;
     }

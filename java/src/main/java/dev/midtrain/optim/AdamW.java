@@ -17,7 +17,7 @@ public final class AdamW {
     private final Backend be;
     private final OptimConfig cfg;
     private final Llama.Slabs s;
-    private final List<long[]> runs;
+    private final List<ParamLayout.DecayRun> runs;
     private final int xb;
 
     public AdamW(Llama model, OptimConfig cfg) {
@@ -39,10 +39,10 @@ public final class AdamW {
         if (t < 1) throw new IllegalArgumentException("AdamW step is 1-based, got " + t);
         float bc1 = (float) (1 - Math.pow(cfg.beta1(), t)), bc2 = (float) (1 - Math.pow(cfg.beta2(), t));
         long lo = s.shard().start(), hi = lo + s.shard().count();    // m and v hold [lo, hi)
-        for (long[] run : runs) {
-            long off = Math.max(run[0], lo), n = Math.min(run[1], hi) - off;
+        for (ParamLayout.DecayRun run : runs) {
+            long off = Math.max(run.start(), lo), n = Math.min(run.end(), hi) - off;
             if (n <= 0) continue;
-            float wd = run[2] == 1 ? (float) cfg.weightDecay() : 0f;
+            float wd = run.weightDecay() ? (float) cfg.weightDecay() : 0f;
             long px = s.separateComputeCopy() ? s.paramsX() + off * xb : 0L;
             be.adamwUpdate(s.params() + 4 * off, px, s.grads() + 4 * off, s.m() + 4 * (off - lo), s.v() + 4 * (off - lo), n,
                     (float) lr, (float) cfg.beta1(), (float) cfg.beta2(), (float) cfg.eps(), wd, bc1, bc2, (float) gradScale);

@@ -3,6 +3,7 @@ package dev.midtrain.parallel;
 import dev.midtrain.config.Placement;
 import dev.midtrain.parallel.Communicator.Dtype;
 import dev.midtrain.kernels.Backend;
+import dev.midtrain.kernels.KernelAbi;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
@@ -73,7 +74,7 @@ public final class Parallelism implements AutoCloseable {
             if (kv && pl.kvReplicas() > 1) addRange(kvRanges, x.offset(), x.offset() + x.numel());
         }
         scalars = be.alloc(4L * host.length);
-        normScratch = be.alloc(4L * Backend.NORM_SCRATCH_FLOATS);
+        normScratch = be.alloc(4L * KernelAbi.NORM_SCRATCH_FLOATS);
     }
 
     /** The optimizer shard a rank at {@code t} uses (pass it to the Llama constructor). */

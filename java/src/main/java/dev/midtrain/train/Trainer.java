@@ -162,9 +162,6 @@ public final class Trainer {
         return new StepResult(stepNo, loss, norm, lr, clip, !finite, tokens, lossBySource);
     }
 
-    /** Mean token loss over the loader's held-out micro-batches (train.eval_batches of them); NaN when there are none. */
-    public double validationLoss() { return validate().loss(); }
-
     /** The held-out loss over train.eval_batches micro-batches, overall and per source. */
     public Validation validate() {
         if (validation == null) {

@@ -5,10 +5,19 @@ import dev.midtrain.kernels.CudaBackend;
 import dev.midtrain.kernels.KernelException;
 import org.junit.jupiter.api.Test;
 
+import dev.midtrain.kernels.CpuBackend;
+
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -28,9 +37,36 @@ class CpuValidationHarnessTest {
         assertEquals(0, rc, out);
         for (String kernel : List.of("embedding_forward", "embedding_backward", "rmsnorm_forward", "rmsnorm_backward", "rope_forward",
                 "rope_backward", "attention_forward", "attention_backward", "swiglu_forward", "swiglu_backward", "add",
-                "crossentropy_forward", "crossentropy_backward", "lse_combine", "adamw_update", "global_norm_squared", "gemm_x"))
+                "crossentropy_forward", "crossentropy_backward", "lse_combine", "adamw_update", "global_norm_squared", "gemm_x",
+                "linear_forward", "kvcache_attention_forward"))
             assertTrue(out.contains(kernel + " "), "harness output lacks " + kernel);
         assertTrue(out.matches("(?s).*GpuValidate: \\d+ passed, 0 failed.*"), out);
+    }
+
+    /**
+     * Every function of the kernel header has a CPU-vs-CUDA case in GpuValidate or a stated reason in
+     * {@link GpuValidate#NOT_COMPARED}; every case names a header function (or the backend GEMM), and no exempted
+     * function also has cases.
+     */
+    @Test
+    void everyHeaderFunctionHasAValidationCaseOrAStatedExemption() throws IOException {
+        Set<String> header = new TreeSet<>();
+        Matcher m = Pattern.compile("int\\s+MT_FN\\((\\w+)\\)\\s*\\(").matcher(Files.readString(Path.of("native/include/midtrain_kernels.h")));
+        while (m.find()) header.add(m.group(1));
+        assertTrue(header.size() > 20, "functions parsed from the header: " + header);
+        Set<String> cased = new TreeSet<>();
+        try (CpuBackend cpu = new CpuBackend()) {
+            for (GpuValidate.Case c : GpuValidate.cases(cpu)) cased.add(c.kernel);
+        }
+        Set<String> missing = new TreeSet<>(header);
+        missing.removeAll(cased);
+        missing.removeAll(GpuValidate.NOT_COMPARED.keySet());
+        assertEquals(Set.of(), missing, "header functions without a GpuValidate case or a NOT_COMPARED reason");
+        Set<String> unknown = new TreeSet<>(cased);
+        unknown.removeAll(header);
+        assertEquals(Set.of("gemm_f32acc", "gemm_x"), unknown, "GpuValidate cases that are neither a header function nor Backend.gemm");
+        assertTrue(header.containsAll(GpuValidate.NOT_COMPARED.keySet()), "NOT_COMPARED lists a function the header lacks: " + GpuValidate.NOT_COMPARED.keySet());
+        for (String f : GpuValidate.NOT_COMPARED.keySet()) assertTrue(!cased.contains(f), f + " is exempted but has cases");
     }
 
     @Test

@@ -54,7 +54,7 @@ class CheckpointFaultTest {
             assertTrue(p.waitFor(10, TimeUnit.SECONDS));
             assertEquals(137, p.exitValue(), "killed by SIGKILL");
         }
-        CheckpointStore s = CheckpointStore.forRun(run);
+        StepDirectories s = StepDirectories.forRun(run);
         assertEquals(List.of(1L), s.committedSteps());
         assertEquals(s.stepDir(1), s.newestCommitted().orElseThrow());
         assertEquals("step_00000001", s.readLatest());
@@ -86,7 +86,7 @@ class CheckpointFaultTest {
         assertEquals("SIGTERM", stopped[2]);
         long step = Long.parseLong(stopped[1]);
         assertTrue(step >= 4, "saved at the step where it stopped: " + step);
-        CheckpointStore s = CheckpointStore.forRun(run);
+        StepDirectories s = StepDirectories.forRun(run);
         assertEquals(s.stepDir(step), s.newestCommitted().orElseThrow());
         CkptFixtures.assertStep(s.stepDir(step), step, 1);
         assertTrue(s.committedSteps().contains(3L), "periodic save at step 3 as well: " + s.committedSteps());

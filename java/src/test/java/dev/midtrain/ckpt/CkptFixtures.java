@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
@@ -68,10 +69,10 @@ final class CkptFixtures {
         }
     }
 
-    static List<CheckpointStore.RankState> ranks(long step, int tp) {
-        List<CheckpointStore.RankState> out = new ArrayList<>();
+    static List<StepDirectories.RankState> ranks(long step, int tp) {
+        List<StepDirectories.RankState> out = new ArrayList<>();
         for (ParamLayout l : layouts(tp)) {
-            var rs = new CheckpointStore.RankState(l, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel()));
+            var rs = new StepDirectories.RankState(l, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel()));
             fill(step, l, rs.params(), rs.m(), rs.v());
             out.add(rs);
         }
@@ -80,7 +81,7 @@ final class CkptFixtures {
 
     /** Asserts a committed step holds exactly the fixture values of {@code step}. */
     static void assertStep(Path stepDir, long step, int tp) {
-        try (StepCheckpoint ck = StepCheckpoint.open(stepDir, true)) {
+        try (CommittedStep ck = CommittedStep.open(stepDir, true)) {
             if (ck.stateFile().step() != step) throw new AssertionError("state step " + ck.stateFile().step() + " != " + step);
             for (ParamLayout l : layouts(tp)) {
                 try (HostFloats p = HostFloats.allocate(l.numel()); HostFloats m = HostFloats.allocate(l.numel()); HostFloats v = HostFloats.allocate(l.numel())) {
@@ -99,13 +100,13 @@ final class CkptFixtures {
 
     /** Rewrites manifest + COMMITTED so they vouch for the directory's current files (simulates a buggy writer). */
     static void reseal(Path stepDir) throws IOException {
-        var manifest = (ObjectNode) HfConfig.read(stepDir.resolve(CheckpointStore.MANIFEST));
+        var manifest = (ObjectNode) HfConfig.read(stepDir.resolve(StepDirectories.MANIFEST));
         ObjectNode files = (ObjectNode) manifest.get("files");
         for (var it = files.fieldNames(); it.hasNext(); ) {
             String f = it.next();
             ((ObjectNode) files.get(f)).put("bytes", Files.size(stepDir.resolve(f))).put("sha256", AtomicFiles.sha256(stepDir.resolve(f)));
         }
-        var w = AtomicFiles.writeString(stepDir.resolve(CheckpointStore.MANIFEST), HfConfig.toText(manifest));
-        AtomicFiles.writeString(stepDir.resolve(CheckpointStore.COMMITTED), "step 0\nmanifest_sha256 " + w.sha256() + "\n");
+        var w = AtomicFiles.writeString(stepDir.resolve(StepDirectories.MANIFEST), HfConfig.toText(manifest));
+        AtomicFiles.writeString(stepDir.resolve(StepDirectories.COMMITTED), "step 0\nmanifest_sha256 " + w.sha256() + "\n");
     }
 }

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.train.GracefulStop;
 import dev.midtrain.config.CheckpointConfig;
 
 import java.nio.file.Path;
@@ -18,10 +19,10 @@ public final class CrashChild {
         Path run = Path.of(args[1]);
         switch (args[0]) {
             case "kill-mid-save" -> {
-                CheckpointStore s = CheckpointStore.forRun(run);
+                StepDirectories s = StepDirectories.forRun(run);
                 s.save(CkptFixtures.state(1, 2), CkptFixtures.ranks(1, 2), 3, 0);
                 System.out.println("COMMITTED 1");
-                System.setProperty(CheckpointStore.SLOW_WRITE_PROPERTY, "400");
+                System.setProperty(StepDirectories.SLOW_WRITE_PROPERTY, "400");
                 s.setHook(name -> { System.out.println("WRITING " + name); System.out.flush(); });
                 s.save(CkptFixtures.state(2, 2), CkptFixtures.ranks(2, 2), 3, 0);
                 System.out.println("COMMITTED 2");
@@ -29,8 +30,8 @@ public final class CrashChild {
             }
             case "sigterm" -> {
                 GracefulStop stop = GracefulStop.install();
-                CheckpointStore s = CheckpointStore.forRun(run);
-                Checkpointer c = new Checkpointer(s, new CheckpointConfig(3, 10, 0, true, 0));
+                StepDirectories s = StepDirectories.forRun(run);
+                AsyncSaver c = new AsyncSaver(s, new CheckpointConfig(3, 10, 0, true, 0));
                 long step = 0, lastSaved = -1;
                 while (true) {
                     Thread.sleep(20);   // "compute"

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
@@ -55,17 +56,17 @@ class DistributedCheckpointTest {
     }
 
     /** Global rank r's part of step {@code step}: its window of its tensor-parallel rank's slabs. */
-    static CheckpointStore.RankState rank(long step, int r) {
+    static StepDirectories.RankState rank(long step, int r) {
         ParamLayout l = ParamLayout.of(M, TP, r % TP, List.of("norm"));
         int d = r / TP;
-        OptimizerShard w = CheckpointStore.window(l.numel(), DP, d);
+        OptimizerShard w = StepDirectories.window(l.numel(), DP, d);
         HostFloats[] h = new HostFloats[3];
         for (int k = 0; k < 3; k++) {
             float[] s = slab(step, k, l);
             h[k] = HostFloats.allocate(Math.max(1, w.count()));
             for (long i = 0; i < w.count(); i++) h[k].put(i, s[(int) (w.start() + i)]);
         }
-        return new CheckpointStore.RankState(l, d, DP, h[0], h[1], h[2]);
+        return new StepDirectories.RankState(l, d, DP, h[0], h[1], h[2]);
     }
 
     /** Every "process" writes its rank's part concurrently; returns what process 0's save returned or threw. */
@@ -74,8 +75,8 @@ class DistributedCheckpointTest {
         for (int p = 0; p < TP * DP; p++) {
             if (absent.contains(p)) continue;
             int proc = p;
-            fs.add(pool.submit(() -> CheckpointStore.forRun(run).savePart(state(step, TP, DP), List.of(rank(step, proc)),
-                    new CheckpointStore.Part(proc, TP * DP, timeout), 2, 0)));
+            fs.add(pool.submit(() -> StepDirectories.forRun(run).savePart(state(step, TP, DP), List.of(rank(step, proc)),
+                    new StepDirectories.Part(proc, TP * DP, timeout), 2, 0)));
         }
         for (Future<Path> f : fs.subList(1, fs.size())) f.get();
         return fs.get(0);
@@ -87,18 +88,18 @@ class DistributedCheckpointTest {
         ExecutorService pool = Executors.newFixedThreadPool(TP * DP);
         try {
             Path d = saveAll(run, 10, List.of(), Duration.ofSeconds(30), pool).get();
-            assertEquals(CheckpointStore.forRun(run).stepDir(10), d);
-            assertEquals(List.of(10L), CheckpointStore.forRun(run).committedSteps());
+            assertEquals(StepDirectories.forRun(run).stepDir(10), d);
+            assertEquals(List.of(10L), StepDirectories.forRun(run).committedSteps());
             assertEquals("step_00000010", Files.readString(run.resolve("checkpoints/latest")).trim());
-            JsonNode files = HfConfig.read(d.resolve(CheckpointStore.MANIFEST)).get("files");
+            JsonNode files = HfConfig.read(d.resolve(StepDirectories.MANIFEST)).get("files");
             assertEquals(2 * TP * DP + 1, files.size(), "a model and an optimizer file per rank, and the trainer state: " + files);
             for (int t = 0; t < TP; t++)
                 for (int p = 0; p < DP; p++) {
-                    String f = CheckpointStore.modelFile(t, TP, p, DP);
+                    String f = StepDirectories.modelFile(t, TP, p, DP);
                     assertEquals(AtomicFiles.sha256(d.resolve(f)), files.get(f).get("sha256").asText(), f);
                 }
             // every layout loads the same full tensors back (resharding tp and dp), bit for bit
-            try (StepCheckpoint ck = StepCheckpoint.openForRanks(d)) {
+            try (CommittedStep ck = CommittedStep.openForRanks(d)) {
                 for (int[] lay : new int[][]{{1, 1}, {2, 2}, {1, 4}, {4, 1}, {2, 1}}) {
                     for (int r = 0; r < lay[0] * lay[1]; r++) {
                         ParamLayout l = ParamLayout.of(M, lay[0], r % lay[0], List.of("norm"));
@@ -133,19 +134,19 @@ class DistributedCheckpointTest {
             Future<Path> lead = saveAll(run, 15, List.of(3), Duration.ofMillis(500), pool);
             Exception e = assertThrows(Exception.class, lead::get);
             assertTrue(e.getCause().getMessage().contains("process 3 did not finish its part"), e.getCause().getMessage());
-            assertEquals(List.of(10L), CheckpointStore.forRun(run).committedSteps());
+            assertEquals(List.of(10L), StepDirectories.forRun(run).committedSteps());
             assertEquals("step_00000010", Files.readString(run.resolve("checkpoints/latest")).trim());
-            assertFalse(Files.exists(CheckpointStore.forRun(run).stepDir(15)));
+            assertFalse(Files.exists(StepDirectories.forRun(run).stepDir(15)));
             // a process whose write fails says so at once (no waiting out the timeout)
-            CheckpointStore failing = CheckpointStore.forRun(run);
+            StepDirectories failing = StepDirectories.forRun(run);
             failing.setHook(name -> { if (name.startsWith("optimizer")) throw new IOException("disk full (simulated)"); });
-            Future<Path> f2 = pool.submit(() -> failing.savePart(state(20, TP, DP), List.of(rank(20, 2)), new CheckpointStore.Part(2, 4, Duration.ofSeconds(60)), 2, 0));
+            Future<Path> f2 = pool.submit(() -> failing.savePart(state(20, TP, DP), List.of(rank(20, 2)), new StepDirectories.Part(2, 4, Duration.ofSeconds(60)), 2, 0));
             List<Future<Path>> others = new ArrayList<>();
-            for (int p : new int[]{1, 3}) others.add(pool.submit(() -> CheckpointStore.forRun(run).savePart(state(20, TP, DP), List.of(rank(20, p)),
-                    new CheckpointStore.Part(p, 4, Duration.ofSeconds(60)), 2, 0)));
+            for (int p : new int[]{1, 3}) others.add(pool.submit(() -> StepDirectories.forRun(run).savePart(state(20, TP, DP), List.of(rank(20, p)),
+                    new StepDirectories.Part(p, 4, Duration.ofSeconds(60)), 2, 0)));
             long t0 = System.nanoTime();
-            Exception e2 = assertThrows(Exception.class, () -> CheckpointStore.forRun(run).savePart(state(20, TP, DP), List.of(rank(20, 0)),
-                    new CheckpointStore.Part(0, 4, Duration.ofSeconds(60)), 2, 0));
+            Exception e2 = assertThrows(Exception.class, () -> StepDirectories.forRun(run).savePart(state(20, TP, DP), List.of(rank(20, 0)),
+                    new StepDirectories.Part(0, 4, Duration.ofSeconds(60)), 2, 0));
             assertTrue(e2.getMessage().contains("process 2 failed to write its part") && e2.getMessage().contains("disk full"), e2.getMessage());
             assertTrue(System.nanoTime() - t0 < 30e9, "did not wait out the 60 s timeout");
             assertThrows(Exception.class, f2::get);
@@ -154,12 +155,12 @@ class DistributedCheckpointTest {
             for (Future<Path> o : others) {
                 try { o.get(); } catch (java.util.concurrent.ExecutionException ignored) { }
             }
-            assertEquals(List.of(10L), CheckpointStore.forRun(run).committedSteps());
+            assertEquals(List.of(10L), StepDirectories.forRun(run).committedSteps());
             // the next complete save commits, and pruning (keep_last 2) runs only then
             saveAll(run, 25, List.of(), Duration.ofSeconds(30), pool).get();
             saveAll(run, 30, List.of(), Duration.ofSeconds(30), pool).get();
-            assertEquals(List.of(25L, 30L), CheckpointStore.forRun(run).committedSteps());
-            try (StepCheckpoint ck = StepCheckpoint.open(CheckpointStore.forRun(run).stepDir(30), true)) {
+            assertEquals(List.of(25L, 30L), StepDirectories.forRun(run).committedSteps());
+            try (CommittedStep ck = CommittedStep.open(StepDirectories.forRun(run).stepDir(30), true)) {
                 assertEquals(30, ck.stateFile().step());
                 assertEquals(Map.of("a", 300L, "b", 660L), ck.stateFile().state().tokensPerSource);
             }
@@ -174,11 +175,11 @@ class DistributedCheckpointTest {
         ExecutorService pool = Executors.newFixedThreadPool(TP * DP);
         try {
             Path d = saveAll(run, 5, List.of(), Duration.ofSeconds(30), pool).get();
-            Path f = d.resolve(CheckpointStore.optimizerFile(1, TP, 1, DP));
+            Path f = d.resolve(StepDirectories.optimizerFile(1, TP, 1, DP));
             byte[] b = Files.readAllBytes(f);
             b[b.length - 3] ^= 0x40;
             Files.write(f, b);
-            try (StepCheckpoint ck = StepCheckpoint.openForRanks(d)) {     // sizes fine: opens; hashes checked on read
+            try (CommittedStep ck = CommittedStep.openForRanks(d)) {     // sizes fine: opens; hashes checked on read
                 ParamLayout l = ParamLayout.of(M, TP, 0, List.of("norm"));
                 OptimizerShard w = OptimizerShard.of(l.numel(), DP, 0, true);
                 try (HostFloats p = HostFloats.allocate(l.numel()); HostFloats m = HostFloats.allocate(w.count()); HostFloats v = HostFloats.allocate(w.count())) {

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.databind.JsonNode;

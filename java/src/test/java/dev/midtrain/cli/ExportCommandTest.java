@@ -2,10 +2,10 @@ package dev.midtrain.cli;
 
 import dev.midtrain.cli.Cli.Run;
 import static dev.midtrain.cli.Cli.run;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.ckpt.StateFile;
 import dev.midtrain.train.TrainState;
@@ -32,20 +32,20 @@ class ExportCommandTest {
         Path hf = tmp.resolve("hf");
         Map<String, float[]> values = TestAccess.writeHf(hf, m, DType.F32, 900, 17);
         for (int tp : new int[]{1, 2}) {
-            List<CheckpointStore.RankState> ranks = new ArrayList<>();
+            List<StepDirectories.RankState> ranks = new ArrayList<>();
             try (HfCheckpoint ck = HfCheckpoint.open(hf)) {
                 ck.validate(m);
                 for (int r = 0; r < tp; r++) {
                     ParamLayout l = ParamLayout.of(m, tp, r, List.of("norm"));
                     HostFloats p = HostFloats.allocate(l.numel());
                     ck.loadInto(l, p);
-                    ranks.add(new CheckpointStore.RankState(l, p, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel())));
+                    ranks.add(new StepDirectories.RankState(l, p, HostFloats.allocate(l.numel()), HostFloats.allocate(l.numel())));
                 }
                 StateFile st = TestAccess.state(0, tp);
                 TrainState fresh = new TrainState(1234);
                 fresh.tokensSeenBefore = 5000;
                 st = new StateFile(fresh, 0, st.configYaml(), st.engineVersion(), tp, 1, ck.config(), hf.toString());
-                CheckpointStore.forRun(tmp.resolve("run" + tp)).save(st, ranks, 2, 0);
+                StepDirectories.forRun(tmp.resolve("run" + tp)).save(st, ranks, 2, 0);
             }
             Path out = tmp.resolve("out" + tp);
             // the run directory resolves to its newest committed step

@@ -2,9 +2,9 @@ package dev.midtrain.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.config.RopeScaling;
@@ -46,11 +46,11 @@ class TrainCheckpointTest {
         Path c = config(), a = tmp.resolve("a"), b = tmp.resolve("b");
         StringBuilder out = new StringBuilder();
         assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", a.toString()), out.toString());
-        assertEquals(List.of(2L, 4L, 6L), CheckpointStore.forRun(a).committedSteps());
+        assertEquals(List.of(2L, 4L, 6L), StepDirectories.forRun(a).committedSteps());
         out.setLength(0);
         assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", b.toString(), "--stop-at-step", "3"), out.toString());
         assertTrue(out.toString().contains("stopped at step 3"), out.toString());
-        assertEquals(List.of(2L, 3L), CheckpointStore.forRun(b).committedSteps());
+        assertEquals(List.of(2L, 3L), StepDirectories.forRun(b).committedSteps());
         out.setLength(0);
         assertEquals(0, run(out, "train", "--resume", b.toString(), "--synthetic-data"), out.toString());
         assertTrue(out.toString().contains("resumed from " + b.resolve("checkpoints").resolve("step_00000003")), out.toString());
@@ -62,7 +62,7 @@ class TrainCheckpointTest {
         for (int i = 0; i < 6; i++)
             for (String f : List.of("step", "loss", "grad_norm", "lr", "tokens", "skipped", "tokens_per_source", "val_loss"))
                 assertEquals(ma.get(i).get(f), mb.get(i).get(f), "step " + (i + 1) + " " + f);   // JSON text of the doubles: ==
-        Path sa = CheckpointStore.forRun(a).stepDir(6), sb = CheckpointStore.forRun(b).stepDir(6);
+        Path sa = StepDirectories.forRun(a).stepDir(6), sb = StepDirectories.forRun(b).stepDir(6);
         try (Stream<Path> files = Files.list(sa)) {
             for (Path f : files.toList())
                 assertArrayEquals(Files.readAllBytes(f), Files.readAllBytes(sb.resolve(f.getFileName())), "final " + f.getFileName());
@@ -96,8 +96,8 @@ class TrainCheckpointTest {
             for (String f : List.of("loss", "grad_norm", "lr", "tokens_per_source", "val_loss"))
                 assertEquals(ma.get(i).get(f), mb.get(i).get(f), "step " + (i + 1) + " " + f);
         for (String f : List.of("model.safetensors", "optimizer.safetensors", "trainer_state.json"))
-            assertArrayEquals(Files.readAllBytes(CheckpointStore.forRun(a).stepDir(6).resolve(f)),
-                    Files.readAllBytes(CheckpointStore.forRun(b).stepDir(6).resolve(f)), f);
+            assertArrayEquals(Files.readAllBytes(StepDirectories.forRun(a).stepDir(6).resolve(f)),
+                    Files.readAllBytes(StepDirectories.forRun(b).stepDir(6).resolve(f)), f);
     }
 
     @Test
@@ -124,8 +124,8 @@ class TrainCheckpointTest {
         assertTrue(out.toString().contains("train.steps 6 -> 8"), out.toString());
         assertEquals(8, metrics(r).size());
         assertEquals(8, metrics(r).get(7).get("step").asInt());
-        assertEquals(List.of(2L, 4L, 6L, 8L), CheckpointStore.forRun(r).committedSteps());
-        try (StepCheckpoint ck = StepCheckpoint.open(CheckpointStore.forRun(r).stepDir(8), true)) {
+        assertEquals(List.of(2L, 4L, 6L, 8L), StepDirectories.forRun(r).committedSteps());
+        try (CommittedStep ck = CommittedStep.open(StepDirectories.forRun(r).stepDir(8), true)) {
             assertEquals(8L * 4 * 16, ck.stateFile().state().tokensTrained);
             assertEquals(0.005, ck.config().optimizer().lr());
         }
@@ -143,8 +143,8 @@ class TrainCheckpointTest {
                 "--set", "optimizer.lr=1.0e-30", "--set", "optimizer.min_lr=0", "--set", "train.steps=1",
                 "--set", "checkpoint.tokens_seen_before=15000000000000"), out.toString());
         assertTrue(out.toString().contains("initialized from " + hf) && out.toString().contains("15,000,000,000,000 tokens seen before"), out.toString());
-        Path step1 = CheckpointStore.forRun(r).stepDir(1);
-        try (StepCheckpoint ck = StepCheckpoint.open(step1, true)) {
+        Path step1 = StepDirectories.forRun(r).stepDir(1);
+        try (CommittedStep ck = CommittedStep.open(step1, true)) {
             assertEquals(15_000_000_000_000L + 64, ck.stateFile().state().tokensTotal());
             assertEquals(1, ck.stateFile().hfConfig().get("bos_token_id").asInt());
             assertEquals(hf.toAbsolutePath().toString(), ck.stateFile().initFrom());

@@ -1,7 +1,7 @@
 package dev.midtrain.cli;
 
-import dev.midtrain.ckpt.CheckpointStore;
-import dev.midtrain.ckpt.StepCheckpoint;
+import dev.midtrain.ckpt.StepDirectories;
+import dev.midtrain.ckpt.CommittedStep;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -80,13 +80,13 @@ class TrainSignalTest {
         long steps = metricsLines(run);
         assertTrue(steps >= 5 && steps < 3000, "stopped early at " + steps);
         assertTrue(out.stream().anyMatch(l -> l.contains("stopped at step " + steps + " (SIGTERM)")), String.join("\n", out));
-        CheckpointStore s = CheckpointStore.forRun(run);
+        StepDirectories s = StepDirectories.forRun(run);
         assertEquals(List.of(steps), s.committedSteps(), "the step it stopped at was saved (every_steps 1000 never fired)");
         // and the run continues from there
         StringBuilder o = new StringBuilder();
         assertEquals(0, run(o, "train", "--resume", run.toString(), "--synthetic-data", "--set", "train.steps=" + (steps + 2)), o.toString());
         assertEquals(steps + 2, metricsLines(run));
-        assertEquals(steps + 2, s.newestCommitted().map(d -> { try (var ck = StepCheckpoint.open(d, true)) { return ck.stateFile().step(); } }).orElseThrow());
+        assertEquals(steps + 2, s.newestCommitted().map(d -> { try (var ck = CommittedStep.open(d, true)) { return ck.stateFile().step(); } }).orElseThrow());
     }
 
     @Test
@@ -94,10 +94,10 @@ class TrainSignalTest {
         Path c = config(2), run = tmp.resolve("run");
         List<String> out = Collections.synchronizedList(new ArrayList<>());
         // each file of a save sleeps 400 ms: the trainer waits for step 2's save at step 4, and step 4's save is slow
-        Process p = start(out, List.of("-D" + CheckpointStore.SLOW_WRITE_PROPERTY + "=400"),
+        Process p = start(out, List.of("-D" + StepDirectories.SLOW_WRITE_PROPERTY + "=400"),
                 "train", "--config", c.toString(), "--synthetic-data", "--run-dir", run.toString(), "--peak-tflops", "1");
-        CheckpointStore s = CheckpointStore.forRun(run);
-        await(p, out, () -> Files.exists(s.stepDir(2).resolve(CheckpointStore.COMMITTED)), "step 2 committed");
+        StepDirectories s = StepDirectories.forRun(run);
+        await(p, out, () -> Files.exists(s.stepDir(2).resolve(StepDirectories.COMMITTED)), "step 2 committed");
         await(p, out, () -> Files.exists(s.dir().resolve(".tmp-step_00000004").resolve("model.safetensors")), "step 4 save under way");
         p.destroyForcibly();   // SIGKILL
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));

@@ -147,4 +147,25 @@ class ConfigLoaderTest {
         UserError missing = assertThrows(UserError.class, () -> ConfigLoader.load(dir.resolve("missing.yaml"), List.of()));
         assertEquals(dir.resolve("missing.yaml") + ": config file not found", missing.getMessage());
     }
+
+    /**
+     * Defaults are written once, in defaults.yaml: a config built in code (TrainConfig.builder, a RunConfig without
+     * its optional sections, OptimConfig without weight_decay_exclude) gets exactly what the YAML loader gives a file
+     * that leaves those fields out.
+     */
+    @Test
+    void codeBuiltConfigsTakeTheDefaultsOfDefaultsYaml() throws IOException {
+        RunConfig loaded = ConfigLoader.load(write(MODEL + TRAIN), List.of());
+        TrainConfig t = loaded.train();
+        assertEquals(t, TrainConfig.builder(t.seqLen(), t.microBatchSeqs(), t.globalBatchSeqs(), t.steps()).build());
+        RunConfig built = new RunConfig(loaded.model(), null, null, null, null, null);
+        assertEquals(loaded.checkpoint(), built.checkpoint());
+        assertEquals(loaded.parallel(), built.parallel());
+        assertEquals(loaded.eval(), built.eval());
+        RunConfig withOptim = ConfigLoader.load(write(MODEL + TRAIN + "optimizer: {lr: 1.0e-3}\n"), List.of());
+        assertEquals(withOptim.optimizer().weightDecayExclude(), OptimConfig.defaultWeightDecayExclude());
+        // a builder's bad value is the record's own one-line error naming the field
+        Check.ConfigException e = assertThrows(Check.ConfigException.class, () -> TrainConfig.builder(8, 1, 1, 1).threads(-1).build());
+        assertTrue(e.getMessage().startsWith("train.threads"), e.getMessage());
+    }
 }

@@ -1,6 +1,6 @@
 package dev.midtrain.infer;
 
-import dev.midtrain.ckpt.HostFloats;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.CpuBackend;

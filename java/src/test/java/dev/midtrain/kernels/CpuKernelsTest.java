@@ -115,6 +115,8 @@ class CpuKernelsTest {
             }
         long viaLinear = k.poisoned(M * N);                              // Backend.linear: the same kernel up to 512 rows
         backend.linear(viaLinear, pa, pw, M, N, K);
+        // exact on any x86-64 processor (AVX2 or AVX-512 micro-kernel, see ThreadCountDeterminismTest): linear_forward
+        // sums each element over k in one fixed order whatever its row or column position, thread or panel
         assertBitwise("CpuBackend.linear", got, k.get(viaLinear, M * N));
         int n0 = N / 3, n = N - n0;                                      // the weight rows n0.. alone, all input rows
         long cols = k.poisoned(M * n);
@@ -163,7 +165,7 @@ class CpuKernelsTest {
         assertClose("rmsnorm_forward out", ref[0], k.get(out, N * C), 1e-6, 2e-5);
         assertClose("rmsnorm_forward rstd", ref[1], k.get(rstd, N), 0, 2e-5);
 
-        long d = k.put(dout), dinp = k.put(dinp0), dw = k.put(dw0), scratch = k.poisoned((int) Backend.rmsnormBackwardScratchFloats(N, C));
+        long d = k.put(dout), dinp = k.put(dinp0), dw = k.put(dw0), scratch = k.poisoned((int) KernelAbi.rmsnormBwdScratchFloats(N, C));
         backend.rmsnormBackward(dinp, dw, scratch, d, inp, weight, rstd, N, C);
         double[][] g = Ref.rmsnormBackward(dout, x, w, N, C, eps);
         double[] dinpExpect = g[0].clone(), dwExpect = g[1].clone();
@@ -233,7 +235,7 @@ class CpuKernelsTest {
         assertClose("attention_forward out", ref[0], k.get(out, nout), 2e-5, 1e-4);
         assertClose("attention_forward lse", ref[1], k.get(lse, nlse), 2e-5, 1e-5);
 
-        long d = k.put(dout), dqkv = k.poisoned(nqkv), scratch = k.poisoned((int) Backend.attentionBackwardScratchFloats(B, NH, T));
+        long d = k.put(dout), dqkv = k.poisoned(nqkv), scratch = k.poisoned((int) KernelAbi.attnBwdScratchFloats(B, NH, T));
         backend.attentionBackward(dqkv, scratch, d, q, out, lse, B, T, NH, NKV, HD);
         // gradients sum up to group*T terms of size ~1 each with fp32 roundoff from the recomputed probabilities
         assertClose("attention_backward dqkv", Ref.attentionBackward(dout, qkv, B, T, NH, NKV, HD), k.get(dqkv, nqkv), 1e-4, 1e-3);
@@ -243,6 +245,16 @@ class CpuKernelsTest {
         long dqkv2 = k.poisoned(nqkv);
         backend.attentionBackward(dqkv2, scratch, d, q, out, lse, B, T, NH, NKV, HD);
         assertBitwise("attention_backward rerun", first, k.get(dqkv2, nqkv));
+    }
+
+    /** attention_path: the CPU implementation has one path; invalid head counts are MT_ERR_ARG, as the kernels say. */
+    @Test
+    void attentionPathQuery() {
+        assertEquals(KernelAbi.ATTN_PATH_ONE, CpuNative.mt_cpu_attention_path(8, 2, 64, 1));
+        assertEquals(KernelAbi.ATTN_PATH_ONE, CpuNative.mt_cpu_attention_path(3, 3, 96, 0));
+        assertEquals(KernelAbi.ERR_ARG, CpuNative.mt_cpu_attention_path(6, 4, 64, 1));   // NH % NKV != 0
+        assertEquals(KernelAbi.ERR_ARG, CpuNative.mt_cpu_attention_path(4, 2, 63, 1));   // odd HD
+        assertEquals(KernelAbi.ERR_ARG, CpuNative.mt_cpu_attention_path(0, 1, 64, 1));
     }
 
     @Test
@@ -409,7 +421,7 @@ class CpuKernelsTest {
     void globalNormSquaredAndScale(int n) {
         Random r = new Random(9000 + n);
         float[] x = gaussian(r, n, 1);
-        long px = k.put(x), out = k.put(new float[] {2.5f}), scratch = k.poisoned((int) Backend.NORM_SCRATCH_FLOATS);
+        long px = k.put(x), out = k.put(new float[] {2.5f}), scratch = k.poisoned((int) KernelAbi.NORM_SCRATCH_FLOATS);
         backend.globalNormSquared(out, scratch, px, n);
         // fp64 accumulation, one rounding to fp32 of the (+=) result
         assertClose("global_norm_squared (+=)", new double[] {2.5 + Ref.sumSquares(x)}, k.get(out, 1), 0, 2e-7);

@@ -27,7 +27,7 @@ public final class DeterminismProbe {
             { // attention: B*NH*T*(T+1)/2*HD = 2*4*150*151/2*32 ~ 2.9M > MT_OMP_MIN_WORK
                 int B = 2, T = 150, NH = 4, NKV = 2, HD = 32, n = B * T * (NH + 2 * NKV) * HD, no = B * T * NH * HD;
                 long qkv = k.put(gaussian(r, n, 1)), out = k.alloc(no), lse = k.alloc(B * NH * T), dout = k.put(gaussian(r, no, 1));
-                long dqkv = k.alloc(n), scratch = k.alloc(Backend.attentionBackwardScratchFloats(B, NH, T));
+                long dqkv = k.alloc(n), scratch = k.alloc(KernelAbi.attnBwdScratchFloats(B, NH, T));
                 be.attentionForward(out, lse, qkv, B, T, NH, NKV, HD);
                 be.attentionBackward(dqkv, scratch, dout, qkv, out, lse, B, T, NH, NKV, HD);
                 update(md, k.get(out, no));
@@ -39,7 +39,7 @@ public final class DeterminismProbe {
                 long x = k.put(gaussian(r, N * C, 1)), w = k.put(gaussian(r, C, 1)), out = k.alloc(N * C), rstd = k.alloc(N);
                 long d = k.put(gaussian(r, N * C, 1)), dx = k.put(gaussian(r, N * C, 1)), dw = k.put(gaussian(r, C, 1));
                 be.rmsnormForward(out, rstd, x, w, N, C, 1e-5f);
-                be.rmsnormBackward(dx, dw, k.alloc(Backend.rmsnormBackwardScratchFloats(N, C)), d, x, w, rstd, N, C);
+                be.rmsnormBackward(dx, dw, k.alloc(KernelAbi.rmsnormBwdScratchFloats(N, C)), d, x, w, rstd, N, C);
                 update(md, k.get(dx, N * C));
                 update(md, k.get(dw, C));
             }
@@ -80,7 +80,7 @@ public final class DeterminismProbe {
             { // gradient norm over 1M values (256 chunks)
                 int n = 1_000_000;
                 long x = k.put(gaussian(r, n, 1)), out = k.put(new float[] {0.5f});
-                be.globalNormSquared(out, k.alloc(Backend.NORM_SCRATCH_FLOATS), x, n);
+                be.globalNormSquared(out, k.alloc(KernelAbi.NORM_SCRATCH_FLOATS), x, n);
                 update(md, k.get(out, 1));
             }
         }

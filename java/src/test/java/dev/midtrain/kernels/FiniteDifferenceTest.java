@@ -103,7 +103,7 @@ class FiniteDifferenceTest {
         float[] x = gaussian(r, N * C, 1), w = uniform(r, C, 0.5f, 1.5f), dout = gaussian(r, N * C, 1);
         long inp = k.put(x), weight = k.put(w), out = k.alloc(N * C), rstd = k.alloc(N), d = k.put(dout);
         long dinp = k.put(new float[N * C]), dw = k.put(new float[C]);
-        long scratch = k.alloc(Backend.rmsnormBackwardScratchFloats(N, C));
+        long scratch = k.alloc(KernelAbi.rmsnormBwdScratchFloats(N, C));
         backend.rmsnormForward(out, rstd, inp, weight, N, C, eps);
         backend.rmsnormBackward(dinp, dw, scratch, d, inp, weight, rstd, N, C);
         float[] gx = k.get(dinp, N * C), gw = k.get(dw, C);
@@ -157,7 +157,7 @@ class FiniteDifferenceTest {
         int n = B * T * (NH + 2 * NKV) * HD, nout = B * T * NH * HD;
         float[] qkv = gaussian(r, n, 1), dout = gaussian(r, nout, 1);
         long q = k.put(qkv), out = k.alloc(nout), lse = k.alloc(B * NH * T), d = k.put(dout), dqkv = k.poisoned(n);
-        long scratch = k.alloc(Backend.attentionBackwardScratchFloats(B, NH, T));
+        long scratch = k.alloc(KernelAbi.attnBwdScratchFloats(B, NH, T));
         backend.attentionForward(out, lse, q, B, T, NH, NKV, HD);
         backend.attentionBackward(dqkv, scratch, d, q, out, lse, B, T, NH, NKV, HD);
         float[] grad = k.get(dqkv, n);

@@ -1,7 +1,7 @@
 package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.ckpt.DType;
 import dev.midtrain.ckpt.TestAccess;
 import dev.midtrain.config.ModelConfig;
@@ -40,7 +40,7 @@ class ParallelCheckpointTest {
         assertEquals(0, run(out, cat(new String[]{"train", "--config", c.toString(), "--run-dir", cut.toString(), "--stop-at-step", "3"}, layout)),
                 out.toString());
         assertTrue(out.toString().contains("stopped at step 3"), out.toString());
-        Path step3 = CheckpointStore.forRun(cut).stepDir(3);
+        Path step3 = StepDirectories.forRun(cut).stepDir(3);
         for (String f : List.of("model-tp00-of-02-dp00-of-02.safetensors", "model-tp01-of-02-dp00-of-02.safetensors",
                 "model-tp00-of-02-dp01-of-02.safetensors", "model-tp01-of-02-dp01-of-02.safetensors",
                 "optimizer-tp00-of-02-dp00-of-02.safetensors", "optimizer-tp01-of-02-dp01-of-02.safetensors"))
@@ -80,7 +80,7 @@ class ParallelCheckpointTest {
             else assertEquals(firstLoss, loss, 5e-6 * firstLoss, "first-step loss of tp " + layout[0] + " x dp " + layout[1]);
             Path ex = tmp.resolve("export" + layout[0] + layout[1]);
             out.setLength(0);
-            assertEquals(0, run(out, "export", "--checkpoint", CheckpointStore.forRun(r).stepDir(1).toString(), "--out", ex.toString(),
+            assertEquals(0, run(out, "export", "--checkpoint", StepDirectories.forRun(r).stepDir(1).toString(), "--out", ex.toString(),
                     "--dtype", "bf16"), out.toString());
             TestAccess.assertSameTensors(values, ex, DType.BF16);          // sharded on load, gathered on export: bit for bit
         }

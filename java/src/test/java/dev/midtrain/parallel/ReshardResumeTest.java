@@ -1,7 +1,7 @@
 package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.midtrain.ckpt.CheckpointStore;
+import dev.midtrain.ckpt.StepDirectories;
 import dev.midtrain.data.SampleLog;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -65,6 +65,7 @@ class ReshardResumeTest {
                 double na = ref.get(i).get("grad_norm").asDouble(), nb = got.get(i).get("grad_norm").asDouble();
                 assertEquals(ref.get(i).get("tokens_per_source"), got.get(i).get("tokens_per_source"), what + " step " + (i + 1));
                 if (same) {
+                    // same layout resumed: the same computation as the uninterrupted run, exact on any processor
                     assertEquals(Double.doubleToRawLongBits(a), Double.doubleToRawLongBits(b), what + " step " + (i + 1) + " loss bit for bit");
                     assertEquals(Double.doubleToRawLongBits(na), Double.doubleToRawLongBits(nb), what + " step " + (i + 1) + " grad norm bit for bit");
                 } else {
@@ -73,7 +74,7 @@ class ReshardResumeTest {
                 }
             }
             // the resharded run checkpoints in its own layout, which resumes again
-            assertEquals(20L, CheckpointStore.forRun(run).committedSteps().get(CheckpointStore.forRun(run).committedSteps().size() - 1));
+            assertEquals(20L, StepDirectories.forRun(run).committedSteps().get(StepDirectories.forRun(run).committedSteps().size() - 1));
         }
     }
 

@@ -170,6 +170,7 @@ class TrainerTest {
     void initializationIsAFunctionOfTheSeed() {
         RunConfig c = config(32, 1, 1, 8, 1, "stop", 0);
         try (Llama a = model(c); Llama b = model(c)) {
+            // the same computation twice in one process: exact on any processor
             for (ParamLayout.Tensor t : a.layout().tensors()) assertArrayEquals(a.getParam(t.name()), b.getParam(t.name()), 0f, t.name());
             float[] q = a.getParam("model.layers.0.self_attn.q_proj.weight");
             double ss = 0;

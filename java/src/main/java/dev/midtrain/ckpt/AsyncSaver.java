@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.CheckpointConfig;
 import dev.midtrain.model.ParamLayout;
@@ -18,11 +19,11 @@ import java.util.concurrent.Future;
  * Saves at step boundaries without stalling training. {@link #save} first waits for the previous save (and throws
  * if it failed), then has the caller copy its state into reusable host buffers (device-to-host on GPU, a memcpy on
  * CPU), then writes them: on a background thread when {@code checkpoint.async}, else inline. A failed background
- * write is logged when it happens, is never published (see {@link CheckpointStore#save}) and is thrown by the next
+ * write is logged when it happens, is never published (see {@link StepDirectories#save}) and is thrown by the next
  * {@link #save} or by {@link #close}. One save is in flight at a time, so one set of buffers suffices.
  */
-public final class Checkpointer implements AutoCloseable {
-    private static final Logger log = LoggerFactory.getLogger(Checkpointer.class);
+public final class AsyncSaver implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(AsyncSaver.class);
 
     /** Copies rank {@code layout.rank()}'s current params and AdamW moments into the host buffers. */
     @FunctionalInterface
@@ -30,19 +31,19 @@ public final class Checkpointer implements AutoCloseable {
         void fill(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v);
     }
 
-    /** A rank whose state a save holds: tensor-parallel layout and data-parallel window (see {@link CheckpointStore.RankState}). */
+    /** A rank whose state a save holds: tensor-parallel layout and data-parallel window (see {@link StepDirectories.RankState}). */
     public record Slot(ParamLayout layout, int dpRank, int dp) {}
 
-    private final CheckpointStore store;
-    private volatile CheckpointStore.Part part = CheckpointStore.Part.SOLE;
+    private final StepDirectories store;
+    private volatile StepDirectories.Part part = StepDirectories.Part.SOLE;
     private final CheckpointConfig cfg;
     private final ExecutorService writer;
-    private final List<CheckpointStore.RankState> buffers = new ArrayList<>();
+    private final List<StepDirectories.RankState> buffers = new ArrayList<>();
     private volatile Future<Path> pending;
     private long pendingStep = -1;
     private Path lastSaved;
 
-    public Checkpointer(CheckpointStore store, CheckpointConfig cfg) {
+    public AsyncSaver(StepDirectories store, CheckpointConfig cfg) {
         this.store = store;
         this.cfg = cfg;
         this.writer = cfg.async() ? Executors.newSingleThreadExecutor(r -> {
@@ -52,10 +53,10 @@ public final class Checkpointer implements AutoCloseable {
         }) : null;
     }
 
-    public CheckpointStore store() { return store; }
+    public StepDirectories store() { return store; }
 
-    /** Makes this process's saves parts of a multi-process two-phase commit ({@link CheckpointStore#savePart}). */
-    public void setPart(CheckpointStore.Part part) { this.part = part; }
+    /** Makes this process's saves parts of a multi-process two-phase commit ({@link StepDirectories#savePart}). */
+    public void setPart(StepDirectories.Part part) { this.part = part; }
 
     /** Whether {@code step} is a periodic save point (checkpoint.every_steps). */
     public boolean due(long step) { return cfg.everySteps() > 0 && step % cfg.everySteps() == 0; }
@@ -65,8 +66,8 @@ public final class Checkpointer implements AutoCloseable {
      * Returns once the state is in host memory (async) or on disk (sync).
      */
     public synchronized void save(StateFile state, List<ParamLayout> layouts, Filler filler) {
-        List<CheckpointStore.RankState> ranks = beginSave(layouts.stream().map(l -> new Slot(l, 0, 1)).toList());
-        for (CheckpointStore.RankState r : ranks) filler.fill(r.layout(), r.params(), r.m(), r.v());
+        List<StepDirectories.RankState> ranks = beginSave(layouts.stream().map(l -> new Slot(l, 0, 1)).toList());
+        for (StepDirectories.RankState r : ranks) filler.fill(r.layout(), r.params(), r.m(), r.v());
         finishSave(state, ranks);
     }
 
@@ -75,13 +76,13 @@ public final class Checkpointer implements AutoCloseable {
      * waits for the in-flight save (throwing its failure) and returns the host buffers to fill, one per slot (each
      * holds the slot's data-parallel window).
      */
-    public synchronized List<CheckpointStore.RankState> beginSave(List<Slot> slots) {
+    public synchronized List<StepDirectories.RankState> beginSave(List<Slot> slots) {
         awaitPending();
         return buffersFor(slots);
     }
 
     /** Second half of {@link #save}: writes the filled buffers (in the background when checkpoint.async). */
-    public synchronized void finishSave(StateFile state, List<CheckpointStore.RankState> ranks) {
+    public synchronized void finishSave(StateFile state, List<StepDirectories.RankState> ranks) {
         if (writer == null) {
             lastSaved = write(state, ranks);
             return;
@@ -90,10 +91,10 @@ public final class Checkpointer implements AutoCloseable {
         pending = writer.submit(() -> write(state, ranks));
     }
 
-    private Path write(StateFile state, List<CheckpointStore.RankState> ranks) {
+    private Path write(StateFile state, List<StepDirectories.RankState> ranks) {
         long t0 = System.nanoTime();
         try {
-            CheckpointStore.Part pt = part;
+            StepDirectories.Part pt = part;
             Path p = store.savePart(state, ranks, pt, cfg.keepLast(), cfg.keepEvery());
             if (pt.process() != 0) {
                 log.debug("checkpoint part {} of {} written in {} s", pt.process(), p, String.format("%.2f", (System.nanoTime() - t0) / 1e9));
@@ -102,7 +103,7 @@ public final class Checkpointer implements AutoCloseable {
             log.info("checkpoint {} saved in {} s", p, String.format("%.2f", (System.nanoTime() - t0) / 1e9));
             return p;
         } catch (Exception e) {
-            log.error("checkpoint {} FAILED and was not published: {}", CheckpointStore.stepName(state.step()), e.toString());
+            log.error("checkpoint {} FAILED and was not published: {}", StepDirectories.stepName(state.step()), e.toString());
             throw new UserError("checkpoint " + store.stepDir(state.step()) + " was not saved: " + e, 1, e);
         }
     }
@@ -127,25 +128,25 @@ public final class Checkpointer implements AutoCloseable {
     /** The directory of the last save known to have completed, or null. */
     public synchronized Path lastSaved() { return lastSaved; }
 
-    private List<CheckpointStore.RankState> buffersFor(List<Slot> slots) {
+    private List<StepDirectories.RankState> buffersFor(List<Slot> slots) {
         boolean same = buffers.size() == slots.size();
         for (int i = 0; same && i < slots.size(); i++) {
-            CheckpointStore.RankState b = buffers.get(i);
+            StepDirectories.RankState b = buffers.get(i);
             Slot sl = slots.get(i);
             same = b.layout().numel() == sl.layout().numel() && b.layout().rank() == sl.layout().rank() && b.layout().tp() == sl.layout().tp() && b.dpRank() == sl.dpRank() && b.dp() == sl.dp();
         }
         if (!same) {
             freeBuffers();
             for (Slot sl : slots) {
-                long n = CheckpointStore.window(sl.layout().numel(), sl.dp(), sl.dpRank()).count();
-                buffers.add(new CheckpointStore.RankState(sl.layout(), sl.dpRank(), sl.dp(), HostFloats.allocate(n), HostFloats.allocate(n), HostFloats.allocate(n)));
+                long n = StepDirectories.window(sl.layout().numel(), sl.dp(), sl.dpRank()).count();
+                buffers.add(new StepDirectories.RankState(sl.layout(), sl.dpRank(), sl.dp(), HostFloats.allocate(n), HostFloats.allocate(n), HostFloats.allocate(n)));
             }
         }
         return List.copyOf(buffers);
     }
 
     private void freeBuffers() {
-        for (CheckpointStore.RankState r : buffers) { r.params().close(); r.m().close(); r.v().close(); }
+        for (StepDirectories.RankState r : buffers) { r.params().close(); r.m().close(); r.v().close(); }
         buffers.clear();
     }
 

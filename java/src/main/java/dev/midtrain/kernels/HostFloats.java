@@ -1,4 +1,4 @@
-package dev.midtrain.ckpt;
+package dev.midtrain.kernels;
 
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.common.AtomicFiles;
@@ -38,7 +39,7 @@ import java.util.stream.Stream;
  * any point leaves the previous committed step as the newest. Uncommitted leftovers are removed by the next
  * save's pruning. Several processes commit in two phases ({@link #savePart}).
  */
-public final class CheckpointStore {
+public final class StepDirectories {
     public static final String COMMITTED = "COMMITTED";
     public static final String LATEST = "latest";
     public static final String MANIFEST = "manifest.json";
@@ -61,7 +62,7 @@ public final class CheckpointStore {
         /** The whole slab of one tensor-parallel rank (dp 1). */
         public RankState(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v) { this(layout, 0, 1, params, m, v); }
 
-        public OptimizerShard window() { return CheckpointStore.window(layout.numel(), dp, dpRank); }
+        public OptimizerShard window() { return StepDirectories.window(layout.numel(), dp, dpRank); }
     }
 
     /** The slab window data-parallel rank {@code dpRank} of {@code dp} writes: its ZeRO shard, or everything at dp 1. */
@@ -89,9 +90,9 @@ public final class CheckpointStore {
     private final Path dir;
     private volatile FileHook hook = name -> { };
 
-    public CheckpointStore(Path checkpointsDir) { this.dir = checkpointsDir; }
+    public StepDirectories(Path checkpointsDir) { this.dir = checkpointsDir; }
 
-    public static CheckpointStore forRun(Path runDir) { return new CheckpointStore(runDir.resolve("checkpoints")); }
+    public static StepDirectories forRun(Path runDir) { return new StepDirectories(runDir.resolve("checkpoints")); }
 
     public Path dir() { return dir; }
 

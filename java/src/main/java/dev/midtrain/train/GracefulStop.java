@@ -1,4 +1,4 @@
-package dev.midtrain.ckpt;
+package dev.midtrain.train;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;

@@ -1,5 +1,6 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -19,11 +20,11 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * A committed step directory opened for reading (see {@link CheckpointStore} for the layout). Opening checks the
+ * A committed step directory opened for reading (see {@link StepDirectories} for the layout). Opening checks the
  * commit marker, the manifest's own hash (recorded in COMMITTED) and the size and SHA-256 of every file it lists,
  * then parses trainer_state.json and the run config saved in it. Every failure names the file.
  */
-public final class StepCheckpoint implements AutoCloseable {
+public final class CommittedStep implements AutoCloseable {
     private final Path dir;
     private final StateFile state;
     private final RunConfig config;
@@ -32,7 +33,7 @@ public final class StepCheckpoint implements AutoCloseable {
     private final boolean hashOnRead;
     private ParamLayout[] layouts;                                          // saved layouts, by tensor-parallel rank
 
-    private StepCheckpoint(Path dir, StateFile state, RunConfig config, boolean hashOnRead) {
+    private CommittedStep(Path dir, StateFile state, RunConfig config, boolean hashOnRead) {
         this.dir = dir;
         this.state = state;
         this.config = config;
@@ -40,45 +41,45 @@ public final class StepCheckpoint implements AutoCloseable {
     }
 
     /** Opens and verifies {@code dir}; {@code verifyHashes} false skips re-hashing the files (sizes are still checked). */
-    public static StepCheckpoint open(Path dir, boolean verifyHashes) { return open(dir, verifyHashes, false); }
+    public static CommittedStep open(Path dir, boolean verifyHashes) { return open(dir, verifyHashes, false); }
 
     /**
      * Opens {@code dir} checking the commit marker, the manifest and every file's size, but hashing (SHA-256
      * against the manifest) only trainer_state.json now and each tensor file when it is first read: a process of a
      * multi-process run verifies (and reads) only the files its ranks need.
      */
-    public static StepCheckpoint openForRanks(Path dir) { return open(dir, false, true); }
+    public static CommittedStep openForRanks(Path dir) { return open(dir, false, true); }
 
-    private static StepCheckpoint open(Path dir, boolean verifyHashes, boolean hashOnRead) {
+    private static CommittedStep open(Path dir, boolean verifyHashes, boolean hashOnRead) {
         if (!Files.isDirectory(dir)) throw new UserError(dir + ": not a checkpoint step directory");
-        Path committed = dir.resolve(CheckpointStore.COMMITTED);
+        Path committed = dir.resolve(StepDirectories.COMMITTED);
         if (!Files.isRegularFile(committed))
-            throw new UserError(dir + ": not committed (no " + CheckpointStore.COMMITTED + "): an interrupted save; use an earlier step");
+            throw new UserError(dir + ": not committed (no " + StepDirectories.COMMITTED + "): an interrupted save; use an earlier step");
         String manifestSha = null;
         try {
             for (String line : Files.readAllLines(committed)) if (line.startsWith("manifest_sha256 ")) manifestSha = line.substring(16).trim();
             if (manifestSha == null) throw new UserError(committed + ": corrupt commit marker (no manifest_sha256)");
-            Path mf = dir.resolve(CheckpointStore.MANIFEST);
+            Path mf = dir.resolve(StepDirectories.MANIFEST);
             if (!Files.isRegularFile(mf)) throw new UserError(mf + ": missing");
             String got = AtomicFiles.sha256(mf);
             if (!got.equals(manifestSha)) throw new UserError(mf + ": SHA-256 " + got + " does not match the commit marker's " + manifestSha + " (corrupt checkpoint)");
             JsonNode manifest = HfConfig.read(mf);
             JsonNode files = manifest.get("files");
-            if (files == null || !files.isObject() || !files.has(CheckpointStore.STATE))
-                throw new UserError(mf + ": no \"files\" entry for " + CheckpointStore.STATE);
+            if (files == null || !files.isObject() || !files.has(StepDirectories.STATE))
+                throw new UserError(mf + ": no \"files\" entry for " + StepDirectories.STATE);
             for (Iterator<Map.Entry<String, JsonNode>> it = files.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();
                 Path f = dir.resolve(e.getKey());
                 if (!Files.isRegularFile(f)) throw new UserError(f + ": listed in the manifest but missing");
                 long size = Files.size(f), want = e.getValue().path("bytes").asLong(-1);
                 if (size != want) throw new UserError(f + ": " + size + " bytes, the manifest says " + want + " (truncated or corrupt checkpoint)");
-                if (verifyHashes || hashOnRead && e.getKey().equals(CheckpointStore.STATE)) {
+                if (verifyHashes || hashOnRead && e.getKey().equals(StepDirectories.STATE)) {
                     String sha = AtomicFiles.sha256(f), wantSha = e.getValue().path("sha256").asText();
                     if (!sha.equals(wantSha))
                         throw new UserError(f + ": SHA-256 " + sha + " does not match the manifest's " + wantSha + " (corrupt checkpoint)");
                 }
             }
-            Path sf = dir.resolve(CheckpointStore.STATE);
+            Path sf = dir.resolve(StepDirectories.STATE);
             StateFile state = StateFile.parse(Files.readString(sf), sf);
             RunConfig cfg;
             try {
@@ -90,14 +91,14 @@ public final class StepCheckpoint implements AutoCloseable {
                 throw new UserError(sf + ": tp " + state.tp() + " disagrees with config_yaml parallel.tp " + cfg.parallel().tp());
             if (cfg.parallel().dp() != state.dp())
                 throw new UserError(sf + ": dp " + state.dp() + " disagrees with config_yaml parallel.dp " + cfg.parallel().dp());
-            StepCheckpoint c = new StepCheckpoint(dir, state, cfg, hashOnRead);
+            CommittedStep c = new CommittedStep(dir, state, cfg, hashOnRead);
             for (Iterator<Map.Entry<String, JsonNode>> it = files.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();
                 c.sha256.put(e.getKey(), e.getValue().path("sha256").asText());
             }
             for (int t = 0; t < state.tp(); t++)
                 for (int d = 0; d < state.dp(); d++)
-                    for (String f : List.of(CheckpointStore.modelFile(t, state.tp(), d, state.dp()), CheckpointStore.optimizerFile(t, state.tp(), d, state.dp())))
+                    for (String f : List.of(StepDirectories.modelFile(t, state.tp(), d, state.dp()), StepDirectories.optimizerFile(t, state.tp(), d, state.dp())))
                         if (!c.sha256.containsKey(f)) throw new UserError(dir.resolve(f) + ": missing (not in the manifest)");
             if (!hashOnRead) {                           // eager: open every reader now (header validation of every file)
                 try {
@@ -170,7 +171,7 @@ public final class StepCheckpoint implements AutoCloseable {
         checkLength(v, w.count());
         boolean sameTp = layout.tp() == state.tp();
         for (ParamLayout.Tensor t : layout.tensors()) {
-            long[] in = CheckpointStore.piece(t, w);                        // the part of t inside the optimizer window
+            long[] in = StepDirectories.piece(t, w);                        // the part of t inside the optimizer window
             if (sameTp) {
                 ParamLayout.Tensor old = layout(layout.rank()).get(t.name());
                 readRange("", layout.rank(), old.offset(), old.offset() + t.numel(), params, t.offset());
@@ -229,13 +230,13 @@ public final class StepCheckpoint implements AutoCloseable {
     private void readRange(String kind, int tpRank, long lo, long hi, HostFloats dst, long dstOff) {
         ParamLayout l = layout(tpRank);
         for (int d = 0; d < state.dp(); d++) {
-            OptimizerShard w = CheckpointStore.window(l.numel(), state.dp(), d);
+            OptimizerShard w = StepDirectories.window(l.numel(), state.dp(), d);
             long a = Math.max(lo, w.start()), b = Math.min(hi, w.start() + w.count());
             if (a >= b) continue;
-            Safetensors.Reader r = reader(kind.isEmpty() ? CheckpointStore.modelFile(tpRank, state.tp(), d, state.dp())
-                    : CheckpointStore.optimizerFile(tpRank, state.tp(), d, state.dp()));
+            Safetensors.Reader r = reader(kind.isEmpty() ? StepDirectories.modelFile(tpRank, state.tp(), d, state.dp())
+                    : StepDirectories.optimizerFile(tpRank, state.tp(), d, state.dp()));
             for (ParamLayout.Tensor t : l.tensors()) {
-                long[] p = CheckpointStore.piece(t, w);
+                long[] p = StepDirectories.piece(t, w);
                 if (p == null || p[1] <= a || p[0] >= b) continue;
                 String name = kind + t.name();
                 if (!r.has(name)) throw new UserError(r.file() + ": tensor " + name + " missing");

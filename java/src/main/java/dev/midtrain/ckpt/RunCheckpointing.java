@@ -1,5 +1,7 @@
 package dev.midtrain.ckpt;
 
+import dev.midtrain.train.GracefulStop;
+import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.common.AtomicFiles;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
@@ -32,21 +34,21 @@ import java.util.concurrent.TimeoutException;
  * Checkpointing of one training run: {@code --init-from} (Hugging Face weights into the fp32 master slab, fresh
  * optimizer, schedule at step 0), {@code --resume} (newest committed step: slabs, trainer state, loader position)
  * and the step-boundary hook that saves every checkpoint.every_steps, at the last step and when a stop is
- * requested (SIGTERM/SIGINT, --stop-at-step). Saves go through {@link Checkpointer} (async by default).
+ * requested (SIGTERM/SIGINT, --stop-at-step). Saves go through {@link AsyncSaver} (async by default).
  *
  * <p>Tensor and data parallelism ({@link #parallelRanks}): one instance serves the ranks of this process (threads).
  * At each step boundary they meet at a barrier where the save/stop decision is taken once (every process takes the
  * same one: the step is the same everywhere, and the stop decision is the run's); each rank then copies its
  * data-parallel window of the master weights and AdamW moments into the host buffers from its own thread, and after
  * a second barrier this process writes one file pair per local rank. With several processes the save is one part
- * of a two-phase commit ({@link CheckpointStore#savePart}): process 0 publishes the step once every process's part
+ * of a two-phase commit ({@link StepDirectories#savePart}): process 0 publishes the step once every process's part
  * is on disk. A resume may use another layout: each rank reads (and reshards) what it needs
- * ({@link StepCheckpoint#loadRank}).
+ * ({@link CommittedStep#loadRank}).
  */
-public final class TrainingCheckpoints implements StepListener, AutoCloseable {
+public final class RunCheckpointing implements StepListener, AutoCloseable {
     private final Path runDir;
     private final RunConfig cfg;
-    private final Checkpointer checkpointer;
+    private final AsyncSaver checkpointer;
     private final GracefulStop stop;          // may be null
     private final long stopAtStep;            // 0: none
     private JsonNode hfConfig;
@@ -54,44 +56,44 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     private long lastSaved = -1;
     // parallel ranks (null barrier: one rank, the StepListener path)
     private CyclicBarrier barrier;
-    private List<Checkpointer.Slot> slots;    // this process's ranks, by local index
+    private List<AsyncSaver.Slot> slots;    // this process's ranks, by local index
     private int firstRank;
     private Duration timeout;
     private volatile boolean broken;
     private volatile long agreedStep;
     private volatile boolean saveNow, leadStopping;
-    private volatile List<CheckpointStore.RankState> buffers;
+    private volatile List<StepDirectories.RankState> buffers;
     private volatile TrainState leadState;
     private volatile RuntimeException failure;
 
-    public TrainingCheckpoints(Path runDir, RunConfig cfg, GracefulStop stop, long stopAtStep) {
+    public RunCheckpointing(Path runDir, RunConfig cfg, GracefulStop stop, long stopAtStep) {
         this.runDir = runDir;
         this.cfg = cfg;
         this.stop = stop;
         this.stopAtStep = stopAtStep;
-        this.checkpointer = new Checkpointer(CheckpointStore.forRun(runDir), cfg.checkpoint());
+        this.checkpointer = new AsyncSaver(StepDirectories.forRun(runDir), cfg.checkpoint());
     }
 
     // ---------------------------------------------------------------------------------------------- resume
 
     /** The newest committed step of {@code runDir}, opened and verified (SHA-256 of every file). */
-    public static StepCheckpoint openNewest(Path runDir) {
+    public static CommittedStep openNewest(Path runDir) {
         if (!Files.isDirectory(runDir)) throw new UserError("--resume " + runDir + ": not a directory");
-        Path step = CheckpointStore.forRun(runDir).newestCommitted()
+        Path step = StepDirectories.forRun(runDir).newestCommitted()
                 .orElseThrow(() -> new UserError("--resume " + runDir + ": no committed checkpoint in " + runDir.resolve("checkpoints")));
-        return StepCheckpoint.openForRanks(step);
+        return CommittedStep.openForRanks(step);
     }
 
     /** The config of a resumed run: {@code configFile} when given, else the checkpoint's; then the overrides. */
-    public static RunConfig resumeConfig(StepCheckpoint from, Path configFile, List<String> overrides) {
+    public static RunConfig resumeConfig(CommittedStep from, Path configFile, List<String> overrides) {
         if (configFile != null) return ConfigLoader.load(configFile, overrides);
         try {
             JsonNode tree = ConfigLoader.YAML.readTree(from.stateFile().configYaml());
-            Path where = from.dir().resolve(CheckpointStore.STATE);
+            Path where = from.dir().resolve(StepDirectories.STATE);
             for (String o : overrides) ConfigLoader.applyOverride(tree, o, where);
             return ConfigLoader.fromTree(tree, where + " (config_yaml)");
         } catch (JsonProcessingException e) {
-            throw new UserError(from.dir().resolve(CheckpointStore.STATE) + ": config_yaml is not valid YAML");
+            throw new UserError(from.dir().resolve(StepDirectories.STATE) + ": config_yaml is not valid YAML");
         }
     }
 
@@ -114,10 +116,10 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     /**
      * Restores {@code from} into the model's slabs and the trainer (step, tokens, loader position, seed). The
      * config must have passed {@link ResumeCheck#compare}. The checkpoint may have another tp x dp layout: the rank
-     * reads its slice of every tensor and the moments of its optimizer window ({@link StepCheckpoint#loadRank}); the
+     * reads its slice of every tensor and the moments of its optimizer window ({@link CommittedStep#loadRank}); the
      * loader position is a global batch index, the same for every data-parallel degree.
      */
-    public synchronized void resume(StepCheckpoint from, Trainer trainer) {
+    public synchronized void resume(CommittedStep from, Trainer trainer) {
         Llama model = trainer.model();
         ParamLayout layout = model.layout();
         StateFile st = from.stateFile();
@@ -210,14 +212,14 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
         int tp = cfg.parallel().tp(), dp = cfg.parallel().dp();
         if (tpLayouts.size() != tp || (long) localRanks * processes != (long) tp * dp)
             throw new IllegalArgumentException(processes + " processes x " + localRanks + " ranks for tp " + tp + " x dp " + dp);
-        List<Checkpointer.Slot> sl = new ArrayList<>();
-        for (int r = firstRank; r < firstRank + localRanks; r++) sl.add(new Checkpointer.Slot(tpLayouts.get(r % tp), r / tp, dp));
+        List<AsyncSaver.Slot> sl = new ArrayList<>();
+        for (int r = firstRank; r < firstRank + localRanks; r++) sl.add(new AsyncSaver.Slot(tpLayouts.get(r % tp), r / tp, dp));
         this.slots = List.copyOf(sl);
         this.firstRank = firstRank;
         this.timeout = timeout;
         this.barrier = new CyclicBarrier(localRanks);
         if (processes > 1) {
-            checkpointer.setPart(new CheckpointStore.Part(process, processes, timeout));
+            checkpointer.setPart(new StepDirectories.Part(process, processes, timeout));
             if (process == 0) {
                 try {
                     checkpointer.store().removeUncommitted();
@@ -254,7 +256,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
             Llama model = t.model();
             Llama.Slabs sl = model.slabs();
             Backend be = model.backend();
-            CheckpointStore.RankState r = buffers.get(local);
+            StepDirectories.RankState r = buffers.get(local);
             OptimizerShard sh = sl.shard(), w = r.window();
             if (w.start() < sh.start() || w.start() + w.count() > sh.start() + sh.count())
                 throw new IllegalStateException("checkpoint window " + w + " outside the optimizer shard " + sh);
@@ -312,7 +314,7 @@ public final class TrainingCheckpoints implements StepListener, AutoCloseable {
     public Path lastSavedDir() { return checkpointer.lastSaved(); }
 
     static String engineVersion() {
-        String v = TrainingCheckpoints.class.getPackage().getImplementationVersion();
+        String v = RunCheckpointing.class.getPackage().getImplementationVersion();
         return v != null ? v : "0.1.0";
     }
 }
