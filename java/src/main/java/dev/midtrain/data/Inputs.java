@@ -48,8 +48,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Reads prepare's inputs record by record: JSON Lines (plain or gzip'd, detected by the gzip magic) and Hugging Face
- * {@code datasets} Arrow files (IPC stream format, as in the datasets cache; the IPC file format is accepted too).
+ * Reads prepare's inputs record by record: JSON Lines (plain or gzip'd, detected by the gzip magic), Hugging Face
+ * {@code datasets} Arrow files (IPC stream format, as in the datasets cache; the IPC file format is accepted too) and
+ * Parquet (detected by its magic; {@link ParquetInput}).
  * Each record becomes a document (text, or token ids for the tokens format) or a bad record with its location
  * ({@code file:line} for JSON Lines, {@code file: row N} (0-based) for Arrow).
  */
@@ -88,6 +89,9 @@ public final class Inputs {
 
     /** @param format the format used (null if the file held no record); records read (non-blank lines or rows) */
     public record Result(Format format, long records) {}
+
+    /** {@code inputs} with each dataset directory replaced by its Parquet files of {@code split} ({@link ParquetInput#expand}). */
+    public static List<Path> expand(List<Path> inputs, String split) { return ParquetInput.expand(inputs, split); }
 
     /** Opens a text file for reading, gunzipping when it starts with the gzip magic. */
     public static BufferedReader openText(Path file) throws IOException {
@@ -235,7 +239,8 @@ public final class Inputs {
         Sink checked = r -> sink.accept(r.text() == null ? r : validText(r));
         try {
             if (!Files.isRegularFile(file)) throw new NoSuchFileException(file.toString());
-            long records = isArrow(file) ? readArrow(file, format, opt, alloc, checked, progress, used) : readJsonl(file, format, opt, checked, progress, used);
+            long records = ParquetInput.isParquet(file) ? ParquetInput.read(file, format, opt, checked, progress, used)
+                    : isArrow(file) ? readArrow(file, format, opt, alloc, checked, progress, used) : readJsonl(file, format, opt, checked, progress, used);
             return new Result(used[0], records);
         } catch (NoSuchFileException e) {
             throw new UserError(file + ": input file not found");

@@ -93,8 +93,26 @@ public record Manifest(String format, String source, String created, Tokenizer t
 
     public record Duplicate(String where, String duplicateOf, double jaccard) {}
 
-    /** @param ngram n (10); benchmarks in command-line order */
-    public record Decontamination(int ngram, String normalization, List<Benchmark> benchmarks) {}
+    /** @param ngram n (10); benchmarks in command-line order; embeddings: the embedding-similarity pass, or null if off */
+    public record Decontamination(int ngram, String normalization, List<Benchmark> benchmarks, Embeddings embeddings) {
+        public Decontamination(int ngram, String normalization, List<Benchmark> benchmarks) { this(ngram, normalization, benchmarks, null); }
+    }
+
+    /**
+     * prepare --decontaminate-embeddings.
+     *
+     * @param model     model file, or the bundled model's name
+     * @param threshold cosine similarity at or above which a document was dropped
+     * @param items     benchmark items embedded
+     * @param removed   documents dropped by this pass (dropped.decontaminated_embedding)
+     * @param pairs     the dropped documents with their nearest benchmark item and score, in input order (the first
+     *                  {@value Preparer#MAX_EMBEDDING_PAIRS_LISTED}), to audit the threshold
+     */
+    public record Embeddings(String model, String modelSha256, double threshold, int windowTokens, int strideTokens, long items, long removed,
+                             List<EmbeddingPair> pairs) {}
+
+    /** @param item 0-based record of {@code benchmark}; {@code itemText} its embedded text */
+    public record EmbeddingPair(String where, String benchmark, int item, String itemText, double score) {}
 
     /**
      * @param file             benchmark path as given

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.data.Decontaminator;
+import dev.midtrain.data.EmbeddingDecontaminator;
 import dev.midtrain.data.MinHashDedup;
 
 import java.io.BufferedReader;
@@ -40,6 +41,8 @@ import java.util.function.BiFunction;
  *                                                        booster.min_accepted_tier rejected)
  *   refine    generated.jsonl       -> refined.jsonl     solvable? answer regenerated step by step, consistent?
  *                                                        judged grade and difficulty; `prepare --format qa` input
+ *   balance   refined.jsonl         -> balanced.jsonl    target shares per discipline x tier: caps, repeats, deficits
+ *                                                        with the seeds to generate more from ({@link Balance})
  * </pre>
  * Each model stage writes accepted records to its output and rejected ones to STAGE.rejects.jsonl (with the reason),
  * both append-only and fsync'd per record ({@link JsonlLog}); a rerun skips ids present in either, so a crash costs
@@ -49,7 +52,7 @@ import java.util.function.BiFunction;
  * usage. Each stage run appends its counters to stats.jsonl.
  */
 public final class Pipeline {
-    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "report");
+    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "balance", "report");
 
     private final SynthConfig cfg;
     private final Path templatesDir, configDir, work;
@@ -103,13 +106,24 @@ public final class Pipeline {
         long t0 = System.nanoTime();
         List<Path> benches = cfg.curate().decontaminate().stream().map(configDir::resolve).toList();
         Decontaminator decon = Decontaminator.load(benches);
+        SynthConfig.Curate cc = cfg.curate();
+        if (cc.embeddingThreshold() > 0 && benches.isEmpty()) throw new UserError("curate.embedding_threshold: needs curate.decontaminate benchmark files");
+        try (EmbeddingDecontaminator emb = cc.embeddingThreshold() > 0 ? EmbeddingDecontaminator.load(new EmbeddingDecontaminator.Params(
+                cc.embeddingModel() == null ? null : configDir.resolve(cc.embeddingModel()), cc.embeddingTokenizer() == null ? null : configDir.resolve(cc.embeddingTokenizer()),
+                cc.embeddingThreshold()), benches) : null) {
+            return curate(inputs, t0, benches, decon, emb);
+        }
+    }
+
+    private int curate(List<Path> inputs, long t0, List<Path> benches, Decontaminator decon, EmbeddingDecontaminator emb) {
         List<String> benchNames = benches.stream().map(p -> p.getFileName().toString()).toList();
         Set<String> seenText = new HashSet<>(), seenId = new HashSet<>();
         double nearT = cfg.curate().nearDuplicateThreshold();
         MinHashDedup near = nearT > 0 ? new MinHashDedup(new MinHashDedup.Params(cfg.curate().shingle(), nearT, List.of())) : null;
         if (near != null) near.startSource("seeds");
         String dedup = "exact normalized text" + (near != null ? ", MinHash Jaccard >= " + nearT + " (" + cfg.curate().shingle() + "-unit shingles)" : "");
-        String deconDesc = Decontaminator.N + "-word / " + Decontaminator.N_CHAR + "-character n-grams vs " + benchNames;
+        String deconDesc = Decontaminator.N + "-word / " + Decontaminator.N_CHAR + "-character n-grams"
+                + (emb == null ? "" : " and " + emb.modelName() + " embeddings (cosine >= " + emb.threshold() + ")") + " vs " + benchNames;
         Map<String, Long> rejected = new java.util.TreeMap<>();
         StringBuilder seedsOut = new StringBuilder(), rejectsOut = new StringBuilder();
         long kept = 0;
@@ -144,6 +158,12 @@ public final class Pipeline {
                             List<String> hit = new ArrayList<>();
                             for (int b = 0; b < benchNames.size(); b++) if ((mask >>> b & 1) != 0) hit.add(benchNames.get(b));
                             detail = String.join(",", hit);
+                        } else if (emb != null) {
+                            EmbeddingDecontaminator.Hit h = emb.match(text);
+                            if (h != null) {
+                                reason = "contaminated_embedding";
+                                detail = String.format("%s item %d, cosine %.4f", benchNames.get(h.benchmark()), h.item(), h.score());
+                            }
                         }
                     }
                     if (reason == null && near != null) {     // near-duplicates last: only seeds that are kept enter the index
