@@ -111,6 +111,9 @@ public final class Trainer {
                 data.nextMicroBatch(micro[i]);                                  // host int32[B, T+1] each
                 microSources[i] = data.lastRowSources();                        // int32[B] source of each row
             }
+            int diagEvery = cfg.diagnostics().everySteps();
+            if (diagEvery > 0 && (state.step + 1) % diagEvery == 0)               // per-source gradients, before the step
+                GradientDiagnostics.measure(model, micro, microSources, sourceNames()).attachTo(metrics);
             StepResult r = step(micro, microSources);                           // fwd/bwd x accum, norm, clip, AdamW
             double seconds = (System.nanoTime() - t0) / 1e9;
             Map<String, Long> now = data.tokensPerSource(), delta = new TreeMap<>();
