@@ -143,18 +143,21 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- init
 
-    /** Loads a Hugging Face checkpoint into the master weights (optimizer state stays zero, schedule at step 0). */
-    public synchronized void initFrom(Path hfDir, Llama model) {
-        try (HfCheckpoint hf = HfCheckpoint.open(hfDir)) {
-            hf.validate(cfg.model());
-            ParamLayout layout = model.layout();
-            try (HostFloats p = HostFloats.allocate(layout.numel())) {
-                hf.loadInto(layout, p);
-                model.setMasterWeights(p.address());
-            }
-            hfConfig = hf.config();
-            initFrom = hfDir.toAbsolutePath().toString();
+    /**
+     * Loads a checkpoint ({@link ModelSource}: Hugging Face, step or run directory) into the master weights, sliced for
+     * the model's tensor-parallel rank (optimizer state stays zero, schedule at step 0). The run keeps the source's
+     * config.json (a step: the one its own lineage started from) for export.
+     */
+    public synchronized void initFrom(Path source, Llama model) {
+        ModelSource src = ModelSource.open(source);
+        src.requireMatches(cfg.model());
+        ParamLayout layout = model.layout();
+        try (HostFloats p = HostFloats.allocate(layout.numel())) {
+            src.loadInto(layout, p);
+            model.setMasterWeights(p.address());
         }
+        hfConfig = src.hfConfig();
+        initFrom = src.dir().toAbsolutePath().toString();
     }
 
     // ---------------------------------------------------------------------------------------------- saving
