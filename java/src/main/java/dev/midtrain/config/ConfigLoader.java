@@ -94,7 +94,7 @@ public final class ConfigLoader {
         JsonNode tokens = train.remove("global_batch_tokens"), seq = train.get("seq_len");
         if (train.has("global_batch_seqs"))
             throw new UserError(where + ": field train.global_batch_tokens: give the global batch in sequences or in tokens, not both");
-        if (!tokens.canConvertToLong() || tokens.asLong() <= 0)
+        if (!tokens.isIntegralNumber() || !tokens.canConvertToLong() || tokens.asLong() <= 0)
             throw new UserError(where + ": field train.global_batch_tokens: must be a positive integer, got " + tokens);
         if (seq == null || !seq.canConvertToInt() || seq.asInt() <= 0) return;   // train.seq_len's own check reports it
         if (tokens.asLong() % seq.asInt() != 0 || tokens.asLong() / seq.asInt() > Integer.MAX_VALUE)

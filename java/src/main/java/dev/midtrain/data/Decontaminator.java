@@ -20,7 +20,9 @@ import java.util.Map;
  * Exact n-gram decontamination over {@link TextUnits}: NFKC, lowercase, Chinese/Japanese/Thai characters as single
  * units, other words split on whitespace and dashes. A document is contaminated by a benchmark when they share one
  * n-gram: {@value #N} consecutive words, or, for a window that holds a character of a script without spaces,
- * {@value #N_CHAR} consecutive units (a Chinese sentence shares 13 characters, about 6-9 words).
+ * {@value #N_CHAR} consecutive units (a Chinese sentence shares 13 characters, about 6-9 words). Both windows are
+ * checked at every position, in documents and in benchmark items, so English words next to a Han, Kana or Thai
+ * character still form 10-word n-grams.
  *
  * <p>Benchmark files are JSON Lines (plain or gzip'd, strict UTF-8, a leading BOM ignored). From each record the
  * fields text, question, answer and choices (strings or arrays of strings) are used when any is present; otherwise

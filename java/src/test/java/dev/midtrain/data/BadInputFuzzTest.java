@@ -270,6 +270,8 @@ class BadInputFuzzTest {
                 d -> info(config(d, "  steps: 200", "  steps: 1.5"))));
         t.add(refused("5", "--set train.steps=1.5", 2, "$D/c.yaml: field train.steps: must be an integer, got 1.5",
                 d -> info(config(d, "", ""), "--set", "train.steps=1.5")));
+        t.add(refused("5", "train.global_batch_tokens: 1.5", 2, "$D/c.yaml: field train.global_batch_tokens: must be a positive integer, got 4096.5",
+                d -> info(config(d, "  global_batch_seqs: 16", "  global_batch_tokens: 4096.5"))));
         t.add(refused("5", "a quoted number", 2, "$D/c.yaml: field optimizer.lr: must be a number, got the string \"3.0e-3\" (quoted: remove the quotes)",
                 d -> info(config(d, "  lr: 3.0e-3", "  lr: \"3.0e-3\""))));
         t.add(refused("5", "a quoted integer", 2, "$D/c.yaml: field model.dim: must be an integer, got the string \"128\" (quoted: remove the quotes)",
