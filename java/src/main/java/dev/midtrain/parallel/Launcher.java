@@ -99,6 +99,7 @@ public final class Launcher {
         if (env.multiProcess()) {
             tcp = TcpWorld.start(env, mode == Mode.NCCL && env.procIndex() == 0 ? NcclCommunicator.newUniqueId() : null, timeout, true);
             if (mode == Mode.NCCL) id = tcp.payload();
+            LauncherWatch.attach(tcp);                                   // a lost launcher is reported to every process
         } else if (mode == Mode.IN_PROCESS) {
             inProcess = ProcessGroups.inProcess(tp, dp, pp, kvReplicas, timeout);
         } else {
@@ -110,7 +111,7 @@ public final class Launcher {
             return runRanks(env, tp, dp, pp, kvReplicas, timeout, body, inProcess, id, tcp, watchdog);
         } finally {
             if (watchdog != null) watchdog.close();
-            if (tcp != null) tcp.close();       // a clean exit says goodbye; after a failure it just closes
+            if (tcp != null) { LauncherWatch.attach(null); tcp.close(); }       // a clean exit says goodbye; after a failure it just closes
         }
     }
 

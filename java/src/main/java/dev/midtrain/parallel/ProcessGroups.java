@@ -3,6 +3,7 @@ package dev.midtrain.parallel;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
  * The communicators of one rank: the world, its tensor-parallel group (all-reduce after row-parallel GEMMs, the
@@ -26,22 +27,21 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
     /** Groups for every rank of a world of in-process (thread) ranks; element r belongs to global rank r. */
     public static List<ProcessGroups> inProcess(int tp, int dp, int pp, int kvReplicas, Duration timeout) {
         int world = tp * dp * pp;
-        List<InProcessCommunicator> w = InProcessCommunicator.group(world, timeout);
-        List<List<InProcessCommunicator>> tpGroups = new ArrayList<>(), dpGroups = new ArrayList<>(), kvGroups = new ArrayList<>(),
-                ppGroups = new ArrayList<>();
-        for (int i = 0; i < dp * pp; i++) tpGroups.add(InProcessCommunicator.group(tp, timeout));
-        for (int i = 0; i < tp * pp; i++) dpGroups.add(InProcessCommunicator.group(dp, timeout));
-        for (int i = 0; i < world / kvReplicas; i++) kvGroups.add(InProcessCommunicator.group(kvReplicas, timeout));
-        for (int i = 0; i < tp * dp; i++) ppGroups.add(InProcessCommunicator.group(pp, timeout));
-        List<List<InProcessCommunicator>> embGroups = new ArrayList<>();
-        for (int i = 0; i < tp * dp; i++) embGroups.add(InProcessCommunicator.group(pp > 1 ? 2 : 1, timeout));
+        InProcessCommunicator.Waits waits = new InProcessCommunicator.Waits(world);     // a timeout names the rank at the root
+        List<InProcessCommunicator> w = InProcessCommunicator.group("world", IntStream.range(0, world).toArray(), timeout, waits);
+        java.util.Map<String, List<InProcessCommunicator>> groups = new java.util.HashMap<>();
+        java.util.function.BiFunction<String, int[], List<InProcessCommunicator>> group =
+                (name, members) -> groups.computeIfAbsent(name, k -> InProcessCommunicator.group(name, members, timeout, waits));
         List<ProcessGroups> out = new ArrayList<>(world);
         for (int r = 0; r < world; r++) {
             Topology t = new Topology(tp, dp, pp, r, kvReplicas);
-            out.add(new ProcessGroups(t, w.get(r), tpGroups.get(t.tpGroupIndex()).get(t.tpRank()),
-                    dpGroups.get(t.dpGroupIndex()).get(t.dpRank()), kvGroups.get(t.kvGroup()).get(t.kvRank()),
-                    ppGroups.get(t.ppGroupIndex()).get(t.ppRank()),
-                    t.inEmbeddingGroup() ? embGroups.get(t.ppGroupIndex()).get(t.ppRank() == 0 ? 0 : 1) : InProcessCommunicator.group(1, timeout).get(0)));
+            int k0 = t.kvGroup();         // kv group k: ranks k*kvReplicas .. (Topology.kvGroup = rank / kvReplicas)
+            int[] kv = IntStream.range(0, kvReplicas).map(i -> k0 * kvReplicas + i).toArray();
+            out.add(new ProcessGroups(t, w.get(r), group.apply("tp." + t.tpGroupIndex(), t.tpGroup()).get(t.tpRank()),
+                    group.apply("dp." + t.dpGroupIndex(), t.dpGroup()).get(t.dpRank()), group.apply("kv." + k0, kv).get(t.kvRank()),
+                    group.apply("pp." + t.ppGroupIndex(), t.ppGroup()).get(t.ppRank()),
+                    t.inEmbeddingGroup() ? group.apply("emb." + t.ppGroupIndex(), t.embeddingGroup()).get(t.ppRank() == 0 ? 0 : 1)
+                            : group.apply("self." + r, new int[]{r}).get(0)));
         }
         return List.copyOf(out);
     }
