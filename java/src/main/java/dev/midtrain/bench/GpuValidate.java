@@ -55,7 +55,7 @@ public final class GpuValidate {
             "backend_id", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
             "floatx_bytes", "identity query without tensors: CpuBackend and CudaBackend check it when they open",
             "set_num_threads", "the CPU implementation's OpenMP team size; the CUDA implementation ignores it",
-            "describe", "a description of the implementation for logs (text, not a computation)",
+            "describe", "a description for logs (CPU: OpenBLAS core type; CUDA: device), not a computation; DescribeTest checks the CPU one",
             "attention_path", "a query without tensors; the attention cases run both CUDA paths (HD 64/128 aligned: tensor cores;"
                     + " HD 16/32/96 and views off alignment: simple)");
 

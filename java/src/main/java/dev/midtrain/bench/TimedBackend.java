@@ -57,8 +57,8 @@ public final class TimedBackend extends TimedKernels implements Backend {
 
     @Override public String name() { return d.name(); }
     @Override public int floatxBytes() { return d.floatxBytes(); }
-    @Override public long deviceMemoryBytes() { return d.deviceMemoryBytes(); }
     @Override public String describe() { return d.describe(); }
+    @Override public long deviceMemoryBytes() { return d.deviceMemoryBytes(); }
     @Override public long alloc(long bytes) { return d.alloc(bytes); }
     @Override public void free(long ptr) { d.free(ptr); }
     @Override public void copyHostToDevice(long dst, long hostSrc, long bytes) { long t = t0(); d.copyHostToDevice(dst, hostSrc, bytes); done("copy_h2d", t, 0); }

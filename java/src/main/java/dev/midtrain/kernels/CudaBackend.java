@@ -112,7 +112,7 @@ public final class CudaBackend extends CudaKernels implements Backend {
     @Override public String describe() {
         try (org.bytedeco.javacpp.BytePointer buf = new org.bytedeco.javacpp.BytePointer(512)) {
             check(mt_cuda_describe(buf.address(), 512), "describe");
-            return Backend.cString(buf) + "; attention " + attentionPath(1, 1, 128) + " at head dim 128";
+            return Backend.cString(buf) + "; attention " + attentionPath(32, 8, 128) + " at 32 heads, 8 KV heads, head dim 128";
         }
     }
     @Override public int floatxBytes() { return 2; }
