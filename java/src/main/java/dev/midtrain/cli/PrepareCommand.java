@@ -2,9 +2,11 @@ package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
 
+import dev.midtrain.data.EmbeddingDecontaminator;
 import dev.midtrain.data.Inputs;
 import dev.midtrain.data.MinHashDedup;
 import dev.midtrain.data.Preparer;
+import dev.midtrain.data.SlicedPrepare;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -16,14 +18,20 @@ import java.util.concurrent.Callable;
 @Command(name = "prepare", mixinStandardHelpOptions = true,
         description = {"Tokenize one data source into Arrow IPC shards plus manifest.json for training.",
                 "Inputs: JSON Lines (plain or .gz) with a text field, question/answer fields (+ discipline, grade, difficulty),",
-                "or token ids; Hugging Face datasets Arrow files with a text or input_ids column."})
+                "or token ids; Hugging Face datasets Arrow files and Parquet files (a Hub dataset directory: its data/*.parquet)",
+                "with a text, question/answer or input_ids column."})
 public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--source", required = true, description = "source name recorded in the manifest (e.g. boostqa)") String source;
-    @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow), read in order") List<Path> inputs;
+    @Option(names = "--input", required = true, arity = "1..*", description = "input files (.jsonl, .jsonl.gz, .arrow, .parquet) or Hugging Face Hub dataset directories (data/*.parquet), read in order") List<Path> inputs;
+    @Option(names = "--split", description = "split taken from a dataset directory input (default: train when it has one, else every Parquet file)") String split;
     @Option(names = "--tokenizer", required = true, description = "Hugging Face tokenizer.json") Path tokenizer;
     @Option(names = "--out", required = true, description = "output directory (a previous prepare output there is replaced)") Path out;
     @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;
     @Option(names = "--decontaminate", arity = "1..*", description = "benchmark JSONL files: drop documents sharing a 10-gram with them") List<Path> benchmarks = List.of();
+    @Option(names = "--decontaminate-embeddings", description = "also drop documents whose sentence embedding is within --embedding-threshold cosine similarity of a --decontaminate item (paraphrases; see data/README.md)") boolean embeddings;
+    @Option(names = "--embedding-threshold", defaultValue = "0.75", description = "cosine similarity that makes a document contaminated (default: ${DEFAULT-VALUE})") double embeddingThreshold;
+    @Option(names = "--embedding-model", description = "ONNX sentence-embedding model (default: the bundled all-MiniLM-L6-v2, English); with --embedding-tokenizer") Path embeddingModel;
+    @Option(names = "--embedding-tokenizer", description = "the --embedding-model's tokenizer.json") Path embeddingTokenizer;
     @Option(names = "--on-error", defaultValue = "fail", description = "malformed record: fail (default) or skip (counted in the manifest)") String onError;
     @Option(names = "--qa-template", defaultValue = "Question: {question}\\nAnswer: {answer}",
             description = "QA rendering; {question}, {answer}, {discipline}, {grade}, {difficulty} or any field; \\n = newline (default: ${DEFAULT-VALUE})") String qaTemplate;
@@ -43,6 +51,9 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--dedup-against", arity = "1..*", description = "prepared directories (made with --dedup) whose documents count as seen: dedup across sources")
     List<Path> dedupAgainst = List.of();
     @Option(names = "--encoder", defaultValue = "auto", description = "auto (default): the built-in byte-level BPE when tokenizer.json has Llama-3's layout (the ids of Hugging Face tokenizers, about 10x faster; see data/README.md), Hugging Face tokenizers via DJL otherwise; hf: always Hugging Face tokenizers via DJL") String encoder;
+    @Option(names = "--num-shards", description = "prepare in N processes/nodes: this process runs the slice --shard-index (inputs k with k mod N = index) into OUT.slices/, then one --merge writes OUT (byte-identical to one process)") Integer numShards;
+    @Option(names = "--shard-index", description = "which slice this process runs, 0 .. N-1 (e.g. $SLURM_ARRAY_TASK_ID)") Integer shardIndex;
+    @Option(names = "--merge", description = "with --num-shards: merge the slices' units into OUT (global near-duplicate removal, one manifest)") boolean merge;
     @Option(names = "--no-progress", description = "no progress bar (it is shown only on a terminal anyway)") boolean noProgress;
 
     @Override
@@ -53,12 +64,24 @@ public final class PrepareCommand implements Callable<Integer> {
             throw new UserError("--qa-template: must contain {question} and {answer}, got " + qaTemplate);
         if (!encoder.equals("auto") && !encoder.equals("hf")) throw new UserError("--encoder: auto or hf, got " + encoder);
         int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
-        Preparer.Options opt = new Preparer.Options(source, inputs, tokenizer, out, format == null ? null : Inputs.Format.parse(format),
+        Preparer.Options opt = new Preparer.Options(source, Inputs.expand(inputs, split), tokenizer, out, format == null ? null : Inputs.Format.parse(format),
                 textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
                 !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
                 dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
-                encoder.equals("hf"));
-        Preparer.run(opt, System.err);
+                encoder.equals("hf"),
+                embeddings ? new EmbeddingDecontaminator.Params(embeddingModel, embeddingTokenizer, embeddingThreshold) : null);
+        if (!embeddings && (embeddingModel != null || embeddingTokenizer != null))
+            throw new UserError("--embedding-model/--embedding-tokenizer: need --decontaminate-embeddings");
+        if (numShards == null) {
+            if (shardIndex != null || merge) throw new UserError((merge ? "--merge" : "--shard-index") + ": needs --num-shards");
+            Preparer.run(opt, System.err);
+        } else if (merge) {
+            if (shardIndex != null) throw new UserError("--merge: takes no --shard-index (it merges all slices)");
+            SlicedPrepare.merge(opt, numShards, System.err);
+        } else {
+            if (shardIndex == null) throw new UserError("--num-shards: give --shard-index I (run slice I) or --merge");
+            SlicedPrepare.runSlice(opt, numShards, shardIndex, System.err);
+        }
         return 0;
     }
 

@@ -14,13 +14,13 @@ import java.util.concurrent.Callable;
 
 /** `midtrain synthesize`: the BoostQA data pipeline against an OpenAI-compatible endpoint (see {@link Pipeline}). */
 @Command(name = "synthesize", mixinStandardHelpOptions = true,
-        description = {"BoostQA synthesis: curate -> annotate -> generate -> refine -> report, JSONL in and out of WORK_DIR,",
+        description = {"BoostQA synthesis: curate -> annotate -> generate -> refine -> balance -> report, JSONL in and out of WORK_DIR,",
                 "against any OpenAI-compatible endpoint. A rerun skips finished records. See configs/synthesis/README.md."})
 public final class SynthesizeCommand implements Callable<Integer> {
     @Option(names = "--config", required = true, description = "synthesis config (e.g. configs/synthesis/boostqa.yaml)") Path config;
     @Option(names = "--work", required = true, description = "work directory holding every stage's JSONL") Path work;
     @Option(names = "--input", arity = "1..*", description = "seed JSONL files for curate (text, or question [+ answer]; optional id, discipline)") List<Path> inputs = List.of();
-    @Option(names = "--stage", split = ",", description = "stages to run, in pipeline order: curate, annotate, generate, refine, report, all (default: all)")
+    @Option(names = "--stage", split = ",", description = "stages to run, in pipeline order: curate, annotate, generate, refine, balance, report, all (default: all)")
     List<String> stages = List.of("all");
 
     @Override
@@ -43,6 +43,10 @@ public final class SynthesizeCommand implements Callable<Integer> {
                 case "annotate" -> p.annotate();
                 case "generate" -> p.generate();
                 case "refine" -> p.refine();
+                case "balance" -> {
+                    dev.midtrain.synth.Balance.run(cfg.balance(), work, System.err);
+                    yield 0;
+                }
                 default -> {
                     Report.run(work, cfg.grades(), System.out);
                     yield 0;

@@ -23,7 +23,9 @@ import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
 import dev.midtrain.parallel.Launcher;
+import dev.midtrain.parallel.LauncherWatch;
 import dev.midtrain.parallel.Parallelism;
+import dev.midtrain.parallel.PipelineSchedule;
 import dev.midtrain.parallel.ProcessGroups;
 import dev.midtrain.parallel.TensorParallel;
 import dev.midtrain.parallel.Topology;
@@ -79,6 +81,9 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--backend", description = "cpu or cuda (overrides train.backend); cuda without a usable GPU is an error") String backend;
     @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
     @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
+    @Option(names = "--pp", description = "pipeline stages (overrides parallel.pp)") Integer pp;
+    @Option(names = "--virtual-stages", description = "model chunks per pipeline rank: 1 = 1F1B, more = interleaved (overrides parallel.virtual_stages)")
+    Integer virtualStages;
     @Option(names = "--memory-limit-gib", description = "device memory for the fit check (GiB per rank; on CPU no check unless given)")
     Double memoryLimitGib;
     @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources") boolean synthetic;
@@ -117,6 +122,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        LauncherWatch.startIfLaunched(System.getenv(), System.in);            // under `midtrain launch`: stop if it dies
         Plan plan = null;
         try {
             Resolved run = resolveConfig();
@@ -159,9 +165,19 @@ public final class TrainCommand implements Callable<Integer> {
         if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
+        if (pp != null) sets.add("parallel.pp=" + pp);
+        if (virtualStages != null) sets.add("parallel.virtual_stages=" + virtualStages);
         CommittedStep from = resume != null ? RunCheckpointing.openNewest(resume) : null;
         RunConfig cfg = from != null ? RunCheckpointing.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        if (cfg.parallel().sequenceParallel())
+            throw new UserError((config != null ? config : resume) + ": field parallel.sequence_parallel: planned by `midtrain info` but this build's"
+                    + " trainer does not run it yet (set parallel.sequence_parallel: false)");
+        if (cfg.parallel().pp() > 1 && (!checkpoints.noCheckpoints || resume != null || checkpoints.initFrom != null || cfg.train().evalEverySteps() > 0
+                || cfg.train().backend() == TrainConfig.Device.CUDA))
+            throw new UserError((config != null ? config : resume) + ": field parallel.pp: pipeline stages in this build train on the CPU backend with"
+                    + " --no-checkpoints, no --resume or --init-from, and train.eval_every_steps: 0 (stage checkpoints, held-out evaluation"
+                    + " through the pipeline and CUDA pipelines are not implemented yet)");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
     }
@@ -174,10 +190,9 @@ public final class TrainCommand implements Callable<Integer> {
         RunConfig cfg = run.cfg();
         TrainConfig tc = run.train();
         int T = run.tp(), D = run.dp();
-        LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), T * D);
+        LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), cfg.parallel().worldSize());
         Launcher.Mode mode = run.gpu() ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
         int computeBytes = run.gpu() ? 2 : 4;                                   // bf16 on CUDA, fp32 on CPU
-        MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
 
         PeakFlops.Peak gpuPeak = null;
@@ -185,15 +200,18 @@ public final class TrainCommand implements Callable<Integer> {
         if (run.gpu()) {
             try (Backend probe = Backend.open("cuda", 0)) {
                 deviceBytes = probe.deviceMemoryBytes();
-                gpuPeak = peakTflops != null ? new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops") : PeakFlops.gpu(probe, probe.deviceName());
-                if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
+                gpuPeak = peakTflops != null ? new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops") : PeakFlops.gpu(probe, ((dev.midtrain.kernels.CudaBackend) probe).deviceName());
+                if (lead) System.out.printf("device: %s, %s%n", probe.describe(), MemoryPlan.gib(deviceBytes));
             }
         }
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
         long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
         if (budgetSource > 0) {
-            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
+            var par = cfg.parallel();
+            MemoryPlan.Layout layout = new MemoryPlan.Layout(T, D, par.pp(), par.virtualStages(), par.sequenceParallel(), par.zero1(),
+                    tc.recompute(), cfg.gradAccumSteps());
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), layout, tc.globalBatchSeqs(), computeBytes,
+                    run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource, 8);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
         Path dir = checkpoints.resume != null ? checkpoints.resume
@@ -207,14 +225,14 @@ public final class TrainCommand implements Callable<Integer> {
             init.requireMatches(cfg.model());
             init.checkTensors();
         }
-        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
+        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir, threadsOfProcess(tc, env));
         String attention = attentionPath(run);
         if (lead) {
             writeRunDir(run, dir, attention);
             if (verified != null) ShardVerifier.writeCache(dir.resolve(ShardVerifier.CACHE_FILE), verified);
         }
 
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
+        int threads = threadsOfProcess(tc, env);
         CpuBackend.setThreads(threads);
         PeakFlops.Peak peak;                                                    // table, or measured where no table applies
         if (run.gpu()) peak = gpuPeak;
@@ -223,9 +241,13 @@ public final class TrainCommand implements Callable<Integer> {
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
-            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
-                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
-                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak.flops() / 1e9,
+            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d%s (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
+                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D,
+                    cfg.parallel().pp() == 1 ? "" : " x pp " + cfg.parallel().pp() + (cfg.parallel().virtualStages() > 1 ? " (" + cfg.parallel().virtualStages() + " virtual)" : ""),
+                    env.source(), env.nprocs(),
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(MemoryPlan.largest(MemoryPlan.stages(cfg.model(), tc.microBatchSeqs(), tc.seqLen(),
+                            new MemoryPlan.Layout(T, D, cfg.parallel().pp(), cfg.parallel().virtualStages(), cfg.parallel().sequenceParallel(),
+                                    cfg.parallel().zero1(), tc.recompute(), cfg.gradAccumSteps()), computeBytes)).totalBytes()), attention, peak.flops() / 1e9,
                     peak.source());
         return new Plan(env, mode, lead, dir, peak.flops(), perRank);
     }
@@ -238,13 +260,13 @@ public final class TrainCommand implements Callable<Integer> {
         try (GracefulStop stop = GracefulStop.install();
              RunCheckpointing ckpt = new RunCheckpointing(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
             if (checkpoints.noCheckpoints) ckpt.disableSaving();
-            if (T * D > 1) {
+            if (T * D > 1 && cfg.parallel().pp() == 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
                 ckpt.parallelRanks(plan.env().firstRank(), plan.env().localRanks(), plan.env().procIndex(), plan.env().nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(plan.env(), T, D, Placement.of(cfg.model(), T).kvReplicas(), plan.mode(), timeout,
+            List<TrainState> states = Launcher.run(plan.env(), T, D, cfg.parallel().pp(), Placement.of(cfg.model(), T).kvReplicas(), plan.mode(), timeout,
                     ctx -> trainRank(ctx, cfg, plan.dir(), plan.peakFlops(), plan.threadsPerRank(), ckpt, run.from(), run.changes()));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (run.from() != null) run.from().close();
@@ -252,15 +274,26 @@ public final class TrainCommand implements Callable<Integer> {
                 System.out.printf("process %d of %d: done at step %d%n", plan.env().procIndex(), plan.env().nprocs(), states.get(0).step);
             if (plan.lead()) {
                 TrainState s = states.get(0);
-                if (s.step < run.train().steps())
+                String why = stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
+                        : "a stop requested on another process";
+                if (s.step < run.train().steps() && checkpoints.noCheckpoints)
+                    System.out.printf("stopped at step %d (%s); no checkpoint (--no-checkpoints), so this run cannot be resumed%n", s.step, why);
+                else if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
-                                    : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
+                            why, ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
             }
         }
         return 0;
+    }
+
+    /**
+     * CPU threads of this process: train.threads, or (0 = auto) the node's cores divided by this run's processes on
+     * the node, so 4 processes of one rank get the same threads per rank as 4 rank threads in one process.
+     */
+    private static int threadsOfProcess(TrainConfig tc, LaunchEnv env) {
+        return tc.threads() > 0 ? tc.threads() : Math.max(1, Runtime.getRuntime().availableProcessors() / env.localProcesses(System.getenv()));
     }
 
     /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
@@ -298,15 +331,18 @@ public final class TrainCommand implements Callable<Integer> {
         boolean rank0 = topo.rank() == 0;
         boolean zero1 = cfg.parallel().zero1();
         boolean gpu = tc.backend() == TrainConfig.Device.CUDA;
-        ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
+        int pp = cfg.parallel().pp(), virtual = cfg.parallel().virtualStages();
+        ParamLayout layout = ParamLayout.of(new Placement(cfg.model(), topo.tp(), topo.tpRank()), cfg.optimizer().weightDecayExclude(),
+                ParamLayout.Stage.of(cfg.model(), pp, virtual, topo.ppRank()));
+        PipelineSchedule schedule = pp > 1 ? new PipelineSchedule(pp, virtual, cfg.gradAccumSteps()) : null;
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
-        if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
+        if (topo.tpRank() != 0 || topo.ppRank() != 0) SampleLog.muteThread();  // a replica's tp ranks and stages read the same samples
         try (Backend be = Backend.open(tc.backend().yaml(), ctx.device());
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
              Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,
                      Parallelism.optimizerShard(layout.numel(), topo, zero1));
-             Parallelism par = new Parallelism(groups(ctx, be), model, zero1);
+             Parallelism par = new Parallelism(groups(ctx, be), model, zero1, schedule);
              MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard
@@ -383,10 +419,9 @@ public final class TrainCommand implements Callable<Integer> {
      * shards this run verified before and unchanged since are skipped): missing or corrupt prepared data and vocab
      * mismatches fail here, before the run directory exists. Returns what was verified (null when skipped).
      */
-    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir) {
+    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir, int threads) {
         TrainConfig tc = cfg.train();
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         ShardVerifier.Result v = noVerifyData ? null : ShardVerifier.verify(cfg.data(), dir.resolve(ShardVerifier.CACHE_FILE), threads, System.out);
         try (BlendedLoader l = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, cfg.parallel().dp())) {
             l.checkVocab(cfg.model().vocabSize());

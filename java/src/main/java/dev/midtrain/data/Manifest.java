@@ -93,8 +93,26 @@ public record Manifest(String format, String source, String created, Tokenizer t
 
     public record Duplicate(String where, String duplicateOf, double jaccard) {}
 
-    /** @param ngram n (10); benchmarks in command-line order */
-    public record Decontamination(int ngram, String normalization, List<Benchmark> benchmarks) {}
+    /** @param ngram n (10); benchmarks in command-line order; embeddings: the embedding-similarity pass, or null if off */
+    public record Decontamination(int ngram, String normalization, List<Benchmark> benchmarks, Embeddings embeddings) {
+        public Decontamination(int ngram, String normalization, List<Benchmark> benchmarks) { this(ngram, normalization, benchmarks, null); }
+    }
+
+    /**
+     * prepare --decontaminate-embeddings.
+     *
+     * @param model     model file, or the bundled model's name
+     * @param threshold cosine similarity at or above which a document was dropped
+     * @param items     benchmark items embedded
+     * @param removed   documents dropped by this pass (dropped.decontaminated_embedding)
+     * @param pairs     the dropped documents with their nearest benchmark item and score, in input order (the first
+     *                  {@value Preparer#MAX_EMBEDDING_PAIRS_LISTED}), to audit the threshold
+     */
+    public record Embeddings(String model, String modelSha256, double threshold, int windowTokens, int strideTokens, long items, long removed,
+                             List<EmbeddingPair> pairs) {}
+
+    /** @param item 0-based record of {@code benchmark}; {@code itemText} its embedded text */
+    public record EmbeddingPair(String where, String benchmark, int item, String itemText, double score) {}
 
     /**
      * @param file             benchmark path as given
@@ -118,7 +136,11 @@ public record Manifest(String format, String source, String created, Tokenizer t
         Path file = dir.resolve(FILE);
         Manifest m;
         try {
-            com.fasterxml.jackson.databind.JsonNode tree = JSON.readTree(Files.readAllBytes(file));
+            byte[] bytes = Files.readAllBytes(file);
+            com.fasterxml.jackson.databind.JsonNode tree = bytes.length == 0 ? null : JSON.readTree(bytes);
+            if (tree == null || !tree.isObject())
+                throw new UserError(file + ": " + (bytes.length == 0 ? "empty (0 bytes)" : "not a JSON object")
+                        + ": not a complete midtrain prepare manifest (re-run midtrain prepare)");
             if (tree instanceof com.fasterxml.jackson.databind.node.ObjectNode o && !o.has("cleaning")) o.putNull("cleaning");   // older manifests
             m = JSON.treeToValue(tree, Manifest.class);
         } catch (NoSuchFileException e) {
@@ -135,6 +157,7 @@ public record Manifest(String format, String source, String created, Tokenizer t
         if (m.files() == null || m.tokenizer() == null) throw new UserError(file + ": invalid manifest: files and tokenizer are required");
         long sum = 0;
         for (ShardFile f : m.files()) {
+            if (f == null) throw new UserError(file + ": invalid manifest: a null entry in files");
             if (f.name() == null || f.name().contains("/") || f.name().contains("\\") || f.name().startsWith("."))
                 throw new UserError(file + ": invalid shard name " + f.name());
             sum += f.tokens();

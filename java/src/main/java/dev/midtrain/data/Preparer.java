@@ -69,7 +69,8 @@ public final class Preparer {
     public record Options(String source, List<Path> inputs, Path tokenizer, Path out, Inputs.Format format,
                           String textField, String idsField, String qaTemplate, String eosToken, List<Path> benchmarks,
                           boolean skipErrors, int threads, int batchTokens, long shardTokens, boolean progress,
-                          String bosToken, boolean parseSpecialTokens, MinHashDedup.Params dedup, boolean hfEncoder) {
+                          String bosToken, boolean parseSpecialTokens, MinHashDedup.Params dedup, boolean hfEncoder,
+                          EmbeddingDecontaminator.Params embeddings) {
         public Options {
             if (source == null || !source.matches("[A-Za-z0-9_.-]+")) throw new UserError("--source: must match [A-Za-z0-9_.-]+, got " + source);
             if (inputs == null || inputs.isEmpty()) throw new UserError("--input: at least one input file is required");
@@ -79,26 +80,31 @@ public final class Preparer {
                 throw new UserError("--shard-tokens: must be in [batch tokens, " + ShardWriter.MAX_SHARD_TOKENS + "], got " + shardTokens);
             inputs = List.copyOf(inputs);
             benchmarks = benchmarks == null ? List.of() : List.copyOf(benchmarks);
+            if (embeddings != null && benchmarks.isEmpty()) throw new UserError("--decontaminate-embeddings: needs --decontaminate FILE... (the benchmark items to compare with)");
         }
 
         /** Defaults for everything but the required arguments. */
         public static Options of(String source, List<Path> inputs, Path tokenizer, Path out) {
             return new Options(source, inputs, tokenizer, out, null, "text", "input_ids", DEFAULT_QA_TEMPLATE, DEFAULT_EOS,
-                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null, false);
+                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null, false, null);
         }
 
-        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder); }
+        /** {@code e}: embedding-similarity decontamination against the --decontaminate files too, or null. */
+        public Options withEmbeddings(EmbeddingDecontaminator.Params e) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, e); }
+        public Options withTextField(String f) { return new Options(source, inputs, tokenizer, out, format, f, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withInputs(List<Path> in) { return new Options(source, in, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
         /** {@code bos}: a token prepended to every document (e.g. DEFAULT_BOS), or null for none. */
-        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup, hfEncoder); }
-        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup, hfEncoder); }
-        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d, hfEncoder); }
+        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup, hfEncoder, embeddings); }
+        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d, hfEncoder, embeddings); }
         /** {@code hf}: encode every document with Hugging Face tokenizers (DJL), never the built-in encoder. */
-        public Options withHfEncoder(boolean hf) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hf); }
+        public Options withHfEncoder(boolean hf) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hf, embeddings); }
     }
 
     /** A loaded tokenizer.json: DJL handle (no truncation, no padding, no special tokens added) plus its facts. */
@@ -283,7 +289,8 @@ public final class Preparer {
     }
 
     /** A worker's verdict on one document: tokens to keep, or why it was dropped. */
-    private record Done(int[] tokens, String dropReason, long benchMask, int[] signature, String where) {}
+    private record Done(int[] tokens, String dropReason, long benchMask, int[] signature, String where, EmbeddingDecontaminator.Hit hit) {}
+    static final int MAX_EMBEDDING_PAIRS_LISTED = 10000;
 
     static final int MAX_DUPLICATES_LISTED = 1000;
 
@@ -299,6 +306,9 @@ public final class Preparer {
     private int bosId = -1;
     private final List<Manifest.Duplicate> duplicates = new ArrayList<>();
     private long nearDuplicates;
+    private SlicedPrepare.UnitWriter unit;
+    private EmbeddingDecontaminator embed;
+    private final List<Manifest.EmbeddingPair> embeddingPairs = new ArrayList<>();          // prepare --num-shards: kept documents go here, dedup is the merge's
 
     private Preparer(Options opt, PrintStream err) {
         this.opt = opt;
@@ -312,6 +322,16 @@ public final class Preparer {
         }
     }
 
+    /**
+     * One input file of a sliced prepare ({@link SlicedPrepare}): reads, cleans, decontaminates, MinHash-signs and
+     * tokenizes {@code opt.inputs()} (one file) into {@code unit}, dropping no near-duplicate; writes no shard.
+     */
+    static void runUnit(Options opt, PrintStream err, Tok tok, SlicedPrepare.UnitWriter unit) {
+        Preparer p = new Preparer(opt, err);
+        p.unit = unit;
+        p.run(tok);
+    }
+
     /** As {@link #run(Options, PrintStream)} with an already loaded tokenizer (opt.tokenizer() must be its file). */
     static Manifest run(Options opt, PrintStream err, Tok tok) {
         return new Preparer(opt, err).run(tok);
@@ -322,6 +342,7 @@ public final class Preparer {
         Path stage = stageFor(out);
         try (BufferAllocator alloc = new RootAllocator()) {
             Decontaminator decon = opt.benchmarks().isEmpty() ? null : Decontaminator.load(opt.benchmarks());
+            if (opt.embeddings() != null) embed = EmbeddingDecontaminator.load(opt.embeddings(), opt.benchmarks());
             removedPerBench = new long[opt.benchmarks().size()];
             for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
             checkOutput(out);
@@ -331,11 +352,14 @@ public final class Preparer {
             }
             if (opt.dedup() != null) {
                 dedup = new MinHashDedup(opt.dedup());
-                dedup.loadAgainst();
+                if (unit == null) dedup.loadAgainst();
                 dedup.startSource(opt.source());
             }
+            removeStale(out, err);
             AtomicFiles.deleteTree(stage);
             Files.createDirectories(stage);
+            onSignal = new Thread(() -> interrupted(stage, out), "prepare-sigterm");
+            Runtime.getRuntime().addShutdownHook(onSignal);
             Inputs.Options io = new Inputs.Options(opt.textField(), opt.idsField(), opt.qaTemplate(), tok.info().vocabSize());
             List<Manifest.Input> inputs = new ArrayList<>();
             List<Manifest.ShardFile> shards;
@@ -400,6 +424,10 @@ public final class Preparer {
                 }
                 if (interrupted) Thread.currentThread().interrupt();
             }
+            if (unit != null) {
+                unit.finish(inputs.get(0), dropped, errors, removedPerBench, embeddingPairs, embed == null ? null : embed.summary(0, List.of()));
+                return null;
+            }
             if (documents == 0)
                 throw new UserError(opt.source() + ": no documents kept from " + opt.inputs() + " (dropped: " + dropped + ")");
             Manifest.Decontamination dc = null;
@@ -409,7 +437,8 @@ public final class Preparer {
                     Manifest.Benchmark x = decon.benchmarks().get(b);
                     bs.add(new Manifest.Benchmark(x.file(), x.sha256(), x.items(), x.ngrams(), removedPerBench[b]));
                 }
-                dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs);
+                dc = new Manifest.Decontamination(Decontaminator.N, Decontaminator.NORMALIZATION, bs,
+                        embed == null ? null : embed.summary(dropped.getOrDefault("decontaminated_embedding", 0L), embeddingPairs));
             }
             boolean anyQa = inputs.stream().anyMatch(i -> "qa".equals(i.format()));
             Manifest.Dedup dd = null;
@@ -434,14 +463,58 @@ public final class Preparer {
                 err.printf("  near-duplicates: removed %,d document(s) (MinHash %d x %d, shingle %d, Jaccard >= %.2f)%n", nearDuplicates,
                         dd.bands(), dd.rows(), dd.shingle(), dd.threshold());
             return m;
-        } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing the output failed (a full disk): a runtime failure, exit 1
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
         } catch (UncheckedIOException e) {
-            throw new UserError(e.getMessage());
+            throw new UserError(e.getMessage(), 1, e);
         } finally {
+            if (onSignal != null)
+                try {
+                    Runtime.getRuntime().removeShutdownHook(onSignal);
+                } catch (IllegalStateException shuttingDown) { }           // the hook is running: it removes the stage
+            if (embed != null) embed.close();
             try {
                 AtomicFiles.deleteTree(stage);                              // a failed run leaves the previous output as it was
             } catch (IOException ignored) { }
+        }
+    }
+
+    private Thread onSignal;                                                // removes the stage on SIGTERM / SIGINT
+
+    /** Shutdown hook of a running prepare (SIGTERM, SIGINT): one line, the staging directory removed, out untouched. */
+    private void interrupted(Path stage, Path out) {
+        for (int attempt = 0; attempt < 5 && Files.exists(stage); attempt++) {   // workers may still be writing into it
+            try {
+                AtomicFiles.deleteTree(stage);
+            } catch (IOException | UncheckedIOException e) {
+                try { Thread.sleep(50); } catch (InterruptedException ie) { break; }
+            }
+        }
+        err.println("midtrain prepare: interrupted; " + out + " left as it was" + (Files.exists(stage) ? " (staging directory " + stage
+                + " could not be removed; the next prepare on it removes it)" : ", staging directory removed"));
+        err.flush();
+    }
+
+    /**
+     * Removes what a killed prepare on the same {@code out} left: sibling staging directories {@code .OUT.prepare-PID}
+     * and set-aside old outputs {@code .OUT.old-PID} whose process is gone (SIGKILL leaves them; they hold up to a
+     * whole prepared source). A directory of a live process is left alone (a concurrent prepare, or a reused PID).
+     */
+    static void removeStale(Path out, PrintStream err) throws IOException {
+        Path abs = out.toAbsolutePath().normalize();
+        Path parent = abs.getParent();
+        if (parent == null || !Files.isDirectory(parent)) return;
+        String prefix = "." + abs.getFileName();
+        java.util.regex.Pattern own = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(prefix) + "\\.(prepare|old)-(\\d{1,18})");
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(parent, prefix + ".*")) {
+            for (Path p : ds) {
+                java.util.regex.Matcher m = own.matcher(p.getFileName().toString());
+                if (!m.matches() || !Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) continue;
+                long pid = Long.parseLong(m.group(2));
+                if (pid == ProcessHandle.current().pid() || ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) continue;
+                AtomicFiles.deleteTree(p);
+                err.println("midtrain prepare: removed " + p + ", left by an interrupted prepare (process " + pid + " is gone)");
+            }
         }
     }
 
@@ -465,27 +538,35 @@ public final class Preparer {
         boolean plain = !opt.parseSpecialTokens();
         int bos = bosId;
         boolean hf = opt.hfEncoder();
-        inFlight.add(pool.submit(() -> process(tok, decon, dd, plain, hf, bos, c.docs())));
+        EmbeddingDecontaminator emb = embed;
+        inFlight.add(pool.submit(() -> process(tok, decon, emb, dd, plain, hf, bos, c.docs())));
         chunkInput.add(c.input());
     }
 
     /** Worker: normalize, decontaminate, MinHash-sign and tokenize one chunk. */
-    private static List<Done> process(Tok tok, Decontaminator decon, MinHashDedup dedup, boolean plain, boolean hfEncoder, int bos,
+    private static List<Done> process(Tok tok, Decontaminator decon, EmbeddingDecontaminator emb, MinHashDedup dedup, boolean plain, boolean hfEncoder, int bos,
                                       List<Inputs.Rec> docs) {
         List<Done> out = new ArrayList<>(docs.size());
         int eos = tok.info().eosId();
         for (Inputs.Rec r : docs) {
             int[] ids = r.ids();
             if (r.text() != null ? r.text().isBlank() : ids.length == 0 || (ids.length == 1 && ids[0] == eos)) {
-                out.add(new Done(null, "empty", 0, null, r.where()));
+                out.add(new Done(null, "empty", 0, null, r.where(), null));
                 continue;
             }
             List<String> units = decon == null && dedup == null ? null : TextUnits.of(r.text() != null ? r.text() : tok.decode(ids));
             long[] hashes = units == null ? null : TextUnits.hashes(units);
             long mask = decon == null ? 0 : decon.match(units, hashes);
             if (mask != 0) {
-                out.add(new Done(null, "decontaminated", mask, null, r.where()));
+                out.add(new Done(null, "decontaminated", mask, null, r.where(), null));
                 continue;
+            }
+            if (emb != null) {                                          // paraphrases that share no n-gram
+                EmbeddingDecontaminator.Hit h = emb.match(r.text() != null ? r.text() : tok.decode(ids));
+                if (h != null) {
+                    out.add(new Done(null, "decontaminated_embedding", 1L << h.benchmark(), null, r.where(), h));
+                    continue;
+                }
             }
             int[] sig = dedup == null ? null : dedup.signature(hashes);
             if (r.text() != null) ids = tok.encodeDocument(r.text(), plain, !hfEncoder);
@@ -494,7 +575,7 @@ public final class Preparer {
             if (addBos) doc[0] = bos;
             System.arraycopy(ids, 0, doc, addBos ? 1 : 0, ids.length);
             if (addEos) doc[doc.length - 1] = eos;
-            out.add(new Done(doc, null, 0, sig, r.where()));
+            out.add(new Done(doc, null, 0, sig, r.where(), null));
         }
         return out;
     }
@@ -516,9 +597,12 @@ public final class Preparer {
             if (d.tokens() == null) {
                 dropped.merge(d.dropReason(), 1L, Long::sum);
                 for (int b = 0; b < removedPerBench.length; b++) if ((d.benchMask() >>> b & 1) != 0) removedPerBench[b]++;
+                if (d.hit() != null && embeddingPairs.size() < MAX_EMBEDDING_PAIRS_LISTED)
+                    embeddingPairs.add(embed.pair(d.where(), d.hit(), opt.benchmarks()));
                 continue;
             }
-            if (d.signature() != null) {                                       // in input order: the first copy is kept
+            if (unit != null) unit.add(d.tokens(), d.signature(), d.where());
+            else if (d.signature() != null) {                                  // in input order: the first copy is kept
                 MinHashDedup.Match mt = dedup.find(d.signature());
                 if (mt != null) {
                     dropped.merge("near_duplicate", 1L, Long::sum);
@@ -528,7 +612,7 @@ public final class Preparer {
                 }
                 dedup.add(d.signature(), (int) documents);
             }
-            writer.append(d.tokens(), 0, d.tokens().length);
+            if (unit == null) writer.append(d.tokens(), 0, d.tokens().length);
             documents++;
             tokens += d.tokens().length;
             docsPerInput[input]++;
@@ -544,6 +628,7 @@ public final class Preparer {
         Path stage = stageFor(out);
         try {
             checkOutput(out);
+            removeStale(out, System.err);
             AtomicFiles.deleteTree(stage);
             Files.createDirectories(stage);
         } catch (IOException e) {
@@ -563,7 +648,9 @@ public final class Preparer {
             swapIn(stage, out);
             return m;
         } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
+        } catch (UncheckedIOException e) {
+            throw new UserError(e.getMessage(), 1, e);
         }
     }
 

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
 import dev.midtrain.data.Decontaminator;
+import dev.midtrain.data.EmbeddingDecontaminator;
 import dev.midtrain.data.MinHashDedup;
 
 import java.io.BufferedReader;
@@ -40,6 +41,8 @@ import java.util.function.BiFunction;
  *                                                        booster.min_accepted_tier rejected)
  *   refine    generated.jsonl       -> refined.jsonl     solvable? answer regenerated step by step, consistent?
  *                                                        judged grade and difficulty; `prepare --format qa` input
+ *   balance   refined.jsonl         -> balanced.jsonl    target shares per discipline x tier: caps, repeats, deficits
+ *                                                        with the seeds to generate more from ({@link Balance})
  * </pre>
  * Each model stage writes accepted records to its output and rejected ones to STAGE.rejects.jsonl (with the reason),
  * both append-only and fsync'd per record ({@link JsonlLog}); a rerun skips ids present in either, so a crash costs
@@ -49,7 +52,7 @@ import java.util.function.BiFunction;
  * usage. Each stage run appends its counters to stats.jsonl.
  */
 public final class Pipeline {
-    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "report");
+    public static final List<String> STAGES = List.of("curate", "annotate", "generate", "refine", "balance", "report");
 
     private final SynthConfig cfg;
     private final Path templatesDir, configDir, work;
@@ -63,6 +66,29 @@ public final class Pipeline {
         this.work = work;
         this.apiKey = apiKey;
         this.log = log;
+        checkTemplates();
+    }
+
+    // The slots each stage fills (a template may use any of them, and no other) and the output fields it reads.
+    static final Set<String> ANNOTATE_SLOTS = Set.of("seed_text", "rubric", "discipline_hint"),
+            GENERATE_SLOTS = Set.of("seed_text", "discipline", "grade", "grade_role", "rubric"),
+            BOOSTER_SLOTS = Set.of("seed_text", "discipline", "grade", "grade_role", "rubric", "min_tier", "seed_difficulty"),
+            REFINE_SLOTS = Set.of("question", "answer", "discipline", "rubric", "grades");
+    static final Set<String> ANNOTATE_FIELDS = Set.of("discipline", "difficulty"), GENERATE_FIELDS = Set.of("question", "answer", "difficulty"),
+            REFINE_FIELDS = Set.of("solvable", "consistent", "answer", "grade", "difficulty");
+
+    /**
+     * Loads every stage's template and the fragment files when the config loads, before any request is sent: a
+     * missing file, a bad schema or a slot no stage fills is a one-line error naming the file, not a failure in the
+     * middle of a later stage after earlier ones spent their requests.
+     */
+    private void checkTemplates() {
+        Templates.load(templatesDir, cfg.annotate().template(), ANNOTATE_FIELDS, ANNOTATE_SLOTS);
+        Templates.load(templatesDir, cfg.generate().template(), GENERATE_FIELDS, GENERATE_SLOTS);
+        Templates.load(templatesDir, cfg.booster().stage().template(), GENERATE_FIELDS, BOOSTER_SLOTS);
+        Templates.load(templatesDir, cfg.refine().template(), REFINE_FIELDS, REFINE_SLOTS);
+        rubric();
+        grades();
     }
 
     public static Path seeds(Path work) { return work.resolve("seeds.jsonl"); }
@@ -80,13 +106,24 @@ public final class Pipeline {
         long t0 = System.nanoTime();
         List<Path> benches = cfg.curate().decontaminate().stream().map(configDir::resolve).toList();
         Decontaminator decon = Decontaminator.load(benches);
+        SynthConfig.Curate cc = cfg.curate();
+        if (cc.embeddingThreshold() > 0 && benches.isEmpty()) throw new UserError("curate.embedding_threshold: needs curate.decontaminate benchmark files");
+        try (EmbeddingDecontaminator emb = cc.embeddingThreshold() > 0 ? EmbeddingDecontaminator.load(new EmbeddingDecontaminator.Params(
+                cc.embeddingModel() == null ? null : configDir.resolve(cc.embeddingModel()), cc.embeddingTokenizer() == null ? null : configDir.resolve(cc.embeddingTokenizer()),
+                cc.embeddingThreshold()), benches) : null) {
+            return curate(inputs, t0, benches, decon, emb);
+        }
+    }
+
+    private int curate(List<Path> inputs, long t0, List<Path> benches, Decontaminator decon, EmbeddingDecontaminator emb) {
         List<String> benchNames = benches.stream().map(p -> p.getFileName().toString()).toList();
         Set<String> seenText = new HashSet<>(), seenId = new HashSet<>();
         double nearT = cfg.curate().nearDuplicateThreshold();
         MinHashDedup near = nearT > 0 ? new MinHashDedup(new MinHashDedup.Params(cfg.curate().shingle(), nearT, List.of())) : null;
         if (near != null) near.startSource("seeds");
         String dedup = "exact normalized text" + (near != null ? ", MinHash Jaccard >= " + nearT + " (" + cfg.curate().shingle() + "-unit shingles)" : "");
-        String deconDesc = Decontaminator.N + "-word / " + Decontaminator.N_CHAR + "-character n-grams vs " + benchNames;
+        String deconDesc = Decontaminator.N + "-word / " + Decontaminator.N_CHAR + "-character n-grams"
+                + (emb == null ? "" : " and " + emb.modelName() + " embeddings (cosine >= " + emb.threshold() + ")") + " vs " + benchNames;
         Map<String, Long> rejected = new java.util.TreeMap<>();
         StringBuilder seedsOut = new StringBuilder(), rejectsOut = new StringBuilder();
         long kept = 0;
@@ -121,6 +158,12 @@ public final class Pipeline {
                             List<String> hit = new ArrayList<>();
                             for (int b = 0; b < benchNames.size(); b++) if ((mask >>> b & 1) != 0) hit.add(benchNames.get(b));
                             detail = String.join(",", hit);
+                        } else if (emb != null) {
+                            EmbeddingDecontaminator.Hit h = emb.match(text);
+                            if (h != null) {
+                                reason = "contaminated_embedding";
+                                detail = String.format("%s item %d, cosine %.4f", benchNames.get(h.benchmark()), h.item(), h.score());
+                            }
                         }
                     }
                     if (reason == null && near != null) {     // near-duplicates last: only seeds that are kept enter the index
@@ -177,7 +220,7 @@ public final class Pipeline {
     // ------------------------------------------------------------------ annotate
 
     public int annotate() {
-        Templates.Prompt tpl = Templates.load(templatesDir, cfg.annotate().template(), Set.of("discipline", "difficulty"));
+        Templates.Prompt tpl = Templates.load(templatesDir, cfg.annotate().template(), ANNOTATE_FIELDS, ANNOTATE_SLOTS);
         Templates.Fragment rubric = rubric();
         List<Work> items = new ArrayList<>();
         for (JsonNode seed : input(seeds(work), "curate")) {
@@ -195,9 +238,9 @@ public final class Pipeline {
     // ------------------------------------------------------------------ generate
 
     public int generate() {
-        Templates.Prompt mg = Templates.load(templatesDir, cfg.generate().template(), Set.of("question", "answer", "difficulty"));
+        Templates.Prompt mg = Templates.load(templatesDir, cfg.generate().template(), GENERATE_FIELDS, GENERATE_SLOTS);
         SynthConfig.Booster b = cfg.booster();
-        Templates.Prompt hd = Templates.load(templatesDir, b.stage().template(), Set.of("question", "answer", "difficulty"));
+        Templates.Prompt hd = Templates.load(templatesDir, b.stage().template(), GENERATE_FIELDS, BOOSTER_SLOTS);
         Templates.Fragment rubric = rubric(), grades = grades();
         List<JsonNode> seeds = input(annotated(work), "annotate");
         Set<String> boosted = b.enabled() ? boosterDraw(seeds, b) : Set.of();
@@ -260,8 +303,7 @@ public final class Pipeline {
     // ------------------------------------------------------------------ refine
 
     public int refine() {
-        Templates.Prompt tpl = Templates.load(templatesDir, cfg.refine().template(),
-                Set.of("solvable", "consistent", "answer", "grade", "difficulty"));
+        Templates.Prompt tpl = Templates.load(templatesDir, cfg.refine().template(), REFINE_FIELDS, REFINE_SLOTS);
         Templates.Fragment rubric = rubric(), grades = grades();
         StringBuilder gradeList = new StringBuilder();
         for (String g : cfg.grades()) gradeList.append("- ").append(g).append(": ").append(grades.entries().get(g)).append('\n');
@@ -386,7 +428,7 @@ public final class Pipeline {
             reply = client.complete(w.stage(), msgs[0], msgs[1], seed);
             failStreak.set(0);
             prov.put("response_sha256", reply.sha256()).put("prompt_tokens", reply.promptTokens()).put("completion_tokens", reply.completionTokens());
-            answer = extractJson(reply.content());
+            answer = extractJson(reply.content(), a -> w.tpl().violation(a) == null);
             if (answer == null) {
                 reason = "malformed_json";
                 detail = Templates.trim(reply.content().strip(), 120);
@@ -400,7 +442,7 @@ public final class Pipeline {
             }
         } catch (Endpoint.MalformedResponse e) {
             failStreak.set(0);
-            prov.put("response_sha256", Templates.Hashes.sha256(e.rawBody));
+            prov.put("response_sha256", e.sha256);
             reason = "malformed_response";
             detail = e.getMessage();
         } catch (Endpoint.Failure e) {
@@ -448,18 +490,30 @@ public final class Pipeline {
      * The JSON object in a model's message: a reasoning model's {@code <think>...</think>} and Markdown code fences
      * are stripped, then the text from the first '{' to the last '}' must parse. Null when it does not.
      */
-    static JsonNode extractJson(String content) {
+    static JsonNode extractJson(String content) { return extractJson(content, a -> true); }
+
+    /**
+     * The first complete JSON object in the message that {@code valid} accepts (prose with braces before it, several
+     * objects, an object followed by text: each '{' starts a candidate, parsed as one JSON value up to its own end);
+     * when none is accepted, the first complete object (so its schema violation is reported); null when there is none.
+     */
+    static JsonNode extractJson(String content, java.util.function.Predicate<JsonNode> valid) {
         String s = content;
         int think = s.lastIndexOf("</think>");
         if (think >= 0) s = s.substring(think + "</think>".length());
-        int a = s.indexOf('{'), b = s.lastIndexOf('}');
-        if (a < 0 || b <= a) return null;
-        try {
-            JsonNode n = JsonlLog.JSON.readTree(s.substring(a, b + 1));
-            return n != null && n.isObject() ? n : null;
-        } catch (IOException e) {
-            return null;
+        JsonNode firstObject = null;
+        for (int a = s.indexOf('{'); a >= 0; a = s.indexOf('{', a + 1)) {
+            JsonNode n;
+            try (com.fasterxml.jackson.core.JsonParser p = JsonlLog.JSON.getFactory().createParser(s.substring(a))) {
+                n = JsonlLog.JSON.readTree(p);                  // one value; what follows it is not read
+            } catch (IOException e) {
+                continue;                                       // not a complete JSON value from this brace
+            }
+            if (n == null || !n.isObject()) continue;
+            if (valid.test(n)) return n;
+            if (firstObject == null) firstObject = n;
         }
+        return firstObject;
     }
 
     // ------------------------------------------------------------------ helpers

@@ -33,9 +33,10 @@ import static dev.midtrain.config.Check.require;
  * @param curate         seed curation: minimum length and the benchmarks to decontaminate against
  * @param grades         grade roles requested from the generator, in order (names defined in grades.yaml)
  * @param templatesDir   directory with the prompt templates (relative to the config file)
+ * @param balance        target shares of the balance stage (absent: uniform over disciplines and tiers)
  */
 public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Booster booster, Stage refine,
-                          Curate curate, List<String> grades, String templatesDir) {
+                          Curate curate, List<String> grades, String templatesDir, Balance balance) {
     public static final List<String> TIERS = List.of("H1", "H2", "H3", "H4", "H5");
 
     public SynthConfig {
@@ -44,11 +45,42 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
         require(generate != null, "generate", "is required");
         require(booster != null, "booster", "is required");
         require(refine != null, "refine", "is required");
-        if (curate == null) curate = new Curate(null, null, null, null);
+        if (curate == null) curate = new Curate(null, null, null, null, null, null, null);
         require(grades != null && !grades.isEmpty(), "grades", "at least one grade is required");
         grades = List.copyOf(grades);
         require(grades.stream().distinct().count() == grades.size(), "grades", "duplicate grade in " + grades);
         if (templatesDir == null) templatesDir = ".";
+        if (balance == null) balance = new Balance(null, null, null, null, null);
+    }
+
+    /**
+     * The balance stage ({@link dev.midtrain.synth.Balance}).
+     *
+     * @param total        records in balanced.jsonl (0: as many as refined.jsonl holds)
+     * @param disciplines  share per discipline (normalized; absent: uniform over the disciplines in refined.jsonl);
+     *                     a discipline not listed gets none
+     * @param tiers        share per tier H1..H5 (normalized; absent: uniform)
+     * @param maxRepeat    a cell short of its target repeats its records up to this many times each (1: caps only)
+     * @param seed         which records a capped cell keeps
+     */
+    public record Balance(Long total, Map<String, Double> disciplines, Map<String, Double> tiers, Integer maxRepeat, Long seed) {
+        public Balance {
+            if (total == null) total = 0L;
+            require(total >= 0, "balance.total", "must be >= 0 (0 = as many as refined), got " + total);
+            disciplines = disciplines == null ? Map.of() : Map.copyOf(disciplines);
+            for (var e : disciplines.entrySet())
+                require(e.getValue() != null && e.getValue() >= 0, "balance.disciplines." + e.getKey(), "must be >= 0, got " + e.getValue());
+            require(disciplines.isEmpty() || disciplines.values().stream().anyMatch(v -> v > 0), "balance.disciplines", "at least one share must be > 0");
+            tiers = tiers == null ? Map.of() : Map.copyOf(tiers);
+            for (var e : tiers.entrySet()) {
+                require(TIERS.contains(e.getKey()), "balance.tiers", "only H1..H5 are tiers, got " + e.getKey());
+                require(e.getValue() != null && e.getValue() >= 0, "balance.tiers." + e.getKey(), "must be >= 0, got " + e.getValue());
+            }
+            require(tiers.isEmpty() || tiers.values().stream().anyMatch(v -> v > 0), "balance.tiers", "at least one share must be > 0");
+            if (maxRepeat == null) maxRepeat = 1;
+            require(maxRepeat >= 1, "balance.max_repeat", "must be >= 1, got " + maxRepeat);
+            if (seed == null) seed = 0L;
+        }
     }
 
     /**
@@ -158,8 +190,14 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
      * @param nearDuplicateThreshold  MinHash estimated Jaccard similarity at or above which a seed is a near-duplicate
      *                                of one kept before (near_duplicate); 0 = exact duplicates only
      * @param shingle                 units per MinHash shingle
+     * @param embeddingThreshold      also drop a seed whose sentence embedding is within this cosine similarity of a
+     *                                decontaminate item (contaminated_embedding; 0 = off), as `prepare
+     *                                --decontaminate-embeddings`
+     * @param embeddingModel          ONNX model for it (relative to the config file; absent: the bundled all-MiniLM-L6-v2)
+     * @param embeddingTokenizer      that model's tokenizer.json
      */
-    public record Curate(Integer minWords, List<String> decontaminate, Double nearDuplicateThreshold, Integer shingle) {
+    public record Curate(Integer minWords, List<String> decontaminate, Double nearDuplicateThreshold, Integer shingle,
+                         Double embeddingThreshold, String embeddingModel, String embeddingTokenizer) {
         public Curate {
             if (minWords == null) minWords = 8;
             require(minWords >= 0, "curate.min_words", "must be >= 0, got " + minWords);
@@ -169,6 +207,9 @@ public record SynthConfig(Endpoint endpoint, Stage annotate, Stage generate, Boo
                     "must be in [0, 1] (0 = off), got " + nearDuplicateThreshold);
             if (shingle == null) shingle = 5;
             require(shingle >= 1, "curate.shingle", "must be >= 1, got " + shingle);
+            if (embeddingThreshold == null) embeddingThreshold = 0.0;
+            require(embeddingThreshold >= 0 && embeddingThreshold <= 1, "curate.embedding_threshold", "must be in [0, 1] (0 = off), got " + embeddingThreshold);
+            require((embeddingModel == null) == (embeddingTokenizer == null), "curate.embedding_model", "give embedding_model and embedding_tokenizer together");
         }
     }
 

@@ -52,6 +52,12 @@ class TrainCheckpointTest {
         assertTrue(out.toString().contains("stopped at step 3"), out.toString());
         assertEquals(List.of(2L, 3L), StepDirectories.forRun(b).committedSteps());
         out.setLength(0);
+        Path none = tmp.resolve("no-checkpoints");                     // a stop without checkpoints promises no resume
+        assertEquals(0, run(out, "train", "--config", c.toString(), "--synthetic-data", "--run-dir", none.toString(), "--stop-at-step", "3",
+                "--no-checkpoints"), out.toString());
+        assertTrue(out.toString().contains("stopped at step 3 (--stop-at-step); no checkpoint (--no-checkpoints)"), out.toString());
+        assertFalse(out.toString().contains("checkpoint null") || out.toString().contains("--resume"), out.toString());
+        out.setLength(0);
         assertEquals(0, run(out, "train", "--resume", b.toString(), "--synthetic-data"), out.toString());
         assertTrue(out.toString().contains("resumed from " + b.resolve("checkpoints").resolve("step_00000003")), out.toString());
         assertFalse(out.toString().contains("config changed"), out.toString());

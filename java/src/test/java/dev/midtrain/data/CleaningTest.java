@@ -31,7 +31,7 @@ class CleaningTest {
         Path in = writeLines(tmp.resolve(name + ".jsonl"), docs.stream().map(d -> "{\"text\": " + json(d) + "}").toList(), false);
         Preparer.Options o = new Preparer.Options(name, List.of(in), TOKENIZER, tmp.resolve("p/" + name), extra.format(), extra.textField(),
                 extra.idsField(), extra.qaTemplate(), extra.eosToken(), extra.benchmarks(), extra.skipErrors(), 2, extra.batchTokens(),
-                extra.shardTokens(), false, extra.bosToken(), extra.parseSpecialTokens(), extra.dedup(), extra.hfEncoder());
+                extra.shardTokens(), false, extra.bosToken(), extra.parseSpecialTokens(), extra.dedup(), extra.hfEncoder(), extra.embeddings());
         return Preparer.run(o, quiet);
     }
 
