@@ -50,6 +50,7 @@ class PackageGraphTest {
             List.of("train"),
             List.of("parallel", "optim", "synth"),
             List.of("model", "data"),
+            List.of("tokenizer"),                          // the engine's tokenizer: DJL + the built-in byte-level BPE
             List.of("config"),
             List.of("kernels", "common"));
 

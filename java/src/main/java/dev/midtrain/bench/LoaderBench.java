@@ -4,6 +4,7 @@ import dev.midtrain.config.DataConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -35,7 +36,7 @@ public final class LoaderBench {
             Path p = dir.resolve(name);
             if (!Files.exists(p.resolve(Manifest.FILE)) || Manifest.read(p).tokens() != perSource) {
                 long t0 = System.nanoTime();
-                Preparer.writeDocuments(name, p, new Manifest.Tokenizer("synthetic", "-", 128256, "<|end_of_text|>", 128001),
+                Preparer.writeDocuments(name, p, new Tokenizer.Info("synthetic", "-", 128256, "<|end_of_text|>", 128001),
                         () -> synthetic(perSource, name.hashCode()), 1 << 20, 1L << 28);
                 System.out.printf("wrote %s: %,d tokens in %.1f s%n", p, perSource, (System.nanoTime() - t0) / 1e9);
             }

@@ -4,6 +4,7 @@ import dev.midtrain.config.DataConfig;
 import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.data.ShardVerifier;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,7 +35,7 @@ public final class ShardVerifyBench {
                     return d;
                 }
             };
-            Preparer.writeDocuments("bench", dir, new Manifest.Tokenizer("synthetic", "0", 128256, "<|end_of_text|>", 128001), docs,
+            Preparer.writeDocuments("bench", dir, new Tokenizer.Info("synthetic", "0", 128256, "<|end_of_text|>", 128001), docs,
                     1 << 20, shardTokens);
         }
         DataConfig cfg = new DataConfig(List.of(new DataConfig.Source("bench", dir.toString(), 1)), 0.0);

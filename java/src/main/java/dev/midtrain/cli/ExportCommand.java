@@ -15,6 +15,7 @@ import dev.midtrain.config.RunConfig;
 import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.infer.Engine;
+import dev.midtrain.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -111,15 +112,15 @@ public final class ExportCommand implements Callable<Integer> {
     /** A tokenizer_config.json for {@code tokenizerJson}: bos/eos tokens it has, the Llama-3 chat template when it applies. */
     static ObjectNode tokenizerConfig(Path tokenizerJson, int maxSeqLen) {
         ObjectNode o = JsonNodeFactory.instance.objectNode();
-        boolean bos = Preparer.Tok.tokenId(tokenizerJson, Preparer.DEFAULT_BOS) >= 0;
+        boolean bos = Tokenizer.tokenId(tokenizerJson, Preparer.DEFAULT_BOS) >= 0;
         o.put("add_bos_token", bos);
         o.put("add_eos_token", false);
         if (bos) o.put("bos_token", Preparer.DEFAULT_BOS);
-        boolean chat = Preparer.Tok.tokenId(tokenizerJson, "<|start_header_id|>") >= 0 && Preparer.Tok.tokenId(tokenizerJson, "<|eot_id|>") >= 0;
+        boolean chat = Tokenizer.tokenId(tokenizerJson, "<|start_header_id|>") >= 0 && Tokenizer.tokenId(tokenizerJson, "<|eot_id|>") >= 0;
         if (chat) o.put("chat_template", LLAMA3_CHAT_TEMPLATE);
         o.put("clean_up_tokenization_spaces", true);
         for (String e : Engine.EOS_TOKENS)
-            if (Preparer.Tok.tokenId(tokenizerJson, e) >= 0) { o.put("eos_token", e); break; }
+            if (Tokenizer.tokenId(tokenizerJson, e) >= 0) { o.put("eos_token", e); break; }
         o.put("model_max_length", maxSeqLen);
         o.put("tokenizer_class", "PreTrainedTokenizerFast");
         return o;
@@ -154,10 +155,10 @@ public final class ExportCommand implements Callable<Integer> {
         if (hfConfig != null && !hfConfig.isNull()) return hfConfig;
         if (cfg.data() == null || cfg.data().sources().isEmpty()) return null;
         try {
-            Manifest.Tokenizer t = Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer();
+            Tokenizer.Info t = Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer();
             ObjectNode o = JsonNodeFactory.instance.objectNode();
             o.put("eos_token_id", t.eosId());
-            int bos = Files.isRegularFile(Path.of(t.file())) ? Preparer.Tok.tokenId(Path.of(t.file()), Preparer.DEFAULT_BOS) : -1;
+            int bos = Files.isRegularFile(Path.of(t.file())) ? Tokenizer.tokenId(Path.of(t.file()), Preparer.DEFAULT_BOS) : -1;
             if (bos >= 0) o.put("bos_token_id", bos);
             return o;
         } catch (RuntimeException e) {

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.AtomicFiles;
+import dev.midtrain.common.LongMap;
 import dev.midtrain.common.UserError;
 
 import java.io.EOFException;
@@ -183,7 +184,7 @@ public final class Decontaminator {
 
     private static long combine(long[] wh, int from, int n) {
         long h = 0x9E3779B97F4A7C15L + n;
-        for (int k = 0; k < n; k++) h = mix(h * 31 + wh[from + k]);
+        for (int k = 0; k < n; k++) h = LongMap.mix(h * 31 + wh[from + k]);
         return h;
     }
 
@@ -193,12 +194,6 @@ public final class Decontaminator {
             h ^= s.charAt(i);
             h *= 0x100000001b3L;
         }
-        return mix(h);
-    }
-
-    static long mix(long z) {                  // splitmix64 finalizer
-        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
-        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
-        return z ^ (z >>> 31);
+        return LongMap.mix(h);
     }
 }

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import dev.midtrain.common.UserError;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -34,11 +35,11 @@ import java.util.Map;
  * @param errors          the first skipped-record messages (file:line: what), for the report
  * @param cleaning        BOS, special-token handling and near-duplicate removal (null in manifests written before them)
  */
-public record Manifest(String format, String source, String created, Tokenizer tokenizer, long documents, long tokens,
+public record Manifest(String format, String source, String created, Tokenizer.Info tokenizer, long documents, long tokens,
                        List<ShardFile> files, List<Input> inputs, String qaTemplate, Map<String, Long> dropped,
                        Decontamination decontamination, List<String> errors, Cleaning cleaning) {
     /** Without a cleaning section (synthetic and converted data). */
-    public Manifest(String format, String source, String created, Tokenizer tokenizer, long documents, long tokens,
+    public Manifest(String format, String source, String created, Tokenizer.Info tokenizer, long documents, long tokens,
                     List<ShardFile> files, List<Input> inputs, String qaTemplate, Map<String, Long> dropped,
                     Decontamination decontamination, List<String> errors) {
         this(format, source, created, tokenizer, documents, tokens, files, inputs, qaTemplate, dropped, decontamination, errors, null);
@@ -47,15 +48,6 @@ public record Manifest(String format, String source, String created, Tokenizer t
     public static final String FORMAT = "midtrain-tokens/1";
     public static final String FILE = "manifest.json";
     public static final String COLUMN = "tokens";
-
-    /**
-     * @param file       path given to prepare (informational)
-     * @param sha256     SHA-256 of tokenizer.json: the fingerprint
-     * @param vocabSize  1 + the largest id in the tokenizer (model vocab + added tokens)
-     * @param eosToken   end-of-text token appended to every document
-     * @param eosId      its id
-     */
-    public record Tokenizer(String file, String sha256, int vocabSize, String eosToken, int eosId) {}
 
     /**
      * @param name          file name inside the directory (shard-NNNNN.arrow)

@@ -1,6 +1,7 @@
 package dev.midtrain.data;
 
 import dev.midtrain.common.AtomicFiles;
+import dev.midtrain.common.LongMap;
 import dev.midtrain.common.UserError;
 
 import java.io.IOException;
@@ -133,7 +134,7 @@ public final class MinHashDedup {
         long[] x = new long[m];                                       // shingle hashes
         for (int i = 0; i < m; i++) {
             long h = 0x9E3779B97F4A7C15L + k;
-            for (int t = 0; t < k; t++) h = Decontaminator.mix(h * 31 + uh[i + t]);
+            for (int t = 0; t < k; t++) h = LongMap.mix(h * 31 + uh[i + t]);
             x[i] = h;
         }
         int[] sig = new int[PERMUTATIONS];
@@ -191,7 +192,7 @@ public final class MinHashDedup {
 
     private long bandKey(int[] sig, int band) {
         long h = 0x632BE59BD9B4E019L + band;
-        for (int j = band * rows; j < (band + 1) * rows; j++) h = Decontaminator.mix(h * 31 + sig[j]);
+        for (int j = band * rows; j < (band + 1) * rows; j++) h = LongMap.mix(h * 31 + sig[j]);
         return h;
     }
 

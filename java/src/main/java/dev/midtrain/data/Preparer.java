@@ -2,13 +2,8 @@ package dev.midtrain.data;
 
 import dev.midtrain.common.AtomicFiles;
 
-import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
-import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonToken;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.UserError;
+import dev.midtrain.tokenizer.Tokenizer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
@@ -107,187 +102,6 @@ public final class Preparer {
         public Options withHfEncoder(boolean hf) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hf, embeddings); }
     }
 
-    /** A loaded tokenizer.json: DJL handle (no truncation, no padding, no special tokens added) plus its facts. */
-    public static final class Tok implements AutoCloseable {
-        final HuggingFaceTokenizer hf;
-        final Manifest.Tokenizer info;
-        final List<String> specials;                 // contents of the added tokens marked special
-        final ByteLevelBpe fast;                     // prepare's own encoder for Llama-3-style files, or null
-        private final String fastRefusal;           // why fast is null
-        private final ThreadLocal<ByteLevelBpe.Encoder> fastEncoder;
-
-        private Tok(HuggingFaceTokenizer hf, Manifest.Tokenizer info, List<String> specials, ByteLevelBpe.Loaded fast) {
-            this.hf = hf;
-            this.info = info;
-            this.specials = specials;
-            this.fast = fast.encoder();
-            this.fastRefusal = fast.refusal();
-            this.fastEncoder = this.fast == null ? null : ThreadLocal.withInitial(this.fast::encoder);
-        }
-
-        /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
-        public static Tok open(Path file, String eosToken) {
-            List<String> specials = new ArrayList<>();
-            int[] maxAndEos = scanVocab(file, eosToken, specials);
-            int maxId = maxAndEos[0], eos = maxAndEos[1];
-            if (eos < 0) throw new UserError("--eos-token: " + eosToken + " is not a token of " + file);
-            String sha;
-            try {
-                sha = AtomicFiles.sha256(file);
-            } catch (IOException e) {
-                throw new UserError(file + ": cannot read tokenizer: " + e.getMessage());
-            }
-            System.setProperty("ai.djl.offline", "true");
-            HuggingFaceTokenizer hf;
-            try {
-                // DJL truncates to 512 tokens unless told otherwise (see tech-recon §5): turn truncation off.
-                hf = HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "false", "truncation", "false",
-                        "padding", "false", "modelMaxLength", "1000000000"));
-            } catch (IOException | RuntimeException e) {
-                throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
-            }
-            Tok t = new Tok(hf, new Manifest.Tokenizer(file.toString(), sha, maxId + 1, eosToken, eos), List.copyOf(specials),
-                    ByteLevelBpe.load(file));
-            long[] e = hf.encode(eosToken, false, false).getIds();
-            if (e.length != 1 || e[0] != eos) {
-                t.close();
-                throw new UserError(file + ": " + eosToken + " encodes to " + java.util.Arrays.toString(e) + ", expected [" + eos + "]");
-            }
-            return t;
-        }
-
-        /** The id of {@code token} in tokenizer.json {@code file} (vocabulary or added tokens), or -1. */
-        public static int tokenId(Path file, String token) { return scanVocab(file, token, new ArrayList<>())[1]; }
-
-        /**
-         * Streams tokenizer.json (Llama-3's is 9 MB) for the largest id in model.vocab and added_tokens and the id of
-         * {@code eosToken}: returns {maxId, eosId or -1}.
-         */
-        private static int[] scanVocab(Path file, String eosToken, List<String> specials) {
-            int maxId = -1, eos = -1;
-            boolean sawVocab = false;
-            ObjectMapper om = new ObjectMapper();
-            try (JsonParser p = om.getFactory().createParser(file.toFile())) {
-                if (p.nextToken() != JsonToken.START_OBJECT) throw new UserError(file + ": not a Hugging Face tokenizer.json (not a JSON object)");
-                while (p.nextToken() == JsonToken.FIELD_NAME) {
-                    String top = p.currentName();
-                    p.nextToken();
-                    if (top.equals("model") && p.currentToken() == JsonToken.START_OBJECT) {
-                        while (p.nextToken() == JsonToken.FIELD_NAME) {
-                            String f = p.currentName();
-                            p.nextToken();
-                            if (f.equals("vocab") && p.currentToken() == JsonToken.START_OBJECT) {
-                                sawVocab = true;
-                                while (p.nextToken() == JsonToken.FIELD_NAME) {
-                                    String tok = p.currentName();
-                                    p.nextToken();
-                                    int id = p.getIntValue();
-                                    maxId = Math.max(maxId, id);
-                                    if (tok.equals(eosToken)) eos = id;
-                                }
-                            } else p.skipChildren();
-                        }
-                    } else if (top.equals("added_tokens") && p.currentToken() == JsonToken.START_ARRAY) {
-                        for (JsonNode a : (JsonNode) om.readTree(p)) {
-                            maxId = Math.max(maxId, a.path("id").asInt());
-                            if (a.path("content").asText().equals(eosToken)) eos = a.path("id").asInt();
-                            if (a.path("special").asBoolean(false) && !a.path("content").asText().isEmpty()) specials.add(a.path("content").asText());
-                        }
-                    } else p.skipChildren();
-                }
-            } catch (IOException e) {
-                throw new UserError(file + ": cannot read tokenizer (" + e.getMessage().split("\n")[0] + ")");
-            }
-            if (!sawVocab) throw new UserError(file + ": not a Hugging Face tokenizer.json (no model.vocab)");
-            return new int[]{maxId, eos};
-        }
-
-        /** Token ids of {@code text} (no special tokens added, never truncated). */
-        public int[] encode(String text) {
-            // Straight to the native encoder: HuggingFaceTokenizer.encode also fetches tokens, offsets, masks and word
-            // ids through JNI, which costs ~1.5x here. Same Rust tokenizer object, so the same settings (no truncation).
-            long enc = TokenizersLibrary.LIB.encode(hf.getHandle(), text, false);
-            long[] ids;
-            try {
-                ids = TokenizersLibrary.LIB.getTokenIds(enc);
-            } finally {
-                TokenizersLibrary.LIB.deleteEncoding(enc);
-            }
-            int[] out = new int[ids.length];
-            for (int i = 0; i < ids.length; i++) out[i] = (int) ids[i];
-            return out;
-        }
-
-        /**
-         * Token ids of {@code text} with every special-token string in it (e.g. a literal "<|end_of_text|>") encoded as
-         * plain text. The text is cut inside each occurrence, after the token's leading run of punctuation ("<|"):
-         * a pre-token boundary of the Llama-3 split, so the pieces encode as the whole would by a tokenizer that
-         * ignores special tokens, and no piece holds the special string any more.
-         */
-        public int[] encodePlain(String text) {
-            List<Integer> cuts = null;
-            for (String sp : specials) {
-                for (int at = text.indexOf(sp); at >= 0; at = text.indexOf(sp, at + 1)) {
-                    int lead = 0;
-                    while (lead < sp.length() && !Character.isLetterOrDigit(sp.charAt(lead))) lead++;
-                    if (lead == 0 || lead == sp.length()) lead = sp.length() / 2;
-                    if (cuts == null) cuts = new ArrayList<>();
-                    cuts.add(at + lead);
-                }
-            }
-            if (cuts == null) return encode(text);
-            cuts.sort(null);
-            List<int[]> parts = new ArrayList<>();
-            int from = 0, total = 0;
-            for (int c : cuts) {
-                if (c <= from) continue;
-                int[] p = encode(text.substring(from, c));
-                parts.add(p);
-                total += p.length;
-                from = c;
-            }
-            int[] last = encode(text.substring(from));
-            parts.add(last);
-            total += last.length;
-            int[] out = new int[total];
-            int o = 0;
-            for (int[] p : parts) { System.arraycopy(p, 0, out, o, p.length); o += p.length; }
-            return out;
-        }
-
-        /**
-         * prepare's encoding of a document: special-token strings as plain text ({@code plain}, like
-         * {@link #encodePlain}) or as their tokens (like {@link #encode}). The built-in {@link ByteLevelBpe} encodes it
-         * when it handles this tokenizer.json and the text's characters (same ids, about 20x faster), DJL otherwise.
-         */
-        public int[] encodeDocument(String text, boolean plain) { return encodeDocument(text, plain, true); }
-
-        /** As {@link #encodeDocument(String, boolean)}; {@code builtin} false: through DJL always (--encoder hf). */
-        public int[] encodeDocument(String text, boolean plain, boolean builtin) {
-            if (builtin && fast != null) {
-                int[] ids = fastEncoder.get().encode(text, !plain);
-                if (ids != null) return ids;
-            }
-            return plain ? encodePlain(text) : encode(text);
-        }
-
-        /** Which encoder {@link #encodeDocument} uses, for the log. */
-        public String encoderName() {
-            return fast != null ? "built-in byte-level BPE (Hugging Face tokenizers' ids; DJL for characters newer than Unicode 13)"
-                    : "Hugging Face tokenizers via DJL (the built-in encoder does not implement this tokenizer.json: " + fastRefusal + ")";
-        }
-
-        public String decode(int[] ids) {
-            long[] l = new long[ids.length];
-            for (int i = 0; i < ids.length; i++) l[i] = ids[i];
-            return hf.decode(l, true);
-        }
-
-        public Manifest.Tokenizer info() { return info; }
-
-        @Override public void close() { hf.close(); }
-    }
-
     /** A worker's verdict on one document: tokens to keep, or why it was dropped. */
     private record Done(int[] tokens, String dropReason, long benchMask, int[] signature, String where, EmbeddingDecontaminator.Hit hit) {}
     static final int MAX_EMBEDDING_PAIRS_LISTED = 10000;
@@ -317,7 +131,7 @@ public final class Preparer {
 
     /** Runs prepare; returns the manifest written. Messages (skipped records, summary) go to {@code err}. */
     public static Manifest run(Options opt, PrintStream err) {
-        try (Tok tok = Tok.open(opt.tokenizer(), opt.eosToken())) {
+        try (Tokenizer tok = Tokenizer.open(opt.tokenizer(), opt.eosToken())) {
             return new Preparer(opt, err).run(tok);
         }
     }
@@ -326,18 +140,18 @@ public final class Preparer {
      * One input file of a sliced prepare ({@link SlicedPrepare}): reads, cleans, decontaminates, MinHash-signs and
      * tokenizes {@code opt.inputs()} (one file) into {@code unit}, dropping no near-duplicate; writes no shard.
      */
-    static void runUnit(Options opt, PrintStream err, Tok tok, SlicedPrepare.UnitWriter unit) {
+    static void runUnit(Options opt, PrintStream err, Tokenizer tok, SlicedPrepare.UnitWriter unit) {
         Preparer p = new Preparer(opt, err);
         p.unit = unit;
         p.run(tok);
     }
 
     /** As {@link #run(Options, PrintStream)} with an already loaded tokenizer (opt.tokenizer() must be its file). */
-    static Manifest run(Options opt, PrintStream err, Tok tok) {
+    static Manifest run(Options opt, PrintStream err, Tokenizer tok) {
         return new Preparer(opt, err).run(tok);
     }
 
-    private Manifest run(Tok tok) {
+    private Manifest run(Tokenizer tok) {
         Path out = opt.out();
         Path stage = stageFor(out);
         try (BufferAllocator alloc = new RootAllocator()) {
@@ -347,7 +161,7 @@ public final class Preparer {
             for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
             checkOutput(out);
             if (opt.bosToken() != null) {
-                bosId = Tok.tokenId(opt.tokenizer(), opt.bosToken());
+                bosId = Tokenizer.tokenId(opt.tokenizer(), opt.bosToken());
                 if (bosId < 0) throw new UserError("--bos: " + opt.bosToken() + " is not a token of " + opt.tokenizer());
             }
             if (opt.dedup() != null) {
@@ -533,7 +347,7 @@ public final class Preparer {
         }
     }
 
-    private void submit(ExecutorService pool, Tok tok, Decontaminator decon, Chunk c, ArrayDeque<Future<List<Done>>> inFlight, ArrayDeque<Integer> chunkInput) {
+    private void submit(ExecutorService pool, Tokenizer tok, Decontaminator decon, Chunk c, ArrayDeque<Future<List<Done>>> inFlight, ArrayDeque<Integer> chunkInput) {
         MinHashDedup dd = dedup;
         boolean plain = !opt.parseSpecialTokens();
         int bos = bosId;
@@ -544,7 +358,7 @@ public final class Preparer {
     }
 
     /** Worker: normalize, decontaminate, MinHash-sign and tokenize one chunk. */
-    private static List<Done> process(Tok tok, Decontaminator decon, EmbeddingDecontaminator emb, MinHashDedup dedup, boolean plain, boolean hfEncoder, int bos,
+    private static List<Done> process(Tokenizer tok, Decontaminator decon, EmbeddingDecontaminator emb, MinHashDedup dedup, boolean plain, boolean hfEncoder, int bos,
                                       List<Inputs.Rec> docs) {
         List<Done> out = new ArrayList<>(docs.size());
         int eos = tok.info().eosId();
@@ -623,7 +437,7 @@ public final class Preparer {
      * Writes already tokenized documents (each should end with end-of-text) as a prepared directory: shards +
      * manifest, atomically as prepare does. For synthetic data (benchmarks) and converters.
      */
-    public static Manifest writeDocuments(String source, Path out, Manifest.Tokenizer tokenizer, Iterable<int[]> docs,
+    public static Manifest writeDocuments(String source, Path out, Tokenizer.Info tokenizer, Iterable<int[]> docs,
                                           int batchTokens, long shardTokens) {
         Path stage = stageFor(out);
         try {

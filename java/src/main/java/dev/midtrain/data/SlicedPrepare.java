@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -69,7 +70,7 @@ public final class SlicedPrepare {
         if (index < 0) throw new UserError("--shard-index: required with --num-shards (or --merge)");
         Path work = slicesDir(opt.out());
         int written = 0;
-        try (Preparer.Tok tok = Preparer.Tok.open(opt.tokenizer(), opt.eosToken())) {
+        try (Tokenizer tok = Tokenizer.open(opt.tokenizer(), opt.eosToken())) {
             Files.createDirectories(work);
             for (int k = index; k < opt.inputs().size(); k += numShards) {
                 String fp = fingerprint(opt, k);
@@ -198,7 +199,7 @@ public final class SlicedPrepare {
         }
         Path stage = Preparer.stageFor(out);
         long t0 = System.nanoTime();
-        try (Preparer.Tok tok = Preparer.Tok.open(opt.tokenizer(), opt.eosToken()); BufferAllocator alloc = new RootAllocator()) {
+        try (Tokenizer tok = Tokenizer.open(opt.tokenizer(), opt.eosToken()); BufferAllocator alloc = new RootAllocator()) {
             Preparer.checkOutput(out);
             AtomicFiles.deleteTree(stage);
             Files.createDirectories(stage);
@@ -288,7 +289,7 @@ public final class SlicedPrepare {
                 dd = new Manifest.Dedup(opt.dedup().shingle(), opt.dedup().threshold(), MinHashDedup.PERMUTATIONS, dedup.bands, dedup.rows,
                         opt.dedup().against().stream().map(Path::toString).toList(), nearDuplicates, List.copyOf(duplicates));
             }
-            int bosId = opt.bosToken() == null ? -1 : Preparer.Tok.tokenId(opt.tokenizer(), opt.bosToken());
+            int bosId = opt.bosToken() == null ? -1 : Tokenizer.tokenId(opt.tokenizer(), opt.bosToken());
             boolean anyQa = inputs.stream().anyMatch(i -> "qa".equals(i.format()));
             Manifest m = new Manifest(Manifest.FORMAT, opt.source(), Instant.now().toString(), tok.info(), documents, tokens, shards, inputs,
                     anyQa ? opt.qaTemplate() : null, new LinkedHashMap<>(dropped), dc, List.copyOf(errors),

@@ -5,11 +5,11 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.config.EvalConfig;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.data.Manifest;
-import dev.midtrain.data.Preparer;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.InferenceModel;
 import dev.midtrain.model.Llama;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.tokenizer.Tokenizer;
 import dev.midtrain.train.MetricsLog;
 import dev.midtrain.train.StepListener;
 import dev.midtrain.train.Trainer;
@@ -30,7 +30,7 @@ public final class TrainingEval implements StepListener, AutoCloseable {
     private final int every;
     private final long lastStep;
     private final MetricsLog metrics;
-    private final Preparer.Tok tok;
+    private final Tokenizer tok;
     private final Map<String, List<McItem>> tasks = new LinkedHashMap<>();
     private final Map<String, Map<String, List<McItem>>> shots = new LinkedHashMap<>();
 
@@ -58,7 +58,7 @@ public final class TrainingEval implements StepListener, AutoCloseable {
         if (ec.tokenizer() != null) tokFile = Path.of(ec.tokenizer());
         else if (cfg.data() != null) tokFile = Path.of(Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer().file());
         else throw new UserError("eval.tokenizer: required when the run has no data section");
-        this.tok = Preparer.Tok.open(tokFile, "<|end_of_text|>");
+        this.tok = Tokenizer.open(tokFile, "<|end_of_text|>");
     }
 
     public boolean due(long step) { return step % every == 0 || step == lastStep; }

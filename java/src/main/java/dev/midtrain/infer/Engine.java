@@ -8,10 +8,10 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
 import dev.midtrain.data.Manifest;
-import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -81,12 +81,12 @@ public final class Engine implements AutoCloseable {
 
     private final Backend be;
     private final InferenceModel model;
-    private final Preparer.Tok tok;
+    private final Tokenizer tok;
     private final int bos;
     private final int[] eos;
     private final String source;
 
-    private Engine(Backend be, InferenceModel model, Preparer.Tok tok, String source) {
+    private Engine(Backend be, InferenceModel model, Tokenizer tok, String source) {
         this.be = be;
         this.model = model;
         this.tok = tok;
@@ -110,8 +110,8 @@ public final class Engine implements AutoCloseable {
         if (!Files.isRegularFile(tokFile)) throw new UserError(tokFile + ": tokenizer not found");
         ModelConfig cfg = src.model();
         HostFloats params = src.loadFull();
-        Preparer.Tok tok;
-        try { tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile)); } catch (RuntimeException e) { params.close(); throw e; }
+        Tokenizer tok;
+        try { tok = Tokenizer.open(tokFile, eosTokenOf(tokFile)); } catch (RuntimeException e) { params.close(); throw e; }
         Backend be = null;
         try {
             if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
@@ -132,7 +132,7 @@ public final class Engine implements AutoCloseable {
      * Builds an engine over an existing model and tokenizer (tests, the training-time evaluator, benchmarks); closes
      * neither. With a null tokenizer only the token-level calls ({@link #score}) work.
      */
-    public static Engine of(InferenceModel model, Preparer.Tok tok) { return new Engine(null, model, tok, "in-memory"); }
+    public static Engine of(InferenceModel model, Tokenizer tok) { return new Engine(null, model, tok, "in-memory"); }
 
     /**
      * The tokenizer of a checkpoint: {@code DIR/tokenizer.json}; for a step directory, else the one its run's prepared

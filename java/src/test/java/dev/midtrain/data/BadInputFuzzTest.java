@@ -1,6 +1,7 @@
 package dev.midtrain.data;
 
 import dev.midtrain.cli.Cli;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.io.TempDir;
@@ -338,7 +339,7 @@ class BadInputFuzzTest {
                     List<int[]> docs = new ArrayList<>();
                     java.util.Random r = new java.util.Random(5);
                     for (int i = 0; i < 40; i++) docs.add(concat(List.of(r.ints(30, 2, i == 17 ? 451 : 290).toArray(), new int[]{1})));
-                    Preparer.writeDocuments("s", d.resolve("out"), new Manifest.Tokenizer("t.json", "0".repeat(64), 512, "</s>", 1), docs, 256, 1 << 20);
+                    Preparer.writeDocuments("s", d.resolve("out"), new Tokenizer.Info("t.json", "0".repeat(64), 512, "</s>", 1), docs, 256, 1 << 20);
                     Path mf = d.resolve("out/manifest.json");
                     Files.writeString(mf, Files.readString(mf).replaceAll("\"max_token_id\" : \\d+", "\"max_token_id\" : 299"));
                     return train(d, "--set", "model.vocab_size=300");

@@ -4,6 +4,7 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -37,7 +38,7 @@ class Llama3TokenizerTest {
 
     @Test
     void knownIdsAndNoTruncationPastFiveHundredTwelve() throws IOException {
-        try (Preparer.Tok t = Preparer.Tok.open(file, "<|end_of_text|>")) {
+        try (Tokenizer t = Tokenizer.open(file, "<|end_of_text|>")) {
             assertArrayEquals(new int[]{9906, 1917}, t.encode("Hello world"));
             assertArrayEquals(new int[]{128000}, t.encode("<|begin_of_text|>"));
             assertEquals(128001, t.info().eosId());
@@ -47,7 +48,7 @@ class Llama3TokenizerTest {
         }
     }
 
-    private void prepareLongDocument(Preparer.Tok t) throws IOException {
+    private void prepareLongDocument(Tokenizer t) throws IOException {
         StringBuilder longDoc = new StringBuilder();
         Random r = new Random(3);
         for (int i = 0; i < 1500; i++) longDoc.append("Hello world ").append(r.nextInt(1000)).append(' ');

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -329,7 +330,7 @@ class LoaderTest {
         Path dir = tmp.resolve("c");
         List<int[]> docs = new ArrayList<>();
         for (int d = 0; d < 50; d++) { int[] x = new int[40]; Arrays.fill(x, 7); x[39] = 511; docs.add(x); }
-        Preparer.writeDocuments("boostqa", dir, new Manifest.Tokenizer("t", "-", 512, "<|end_of_text|>", 511), docs, 256, 1 << 20);
+        Preparer.writeDocuments("boostqa", dir, new Tokenizer.Info("t", "-", 512, "<|end_of_text|>", 511), docs, 256, 1 << 20);
         Path shard = dir.resolve("shard-00000.arrow");
         byte[] b = java.nio.file.Files.readAllBytes(shard);
         int hits = 0;

@@ -3,6 +3,7 @@ package dev.midtrain.data;
 import dev.midtrain.common.UserError;
 
 import dev.midtrain.common.AtomicFiles;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -44,7 +45,7 @@ class PrepareTest {
 
     @Test
     void tokenizerJsonIsLlama3StyleWith512ContiguousIds() throws IOException {
-        try (Preparer.Tok t = Preparer.Tok.open(TOKENIZER, "<|end_of_text|>")) {
+        try (Tokenizer t = Tokenizer.open(TOKENIZER, "<|end_of_text|>")) {
             assertEquals(512, t.info().vocabSize());
             assertEquals(511, t.info().eosId());
             assertArrayEquals(new int[]{510}, t.encode("<|begin_of_text|>"));

@@ -20,8 +20,8 @@ import java.util.Random;
 import java.util.zip.GZIPOutputStream;
 
 /** Helpers that write test inputs: JSONL (optionally gzip'd) and HF-datasets-style Arrow IPC streams. */
-final class TestData {
-    static final Path TOKENIZER = Path.of("data/tokenizer/tokenizer.json");
+public final class TestData {
+    public static final Path TOKENIZER = Path.of("data/tokenizer/tokenizer.json");
     static final int EOS = 511;
     private static final String[] WORDS = ("the energy of a photon depends on its frequency while the momentum of a moving body "
             + "equals mass times velocity and acids donate protons in water solutions cells divide by mitosis binary search "
@@ -30,7 +30,7 @@ final class TestData {
     private TestData() {}
 
     /** Meta-Llama-3's tokenizer.json ($MIDTRAIN_LLAMA3_TOKENIZER, or llama3/tokenizer.json in the midtrain cache), or null. */
-    static Path llama3Tokenizer() {
+    public static Path llama3Tokenizer() {
         String env = System.getenv("MIDTRAIN_LLAMA3_TOKENIZER");
         String cache = System.getenv("MIDTRAIN_CACHE");
         Path file = env != null ? Path.of(env)

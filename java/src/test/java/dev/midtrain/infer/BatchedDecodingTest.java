@@ -2,9 +2,9 @@ package dev.midtrain.infer;
 
 import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
-import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
@@ -134,13 +134,13 @@ class BatchedDecodingTest {
     static final ModelConfig CFG = new ModelConfig(512, 32, 2, 4, 2, 48, 10000.0, 1e-5, 64, false);
 
     /** A 512-token random model and the sample tokenizer with {@code slots} cache slots. */
-    record Fixture(CpuBackend be, HostFloats w, InferenceModel model, Preparer.Tok tok, Engine engine) implements AutoCloseable {
+    record Fixture(CpuBackend be, HostFloats w, InferenceModel model, Tokenizer tok, Engine engine) implements AutoCloseable {
         static Fixture open(int slots, long seed) {
             CpuBackend be = new CpuBackend();
             ParamLayout layout = ParamLayout.of(CFG);
             HostFloats w = InferenceModelTest.weights(layout, seed);
             InferenceModel m = new InferenceModel(be, layout, w, 96, slots);
-            Preparer.Tok tok = Preparer.Tok.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
+            Tokenizer tok = Tokenizer.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
             return new Fixture(be, w, m, tok, Engine.of(m, tok));
         }
 

@@ -2,9 +2,9 @@ package dev.midtrain.infer;
 
 import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
-import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -27,7 +27,7 @@ class EngineTest {
     static CpuBackend be;
     static HostFloats w;
     static InferenceModel model;
-    static Preparer.Tok tok;
+    static Tokenizer tok;
     static Engine engine;
 
     @BeforeAll
@@ -36,7 +36,7 @@ class EngineTest {
         ParamLayout layout = ParamLayout.of(CFG);
         w = InferenceModelTest.weights(layout, 21);
         model = new InferenceModel(be, layout, w, 96);
-        tok = Preparer.Tok.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
+        tok = Tokenizer.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
         engine = Engine.of(model, tok);
     }
 

@@ -6,12 +6,12 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.kernels.HostFloats;
 import dev.midtrain.config.ModelConfig;
-import dev.midtrain.data.Preparer;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.GenerateParams;
 import dev.midtrain.infer.InferenceModel;
 import dev.midtrain.kernels.CpuBackend;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -48,7 +48,7 @@ class ServeTest {
     static CpuBackend be;
     static HostFloats w;
     static InferenceModel model;
-    static Preparer.Tok tok;
+    static Tokenizer tok;
     static Engine engine;
     static Server server;
     static HttpClient http;
@@ -63,7 +63,7 @@ class ServeTest {
             for (long i = 0; i < t.numel(); i++)
                 w.put(t.offset() + i, t.shape().length == 1 ? (float) (1 + 0.1 * r.nextGaussian()) : (float) (0.3 * r.nextGaussian()));
         model = new InferenceModel(be, layout, w, 768, 16);       // 16 key/value cache slots: the server decodes 16 at once
-        tok = Preparer.Tok.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
+        tok = Tokenizer.open(Path.of("data/tokenizer/tokenizer.json"), "<|end_of_text|>");
         engine = Engine.of(model, tok);
         server = new Server(engine, ChatTemplate.builtIn(), new Server.Options("127.0.0.1", 0, "tiny", 32, 16, 4096, 64));
         http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(10)).build();

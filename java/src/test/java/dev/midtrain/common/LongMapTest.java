@@ -1,4 +1,4 @@
-package dev.midtrain.data;
+package dev.midtrain.common;
 
 import org.junit.jupiter.api.Test;
 

@@ -1,4 +1,4 @@
-package dev.midtrain.data;
+package dev.midtrain.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -18,14 +18,16 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
+import dev.midtrain.data.TestData;
+
 import static dev.midtrain.data.TestData.TOKENIZER;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * prepare's built-in encoder ({@link ByteLevelBpe}) against the Rust Hugging Face tokenizers library (through DJL,
  * the encoder prepare used before): the same ids for the shipped samples, adversarial text, every code point Java 17
- * knows in several contexts, and random text, with special-token strings as plain text ({@link Preparer.Tok#encodePlain})
- * and as special tokens ({@link Preparer.Tok#encode}). On the shipped tokenizer, and on Meta-Llama-3's when it is present
+ * knows in several contexts, and random text, with special-token strings as plain text ({@link Tokenizer#encodePlain})
+ * and as special tokens ({@link Tokenizer#encode}). On the shipped tokenizer, and on Meta-Llama-3's when it is present
  * (see {@link Llama3TokenizerTest}).
  */
 class ByteLevelBpeTest {
@@ -53,13 +55,13 @@ class ByteLevelBpeTest {
         return out;
     }
 
-    private static final Map<Path, Preparer.Tok> OPEN = new HashMap<>();
+    private static final Map<Path, Tokenizer> OPEN = new HashMap<>();
 
-    private static Preparer.Tok tok(Path file) { return OPEN.computeIfAbsent(file, f -> Preparer.Tok.open(f, "<|end_of_text|>")); }
+    private static Tokenizer tok(Path file) { return OPEN.computeIfAbsent(file, f -> Tokenizer.open(f, "<|end_of_text|>")); }
 
     @AfterAll
     static void close() {
-        OPEN.values().forEach(Preparer.Tok::close);
+        OPEN.values().forEach(Tokenizer::close);
         OPEN.clear();
     }
 
@@ -67,7 +69,7 @@ class ByteLevelBpeTest {
     private static void assertSame(Path file, List<String> texts) { assertSame(file, texts, true); }
 
     private static void assertSame(Path file, List<String> texts, boolean specialsToo) {
-        Preparer.Tok tok = tok(file);
+        Tokenizer tok = tok(file);
         assertNotNull(tok.fast, file + ": " + tok.encoderName());
         ByteLevelBpe.Encoder enc = tok.fast.encoder();
         for (String t : texts) {
@@ -150,7 +152,7 @@ class ByteLevelBpeTest {
     void codePointsNewerThanJavaGoToTheRustLibrary() {
         String newer = "emoji of Unicode 15: \uD83E\uDEE8 (U+1FAE8) and text";      // unassigned in Java 17's tables
         assertEquals(Character.UNASSIGNED, Character.getType(0x1FAE8));
-        Preparer.Tok tok = tok(TOKENIZER);
+        Tokenizer tok = tok(TOKENIZER);
         assertNull(tok.fast.encoder().encode(newer, false));
         assertNull(tok.fast.encoder().encode("lone surrogate \uD800 here", false));
         assertArrayEquals(tok.encodePlain(newer), tok.encodeDocument(newer, true));
@@ -175,7 +177,7 @@ class ByteLevelBpeTest {
             ByteLevelBpe.Loaded l = ByteLevelBpe.load(f);
             assertNull(l.encoder(), e.get(0).toString());
             assertTrue(l.refusal().contains((String) e.get(2)), l.refusal());
-            try (Preparer.Tok tok = Preparer.Tok.open(f, "<|end_of_text|>")) {
+            try (Tokenizer tok = Tokenizer.open(f, "<|end_of_text|>")) {
                 assertNull(tok.fast);
                 assertTrue(tok.encoderName().startsWith("Hugging Face tokenizers via DJL"), tok.encoderName());
                 String s = "Hello world, it's 2026!";
@@ -190,7 +192,7 @@ class ByteLevelBpeTest {
     void pretokenCacheThatFillsUpAndStartsOverKeepsTheIds() {
         // 200,000 distinct words through one encoder (its cache holds 65,536 pre-tokens, then starts over) give the ids
         // of fresh encoders, whose caches never fill, and of the Rust library on every 50th chunk
-        Preparer.Tok tok = tok(TOKENIZER);
+        Tokenizer tok = tok(TOKENIZER);
         ByteLevelBpe.Encoder longLived = tok.fast.encoder();
         for (int chunk = 0; chunk < 200; chunk++) {
             StringBuilder sb = new StringBuilder();

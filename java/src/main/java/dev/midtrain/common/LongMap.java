@@ -1,18 +1,18 @@
-package dev.midtrain.data;
+package dev.midtrain.common;
 
 /**
- * Open-addressing hash map long -> long (linear probing, {@link Decontaminator#mix} as the hash), grown at half load;
- * absent keys give {@code missing}. The one hash map of the package: the BPE merges, the decontamination prefilter
- * and the MinHash band tables use it.
+ * Open-addressing hash map long -> long (linear probing, {@link #mix} as the hash), grown at half load; absent keys
+ * give {@code missing}. The one hash map of the engine: the BPE merges, the decontamination prefilter and the MinHash
+ * band tables use it.
  */
-final class LongMap {
+public final class LongMap {
     private long[] keys, vals;
     private boolean[] used;
     private int mask, size;
     private final long missing;
 
     /** @param expected keys expected (the table starts at twice that, so it never grows when the guess holds) */
-    LongMap(int expected, long missing) {
+    public LongMap(int expected, long missing) {
         int cap = Integer.highestOneBit(Math.max(4, expected * 2 - 1)) << 1;
         keys = new long[cap];
         vals = new long[cap];
@@ -21,17 +21,17 @@ final class LongMap {
         this.missing = missing;
     }
 
-    long get(long key) {
-        for (int i = (int) Decontaminator.mix(key) & mask; ; i = (i + 1) & mask) {
+    public long get(long key) {
+        for (int i = (int) mix(key) & mask; ; i = (i + 1) & mask) {
             if (!used[i]) return missing;
             if (keys[i] == key) return vals[i];
         }
     }
 
     /** Sets key to val; returns the value it replaces ({@code missing} for a new key). */
-    long put(long key, long val) {
+    public long put(long key, long val) {
         if (2 * (size + 1) > keys.length) grow();
-        int i = (int) Decontaminator.mix(key) & mask;
+        int i = (int) mix(key) & mask;
         while (used[i] && keys[i] != key) i = (i + 1) & mask;
         long old = used[i] ? vals[i] : missing;
         if (!used[i]) size++;
@@ -50,11 +50,18 @@ final class LongMap {
         mask = keys.length - 1;
         for (int j = 0; j < ok.length; j++) {
             if (!ou[j]) continue;
-            int i = (int) Decontaminator.mix(ok[j]) & mask;
+            int i = (int) mix(ok[j]) & mask;
             while (used[i]) i = (i + 1) & mask;
             used[i] = true;
             keys[i] = ok[j];
             vals[i] = ov[j];
         }
+    }
+
+    /** The splitmix64 finalizer: the hash of this map, of n-grams (decontamination) and of MinHash bands. */
+    public static long mix(long z) {
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return z ^ (z >>> 31);
     }
 }

@@ -1,7 +1,8 @@
-package dev.midtrain.data;
+package dev.midtrain.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.midtrain.common.LongMap;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -310,7 +311,7 @@ public final class ByteLevelBpe {
             }
             int h = 0;
             for (int i = from; i < to; i++) h = 31 * h + s[i];
-            int mask = keys.length - 1, i = (int) Decontaminator.mix(h) & mask;
+            int mask = keys.length - 1, i = (int) LongMap.mix(h) & mask;
             for (char[] key; (key = keys[i]) != null; i = (i + 1) & mask) {
                 if (hashes[i] == h && Arrays.equals(key, 0, key.length, s, from, to)) {
                     for (int id : vals[i]) push(id);
@@ -322,7 +323,7 @@ public final class ByteLevelBpe {
             if (2 * (cached + 1) > keys.length) {
                 if (keys.length >= 2 * MAX_CACHE_ENTRIES) resize(keys.length); else resize(2 * keys.length);   // full: start over
                 mask = keys.length - 1;
-                i = (int) Decontaminator.mix(h) & mask;
+                i = (int) LongMap.mix(h) & mask;
                 while (keys[i] != null) i = (i + 1) & mask;
             }
             keys[i] = Arrays.copyOfRange(s, from, to);
@@ -344,7 +345,7 @@ public final class ByteLevelBpe {
             if (!keep) return;
             for (int j = 0; j < ok.length; j++) {
                 if (ok[j] == null) continue;
-                int i = (int) Decontaminator.mix(oh[j]) & (cap - 1);
+                int i = (int) LongMap.mix(oh[j]) & (cap - 1);
                 while (keys[i] != null) i = (i + 1) & (cap - 1);
                 keys[i] = ok[j];
                 hashes[i] = oh[j];
