@@ -13,8 +13,6 @@ import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.data.Manifest;
-import dev.midtrain.data.Preparer;
-import dev.midtrain.infer.Engine;
 import dev.midtrain.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -112,14 +110,14 @@ public final class ExportCommand implements Callable<Integer> {
     /** A tokenizer_config.json for {@code tokenizerJson}: bos/eos tokens it has, the Llama-3 chat template when it applies. */
     static ObjectNode tokenizerConfig(Path tokenizerJson, int maxSeqLen) {
         ObjectNode o = JsonNodeFactory.instance.objectNode();
-        boolean bos = Tokenizer.tokenId(tokenizerJson, Preparer.DEFAULT_BOS) >= 0;
+        boolean bos = Tokenizer.tokenId(tokenizerJson, Tokenizer.BEGIN_OF_TEXT) >= 0;
         o.put("add_bos_token", bos);
         o.put("add_eos_token", false);
-        if (bos) o.put("bos_token", Preparer.DEFAULT_BOS);
+        if (bos) o.put("bos_token", Tokenizer.BEGIN_OF_TEXT);
         boolean chat = Tokenizer.tokenId(tokenizerJson, "<|start_header_id|>") >= 0 && Tokenizer.tokenId(tokenizerJson, "<|eot_id|>") >= 0;
         if (chat) o.put("chat_template", LLAMA3_CHAT_TEMPLATE);
         o.put("clean_up_tokenization_spaces", true);
-        for (String e : Engine.EOS_TOKENS)
+        for (String e : Tokenizer.END_TOKENS)
             if (Tokenizer.tokenId(tokenizerJson, e) >= 0) { o.put("eos_token", e); break; }
         o.put("model_max_length", maxSeqLen);
         o.put("tokenizer_class", "PreTrainedTokenizerFast");
@@ -158,7 +156,7 @@ public final class ExportCommand implements Callable<Integer> {
             Tokenizer.Info t = Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer();
             ObjectNode o = JsonNodeFactory.instance.objectNode();
             o.put("eos_token_id", t.eosId());
-            int bos = Files.isRegularFile(Path.of(t.file())) ? Tokenizer.tokenId(Path.of(t.file()), Preparer.DEFAULT_BOS) : -1;
+            int bos = Files.isRegularFile(Path.of(t.file())) ? Tokenizer.tokenId(Path.of(t.file()), Tokenizer.BEGIN_OF_TEXT) : -1;
             if (bos >= 0) o.put("bos_token_id", bos);
             return o;
         } catch (RuntimeException e) {

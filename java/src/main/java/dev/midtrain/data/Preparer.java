@@ -38,8 +38,8 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class Preparer {
     public static final String DEFAULT_QA_TEMPLATE = "Question: {question}\nAnswer: {answer}";
-    public static final String DEFAULT_EOS = "<|end_of_text|>";
-    public static final String DEFAULT_BOS = "<|begin_of_text|>";
+    public static final String DEFAULT_EOS = Tokenizer.END_OF_TEXT;
+    public static final String DEFAULT_BOS = Tokenizer.BEGIN_OF_TEXT;
     static final int MAX_ERRORS_KEPT = 20;
     private static final int CHUNK_DOCS = 256;
     private static final int CHUNK_CHARS = 1 << 20;

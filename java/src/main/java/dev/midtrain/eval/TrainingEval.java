@@ -58,7 +58,7 @@ public final class TrainingEval implements StepListener, AutoCloseable {
         if (ec.tokenizer() != null) tokFile = Path.of(ec.tokenizer());
         else if (cfg.data() != null) tokFile = Path.of(Manifest.read(Path.of(cfg.data().sources().get(0).path())).tokenizer().file());
         else throw new UserError("eval.tokenizer: required when the run has no data section");
-        this.tok = Tokenizer.open(tokFile, "<|end_of_text|>");
+        this.tok = Tokenizer.open(tokFile, Tokenizer.END_OF_TEXT);
     }
 
     public boolean due(long step) { return step % every == 0 || step == lastStep; }

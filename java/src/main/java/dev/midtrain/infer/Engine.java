@@ -39,9 +39,6 @@ import java.util.List;
  * <p>One thread at a time: calls are {@code synchronized}, so a server may share one engine between request threads.
  */
 public final class Engine implements AutoCloseable {
-    /** Tokens of end of text / end of turn that end a generation (those the tokenizer has). */
-    public static final List<String> EOS_TOKENS = List.of("<|end_of_text|>", "<|eot_id|>", "</s>");
-    public static final String BOS_TOKEN = "<|begin_of_text|>";
 
     /**
      * @param backend    "cpu" or "cuda" (CUDA unavailable is an error, never a fallback)
@@ -91,8 +88,8 @@ public final class Engine implements AutoCloseable {
         this.model = model;
         this.tok = tok;
         this.source = source;
-        this.bos = tok == null ? -1 : singleId(BOS_TOKEN);                 // no tokenizer: token-level use only (benchmarks)
-        this.eos = tok == null ? new int[0] : EOS_TOKENS.stream().mapToInt(this::singleId).filter(i -> i >= 0).toArray();
+        this.bos = tok == null ? -1 : tok.specialId(Tokenizer.BEGIN_OF_TEXT);   // no tokenizer: token-level use only (benchmarks)
+        this.eos = tok == null ? new int[0] : Tokenizer.END_TOKENS.stream().mapToInt(tok::specialId).filter(i -> i >= 0).toArray();
     }
 
     /** Loads a committed step directory or a Hugging Face directory, with the tokenizer found by {@link #findTokenizer}. */
@@ -111,7 +108,7 @@ public final class Engine implements AutoCloseable {
         ModelConfig cfg = src.model();
         HostFloats params = src.loadFull();
         Tokenizer tok;
-        try { tok = Tokenizer.open(tokFile, eosTokenOf(tokFile)); } catch (RuntimeException e) { params.close(); throw e; }
+        try { tok = Tokenizer.open(tokFile); } catch (RuntimeException e) { params.close(); throw e; }
         Backend be = null;
         try {
             if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
@@ -149,21 +146,6 @@ public final class Engine implements AutoCloseable {
         } catch (UserError e) {
             throw new UserError(dir + ": no tokenizer.json beside the checkpoint and its run's data manifest is unreadable (" + e.getMessage() + "); pass --tokenizer");
         }
-    }
-
-    private static String eosTokenOf(Path tokFile) {
-        try {
-            String s = Files.readString(tokFile);
-            for (String e : EOS_TOKENS) if (s.contains("\"" + e + "\"")) return e;
-        } catch (java.io.IOException e) {
-            throw new UserError(tokFile + ": cannot read tokenizer: " + e.getMessage());
-        }
-        throw new UserError(tokFile + ": has none of the end-of-sequence tokens " + EOS_TOKENS);
-    }
-
-    private int singleId(String special) {
-        int[] ids = tok.encode(special);
-        return ids.length == 1 && tok.decode(ids).isEmpty() ? ids[0] : -1;   // a special token decodes to nothing
     }
 
     // ================================================================================================== tokens

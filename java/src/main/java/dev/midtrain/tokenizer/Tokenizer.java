@@ -10,6 +10,7 @@ import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,9 +33,16 @@ public final class Tokenizer implements AutoCloseable {
      */
     public record Info(String file, String sha256, int vocabSize, String eosToken, int eosId) {}
 
-    final HuggingFaceTokenizer hf;
-    final Info info;
-    final List<String> specials;                 // contents of the added tokens marked special
+    /** Llama-3's start-of-text token: prepare --bos prepends it, inference puts it before every prompt. */
+    public static final String BEGIN_OF_TEXT = "<|begin_of_text|>";
+    /** Llama-3's end-of-text token: prepare appends it to every document. */
+    public static final String END_OF_TEXT = "<|end_of_text|>";
+    /** Tokens that end a generation (end of text, end of turn, SentencePiece's), those a tokenizer.json has. */
+    public static final List<String> END_TOKENS = List.of(END_OF_TEXT, "<|eot_id|>", "</s>");
+
+    private final HuggingFaceTokenizer hf;
+    private final Info info;
+    private final List<String> specials;         // contents of the added tokens marked special
     final ByteLevelBpe fast;                     // prepare's own encoder for Llama-3-style files, or null
     private final String fastRefusal;           // why fast is null
     private final ThreadLocal<ByteLevelBpe.Encoder> fastEncoder;
@@ -46,6 +54,19 @@ public final class Tokenizer implements AutoCloseable {
         this.fast = fast.encoder();
         this.fastRefusal = fast.refusal();
         this.fastEncoder = this.fast == null ? null : ThreadLocal.withInitial(this.fast::encoder);
+    }
+
+    /** Opens {@code file} (inference) with the first of {@link #END_TOKENS} it holds as its end-of-text token. */
+    public static Tokenizer open(Path file) { return open(file, endTokenOf(file)); }
+
+    private static String endTokenOf(Path file) {
+        try {
+            String s = Files.readString(file);
+            for (String e : END_TOKENS) if (s.contains("\"" + e + "\"")) return e;
+        } catch (IOException e) {
+            throw new UserError(file + ": cannot read tokenizer: " + e.getMessage());
+        }
+        throw new UserError(file + ": has none of the end-of-sequence tokens " + END_TOKENS);
     }
 
     /** Opens {@code file} fully offline; {@code eosToken} must be one of its tokens. */
@@ -198,6 +219,12 @@ public final class Tokenizer implements AutoCloseable {
     public String encoderName() {
         return fast != null ? "built-in byte-level BPE (Hugging Face tokenizers' ids; DJL for characters newer than Unicode 13)"
                 : "Hugging Face tokenizers via DJL (the built-in encoder does not implement this tokenizer.json: " + fastRefusal + ")";
+    }
+
+    /** The id of the special token {@code token} (it encodes to one id that decodes to nothing), or -1. */
+    public int specialId(String token) {
+        int[] ids = encode(token);
+        return ids.length == 1 && decode(ids).isEmpty() ? ids[0] : -1;
     }
 
     public String decode(int[] ids) {
