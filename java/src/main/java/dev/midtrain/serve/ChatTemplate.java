@@ -3,6 +3,7 @@ package dev.midtrain.serve;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.UserError;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -33,7 +34,7 @@ final class ChatTemplate {
         this.unsupported = unsupported;
     }
 
-    static ChatTemplate builtIn() { return new ChatTemplate("<|begin_of_text|>", "built-in Llama-3 format", null); }
+    static ChatTemplate builtIn() { return new ChatTemplate(Tokenizer.BEGIN_OF_TEXT, "built-in Llama-3 format", null); }
 
     /** From the first of {@code dirs} holding a tokenizer_config.json (null entries skipped); else the built-in one. */
     static ChatTemplate find(List<Path> dirs) {
@@ -57,9 +58,9 @@ final class ChatTemplate {
         if (t.isTextual()) template = t.asText();
         else if (t.isArray())                                  // [{name, template}, ...]: the "default" one
             for (JsonNode e : t) if (e.path("name").asText().equals("default")) template = e.path("template").asText();
-        if (template == null) return new ChatTemplate("<|begin_of_text|>", "built-in Llama-3 format (" + file + " has no chat_template)", null);
+        if (template == null) return new ChatTemplate(Tokenizer.BEGIN_OF_TEXT, "built-in Llama-3 format (" + file + " has no chat_template)", null);
         JsonNode b = j.path("bos_token");
-        String bos = b.isTextual() ? b.asText() : b.path("content").isTextual() ? b.path("content").asText() : "<|begin_of_text|>";
+        String bos = b.isTextual() ? b.asText() : b.path("content").isTextual() ? b.path("content").asText() : Tokenizer.BEGIN_OF_TEXT;
         if (template.contains("<|start_header_id|>") && template.contains(EOT))
             return new ChatTemplate(bos, "Llama-3 format (" + file + ")", null);
         return new ChatTemplate(bos, "unsupported (" + file + ")",
