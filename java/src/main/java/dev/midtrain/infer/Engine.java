@@ -39,7 +39,6 @@ import java.util.List;
  * <p>One thread at a time: calls are {@code synchronized}, so a server may share one engine between request threads.
  */
 public final class Engine implements AutoCloseable {
-
     /**
      * @param backend    "cpu" or "cuda" (CUDA unavailable is an error, never a fallback)
      * @param maxTokens  tokens of one forward call: the scoring batch (B*T) and the prefill chunk; 0 = 4 x max_seq_len
