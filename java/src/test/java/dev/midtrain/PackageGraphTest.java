@@ -50,6 +50,7 @@ class PackageGraphTest {
      */
     static final List<List<String>> LAYERS = List.of(
             List.of(""),                                   // dev.midtrain: Main
+            List.of("recipe"),                             // midtrain recipe: runs the commands of cli
             List.of("cli"),
             List.of("bench", "eval", "serve"),
             List.of("infer"),

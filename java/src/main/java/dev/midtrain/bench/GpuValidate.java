@@ -127,7 +127,7 @@ public final class GpuValidate {
         String devName;
         try {
             dev = Backend.open(againstCpu ? "cpu" : "cuda", 0);
-            devName = againstCpu ? "cpu (harness self-test)" : dev.deviceName();
+            devName = againstCpu ? "cpu (harness self-test)" : ((CudaBackend) dev).deviceName();
         } catch (KernelException e) {
             out.println("GpuValidate: " + e.getMessage());
             ref.close();

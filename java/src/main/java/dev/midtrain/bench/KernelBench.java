@@ -63,7 +63,7 @@ public final class KernelBench {
 
     private void runAll() {
         boolean gpu = cuda != null;
-        out.println("KernelBench on " + be.deviceName()
+        out.println("KernelBench on " + (gpu ? cuda.deviceName() : "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)")
                 + ", median of " + reps + " after " + warmup + " warm-up");
         out.println("machine: " + be.describe());
         out.println();

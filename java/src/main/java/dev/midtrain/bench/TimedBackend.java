@@ -58,7 +58,6 @@ public final class TimedBackend extends TimedKernels implements Backend {
     @Override public String name() { return d.name(); }
     @Override public int floatxBytes() { return d.floatxBytes(); }
     @Override public String describe() { return d.describe(); }
-    @Override public String deviceName() { return d.deviceName(); }
     @Override public long deviceMemoryBytes() { return d.deviceMemoryBytes(); }
     @Override public long alloc(long bytes) { return d.alloc(bytes); }
     @Override public void free(long ptr) { d.free(ptr); }

@@ -110,6 +110,20 @@ public final class HfCheckpoint implements AutoCloseable {
     public void loadInto(ParamLayout layout, HostFloats dst) {
         if (dst.numel() < layout.numel())
             throw new IllegalArgumentException("destination holds " + dst.numel() + " floats, layout needs " + layout.numel());
+        checkTensors(layout);
+        for (ParamLayout.Tensor t : layout.tensors()) {
+            Shards.Ref ref = tensors.get(t.name());
+            Shards.readSlice(ref, t, dst, 0);
+            Shards.checkFinite(ref, dst, t.offset(), t.numel());
+        }
+    }
+
+    /**
+     * Checks the file headers against {@code layout} without reading tensor data: every parameter present with its
+     * full shape, no tensor the layout does not have (except rotary inv_freq buffers, and lm_head.weight of a tied
+     * model). Fails naming the file and tensor.
+     */
+    public void checkTensors(ParamLayout layout) {
         Map<String, ParamLayout.Tensor> want = layout.byName();
         for (String name : tensors.keySet()) {
             if (want.containsKey(name) || name.endsWith(".rotary_emb.inv_freq")) continue;
@@ -119,8 +133,7 @@ public final class HfCheckpoint implements AutoCloseable {
         for (ParamLayout.Tensor t : layout.tensors()) {
             Shards.Ref ref = tensors.get(t.name());
             if (ref == null) throw new UserError(dir + ": tensor " + t.name() + " is missing from the checkpoint");
-            Shards.readSlice(ref, t, dst, 0);
-            Shards.checkFinite(ref, dst, t.offset(), t.numel());
+            Shards.checkShape(ref, t.fullShape(), "the model config");
         }
     }
 
@@ -146,7 +159,7 @@ public final class HfCheckpoint implements AutoCloseable {
      * and renamed into place, so a crash leaves no half-written export at {@code out}.
      */
     public static Exported export(ModelConfig m, JsonNode baseConfig, FullTensors source, Path out, DType dtype, long maxShardBytes) throws IOException {
-        return export(m, baseConfig, source, out, dtype, maxShardBytes, null);
+        return export(m, baseConfig, source, out, dtype, maxShardBytes, Map.of(), HfConfig.Layout.of(baseConfig));
     }
 
     /**
@@ -170,9 +183,13 @@ public final class HfCheckpoint implements AutoCloseable {
         return copied;
     }
 
-    /** As above; {@code sideFiles} (may be null): a directory whose {@link #SIDE_FILES} are copied into the export. */
+    /**
+     * As above; {@code extraFiles}: further files of the export by name (tokenizer.json, tokenizer_config.json,
+     * generation_config.json...), written with the rest before the directory is published;
+     * {@code layout}: the transformers layout of the config.json written (its one dtype field names {@code dtype}).
+     */
     public static Exported export(ModelConfig m, JsonNode baseConfig, FullTensors source, Path out, DType dtype, long maxShardBytes,
-                                  Path sideFiles) throws IOException {
+                                  Map<String, byte[]> extraFiles, HfConfig.Layout layout) throws IOException {
         if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16)
             throw new UserError("--dtype: must be bf16, fp16 or fp32, got " + dtype);
         if (maxShardBytes <= 0) throw new UserError("--max-shard-size: must be > 0, got " + maxShardBytes);
@@ -220,10 +237,14 @@ public final class HfCheckpoint implements AutoCloseable {
             index.set("weight_map", weightMap);
             AtomicFiles.writeString(tmp.resolve(INDEX), HfConfig.toText(index));
             String torchDtype = dtype == DType.F32 ? "float32" : dtype == DType.BF16 ? "bfloat16" : "float16";
-            AtomicFiles.writeString(tmp.resolve(CONFIG), HfConfig.toText(HfConfig.toJson(m, torchDtype, baseConfig)));
+            AtomicFiles.writeString(tmp.resolve(CONFIG), HfConfig.toText(HfConfig.toJson(m, torchDtype, baseConfig, layout)));
             files.add(INDEX);
             files.add(CONFIG);
-            files.addAll(copySideFiles(sideFiles, tmp));
+            for (Map.Entry<String, byte[]> e : new TreeMap<>(extraFiles).entrySet()) {
+                if (files.contains(e.getKey()) || e.getKey().contains("/")) throw new IllegalArgumentException("extra file " + e.getKey());
+                AtomicFiles.write(tmp.resolve(e.getKey()), ch -> ch.write(java.nio.ByteBuffer.wrap(e.getValue())));
+                files.add(e.getKey());
+            }
             AtomicFiles.fsyncDir(tmp);
             AtomicFiles.publish(tmp, out);
             return new Exported(files, total, full.tensors().size());

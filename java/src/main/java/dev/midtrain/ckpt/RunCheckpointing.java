@@ -143,18 +143,21 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- init
 
-    /** Loads a Hugging Face checkpoint into the master weights (optimizer state stays zero, schedule at step 0). */
-    public synchronized void initFrom(Path hfDir, Llama model) {
-        try (HfCheckpoint hf = HfCheckpoint.open(hfDir)) {
-            hf.validate(cfg.model());
-            ParamLayout layout = model.layout();
-            try (HostFloats p = HostFloats.allocate(layout.numel())) {
-                hf.loadInto(layout, p);
-                model.setMasterWeights(p.address());
-            }
-            hfConfig = hf.config();
-            initFrom = hfDir.toAbsolutePath().toString();
+    /**
+     * Loads a checkpoint ({@link ModelSource}: Hugging Face, step or run directory) into the master weights, sliced for
+     * the model's tensor-parallel rank (optimizer state stays zero, schedule at step 0). The run keeps the source's
+     * config.json (a step: the one its own lineage started from) for export.
+     */
+    public synchronized void initFrom(Path source, Llama model) {
+        ModelSource src = ModelSource.open(source);
+        src.requireMatches(cfg.model());
+        ParamLayout layout = model.layout();
+        try (HostFloats p = HostFloats.allocate(layout.numel())) {
+            src.loadInto(layout, p);
+            model.setMasterWeights(p.address());
         }
+        hfConfig = src.hfConfig();
+        initFrom = src.dir().toAbsolutePath().toString();
     }
 
     // ---------------------------------------------------------------------------------------------- saving
@@ -167,6 +170,7 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
     @Override
     public void onStepEnd(Trainer t) {
         long step = t.state().step;
+        if (t.lastStepSkipped()) return;                // a skipped step's weights are the previous step's: nothing new to save
         if (checkpointer.due(step) || step >= cfg.train().steps() || t.stopping()) save(t);
     }
 
@@ -244,11 +248,13 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
         if (barrier != null) barrier.reset();
     }
 
+    private volatile boolean leadSkipped;
+
     private void parallelStepEnd(Trainer t, int local) {
         TrainState s = t.state();
-        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); }
-        await(() -> {                                   // decide once, for every rank
-            saveNow = !savingDisabled && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
+        if (local == 0) { agreedStep = s.step; leadState = s; leadStopping = t.stopping(); leadSkipped = t.lastStepSkipped(); }
+        await(() -> {                                   // decide once, for every rank (a skipped step saves nothing)
+            saveNow = !savingDisabled && !leadSkipped && agreedStep != lastSaved && (checkpointer.due(agreedStep) || agreedStep >= cfg.train().steps() || leadStopping);
             buffers = saveNow ? checkpointer.beginSave(slots) : null;
         });
         if (s.step != agreedStep) throw new IllegalStateException("rank at step " + s.step + ", local rank 0 at step " + agreedStep);

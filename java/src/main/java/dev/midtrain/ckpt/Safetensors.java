@@ -366,7 +366,11 @@ public final class Safetensors {
         return sorted;
     }
 
-    /** The header bytes (JSON padded with spaces to a multiple of 8) for tensors in the given (final) order. */
+    /**
+     * The header bytes (JSON padded with spaces to a multiple of 8) for tensors in the given (final) order. The
+     * metadata is written with its keys sorted, whatever map the caller passes ({@code Map.of} iterates in a
+     * per-JVM order), so identical tensors and metadata give identical bytes.
+     */
     public static byte[] header(List<OutTensor> ordered, Map<String, String> metadata) {
         try {
             ByteArrayOutputStream bos = new ByteArrayOutputStream();
@@ -374,7 +378,7 @@ public final class Safetensors {
                 g.writeStartObject();
                 if (metadata != null) {
                     g.writeObjectFieldStart("__metadata__");
-                    for (Map.Entry<String, String> e : metadata.entrySet()) g.writeStringField(e.getKey(), e.getValue());
+                    for (Map.Entry<String, String> e : new java.util.TreeMap<>(metadata).entrySet()) g.writeStringField(e.getKey(), e.getValue());
                     g.writeEndObject();
                 }
                 java.util.Set<String> seen = new java.util.HashSet<>();

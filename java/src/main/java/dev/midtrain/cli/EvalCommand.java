@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.common.UserError;
 import dev.midtrain.eval.EvalReport;
 import dev.midtrain.eval.Evaluator;
@@ -35,7 +36,7 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Score multiple-choice tasks (JSONL, or Hugging Face Arrow in MMLU / CMMLU layouts) by log-likelihood.")
 public final class EvalCommand implements Callable<Integer> {
-    @ArgGroup(exclusive = true, multiplicity = "1") ModelSource source;
+    @ArgGroup(exclusive = true, multiplicity = "1") ModelOption source;
     @Mixin EngineOptions engine;
 
     @Option(names = "--tasks", required = true, arity = "1..*", description = "task files (JSONL or Arrow)") List<Path> tasks;
@@ -64,16 +65,23 @@ public final class EvalCommand implements Callable<Integer> {
         Map<String, List<McItem>> shotMap = McPrompt.shots(test, devItems, shots, seed);
         Path model = source.model();
 
+        // the --compare target is checked before model A is scored: a bad path or an incomparable result fails fast
+        EvalReport other = null;
+        Path cmp = null;
+        if (compare != null) {
+            if (Files.isRegularFile(compare) && compare.toString().endsWith(".json")) {
+                other = EvalReport.fromJson(compare);
+                String why = EvalReport.shapeOf(shots, test).incomparableWith(other);
+                if (why != null) throw new UserError("--compare " + compare + ": " + why + "; rerun both with the same --tasks, --limit and --shots");
+            } else {
+                cmp = ModelSource.open(compare).dir();                           // a step, run or Hugging Face directory
+            }
+        }
         Run a = evaluate(model, test, shotMap);
         Run b = null;
-        EvalReport other = null;
-        if (compare != null) {
-            if (Files.isRegularFile(compare) && compare.toString().endsWith(".json")) other = EvalReport.fromJson(compare);
-            else {
-                Path cmp = Files.isDirectory(compare.resolve("checkpoints")) || Files.exists(compare.resolve("COMMITTED")) ? ExportCommand.resolveStep(compare) : compare;
-                b = evaluate(cmp, test, shotMap);
-                other = b.report;
-            }
+        if (cmp != null) {
+            b = evaluate(cmp, test, shotMap);
+            other = b.report;
         }
         System.out.print(a.report.table());
         if (b != null) System.out.print(b.report.table());

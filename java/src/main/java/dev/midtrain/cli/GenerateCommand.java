@@ -21,7 +21,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text from a checkpoint (greedy or sampled).")
 public final class GenerateCommand implements Callable<Integer> {
-    @ArgGroup(exclusive = true, multiplicity = "1") ModelSource source;
+    @ArgGroup(exclusive = true, multiplicity = "1") ModelOption source;
     @Mixin EngineOptions engine;
 
     @Option(names = "--prompt", required = true, description = "the prompt text (repeatable: several prompts are decoded together)") List<String> prompts;

@@ -1,6 +1,7 @@
 package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
+import dev.midtrain.parallel.LauncherWatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -28,6 +29,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * is prefixed with "[rank R]". SIGTERM and SIGINT are forwarded to every process as SIGTERM (the engine treats both
  * as "stop after the agreed step and save"); a second signal kills them. When a process fails the others are sent
  * SIGTERM (SIGKILL after --grace-seconds) and the launcher exits non-zero naming the failed rank; 0 when all succeed.
+ * After signalling, the launcher keeps printing the processes' output to its end. Each process's stdin is a pipe
+ * from the launcher: if the launcher itself is killed, the processes see end of file and stop ({@link LauncherWatch}).
  */
 @Command(name = "launch", mixinStandardHelpOptions = true,
         description = "Start this node's training processes, one per GPU (like torchrun): midtrain launch --nproc-per-node 8 -- train --config ...")
@@ -81,6 +84,7 @@ public final class LaunchCommand implements Callable<Integer> {
                 env.put("GROUP_RANK", Integer.toString(nodeRank));
                 env.put("MASTER_ADDR", masterAddr);
                 env.put("MASTER_PORT", Integer.toString(masterPort));
+                env.put(LauncherWatch.ENV, Long.toString(ProcessHandle.current().pid()));   // stdin stays an open pipe: its EOF = we are gone
                 Process p;
                 synchronized (procs) {
                     p = pb.start();
@@ -106,14 +110,14 @@ public final class LaunchCommand implements Callable<Integer> {
                 if (first >= 0) {
                     failed = first;
                     code = procs.get(first).exitValue();
-                    for (Process q : procs) if (q.isAlive()) q.destroy();              // SIGTERM the others
+                    for (Process q : procs) if (q.isAlive()) signal(q, false);          // SIGTERM the others
                     killAt = System.nanoTime() + graceSeconds * 1_000_000_000L;
                 }
                 if (!alive) break;
-                if (System.nanoTime() > killAt) for (Process q : procs) q.destroyForcibly();
+                if (System.nanoTime() > killAt) for (Process q : procs) if (q.isAlive()) signal(q, true);
                 Thread.sleep(100);
             }
-            for (Thread t : pumps) t.join(5_000);
+            for (Thread t : pumps) t.join(30_000);      // every process has exited: their pipes reach end of file
             if (failed >= 0) {
                 int rank = nodeRank * nproc + failed;
                 out.flush();
@@ -139,8 +143,18 @@ public final class LaunchCommand implements Callable<Integer> {
         boolean first = signals.getAndIncrement() == 0;
         System.err.printf("midtrain launch: %s: %s%n", name, first ? "asking every process to stop after the agreed step (SIGTERM)" : "killing the processes");
         synchronized (procs) {
-            for (Process p : procs) if (p.isAlive()) { if (first) p.destroy(); else p.destroyForcibly(); }
+            for (Process p : procs) if (p.isAlive()) signal(p, !first);
         }
+    }
+
+    /**
+     * SIGTERM (or SIGKILL) to one process through its handle: {@code Process.destroy()} would also close the pipes,
+     * and the process's last lines (the stop step, its checkpoint, `done`, a survivor's `lost rank`) would be lost.
+     * The pumps read every process's output to its end.
+     */
+    private static void signal(Process p, boolean kill) {
+        if (kill) p.toHandle().destroyForcibly();
+        else p.toHandle().destroy();
     }
 
     /** This JVM's java, JVM options and class path, running dev.midtrain.Main with the command after --. */

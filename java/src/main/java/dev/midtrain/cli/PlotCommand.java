@@ -53,6 +53,7 @@ public final class PlotCommand implements Callable<Integer> {
         }
         Series loss = new Series(), val = new Series(), lr = new Series(), tps = new Series(), vol = new Series();
         Map<String, Series> bySource = new LinkedHashMap<>(), valBySource = new LinkedHashMap<>(), volBySource = new LinkedHashMap<>();
+        Map<String, Series> gradNorm = new LinkedHashMap<>(), gradCos = new LinkedHashMap<>();       // diagnostics.every_steps
         Map<String, Series> evalAcc = new LinkedHashMap<>(), evalAccNorm = new LinkedHashMap<>();   // eval.tasks during training
         RollingVolatility blendStd = new RollingVolatility(window);
         Map<String, RollingVolatility> sourceStd = new LinkedHashMap<>();
@@ -78,6 +79,12 @@ public final class PlotCommand implements Callable<Integer> {
                 if (e.getValue().isNumber())
                     volBySource.computeIfAbsent(e.getKey(), k -> new Series())
                             .add(step, sourceStd.computeIfAbsent(e.getKey(), k -> new RollingVolatility(window)).add(e.getValue().asDouble()));
+            });
+            o.path("grad_norm_by_source").fields().forEachRemaining(e -> gradNorm.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
+            o.path("grad_cosine").fields().forEachRemaining(e -> gradCos.computeIfAbsent(e.getKey() + " (model)", k -> new Series()).add(step, e.getValue()));
+            o.fields().forEachRemaining(f -> {
+                if (f.getKey().startsWith("grad_cosine_by_layer."))
+                    f.getValue().fields().forEachRemaining(e -> gradCos.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
             });
             o.path("eval_acc").fields().forEachRemaining(e -> evalAcc.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
             o.path("eval_acc_norm").fields().forEachRemaining(e -> evalAccNorm.computeIfAbsent(e.getKey(), k -> new Series()).add(step, e.getValue()));
@@ -119,6 +126,20 @@ public final class PlotCommand implements Callable<Integer> {
                         .setLineColor(colour(names, k)); });
                 if (!volChart.getSeriesMap().isEmpty()) save(volChart, out.resolve("volatility"));
             }
+            if (!gradNorm.isEmpty()) {
+                List<String> names = new ArrayList<>(bySource.keySet());
+                XYChart gn = chart("gradient norm of each source's part of the batch", "L2 norm of the source's mean-loss gradient");
+                gradNorm.forEach((k, v) -> { if (!v.x.isEmpty()) gn.addSeries(k, v.x, v.y).setMarker(SeriesMarkers.CIRCLE).setLineColor(colour(names, k)); });
+                save(gn, out.resolve("grad_norm_by_source"));
+                XYChart gc = chart("cosine between the sources' gradients (model and per layer)", "cosine similarity");
+                gradCos.forEach((k, v) -> {
+                    if (v.x.isEmpty()) return;
+                    XYSeries sc = gc.addSeries(k, v.x, v.y);
+                    sc.setMarker(SeriesMarkers.NONE);
+                    if (k.endsWith("(model)")) { sc.setLineColor(java.awt.Color.BLACK); sc.setLineWidth(3f); }
+                });
+                save(gc, out.resolve("grad_cosine"));
+            }
             if (!evalAcc.isEmpty()) {
                 XYChart ev = chart("multiple-choice accuracy during training (eval.tasks)", "accuracy");
                 evalAcc.forEach((k, v) -> { if (!v.x.isEmpty()) ev.addSeries("acc " + k, v.x, v.y).setMarker(SeriesMarkers.CIRCLE); });
@@ -129,7 +150,8 @@ public final class PlotCommand implements Callable<Integer> {
             throw new UserError(out + ": cannot write plots: " + e.getMessage());
         }
         System.out.println("wrote " + out.resolve("loss.png") + ", lr.png, throughput.png"
-                + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png") + (evalAcc.isEmpty() ? "" : ", eval.png"));
+                + (bySource.isEmpty() ? "" : ", loss_by_source.png, volatility.png") + (evalAcc.isEmpty() ? "" : ", eval.png")
+                + (gradNorm.isEmpty() ? "" : ", grad_norm_by_source.png, grad_cosine.png"));
         return 0;
     }
 

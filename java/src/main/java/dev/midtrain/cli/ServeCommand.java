@@ -32,14 +32,17 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-batch", description = "requests in flight at once: sequences decoded together (key/value cache slots) and scored together (default ${DEFAULT-VALUE})", defaultValue = "16") int maxBatch;
     @Option(names = "--max-body-bytes", description = "largest request body; larger is 413 (default ${DEFAULT-VALUE})", defaultValue = "1048576") int maxBodyBytes;
     @Option(names = "--max-new-tokens", description = "largest max_tokens a request may ask for (default ${DEFAULT-VALUE})", defaultValue = "2048") int maxNewTokens;
-    @Option(names = "--grace-seconds", description = "on SIGTERM, how long queued requests may take to finish (default ${DEFAULT-VALUE})", defaultValue = "30") int graceSeconds;
+    @Option(names = "--grace-seconds", description = "on SIGTERM, how long queued requests may take to finish; 0: stop now, answering them 503 (default ${DEFAULT-VALUE})", defaultValue = "30") int graceSeconds;
+    @Option(names = "--max-connections", description = "open connections at most; one more is answered 503 (default ${DEFAULT-VALUE})", defaultValue = "512") int maxConnections;
+    @Option(names = "--read-timeout-seconds", description = "time to send a whole request from its first byte, and to take each write of an answer (default ${DEFAULT-VALUE})", defaultValue = "30") int readTimeoutSeconds;
+    @Option(names = "--idle-timeout-seconds", description = "how long a kept-alive connection may wait for its next request (default ${DEFAULT-VALUE})", defaultValue = "60") int idleTimeoutSeconds;
 
     @Override
     public Integer call() throws Exception {
         Server.Options opt;
         try {
             opt = new Server.Options(host, port, modelName != null ? modelName : checkpoint.toAbsolutePath().normalize().getFileName().toString(),
-                    maxQueue, maxBatch, maxBodyBytes, maxNewTokens);
+                    maxQueue, maxBatch, maxBodyBytes, maxNewTokens, maxConnections, idleTimeoutSeconds, readTimeoutSeconds);
         } catch (IllegalArgumentException e) {
             throw new UserError(e.getMessage());
         }

@@ -6,6 +6,7 @@ import dev.midtrain.common.UserError;
 import dev.midtrain.train.PeakFlops;
 import dev.midtrain.train.GracefulStop;
 import dev.midtrain.ckpt.HfCheckpoint;
+import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.ResumeCheck;
 import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.ckpt.RunCheckpointing;
@@ -22,6 +23,7 @@ import dev.midtrain.data.TokenBatches;
 import dev.midtrain.parallel.DpSliceBatches;
 import dev.midtrain.parallel.LaunchEnv;
 import dev.midtrain.parallel.Launcher;
+import dev.midtrain.parallel.LauncherWatch;
 import dev.midtrain.parallel.Parallelism;
 import dev.midtrain.parallel.ProcessGroups;
 import dev.midtrain.parallel.TensorParallel;
@@ -58,8 +60,9 @@ import java.util.concurrent.Callable;
  * builds the backend, the model (initialized from train.seed) and the data, and runs the trainer, which writes
  * RUN_DIR/metrics.jsonl and a progress line per log period.
  *
- * <p>MFU: against --peak-tflops when given; otherwise, on CPU, against the sgemm rate measured at startup (1024^3,
- * best of 10; printed), which is what the machine can actually reach with the same OpenBLAS and thread count.
+ * <p>MFU: against --peak-tflops when given; otherwise against {@link PeakFlops}: a table peak (CPU: threads x clock x
+ * SIMD FLOPs per cycle, or the measured sgemm when higher; CUDA: the datasheet bf16 peak of known devices, else the
+ * measured cuBLAS GEMM). The start line says which, so MFU stays at or below 100% on a busy machine.
  *
  * <p>Parallelism (docs/parallel.md): tp x dp ranks, one thread per rank in this process (one per GPU; on CPU the
  * ranks share the cores: OpenBLAS gets train.threads / ranks threads each, and talk through the in-process
@@ -72,7 +75,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--config", description = "run config (YAML); with --resume the checkpoint's config is the default") Path config;
     @Option(names = "--set", description = "override a config field, e.g. --set optimizer.lr=3e-4") List<String> overrides = List.of();
     @Option(names = "--run-dir", description = "run directory (default: runs/<config name>-<timestamp>)") Path runDir;
-    @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default on CPU: measured sgemm rate)")
+    @Option(names = "--peak-tflops", description = "peak TFLOP/s for MFU: of one GPU, or of the whole machine on CPU (default: a table peak, see the start line)")
     Double peakTflops;
     @Option(names = "--backend", description = "cpu or cuda (overrides train.backend); cuda without a usable GPU is an error") String backend;
     @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
@@ -87,7 +90,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** Where the weights come from, whether and until when the run saves. */
     static final class Checkpoints {
-        @Option(names = "--init-from", description = "start from this Hugging Face Llama checkpoint directory (config.json + safetensors)")
+        @Option(names = "--init-from", description = "start from this checkpoint: a Hugging Face Llama directory (config.json in the transformers 4 or 5 layout + safetensors), a step or a run directory")
         Path initFrom;
         @Option(names = "--resume", description = "continue the run in this run directory from its newest committed checkpoint")
         Path resume;
@@ -110,13 +113,24 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     private RunLock runLock;                  // process 0 holds the run directory's lock for the whole run
+    private boolean createdRunDir;            // this invocation created the run directory
+    private volatile boolean initFromFailed;  // loading --init-from failed on a rank: nothing was trained
 
     @Override
     public Integer call() {
+        LauncherWatch.startIfLaunched(System.getenv(), System.in);            // under `midtrain launch`: stop if it dies
+        Plan plan = null;
         try {
             Resolved run = resolveConfig();
-            Plan plan = plan(run);
+            plan = plan(run);
             return launch(run, plan);
+        } catch (RuntimeException | Error e) {
+            // a --init-from that failed on a tensor leaves no half-made run directory to block the retry
+            if (initFromFailed && createdRunDir && plan != null && plan.lead()) {
+                if (runLock != null) { runLock.close(); runLock = null; }
+                try { AtomicFiles.deleteTree(plan.dir()); } catch (IOException io) { e.addSuppressed(io); }
+            }
+            throw e;
         } finally {
             if (runLock != null) runLock.close();
         }
@@ -168,13 +182,13 @@ public final class TrainCommand implements Callable<Integer> {
         MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
 
-        double gpuPeak = Double.NaN;
+        PeakFlops.Peak gpuPeak = null;
         long deviceBytes = 0;
         if (run.gpu()) {
             try (Backend probe = Backend.open("cuda", 0)) {
                 deviceBytes = probe.deviceMemoryBytes();
-                gpuPeak = peakTflops != null ? peakTflops * 1e12 : PeakFlops.gemm(probe, 8192, 3);   // cuBLAS bf16 8192^3
-                if (lead) System.out.printf("device: %s, %s%n", probe.deviceName(), MemoryPlan.gib(deviceBytes));
+                gpuPeak = peakTflops != null ? new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops") : PeakFlops.gpu(probe, ((dev.midtrain.kernels.CudaBackend) probe).deviceName());
+                if (lead) System.out.printf("device: %s, %s%n", probe.describe(), MemoryPlan.gib(deviceBytes));
             }
         }
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
@@ -190,28 +204,32 @@ public final class TrainCommand implements Callable<Integer> {
         // Every refusal of the run's inputs comes before the run directory exists, so a corrected retry can reuse it.
         if (run.from() == null && Files.exists(dir.resolve("metrics.jsonl")))
             throw new UserError("--run-dir " + dir + ": already holds a run (metrics.jsonl); choose another directory");
-        if (checkpoints.initFrom != null) try (HfCheckpoint hf = HfCheckpoint.open(checkpoints.initFrom)) { hf.validate(cfg.model()); }
-        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir);
+        if (checkpoints.initFrom != null) {                                     // config.json and every tensor header, before the run dir
+            ModelSource init = ModelSource.open(checkpoints.initFrom);
+            init.requireMatches(cfg.model());
+            init.checkTensors();
+        }
+        ShardVerifier.Result verified = synthetic ? null : preflightData(cfg, dir, threadsOfProcess(tc, env));
         String attention = attentionPath(run);
         if (lead) {
             writeRunDir(run, dir, attention);
             if (verified != null) ShardVerifier.writeCache(dir.resolve(ShardVerifier.CACHE_FILE), verified);
         }
 
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
+        int threads = threadsOfProcess(tc, env);
         CpuBackend.setThreads(threads);
-        double peak;
+        PeakFlops.Peak peak;                                                    // table, or measured where no table applies
         if (run.gpu()) peak = gpuPeak;
-        else if (peakTflops != null) peak = peakTflops * 1e12;                  // the whole machine on CPU
-        else try (Backend be = Backend.open("cpu", 0)) { peak = PeakFlops.gemm(be, 1024, 10); }
+        else if (peakTflops != null) peak = new PeakFlops.Peak(peakTflops * 1e12, "--peak-tflops");   // the whole machine on CPU
+        else try (Backend be = Backend.open("cpu", 0)) { peak = PeakFlops.cpu(be, threads); }
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
             System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
                     cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
-                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak / 1e9,
-                    peakTflops != null ? "--peak-tflops" : run.gpu() ? "measured cuBLAS bf16 GEMM 8192^3" : "measured sgemm 1024^3");
-        return new Plan(env, mode, lead, dir, peak, perRank);
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak.flops() / 1e9,
+                    peak.source());
+        return new Plan(env, mode, lead, dir, peak.flops(), perRank);
     }
 
     /** Runs every rank of this process to the end (or to a stop) and reports the run. */
@@ -236,15 +254,26 @@ public final class TrainCommand implements Callable<Integer> {
                 System.out.printf("process %d of %d: done at step %d%n", plan.env().procIndex(), plan.env().nprocs(), states.get(0).step);
             if (plan.lead()) {
                 TrainState s = states.get(0);
-                if (s.step < run.train().steps())
+                String why = stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
+                        : "a stop requested on another process";
+                if (s.step < run.train().steps() && checkpoints.noCheckpoints)
+                    System.out.printf("stopped at step %d (%s); no checkpoint (--no-checkpoints), so this run cannot be resumed%n", s.step, why);
+                else if (s.step < run.train().steps())
                     System.out.printf("stopped at step %d (%s); checkpoint %s; continue with: midtrain train --resume %s%n", s.step,
-                            stop.requested() ? stop.reason() : checkpoints.stopAtStep > 0 && s.step >= checkpoints.stopAtStep ? "--stop-at-step"
-                                    : "a stop requested on another process", ckpt.lastSavedDir(), plan.dir());
+                            why, ckpt.lastSavedDir(), plan.dir());
                 System.out.printf("done: %d steps (%d skipped), %,d tokens in %.1f s; run directory %s%n",
                         s.step, s.skippedSteps, s.tokensTrained, (System.nanoTime() - t0) / 1e9, plan.dir());
             }
         }
         return 0;
+    }
+
+    /**
+     * CPU threads of this process: train.threads, or (0 = auto) the node's cores divided by this run's processes on
+     * the node, so 4 processes of one rank get the same threads per rank as 4 rank threads in one process.
+     */
+    private static int threadsOfProcess(TrainConfig tc, LaunchEnv env) {
+        return tc.threads() > 0 ? tc.threads() : Math.max(1, Runtime.getRuntime().availableProcessors() / env.localProcesses(System.getenv()));
     }
 
     /** The attention kernels the run uses: on CUDA the tensor-core path, or the simple one (head dim, MT_CUDA_ATTN). */
@@ -258,7 +287,7 @@ public final class TrainCommand implements Callable<Integer> {
      * side files, config.yaml (headed by the attention path in use) and the config table.
      */
     private void writeRunDir(Resolved run, Path dir, String attention) {
-        if (run.from() == null) createRunDir(dir);
+        if (run.from() == null) createdRunDir = createRunDir(dir);
         if (runLock == null) runLock = RunLock.acquire(dir);                    // refuses a second training here
         if (run.from() != null) RunCheckpointing.truncateMetrics(dir.resolve("metrics.jsonl"), run.from().stateFile().step());
         if (checkpoints.initFrom != null) copySideFiles(checkpoints.initFrom, dir);
@@ -298,7 +327,12 @@ public final class TrainCommand implements Callable<Integer> {
             Trainer trainer = new Trainer(cfg, model, data, TrainState.start(cfg), metrics, par);
             Path initFrom = checkpoints.initFrom;
             if (initFrom != null) {
-                ckpt.initFrom(initFrom, model);                                 // reads this rank's slices of each tensor
+                try {
+                    ckpt.initFrom(initFrom, model);                             // reads this rank's slices of each tensor
+                } catch (RuntimeException | Error e) {
+                    initFromFailed = true;
+                    throw e;
+                }
                 if (rank0) System.out.printf("initialized from %s (optimizer state fresh, schedule at step 0; %,d tokens seen before, checkpoint.tokens_seen_before)%n",
                         initFrom, trainer.state().tokensSeenBefore);
             }
@@ -362,10 +396,9 @@ public final class TrainCommand implements Callable<Integer> {
      * shards this run verified before and unchanged since are skipped): missing or corrupt prepared data and vocab
      * mismatches fail here, before the run directory exists. Returns what was verified (null when skipped).
      */
-    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir) {
+    private ShardVerifier.Result preflightData(RunConfig cfg, Path dir, int threads) {
         TrainConfig tc = cfg.train();
         if (cfg.data() == null) throw new UserError(config + ": section data is required (or pass --synthetic-data)");
-        int threads = tc.threads() > 0 ? tc.threads() : Runtime.getRuntime().availableProcessors();
         ShardVerifier.Result v = noVerifyData ? null : ShardVerifier.verify(cfg.data(), dir.resolve(ShardVerifier.CACHE_FILE), threads, System.out);
         try (BlendedLoader l = BlendedLoader.open(cfg.data(), tc.seqLen(), tc.microBatchSeqs(), tc.globalBatchSeqs(), tc.seed(), 0, cfg.parallel().dp())) {
             l.checkVocab(cfg.model().vocabSize());
@@ -375,6 +408,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** The --init-from checkpoint's tokenizer files and generation_config.json, kept in RUN_DIR/hf_files for export. */
     private static void copySideFiles(Path hfDir, Path run) {
+        if (!Files.isRegularFile(hfDir.resolve(HfCheckpoint.CONFIG))) return;   // a step or run directory: no HF files
         try {
             Path to = run.resolve(HfCheckpoint.SIDE_FILES_DIR);
             Files.createDirectories(to);
@@ -402,9 +436,12 @@ public final class TrainCommand implements Callable<Integer> {
         return dot > 0 ? n.substring(0, dot) : n;
     }
 
-    private static void createRunDir(Path dir) {
+    /** Creates the run directory; true when it did not exist before (so a failed --init-from may remove it again). */
+    private static boolean createRunDir(Path dir) {
         try {
+            boolean created = !Files.exists(dir);
             Files.createDirectories(dir);
+            return created;
         } catch (IOException e) {
             throw new UserError("--run-dir " + dir + ": cannot create: " + e.getMessage());
         }

@@ -7,6 +7,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.cfg.CoercionAction;
+import com.fasterxml.jackson.databind.cfg.CoercionInputShape;
+import com.fasterxml.jackson.databind.exc.InvalidFormatException;
+import com.fasterxml.jackson.databind.exc.MismatchedInputException;
+import com.fasterxml.jackson.databind.type.LogicalType;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.dataformat.yaml.YAMLParser;
 import com.fasterxml.jackson.databind.exc.UnrecognizedPropertyException;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
@@ -33,7 +41,17 @@ public final class ConfigLoader {
             .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
             .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
             .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)      // a repeated key is an error, not "last wins"
+            .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)                // steps: 1.5 is an error, not 1
             .disable(SerializationFeature.FAIL_ON_EMPTY_BEANS);
+
+    static {                                // a quoted "3.0e-3" or "true" is a string: refused where a number or boolean is expected
+        for (LogicalType t : List.of(LogicalType.Integer, LogicalType.Float, LogicalType.Boolean))
+            YAML.coercionConfigFor(t).setCoercion(CoercionInputShape.String, CoercionAction.Fail)
+                    .setCoercion(CoercionInputShape.EmptyString, CoercionAction.Fail);
+        YAML.coercionConfigFor(LogicalType.Integer).setCoercion(CoercionInputShape.Float, CoercionAction.Fail);
+        YAML.coercionConfigFor(LogicalType.Boolean).setCoercion(CoercionInputShape.Integer, CoercionAction.Fail);
+    }
+
     public static final ObjectMapper JSON = new ObjectMapper()
             .setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
             .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
@@ -76,7 +94,7 @@ public final class ConfigLoader {
         JsonNode tokens = train.remove("global_batch_tokens"), seq = train.get("seq_len");
         if (train.has("global_batch_seqs"))
             throw new UserError(where + ": field train.global_batch_tokens: give the global batch in sequences or in tokens, not both");
-        if (!tokens.canConvertToLong() || tokens.asLong() <= 0)
+        if (!tokens.isIntegralNumber() || !tokens.canConvertToLong() || tokens.asLong() <= 0)
             throw new UserError(where + ": field train.global_batch_tokens: must be a positive integer, got " + tokens);
         if (seq == null || !seq.canConvertToInt() || seq.asInt() <= 0) return;   // train.seq_len's own check reports it
         if (tokens.asLong() % seq.asInt() != 0 || tokens.asLong() / seq.asInt() > Integer.MAX_VALUE)
@@ -87,7 +105,9 @@ public final class ConfigLoader {
 
     static JsonNode readTree(Path file) {
         try {
-            JsonNode tree = YAML.readTree(Files.readString(file));
+            String text = Files.readString(file);
+            checkScalars(text, file + ": ", "");
+            JsonNode tree = YAML.readTree(text);
             if (tree == null || !tree.isObject()) throw new UserError(file + ": not a YAML mapping of config sections");
             return tree;
         } catch (NoSuchFileException e) {
@@ -104,6 +124,46 @@ public final class ConfigLoader {
         } catch (IOException e) {
             throw new UserError(file + ": cannot read config: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * What Jackson's YAML reader would pass silently or misreport, refused with the field named ({@code where} starts
+     * the message, {@code prefix} is the dotted path above the text: a --set key):
+     * an alias ({@code min_lr: *lr} would read as the string "lr"; anchors and merge keys are not supported), a
+     * non-finite number ({@code .nan}, {@code .inf}), and a second YAML document after the first (it would be ignored).
+     * Syntax errors are left to the tree reader.
+     */
+    static void checkScalars(String text, String where, String prefix) throws IOException {
+        try (YAMLParser p = (YAMLParser) YAML.getFactory().createParser(text)) {
+            int depth = 0;
+            boolean seenDocument = false;
+            for (JsonToken t; (t = p.nextToken()) != null; ) {
+                if (depth == 0 && seenDocument)
+                    throw new UserError(where + "a second YAML document at line " + p.currentLocation().getLineNr()
+                            + " (a config is one document; remove the '---' and what follows, or merge it into the first)");
+                if (t.isStructStart()) depth++;
+                else if (t.isStructEnd()) depth--;
+                if (depth == 0) seenDocument = true;
+                if (!t.isScalarValue()) continue;
+                String field = field(p, prefix);
+                if (p.isCurrentAlias())
+                    throw new UserError(where + "field " + field + ": YAML alias *" + p.getText() + " is not supported (write the value itself)");
+                if (t == JsonToken.VALUE_NUMBER_FLOAT && p.getText().matches("[-+]?\\.(nan|NaN|NAN|inf|Inf|INF)"))
+                    throw new UserError(where + "field " + field + ": must be finite, got " + p.getText());
+            }
+        } catch (JsonProcessingException e) {
+            // malformed: the tree reader reports it with its line
+        }
+    }
+
+    /** The dotted path of the parser's current value ("optimizer.lr", "data.sources[1].weight"). */
+    private static String field(JsonParser p, String prefix) {
+        List<String> parts = new java.util.ArrayList<>();
+        for (com.fasterxml.jackson.core.JsonStreamContext c = p.getParsingContext(); c != null && !c.inRoot(); c = c.getParent())
+            parts.add(0, c.inArray() ? "[" + c.getCurrentIndex() + "]" : c.getCurrentName() == null ? "" : c.getCurrentName());
+        StringBuilder sb = new StringBuilder(prefix);
+        for (String x : parts) sb.append(x.startsWith("[") || sb.length() == 0 ? "" : ".").append(x);
+        return sb.toString();
     }
 
     /** defaults.yaml, read once: the one place a config default is written. Callers get copies. */
@@ -168,8 +228,11 @@ public final class ConfigLoader {
         }
         JsonNode value;
         try {
+            if (!raw.isEmpty()) checkScalars(raw, "--set " + key + ": ", key);
             value = raw.isEmpty() ? YAML.getNodeFactory().textNode("") : YAML.readTree(raw);
-        } catch (JsonProcessingException e) {
+        } catch (UserError e) {
+            throw new UserError(e.getMessage().replace("field " + key + ": ", ""));
+        } catch (IOException e) {
             throw new UserError("--set " + key + ": cannot parse value '" + raw + "'");
         }
         node.set(parts[parts.length - 1], value);
@@ -187,6 +250,20 @@ public final class ConfigLoader {
         if (msg.startsWith("Missing required creator property")) {
             String name = msg.replaceAll(".*'(.*)'.*", "$1");
             return "missing field " + (path.isEmpty() ? name : path + "." + name);
+        }
+        if (e instanceof MismatchedInputException mi && mi.getTargetType() != null) {
+            Class<?> type = mi.getTargetType();
+            String want = type == int.class || type == Integer.class || type == long.class || type == Long.class ? "an integer"
+                    : type == double.class || type == Double.class || type == float.class || type == Float.class ? "a number"
+                    : type == boolean.class || type == Boolean.class ? "true or false" : null;
+            if (want != null) {
+                java.util.regex.Matcher quoted = java.util.regex.Pattern.compile("String value \\(\"(.*)\"\\)").matcher(msg);
+                String got = quoted.find() ? "the string \"" + quoted.group(1) + "\" (quoted: remove the quotes)"
+                        : e instanceof InvalidFormatException f && f.getValue() != null
+                        ? (f.getValue() instanceof String str ? "the string \"" + str + "\" (quoted: remove the quotes)" : String.valueOf(f.getValue()))
+                        : msg.replaceAll("(?s).*from ([^;(]*?)(\\s*\\(.*|;.*)?$", "$1").strip();
+                return (path.isEmpty() ? "" : "field " + path + ": ") + "must be " + want + ", got " + got;
+            }
         }
         if (msg.contains("Cannot deserialize value of type")) msg = "wrong type: " + msg.replaceAll("\\s*at \\[Source.*", "");
         return (path.isEmpty() ? "" : "field " + path + ": ") + msg.split("\n")[0];

@@ -35,11 +35,51 @@ public record ModelConfig(int vocabSize, int dim, int nLayers, int nHeads, int n
         require(nHeads % nKvHeads == 0, "model.n_kv_heads", "must divide model.n_heads (" + nHeads + "), got " + nKvHeads);
         require(dim % nHeads == 0, "model.dim", "must be divisible by model.n_heads (" + nHeads + "), got " + dim);
         require((dim / nHeads) % 2 == 0, "model.dim", "head dim dim/n_heads must be even for RoPE, got " + dim / nHeads);
+        require(nLayers <= MAX_LAYERS, "model.n_layers", "must be <= " + MAX_LAYERS + " (the parameter layout lists every layer's tensors; Llama-3 405B has 126), got " + nLayers);
         require(ffnDim > 0, "model.ffn_dim", "must be > 0, got " + ffnDim);
         require(ropeTheta > 0, "model.rope_theta", "must be > 0, got " + ropeTheta);
         require(normEps > 0 && normEps < 1, "model.norm_eps", "must be in (0, 1), got " + normEps);
         require(maxSeqLen > 0, "model.max_seq_len", "must be > 0, got " + maxSeqLen);
+        checkSize(vocabSize, dim, nLayers, nHeads, nKvHeads, ffnDim, tiedEmbeddings);
     }
+
+    /**
+     * The most parameters a model may have: training holds 16 bytes per parameter (fp32 weights, gradients, AdamW m
+     * and v), and every byte count is a signed 64-bit integer, so 2^63 / 16 = 2^59 (5.8e17; Llama-3 405B has 4.1e11).
+     */
+    public static final long MAX_PARAMS = 1L << 59;
+
+    /** The most transformer blocks a config may ask for. */
+    public static final int MAX_LAYERS = 4096;
+
+    /**
+     * Refuses sizes whose parameter count would exceed {@link #MAX_PARAMS} (or overflow a 64-bit count on the way,
+     * which would print a negative size), naming the field that makes the largest part: model.dim for a layer's
+     * attention weights, model.ffn_dim for its SwiGLU weights, model.vocab_size for the embeddings, model.n_layers for
+     * the total.
+     */
+    private static void checkSize(int V, int C, int L, int NH, int NKV, int F, boolean tied) {
+        long HD = C / NH;
+        long attn = times(times(C, HD), 2L * NH + 2L * NKV);             // q, k, v, o
+        long ffn = times(times(C, F), 3);
+        long embed = times(times(V, C), tied ? 1 : 2);
+        sizeOk("model.dim", C, attn, "one layer's attention weights");
+        sizeOk("model.ffn_dim", F, ffn, "one layer's SwiGLU weights");
+        sizeOk("model.vocab_size", V, embed, "the embeddings");
+        sizeOk("model.n_layers", L, plus(times(L, plus(plus(attn, ffn), 2L * C)), plus(embed, C)), "the model");
+    }
+
+    private static void sizeOk(String field, long value, long params, String what) {
+        require(params <= MAX_PARAMS, field, value + " makes " + what + " " + (params == Long.MAX_VALUE ? "more than 2^63" : String.format("%.3g", (double) params))
+                + " parameters, over the limit of 2^59 (5.8e17: 16 bytes of training state per parameter, counted in 64-bit bytes)");
+    }
+
+    private static long times(long a, long b) {
+        long r = Math.multiplyHigh(a, b) != 0 || a * b < 0 ? Long.MAX_VALUE : a * b;
+        return r;
+    }
+
+    private static long plus(long a, long b) { return a > Long.MAX_VALUE - b ? Long.MAX_VALUE : a + b; }
 
     /**
      * RoPE inverse frequencies, double[HD/2]: {@code theta^(-2i/HD)}, then {@link RopeScaling#apply} when set. Computed

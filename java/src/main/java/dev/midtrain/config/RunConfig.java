@@ -4,13 +4,16 @@ import static dev.midtrain.config.Check.require;
 
 /** A whole run, as loaded from one YAML file plus --set overrides. Sections may be absent where a command needs none. */
 public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data,
-                        CheckpointConfig checkpoint, ParallelConfig parallel, EvalConfig eval) {
+                        CheckpointConfig checkpoint, ParallelConfig parallel, EvalConfig eval, DiagnosticsConfig diagnostics) {
     @com.fasterxml.jackson.annotation.JsonCreator
     public RunConfig {
         require(model != null, "model", "section is required");
         if (parallel == null) parallel = ConfigLoader.defaultSection("parallel", ParallelConfig.class);       // defaults.yaml
         if (checkpoint == null) checkpoint = ConfigLoader.defaultSection("checkpoint", CheckpointConfig.class);
         if (eval == null) eval = ConfigLoader.defaultSection("eval", EvalConfig.class);
+        if (diagnostics == null) diagnostics = ConfigLoader.defaultSection("diagnostics", DiagnosticsConfig.class);
+        require(diagnostics.everySteps() == 0 || parallel.tp() * parallel.dp() == 1, "diagnostics.every_steps",
+                "gradient diagnostics run on one rank (parallel.tp 1, parallel.dp 1)");
         require(eval.tasks().isEmpty() || parallel.tp() * parallel.dp() == 1, "eval.tasks",
                 "evaluation during training runs on one rank (parallel.tp 1, parallel.dp 1); use midtrain eval on the checkpoints");
         String badTp = Placement.invalidTp(model, parallel.tp());          // the one check of tp against the model
@@ -27,7 +30,13 @@ public record RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig tr
     /** Without an eval section. */
     public RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data, CheckpointConfig checkpoint,
                      ParallelConfig parallel) {
-        this(model, optimizer, train, data, checkpoint, parallel, null);
+        this(model, optimizer, train, data, checkpoint, parallel, null, null);
+    }
+
+    /** Without a diagnostics section. */
+    public RunConfig(ModelConfig model, OptimConfig optimizer, TrainConfig train, DataConfig data, CheckpointConfig checkpoint,
+                     ParallelConfig parallel, EvalConfig eval) {
+        this(model, optimizer, train, data, checkpoint, parallel, eval, null);
     }
 
     /** Micro-batches each data-parallel rank accumulates per optimizer step. */

@@ -71,6 +71,9 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         require(evalBatches >= 0, "train.eval_batches", "must be >= 0, got " + evalBatches);
         require(initStd > 0, "train.init_std", "must be > 0, got " + initStd);
         require(threads >= 0, "train.threads", "must be >= 0, got " + threads);
+        require((long) microBatchSeqs * (seqLen + 1L) <= Integer.MAX_VALUE - 8, "train.micro_batch_seqs",
+                microBatchSeqs + " x (train.seq_len " + seqLen + " + 1) = " + (long) microBatchSeqs * (seqLen + 1L)
+                        + " tokens in one micro-batch, over the limit of 2^31 - 9 (one Java int array)");
         require(maxConsecutiveSkips >= 1, "train.max_consecutive_skips", "must be >= 1, got " + maxConsecutiveSkips);
     }
 

@@ -20,7 +20,9 @@ import java.util.Map;
  * Exact n-gram decontamination over {@link TextUnits}: NFKC, lowercase, Chinese/Japanese/Thai characters as single
  * units, other words split on whitespace and dashes. A document is contaminated by a benchmark when they share one
  * n-gram: {@value #N} consecutive words, or, for a window that holds a character of a script without spaces,
- * {@value #N_CHAR} consecutive units (a Chinese sentence shares 13 characters, about 6-9 words).
+ * {@value #N_CHAR} consecutive units (a Chinese sentence shares 13 characters, about 6-9 words). Both windows are
+ * checked at every position, in documents and in benchmark items, so English words next to a Han, Kana or Thai
+ * character still form 10-word n-grams.
  *
  * <p>Benchmark files are JSON Lines (plain or gzip'd, strict UTF-8, a leading BOM ignored). From each record the
  * fields text, question, answer and choices (strings or arrays of strings) are used when any is present; otherwise
@@ -45,7 +47,7 @@ public final class Decontaminator {
     private Decontaminator(List<Path> files) {
         if (files.size() > 64) throw new UserError("--decontaminate: at most 64 benchmark files");
         List<Manifest.Benchmark> out = new ArrayList<>();
-        ObjectMapper json = new ObjectMapper();
+        ObjectMapper json = Inputs.JSON;                              // strict: one value per line, no duplicate keys
         Map<Long, Long> hashes = new HashMap<>();
         for (int b = 0; b < files.size(); b++) {
             Path file = files.get(b);
@@ -76,12 +78,15 @@ public final class Decontaminator {
                     if (qa) for (String f : QA_FIELDS) collectStrings(rec.get(f), texts);
                     else collectStrings(rec, texts);
                     for (String t : texts) {
+                        int bad = Inputs.loneSurrogate(t);
+                        if (bad >= 0)
+                            throw new UserError(file + ":" + lineNo + ": lone surrogate U+" + String.format("%04X", (int) t.charAt(bad))
+                                    + " in benchmark text (not valid Unicode; an unpaired \\u escape in JSON)");
                         List<String> u = normalize(t);
-                        boolean[] ch = charUnits(u);
-                        for (int i = 0; i < u.size(); i++) {
-                            int n = windowAt(ch, i);
-                            if (n > 0) own.put(String.join(" ", u.subList(i, i + n)), bit);
-                        }
+                        int[] before = charsBefore(u);
+                        for (int i = 0; i < u.size(); i++)
+                            for (int n : WINDOWS)
+                                if (isWindow(before, i, n)) own.put(String.join(" ", u.subList(i, i + n)), bit);
                     }
                 }
             } catch (EOFException e) {
@@ -122,32 +127,29 @@ public final class Decontaminator {
     /** The normalized units of {@code text} ({@link TextUnits#of}). */
     public static List<String> normalize(String text) { return TextUnits.of(text); }
 
-    private static boolean[] charUnits(List<String> u) {
-        boolean[] ch = new boolean[u.size()];
-        for (int i = 0; i < ch.length; i++) {
+    /** {@code before[i]} = units among the first i of {@code u} that are characters of a script without spaces. */
+    private static int[] charsBefore(List<String> u) {
+        int[] before = new int[u.size() + 1];
+        for (int i = 0; i < u.size(); i++) {
             String x = u.get(i);
-            ch[i] = x.length() <= 2 && TextUnits.isCharUnit(x);            // a character unit is one code point
+            before[i + 1] = before[i] + (x.length() <= 2 && TextUnits.isCharUnit(x) ? 1 : 0);   // a character unit is one code point
         }
-        return ch;
+        return before;
     }
+
+    /** The two n-gram lengths, both checked at every position. */
+    private static final int[] WINDOWS = {N, N_CHAR};
 
     /**
-     * Length of the n-gram starting at unit i, or 0: {@value #N_CHAR} when those units hold a character unit,
-     * else {@value #N} when the N words hold none; windows running past the end give 0.
+     * Whether units [i, i + n) are an n-gram: the {@value #N}-unit window when it holds no character of a script
+     * without spaces ({@value #N} words), the {@value #N_CHAR}-unit window when it holds at least one. Both are checked
+     * at every position, so 10 English words followed within 3 units by a Han, Kana or Thai character still form a
+     * 10-word n-gram (before, the 13-unit window at that position hid it).
      */
-    private static int windowAt(boolean[] ch, int i) {
-        if (i + N_CHAR <= ch.length) for (int k = i; k < i + N_CHAR; k++) if (ch[k]) return N_CHAR;
-        if (i + N > ch.length) return 0;
-        for (int k = i; k < i + N; k++) if (ch[k]) return 0;          // a shorter window touching a character: not an n-gram
-        return N;
-    }
-
-    /** {@link #windowAt} from prefix counts: {@code before[i]} = character units among the first i units. */
-    private static int windowAt(int[] before, int i) {
-        int len = before.length - 1;
-        if (i + N_CHAR <= len && before[i + N_CHAR] > before[i]) return N_CHAR;
-        if (i + N > len) return 0;
-        return before[i + N] > before[i] ? 0 : N;                     // a shorter window touching a character: not an n-gram
+    private static boolean isWindow(int[] before, int i, int n) {
+        if (i + n >= before.length) return false;
+        boolean anyChar = before[i + n] > before[i];
+        return n == N_CHAR ? anyChar : !anyChar;
     }
 
     /** Bitmask of the benchmarks (bit b = the b-th file) sharing an n-gram with {@code text}; 0 when clean. */
@@ -160,18 +162,16 @@ public final class Decontaminator {
     public long match(List<String> w, long[] wh) {
         if (gramMask.isEmpty()) return 0;
         if (w.size() < N) return 0;
-        boolean[] ch = charUnits(w);
-        int[] before = new int[ch.length + 1];
-        for (int i = 0; i < ch.length; i++) before[i + 1] = before[i] + (ch[i] ? 1 : 0);
+        int[] before = charsBefore(w);
         long mask = 0;
-        for (int i = 0; i < wh.length; i++) {
-            int n = windowAt(before, i);
-            if (n == 0) continue;
-            long m = hashMask.get(combine(wh, i, n));
-            if (m == 0 || (mask | m) == mask) continue;
-            Long exact = gramMask.get(String.join(" ", w.subList(i, i + n)));
-            if (exact != null) mask |= exact;
-        }
+        for (int i = 0; i < wh.length; i++)
+            for (int n : WINDOWS) {
+                if (!isWindow(before, i, n)) continue;
+                long m = hashMask.get(combine(wh, i, n));
+                if (m == 0 || (mask | m) == mask) continue;
+                Long exact = gramMask.get(String.join(" ", w.subList(i, i + n)));
+                if (exact != null) mask |= exact;
+            }
         return mask;
     }
 

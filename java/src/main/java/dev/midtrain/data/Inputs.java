@@ -1,8 +1,13 @@
 package dev.midtrain.data;
 
+import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.midtrain.common.UserError;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.BaseIntVector;
@@ -41,7 +46,6 @@ import java.util.Locale;
 import java.util.function.LongConsumer;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.zip.GZIPInputStream;
 
 /**
  * Reads prepare's inputs record by record: JSON Lines (plain or gzip'd, detected by the gzip magic), Hugging Face
@@ -103,7 +107,117 @@ public final class Inputs {
         raw.mark(2);
         int b0 = raw.read(), b1 = raw.read();
         raw.reset();
-        return b0 == 0x1f && b1 == 0x8b ? new BufferedInputStream(new GZIPInputStream(raw, 1 << 16), 1 << 16) : raw;
+        return b0 == 0x1f && b1 == 0x8b ? new BufferedInputStream(new GzipMembers(raw, file), 1 << 16) : raw;
+    }
+
+    /**
+     * A gzip file: one or more members (as {@code cat a.gz b.gz} makes), each checked against its CRC-32 and length.
+     * Unlike {@link java.util.zip.GZIPInputStream}, which stops silently at bytes after a member that do not start
+     * another one, anything after the last member is an error naming the file and the offset. A stream that ends
+     * inside a member is an {@link EOFException} (truncated).
+     */
+    static final class GzipMembers extends InputStream {
+        private final java.io.PushbackInputStream in;
+        private final Path file;
+        private final java.util.zip.Inflater inf = new java.util.zip.Inflater(true);
+        private final java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+        private final byte[] buf = new byte[1 << 16];
+        private int fed;                    // bytes of buf last given to the inflater
+        private long consumed;              // compressed bytes of the file used so far (for messages)
+        private long memberSize;
+        private boolean eof;
+
+        GzipMembers(InputStream in, Path file) throws IOException {
+            this.in = new java.io.PushbackInputStream(in, buf.length);
+            this.file = file;
+            header(true);
+        }
+
+        private int byteOrEof() throws IOException {
+            int b = in.read();
+            if (b >= 0) consumed++;
+            return b;
+        }
+
+        private int u8() throws IOException {
+            int b = byteOrEof();
+            if (b < 0) throw new EOFException("Unexpected end of gzip header");
+            return b;
+        }
+
+        private int u16() throws IOException { return u8() | u8() << 8; }
+
+        private long u32() throws IOException { return u16() | (long) u16() << 16; }
+
+        /** Reads a member header (RFC 1952); bytes that do not start one are garbage after the previous member. */
+        private void header(boolean first) throws IOException {
+            long at = consumed;
+            int m0 = byteOrEof(), m1 = m0 < 0 ? -1 : byteOrEof();
+            if (m0 != 0x1f || m1 != 0x8b || u8() != 8) {
+                if (first) throw new java.util.zip.ZipException("not in gzip format");
+                throw new UserError(file + ": garbage after the end of the gzip stream at byte " + at + " (not another gzip member)");
+            }
+            int flg = u8();
+            for (int i = 0; i < 6; i++) u8();                           // MTIME, XFL, OS
+            if ((flg & 4) != 0) for (int n = u16(); n > 0; n--) u8();   // FEXTRA
+            if ((flg & 8) != 0) while (u8() != 0) { }                   // FNAME
+            if ((flg & 16) != 0) while (u8() != 0) { }                  // FCOMMENT
+            if ((flg & 2) != 0) u16();                                  // FHCRC
+            inf.reset();
+            crc.reset();
+            memberSize = 0;
+        }
+
+        @Override public int read() throws IOException {
+            byte[] one = new byte[1];
+            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+        }
+
+        @Override public int read(byte[] b, int off, int len) throws IOException {
+            if (len == 0) return 0;
+            while (!eof) {
+                int n;
+                try {
+                    n = inf.inflate(b, off, len);
+                } catch (java.util.zip.DataFormatException e) {
+                    throw new java.util.zip.ZipException("corrupt gzip data at byte " + consumed + " (" + e.getMessage() + ")");
+                }
+                if (n > 0) {
+                    crc.update(b, off, n);
+                    memberSize += n;
+                    return n;
+                }
+                if (inf.finished()) {
+                    int rest = inf.getRemaining();
+                    if (rest > 0) {
+                        in.unread(buf, fed - rest, rest);
+                        consumed -= rest;
+                    }
+                    long at = consumed;
+                    if (u32() != crc.getValue() || u32() != (memberSize & 0xffffffffL))
+                        throw new java.util.zip.ZipException("gzip member ending at byte " + at + " fails its CRC-32 or length check (corrupt)");
+                    int next = in.read();
+                    if (next < 0) eof = true;
+                    else {
+                        in.unread(next);
+                        header(false);
+                    }
+                } else if (inf.needsInput()) {
+                    fed = in.read(buf, 0, buf.length);
+                    if (fed <= 0) throw new EOFException("Unexpected end of ZLIB input stream");
+                    consumed += fed;
+                    inf.setInput(buf, 0, fed);
+                } else if (inf.needsDictionary()) {
+                    throw new java.util.zip.ZipException("gzip member needs a preset dictionary (not a gzip file)");
+                }
+            }
+            return -1;
+        }
+
+        @Override public void close() throws IOException {
+            inf.end();
+            in.close();
+        }
     }
 
     static boolean isArrow(Path file) throws IOException {
@@ -122,10 +236,11 @@ public final class Inputs {
      */
     public static Result read(Path file, Format format, Options opt, BufferAllocator alloc, Sink sink, LongConsumer progress) {
         Format[] used = {format};
+        Sink checked = r -> sink.accept(r.text() == null ? r : validText(r));
         try {
             if (!Files.isRegularFile(file)) throw new NoSuchFileException(file.toString());
-            long records = ParquetInput.isParquet(file) ? ParquetInput.read(file, format, opt, sink, progress, used)
-                    : isArrow(file) ? readArrow(file, format, opt, alloc, sink, progress, used) : readJsonl(file, format, opt, sink, progress, used);
+            long records = ParquetInput.isParquet(file) ? ParquetInput.read(file, format, opt, checked, progress, used)
+                    : isArrow(file) ? readArrow(file, format, opt, alloc, checked, progress, used) : readJsonl(file, format, opt, checked, progress, used);
             return new Result(used[0], records);
         } catch (NoSuchFileException e) {
             throw new UserError(file + ": input file not found");
@@ -134,8 +249,40 @@ public final class Inputs {
         }
     }
 
+    /**
+     * A document whose text holds a lone UTF-16 surrogate (a JSON escape such as "\ud800" without its pair) is not
+     * Unicode text: no encoder can encode it as written (Hugging Face tokenizers would turn it, and every character
+     * outside the Basic Multilingual Plane of the document, into U+FFFD). Refused as {@code lone_surrogate}.
+     */
+    static Rec validText(Rec r) {
+        int at = loneSurrogate(r.text());
+        if (at < 0) return r;
+        return Rec.bad(r.where(), "lone_surrogate", String.format("lone surrogate U+%04X at character %d of the text (not valid Unicode; "
+                + "an unpaired \\u escape in JSON)", (int) r.text().charAt(at), at));
+    }
+
+    /** Index of the first unpaired surrogate in {@code s}, or -1. */
+    static int loneSurrogate(String s) {
+        for (int i = 0, n = s.length(); i < n; i++) {
+            char c = s.charAt(i);
+            if (!Character.isSurrogate(c)) continue;
+            if (Character.isHighSurrogate(c) && i + 1 < n && Character.isLowSurrogate(s.charAt(i + 1))) i++;
+            else return i;
+        }
+        return -1;
+    }
+
     // ------------------------------------------------------------------ JSON Lines
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /**
+     * Strict JSON for input and benchmark lines: one value per line (anything after it, a trailing NUL included, is
+     * malformed), a key repeated in an object is malformed, and strings of any length (Jackson's default 20M-character
+     * limit is lifted: the line itself, at most 2 GiB of UTF-8, is the limit, as for an Arrow row).
+     */
+    static final ObjectMapper JSON = JsonMapper.builder(JsonFactory.builder()
+                    .streamReadConstraints(StreamReadConstraints.builder().maxStringLength(Integer.MAX_VALUE).build()).build())
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .build();
 
     private static long readJsonl(Path file, Format format, Options opt, Sink sink, LongConsumer progress, Format[] used) throws IOException {
         long lineNo = 0, records = 0;
@@ -285,9 +432,10 @@ public final class Inputs {
                 if (!loaded) break;
                 int n = root.getRowCount();
                 java.util.Map<String, java.util.function.IntFunction<String>> col = new java.util.HashMap<>();
-                for (String c : stringColumns) col.put(c, strings(root, r, c));
+                for (String c : stringColumns) col.put(c, strings(file, root, r, c));
                 for (int i = 0; i < n; i++, row++) {
                     String where = file + ": row " + row;
+                    try {
                     sink.accept(switch (format) {
                         case TEXT -> {
                             String v = col.get(opt.textField()).apply(i);
@@ -305,6 +453,9 @@ public final class Inputs {
                         }
                         case TOKENS -> arrowIds(root.getVector(opt.idsField()), i, where, opt);
                     });
+                    } catch (BadUtf8 e) {
+                        sink.accept(Rec.bad(where, "invalid_utf8", "column \"" + e.column + "\": invalid UTF-8 (byte " + e.at + " of the value)"));
+                    }
                 }
                 long b = r.bytesRead();
                 if (progress != null) progress.accept(b - lastBytes);
@@ -330,25 +481,55 @@ public final class Inputs {
         throw new UserError(file + ": column \"" + f.getName() + "\" has type " + t + ", expected strings (utf8, large_utf8 or dictionary-encoded utf8)");
     }
 
-    /** Row -> string (null for a null row) of a column of the current batch, decoding dictionary-encoded strings. */
-    private static java.util.function.IntFunction<String> strings(VectorSchemaRoot root, ArrowReader r, String column) throws IOException {
+    /** A string value of an Arrow column that is not UTF-8: the row is refused as invalid_utf8, like a JSON line. */
+    private static final class BadUtf8 extends RuntimeException {
+        final String column;
+        final int at;
+
+        BadUtf8(String column, int at) {
+            super(null, null, false, false);
+            this.column = column;
+            this.at = at;
+        }
+    }
+
+    /**
+     * Row -> string (null for a null row) of a column of the current batch, decoding dictionary-encoded strings; the
+     * bytes of utf8 values are decoded strictly (invalid UTF-8 throws {@link BadUtf8}, never U+FFFD). Numbers and
+     * booleans (template slots) are written as text.
+     */
+    private static java.util.function.IntFunction<String> strings(Path file, VectorSchemaRoot root, ArrowReader r, String column) throws IOException {
         FieldVector v = root.getVector(column);
         DictionaryEncoding enc = v.getField().getDictionary();
-        if (enc == null) return i -> { Object o = v.getObject(i); return o == null ? null : o.toString(); };
+        java.nio.charset.CharsetDecoder dec = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT).onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT);
+        if (enc == null) return i -> value(v, i, column, dec);
         Dictionary d = r.getDictionaryVectors().get(enc.getId());
         FieldVector dict = d == null ? null : d.getVector();
         if (dict == null || !(dict.getField().getType() instanceof ArrowType.Utf8 || dict.getField().getType() instanceof ArrowType.LargeUtf8))
-            throw new UserError("column \"" + column + "\": dictionary " + enc.getId() + " is " + (dict == null ? "missing" : dict.getField().getType())
+            throw new UserError(file + ": column \"" + column + "\": dictionary " + enc.getId() + " is " + (dict == null ? "missing" : dict.getField().getType())
                     + ", expected utf8 strings");
         BaseIntVector idx = (BaseIntVector) v;
         return i -> {
             if (v.isNull(i)) return null;
             long k = idx.getValueAsLong(i);
             if (k < 0 || k >= dict.getValueCount())
-                throw new UserError("column \"" + column + "\": dictionary index " + k + " outside [0, " + dict.getValueCount() + ")");
-            Object o = dict.getObject((int) k);
-            return o == null ? null : o.toString();
+                throw new UserError(file + ": row " + i + " of the batch: column \"" + column + "\": dictionary index " + k + " outside [0, " + dict.getValueCount() + ")");
+            return value(dict, (int) k, column, dec);
         };
+    }
+
+    private static String value(FieldVector v, int i, String column, java.nio.charset.CharsetDecoder dec) {
+        if (v.isNull(i)) return null;
+        byte[] bytes = v instanceof org.apache.arrow.vector.VarCharVector s ? s.get(i)
+                : v instanceof org.apache.arrow.vector.LargeVarCharVector s ? s.get(i) : null;
+        if (bytes == null) return v.getObject(i).toString();
+        ByteBuffer in = ByteBuffer.wrap(bytes);
+        dec.reset();
+        java.nio.CharBuffer out = java.nio.CharBuffer.allocate(bytes.length);
+        if (dec.decode(in, out, true).isError()) throw new BadUtf8(column, in.position() + 1);
+        dec.flush(out);
+        return out.flip().toString();
     }
 
     private static boolean has(VectorSchemaRoot root, String column) {

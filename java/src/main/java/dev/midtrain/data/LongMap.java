@@ -1,13 +1,17 @@
 package dev.midtrain.data;
 
-/** Open-addressing hash map long -> long with a fixed capacity (twice the expected size); absent keys give {@code missing}. */
+/**
+ * Open-addressing hash map long -> long (linear probing, {@link Decontaminator#mix} as the hash), grown at half load;
+ * absent keys give {@code missing}. The one hash map of the package: the BPE merges, the decontamination prefilter
+ * and the MinHash band tables use it.
+ */
 final class LongMap {
-    private final long[] keys, vals;
-    private final boolean[] used;
-    private final int mask;
+    private long[] keys, vals;
+    private boolean[] used;
+    private int mask, size;
     private final long missing;
-    private int size;
 
+    /** @param expected keys expected (the table starts at twice that, so it never grows when the guess holds) */
     LongMap(int expected, long missing) {
         int cap = Integer.highestOneBit(Math.max(4, expected * 2 - 1)) << 1;
         keys = new long[cap];
@@ -24,16 +28,33 @@ final class LongMap {
         }
     }
 
-    /** Sets key to val; at most the expected size of keys. */
-    void put(long key, long val) {
+    /** Sets key to val; returns the value it replaces ({@code missing} for a new key). */
+    long put(long key, long val) {
+        if (2 * (size + 1) > keys.length) grow();
         int i = (int) Decontaminator.mix(key) & mask;
         while (used[i] && keys[i] != key) i = (i + 1) & mask;
-        if (!used[i]) {
-            if (2 * (size + 1) > keys.length) throw new IllegalStateException("LongMap full");
-            size++;
-        }
+        long old = used[i] ? vals[i] : missing;
+        if (!used[i]) size++;
         used[i] = true;
         keys[i] = key;
         vals[i] = val;
+        return old;
+    }
+
+    private void grow() {
+        long[] ok = keys, ov = vals;
+        boolean[] ou = used;
+        keys = new long[ok.length * 2];
+        vals = new long[ok.length * 2];
+        used = new boolean[ok.length * 2];
+        mask = keys.length - 1;
+        for (int j = 0; j < ok.length; j++) {
+            if (!ou[j]) continue;
+            int i = (int) Decontaminator.mix(ok[j]) & mask;
+            while (used[i]) i = (i + 1) & mask;
+            used[i] = true;
+            keys[i] = ok[j];
+            vals[i] = ov[j];
+        }
     }
 }

@@ -136,7 +136,11 @@ public record Manifest(String format, String source, String created, Tokenizer t
         Path file = dir.resolve(FILE);
         Manifest m;
         try {
-            com.fasterxml.jackson.databind.JsonNode tree = JSON.readTree(Files.readAllBytes(file));
+            byte[] bytes = Files.readAllBytes(file);
+            com.fasterxml.jackson.databind.JsonNode tree = bytes.length == 0 ? null : JSON.readTree(bytes);
+            if (tree == null || !tree.isObject())
+                throw new UserError(file + ": " + (bytes.length == 0 ? "empty (0 bytes)" : "not a JSON object")
+                        + ": not a complete midtrain prepare manifest (re-run midtrain prepare)");
             if (tree instanceof com.fasterxml.jackson.databind.node.ObjectNode o && !o.has("cleaning")) o.putNull("cleaning");   // older manifests
             m = JSON.treeToValue(tree, Manifest.class);
         } catch (NoSuchFileException e) {
@@ -153,6 +157,7 @@ public record Manifest(String format, String source, String created, Tokenizer t
         if (m.files() == null || m.tokenizer() == null) throw new UserError(file + ": invalid manifest: files and tokenizer are required");
         long sum = 0;
         for (ShardFile f : m.files()) {
+            if (f == null) throw new UserError(file + ": invalid manifest: a null entry in files");
             if (f.name() == null || f.name().contains("/") || f.name().contains("\\") || f.name().startsWith("."))
                 throw new UserError(file + ": invalid shard name " + f.name());
             sum += f.tokens();

@@ -216,56 +216,26 @@ public final class MinHashDedup {
         });
     }
 
-    /** Open-addressing multimap long -> int (entries chained newest first), grown at half load. */
+    /** Multimap long -> int: a {@link LongMap} from each key to its newest entry, entries chained newest first. */
     private static final class Table {
-        private long[] keys = new long[1024];
-        private int[] head = new int[1024];
-        private int used;
+        private final LongMap head = new LongMap(512, -1);
         private int[] next = new int[1024], val = new int[1024];
         private int entries;
 
-        Table() { Arrays.fill(head, -1); }
-
-        int first(long key) {
-            int mask = keys.length - 1;
-            for (int i = (int) Decontaminator.mix(key) & mask; ; i = (i + 1) & mask) {
-                if (head[i] < 0) return -1;
-                if (keys[i] == key) return head[i];
-            }
-        }
+        int first(long key) { return (int) head.get(key); }
 
         int next(int e) { return next[e]; }
 
         int value(int e) { return val[e]; }
 
         void put(long key, int v) {
-            if (2 * (used + 1) > keys.length) grow();
             if (entries == val.length) {
                 val = Arrays.copyOf(val, 2 * entries);
                 next = Arrays.copyOf(next, 2 * entries);
             }
-            int mask = keys.length - 1, i = (int) Decontaminator.mix(key) & mask;
-            while (head[i] >= 0 && keys[i] != key) i = (i + 1) & mask;
-            if (head[i] < 0) { keys[i] = key; used++; }
             val[entries] = v;
-            next[entries] = head[i];
-            head[i] = entries++;
-        }
-
-        private void grow() {
-            long[] ok = keys;
-            int[] oh = head;
-            keys = new long[ok.length * 2];
-            head = new int[ok.length * 2];
-            Arrays.fill(head, -1);
-            int mask = keys.length - 1;
-            for (int i = 0; i < ok.length; i++) {
-                if (oh[i] < 0) continue;
-                int j = (int) Decontaminator.mix(ok[i]) & mask;
-                while (head[j] >= 0) j = (j + 1) & mask;
-                keys[j] = ok[i];
-                head[j] = oh[i];
-            }
+            next[entries] = (int) head.put(key, entries);
+            entries++;
         }
     }
 }

@@ -101,6 +101,32 @@ public final class PreparedSource implements TokenStream, AutoCloseable {
         return new PreparedSource(name, dir, m, bs, data.toArray(IntBuffer[]::new), owner.stream().mapToInt(Integer::intValue).toArray());
     }
 
+    /**
+     * The largest token id in shard {@code file} (-1 when empty), read from its record batches; a negative id is a
+     * {@link UserError} naming the file. Shard verification at train start calls it on every shard it hashes.
+     */
+    public static int maxTokenId(Path file) {
+        List<IntBuffer> data = new ArrayList<>();
+        try (BufferAllocator alloc = new RootAllocator()) {
+            mapShard(file, Files.size(file), alloc, 0, new ArrayList<>(), data);
+        } catch (IOException e) {
+            throw new UserError(file + ": cannot read: " + e.getMessage());
+        }
+        int max = -1, min = 0;
+        int[] buf = new int[1 << 16];
+        for (IntBuffer b : data)
+            for (int p = 0, n = b.limit(); p < n; p += buf.length) {
+                int len = Math.min(buf.length, n - p);
+                b.get(p, buf, 0, len);
+                for (int i = 0; i < len; i++) {
+                    max = Math.max(max, buf[i]);
+                    min = Math.min(min, buf[i]);
+                }
+            }
+        if (min < 0) throw new UserError(file + ": holds negative token id " + min + " (corrupt; re-run midtrain prepare)");
+        return max;
+    }
+
     /** Parses the shard's footer and batch headers, maps the file, appends one view per non-empty batch. */
     private static long mapShard(Path file, long size, BufferAllocator alloc, long pos, List<Long> starts, List<IntBuffer> data) {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {

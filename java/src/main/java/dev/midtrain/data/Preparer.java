@@ -355,8 +355,11 @@ public final class Preparer {
                 if (unit == null) dedup.loadAgainst();
                 dedup.startSource(opt.source());
             }
+            removeStale(out, err);
             AtomicFiles.deleteTree(stage);
             Files.createDirectories(stage);
+            onSignal = new Thread(() -> interrupted(stage, out), "prepare-sigterm");
+            Runtime.getRuntime().addShutdownHook(onSignal);
             Inputs.Options io = new Inputs.Options(opt.textField(), opt.idsField(), opt.qaTemplate(), tok.info().vocabSize());
             List<Manifest.Input> inputs = new ArrayList<>();
             List<Manifest.ShardFile> shards;
@@ -460,15 +463,58 @@ public final class Preparer {
                 err.printf("  near-duplicates: removed %,d document(s) (MinHash %d x %d, shingle %d, Jaccard >= %.2f)%n", nearDuplicates,
                         dd.bands(), dd.rows(), dd.shingle(), dd.threshold());
             return m;
-        } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing the output failed (a full disk): a runtime failure, exit 1
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
         } catch (UncheckedIOException e) {
-            throw new UserError(e.getMessage());
+            throw new UserError(e.getMessage(), 1, e);
         } finally {
+            if (onSignal != null)
+                try {
+                    Runtime.getRuntime().removeShutdownHook(onSignal);
+                } catch (IllegalStateException shuttingDown) { }           // the hook is running: it removes the stage
             if (embed != null) embed.close();
             try {
                 AtomicFiles.deleteTree(stage);                              // a failed run leaves the previous output as it was
             } catch (IOException ignored) { }
+        }
+    }
+
+    private Thread onSignal;                                                // removes the stage on SIGTERM / SIGINT
+
+    /** Shutdown hook of a running prepare (SIGTERM, SIGINT): one line, the staging directory removed, out untouched. */
+    private void interrupted(Path stage, Path out) {
+        for (int attempt = 0; attempt < 5 && Files.exists(stage); attempt++) {   // workers may still be writing into it
+            try {
+                AtomicFiles.deleteTree(stage);
+            } catch (IOException | UncheckedIOException e) {
+                try { Thread.sleep(50); } catch (InterruptedException ie) { break; }
+            }
+        }
+        err.println("midtrain prepare: interrupted; " + out + " left as it was" + (Files.exists(stage) ? " (staging directory " + stage
+                + " could not be removed; the next prepare on it removes it)" : ", staging directory removed"));
+        err.flush();
+    }
+
+    /**
+     * Removes what a killed prepare on the same {@code out} left: sibling staging directories {@code .OUT.prepare-PID}
+     * and set-aside old outputs {@code .OUT.old-PID} whose process is gone (SIGKILL leaves them; they hold up to a
+     * whole prepared source). A directory of a live process is left alone (a concurrent prepare, or a reused PID).
+     */
+    static void removeStale(Path out, PrintStream err) throws IOException {
+        Path abs = out.toAbsolutePath().normalize();
+        Path parent = abs.getParent();
+        if (parent == null || !Files.isDirectory(parent)) return;
+        String prefix = "." + abs.getFileName();
+        java.util.regex.Pattern own = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(prefix) + "\\.(prepare|old)-(\\d{1,18})");
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(parent, prefix + ".*")) {
+            for (Path p : ds) {
+                java.util.regex.Matcher m = own.matcher(p.getFileName().toString());
+                if (!m.matches() || !Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)) continue;
+                long pid = Long.parseLong(m.group(2));
+                if (pid == ProcessHandle.current().pid() || ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) continue;
+                AtomicFiles.deleteTree(p);
+                err.println("midtrain prepare: removed " + p + ", left by an interrupted prepare (process " + pid + " is gone)");
+            }
         }
     }
 
@@ -582,6 +628,7 @@ public final class Preparer {
         Path stage = stageFor(out);
         try {
             checkOutput(out);
+            removeStale(out, System.err);
             AtomicFiles.deleteTree(stage);
             Files.createDirectories(stage);
         } catch (IOException e) {
@@ -601,7 +648,9 @@ public final class Preparer {
             swapIn(stage, out);
             return m;
         } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
+        } catch (UncheckedIOException e) {
+            throw new UserError(e.getMessage(), 1, e);
         }
     }
 

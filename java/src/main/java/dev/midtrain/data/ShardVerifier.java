@@ -27,7 +27,8 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Checks every shard of a run's prepared sources against the SHA-256 in its manifest when training starts (a flipped
- * bit would otherwise train silently): shards are hashed in parallel, one per thread, with a progress line every 10%
+ * bit would otherwise train silently), and its token ids against the manifest's max_token_id (which the run then
+ * checks against the model's vocabulary, before the run directory exists): shards are hashed in parallel, one per thread, with a progress line every 10%
  * for large data. Shards already verified by this run (same path, size and modification time, in
  * RUN_DIR/{@value #CACHE_FILE}) are not read again, so a resume costs nothing. {@code midtrain train --no-verify-data}
  * skips the check (the loader still checks sizes, Arrow structure and token ranges).
@@ -53,6 +54,7 @@ public final class ShardVerifier {
         List<Entry> ok = new ArrayList<>();
         List<Path> todo = new ArrayList<>();
         List<String> want = new ArrayList<>();
+        List<Integer> wantMax = new ArrayList<>();
         long total = 0;
         for (DataConfig.Source s : cfg.sources()) {
             Path dir = Path.of(s.path());
@@ -71,6 +73,7 @@ public final class ShardVerifier {
                 }
                 todo.add(file);
                 want.add(f.sha256());
+                wantMax.add(f.maxTokenId());
             }
         }
         int cached = ok.size();
@@ -91,6 +94,7 @@ public final class ShardVerifier {
             for (int i = 0; i < todo.size(); i++) {
                 Path file = todo.get(i);
                 String expected = want.get(i);
+                int expectedMax = wantMax.get(i);
                 fs.add(pool.submit(() -> {
                     long size = Files.size(file);
                     String mtime = Files.getLastModifiedTime(file).toInstant().toString();
@@ -104,6 +108,12 @@ public final class ShardVerifier {
                     if (!sha.equals(expected))
                         throw new UserError(file + ": SHA-256 " + sha + " does not match the manifest's " + expected
                                 + " (corrupt or modified shard; re-run midtrain prepare, or --no-verify-data to skip the check)");
+                    // the manifest's max_token_id is what the run checks against the model's vocabulary at start: it
+                    // must be the shard's true maximum, or an id past the vocabulary would only fail mid-run
+                    int max = PreparedSource.maxTokenId(file);
+                    if (max > expectedMax)
+                        throw new UserError(file + ": holds token id " + max + " above its manifest's max_token_id " + expectedMax
+                                + " (manifest edited or written by another tool; re-run midtrain prepare)");
                     return new Entry(file.toString(), size, mtime, sha);
                 }));
             }

@@ -59,6 +59,38 @@ public final class EvalReport {
         return new EvalReport(model, shots, cells);
     }
 
+    /**
+     * Why this report cannot be compared with {@code other}, or null when it can: another shot count, or another task
+     * set (the subject x tier cells or their item counts differ). A comparison across those would be a table of
+     * deltas between different questions.
+     */
+    public String incomparableWith(EvalReport other) {
+        if (shots != other.shots) return "shot count " + other.shots + " != this run's " + shots;
+        Map<String, Integer> a = itemCounts(), b = other.itemCounts();
+        if (!a.equals(b)) {
+            List<String> diff = new ArrayList<>();
+            for (String k : union(new ArrayList<>(a.keySet()), new ArrayList<>(b.keySet())))
+                if (!java.util.Objects.equals(a.get(k), b.get(k))) diff.add(k + " " + b.getOrDefault(k, 0) + " != " + a.getOrDefault(k, 0));
+            return "another task set (items per subject/tier: " + String.join(", ", diff.subList(0, Math.min(4, diff.size())))
+                    + (diff.size() > 4 ? ", ..." : "") + ")";
+        }
+        return null;
+    }
+
+    /** Items per "subject/tier" cell. */
+    private Map<String, Integer> itemCounts() {
+        Map<String, Integer> m = new TreeMap<>();
+        cells.forEach((s, t) -> t.forEach((tier, c) -> m.put(s + "/" + tier, c.items())));
+        return m;
+    }
+
+    /** A report with the cells (item counts, nothing scored) that {@code items} will give: for checks before scoring. */
+    public static EvalReport shapeOf(int shots, List<McItem> items) {
+        Map<String, Map<String, Cell>> cells = new TreeMap<>();
+        for (McItem it : items) cells.computeIfAbsent(it.subject(), s -> new TreeMap<>()).merge(it.tier(), new Cell(1, 0, 0), Cell::plus);
+        return new EvalReport("(to be scored)", shots, cells);
+    }
+
     public String model() { return model; }
     public int shots() { return shots; }
     public List<String> subjects() { return new ArrayList<>(cells.keySet()); }

@@ -16,12 +16,25 @@ public final class Evaluator {
         public boolean correctNorm() { return predNorm == item.answer(); }
     }
 
+    /**
+     * Scores every item; prints one line saying how many requests were longer than the model's max_seq_len + 1
+     * tokens and so lost context tokens from the left ({@link Engine#score}).
+     */
     public static List<ItemResult> run(Engine e, List<McItem> test, Map<String, List<McItem>> shots) {
         List<Engine.Request> reqs = new ArrayList<>();
         for (McItem it : test) {
             int[] ctx = e.encodePrompt(McPrompt.context(it, shots.getOrDefault(it.subject(), List.of())));
             for (String c : it.choices()) reqs.add(new Engine.Request(ctx, e.encode(McPrompt.continuation(c))));
         }
+        int limit = e.config().maxSeqLen() + 1, cut = 0, longest = 0;
+        for (Engine.Request r : reqs) {
+            int n = r.context().length + r.continuation().length;
+            if (n > limit) cut++;
+            longest = Math.max(longest, n);
+        }
+        if (cut > 0)                                                         // never a silent change of the prompt
+            System.out.printf("eval: %d of %d scoring requests (context + choice, up to %d tokens) are longer than max_seq_len + 1 = %d tokens: "
+                    + "their contexts lose tokens from the left, as lm-evaluation-harness does%n", cut, reqs.size(), longest, limit);
         List<Engine.Scored> s = e.score(reqs);
         List<ItemResult> out = new ArrayList<>(test.size());
         int k = 0;

@@ -11,9 +11,11 @@ import org.apache.arrow.vector.ipc.ArrowFileReader;
 import org.apache.arrow.vector.ipc.ArrowReader;
 import org.apache.arrow.vector.ipc.ArrowStreamReader;
 
-import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -37,8 +39,10 @@ import java.util.Map;
  * </ul>
  * {@code answer} may be an index (0-based), a letter (A, B, ...) or the text of the right choice. Optional:
  * {@code subject} or {@code discipline} (default: the file name without a {@code _test}/{@code -dev}-style suffix, or
- * the directory's name for a bare {@code test.jsonl}),
- * {@code difficulty} (H1-H5 or 1-5), {@code grade}. A malformed record is an error naming file and line/row.
+ * the directory's name for a bare {@code test.jsonl}; for a {@code datasets} cache Arrow file the dataset's config
+ * name, see {@link #arrowSubject}),
+ * {@code difficulty} (H1-H5 or 1-5), {@code grade}. A malformed record (a null choice included) is an error naming
+ * file and line/row; JSONL must be UTF-8 (a bad byte names its line).
  */
 public final class McTasks {
     private McTasks() {}
@@ -73,11 +77,22 @@ public final class McTasks {
 
     private static List<McItem> jsonl(Path file) throws IOException {
         List<McItem> out = new ArrayList<>();
-        try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+        byte[] bytes = Files.readAllBytes(file);
+        String subject = defaultSubject(file);
+        int no = 0;
+        for (int start = 0; start < bytes.length; ) {
+            int end = start;
+            while (end < bytes.length && bytes[end] != '\n') end++;
+            no++;
             String line;
-            int no = 0;
-            while ((line = r.readLine()) != null) {
-                no++;
+            try {                                                            // strict: a bad byte names its line
+                line = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                        .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes, start, end - start)).toString();
+            } catch (CharacterCodingException e) {
+                throw new UserError(file + ":" + no + ": not UTF-8 (task files must be UTF-8 encoded)");
+            }
+            start = end + 1;
+            {
                 if (line.isBlank()) continue;
                 String where = file + ":" + no;
                 JsonNode n;
@@ -93,12 +108,12 @@ public final class McTasks {
                     JsonNode v = e.getValue();
                     if (v.isArray()) {
                         List<Object> l = new ArrayList<>();
-                        v.forEach(x -> l.add(x.isTextual() ? x.asText() : x.toString()));
+                        v.forEach(x -> l.add(x.isNull() ? NULL : x.isTextual() ? x.asText() : x.toString()));
                         row.put(e.getKey(), l);
                     } else if (v.isIntegralNumber()) row.put(e.getKey(), v.asLong());
-                    else if (!v.isNull()) row.put(e.getKey(), v.isTextual() ? v.asText() : v.toString());
+                    else row.put(e.getKey(), v.isNull() ? NULL : v.isTextual() ? v.asText() : v.toString());
                 }
-                out.add(item(row, defaultSubject(file), where));
+                out.add(item(row, subject, where));
             }
         }
         if (out.isEmpty()) throw new UserError(file + ": no items");
@@ -112,6 +127,7 @@ public final class McTasks {
         }
         List<McItem> out = new ArrayList<>();
         long row = 0;
+        String subject = null;
         try (BufferAllocator alloc = new RootAllocator();
              FileChannel ch = FileChannel.open(file, StandardOpenOption.READ);
              ArrowReader r = fileFormat ? new ArrowFileReader(ch, alloc) : new ArrowStreamReader(ch, alloc)) {
@@ -125,12 +141,13 @@ public final class McTasks {
                         Object o = v.getObject(i);
                         if (o instanceof List<?> l) {
                             List<Object> s = new ArrayList<>();
-                            for (Object x : l) s.add(x == null ? "" : x.toString());
+                            for (Object x : l) s.add(x == null ? NULL : x.toString());
                             m.put(v.getName(), s);
                         } else if (o instanceof Number num && !(o instanceof Float) && !(o instanceof Double)) m.put(v.getName(), num.longValue());
-                        else if (o != null) m.put(v.getName(), o.toString());
+                        else m.put(v.getName(), o == null ? NULL : o.toString());
                     }
-                    out.add(item(m, defaultSubject(file), file + ": row " + row));
+                    if (subject == null) subject = arrowSubject(file);
+                    out.add(item(m, subject, file + ": row " + row));
                 }
             }
         } catch (UserError e) {
@@ -147,9 +164,17 @@ public final class McTasks {
         if (q == null) throw new UserError(where + ": no question field (question or Question)");
         List<String> choices = new ArrayList<>();
         Object c = r.get("choices");
-        if (c instanceof List<?> l) for (Object x : l) choices.add(x.toString());
-        else if (c != null) throw new UserError(where + ": choices must be a list");
-        else for (String k : List.of("A", "B", "C", "D", "E", "F")) if (r.get(k) != null) choices.add(r.get(k).toString());
+        if (c instanceof List<?> l) {
+            for (Object x : l) {
+                if (x == NULL) throw new UserError(where + ": choices[" + choices.size() + "] is null");
+                choices.add(x.toString());
+            }
+        } else if (c != null && c != NULL) throw new UserError(where + ": choices must be a list");
+        else if (c == NULL) throw new UserError(where + ": choices is null");
+        else for (String k : List.of("A", "B", "C", "D", "E", "F")) {
+            if (r.get(k) == NULL) throw new UserError(where + ": choice " + k + " is null");
+            if (r.get(k) != null) choices.add(r.get(k).toString());
+        }
         if (choices.size() < 2) throw new UserError(where + ": needs at least 2 choices (a choices list or A, B, C, D fields)");
         Object a = first(r, "answer", "Answer");
         if (a == null) throw new UserError(where + ": no answer field");
@@ -165,20 +190,48 @@ public final class McTasks {
         if (ans < 0 || ans >= choices.size()) throw new UserError(where + ": answer index " + ans + " outside the " + choices.size() + " choices");
         Object subj = first(r, "subject", "discipline");
         int diff = 0;
-        Object d = r.get("difficulty");
+        Object d = first(r, "difficulty");
         if (d != null) {
             String s = d.toString().strip().toUpperCase(Locale.ROOT);
             if (s.startsWith("H")) s = s.substring(1);
             if (!s.matches("[1-5]")) throw new UserError(where + ": difficulty " + d + " is not H1..H5");
             diff = Integer.parseInt(s);
         }
-        Object g = r.get("grade");
+        Object g = first(r, "grade");
         return new McItem(q.toString(), choices, ans, subj == null ? defaultSubject : subj.toString(), diff, g == null ? "" : g.toString(), where);
     }
 
     private static Object first(Map<String, Object> r, String... keys) {
-        for (String k : keys) if (r.get(k) != null) return r.get(k);
+        for (String k : keys) if (r.get(k) != null && r.get(k) != NULL) return r.get(k);
         return null;
+    }
+
+    /** A JSON null or Arrow null value: absent for optional fields, refused where a choice is expected. */
+    private static final Object NULL = new Object();
+
+    /**
+     * The default subject of a Hugging Face {@code datasets} Arrow file: the dataset's config name, from the
+     * {@code dataset_info.json} beside it or the cache path ({@code namespace___dataset/CONFIG/version/hash/name-test.arrow}),
+     * since every file there has the same name (CMMLU: {@code cmmlu-test.arrow} for each of its 67 subjects);
+     * otherwise {@link #defaultSubject}.
+     */
+    static String arrowSubject(Path file) {
+        Path info = file.toAbsolutePath().resolveSibling("dataset_info.json");
+        if (Files.isRegularFile(info)) {
+            try {
+                JsonNode cfg = JSON.readTree(Files.readString(info)).path("config_name");
+                if (cfg.isTextual() && !cfg.asText().isBlank() && !cfg.asText().equals("default")) return cfg.asText();
+            } catch (IOException e) {
+                throw new UserError(info + ": not readable JSON (" + e.getMessage().lines().findFirst().orElse("") + ")");
+            }
+        }
+        Path abs = file.toAbsolutePath();
+        for (int i = 0; i + 1 < abs.getNameCount() - 1; i++)
+            if (abs.getName(i).toString().contains("___")) {
+                String cfg = abs.getName(i + 1).toString();
+                if (!cfg.equals("default")) return cfg;
+            }
+        return defaultSubject(file);
     }
 
     private static boolean isArrow(Path file) throws IOException {

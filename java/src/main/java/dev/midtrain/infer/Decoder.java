@@ -92,7 +92,8 @@ public final class Decoder implements AutoCloseable {
         int Tmax = model.config().maxSeqLen(), V = model.config().vocabSize();
         for (int[] prompt : prompts) {
             if (prompt.length == 0) throw new IllegalArgumentException("empty prompt");
-            if (prompt.length >= Tmax) throw new IllegalArgumentException("prompt of " + prompt.length + " tokens leaves no room within max_seq_len " + Tmax);
+            // a prompt of max_seq_len tokens still gives one token (the logits after its last position); then "length"
+            if (prompt.length > Tmax) throw new IllegalArgumentException("prompt of " + prompt.length + " tokens exceeds max_seq_len " + Tmax);
             for (int t : prompt) if (t < 0 || t >= V) throw new IllegalArgumentException("token id " + t + " outside [0, " + V + ")");
         }
         List<Sequence> out = new ArrayList<>(java.util.Collections.nCopies(prompts.size(), null));

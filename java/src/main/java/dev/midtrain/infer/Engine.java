@@ -1,16 +1,12 @@
 package dev.midtrain.infer;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import dev.midtrain.ckpt.StepDirectories;
-import dev.midtrain.ckpt.HfCheckpoint;
-import dev.midtrain.ckpt.HfConfig;
 import dev.midtrain.kernels.HostFloats;
-import dev.midtrain.ckpt.Safetensors;
+import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.CommittedStep;
 import dev.midtrain.common.UserError;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.config.ModelConfig;
-import dev.midtrain.config.RopeScaling;
 import dev.midtrain.data.Manifest;
 import dev.midtrain.data.Preparer;
 import dev.midtrain.kernels.Backend;
@@ -103,37 +99,19 @@ public final class Engine implements AutoCloseable {
     public static Engine load(Path dir, Options o) { return load(dir, null, o); }
 
     /**
-     * @param dir        a committed step directory ({@code RUN/checkpoints/step_N}) or a Hugging Face checkpoint
+     * @param dir        a committed step directory ({@code RUN/checkpoints/step_N}), a run directory or a Hugging Face
+     *                   checkpoint, opened by {@link ModelSource}
      * @param tokenizer  tokenizer.json, or null to look next to the checkpoint ({@link #findTokenizer})
      */
     public static Engine load(Path dir, Path tokenizer, Options o) {
+        ModelSource src = ModelSource.open(dir);                                // step, run or Hugging Face directory
+        dir = src.dir();                                                        // a run directory: its newest step
         Path tokFile = tokenizer != null ? tokenizer : findTokenizer(dir);
         if (!Files.isRegularFile(tokFile)) throw new UserError(tokFile + ": tokenizer not found");
-        boolean step = Files.exists(dir.resolve(StepDirectories.COMMITTED));
-        ModelConfig cfg;
-        HostFloats params;
-        if (step) {
-            try (CommittedStep ck = CommittedStep.open(dir, true)) {
-                cfg = ck.config().model();
-                ParamLayout layout = ParamLayout.of(cfg);
-                params = HostFloats.allocate(layout.numel());
-                try {
-                    if (ck.stateFile().tp() == 1) ck.loadParams(ck.layout(0), params);
-                    else for (ParamLayout.Tensor t : layout.tensors())       // assemble each tensor from the rank files
-                        try (Safetensors.Source s = ck.fullTensor(t)) { params.copyFrom(s.src(), s.offset(), t.offset(), t.numel()); }
-                } catch (RuntimeException e) { params.close(); throw e; }
-            }
-        } else {
-            if (!Files.isRegularFile(dir.resolve(HfCheckpoint.CONFIG)))
-                throw new UserError(dir + ": neither a committed step directory (no COMMITTED) nor a Hugging Face checkpoint (no config.json)");
-            cfg = modelConfig(dir.resolve(HfCheckpoint.CONFIG));
-            try (HfCheckpoint hf = HfCheckpoint.open(dir)) {
-                hf.validate(cfg);
-                params = HostFloats.allocate(ParamLayout.of(cfg).numel());
-                try { hf.loadInto(ParamLayout.of(cfg), params); } catch (RuntimeException e) { params.close(); throw e; }
-            }
-        }
-        Preparer.Tok tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile));
+        ModelConfig cfg = src.model();
+        HostFloats params = src.loadFull();
+        Preparer.Tok tok;
+        try { tok = Preparer.Tok.open(tokFile, eosTokenOf(tokFile)); } catch (RuntimeException e) { params.close(); throw e; }
         Backend be = null;
         try {
             if (o.backend().equals("cpu")) CpuBackend.setThreads(o.threads() > 0 ? o.threads() : Runtime.getRuntime().availableProcessors());
@@ -171,36 +149,6 @@ public final class Engine implements AutoCloseable {
         } catch (UserError e) {
             throw new UserError(dir + ": no tokenizer.json beside the checkpoint and its run's data manifest is unreadable (" + e.getMessage() + "); pass --tokenizer");
         }
-    }
-
-    /** The Llama model config of a Hugging Face config.json (fields the engine does not implement are refused). */
-    public static ModelConfig modelConfig(Path configJson) {
-        JsonNode j = HfConfig.read(configJson);
-        try {
-            int heads = req(j, "num_attention_heads", configJson);
-            ModelConfig m = new ModelConfig(req(j, "vocab_size", configJson), req(j, "hidden_size", configJson),
-                    req(j, "num_hidden_layers", configJson), heads, j.path("num_key_value_heads").asInt(heads),
-                    req(j, "intermediate_size", configJson), j.path("rope_theta").asDouble(10000.0), j.path("rms_norm_eps").asDouble(1e-6),
-                    req(j, "max_position_embeddings", configJson), j.path("tie_word_embeddings").asBoolean(false), ropeScaling(j));
-            HfConfig.validate(configJson, j, m);
-            return m;
-        } catch (IllegalArgumentException e) {
-            throw new UserError(configJson + ": " + e.getMessage());
-        }
-    }
-
-    /** Llama-3.1-style rope_scaling (rope_type llama3); null for plain RoPE. Other types fail in HfConfig.validate. */
-    private static RopeScaling ropeScaling(JsonNode j) {
-        JsonNode rs = j.get("rope_scaling");
-        if (rs == null || !rs.isObject() || !RopeScaling.LLAMA3.equals(rs.path("rope_type").asText(rs.path("type").asText()))) return null;
-        return new RopeScaling(RopeScaling.LLAMA3, rs.path("factor").asDouble(), rs.path("low_freq_factor").asDouble(),
-                rs.path("high_freq_factor").asDouble(), rs.path("original_max_position_embeddings").asInt());
-    }
-
-    private static int req(JsonNode j, String field, Path file) {
-        JsonNode n = j.get(field);
-        if (n == null || !n.canConvertToExactIntegral()) throw new UserError(file + ": " + field + " missing or not an integer");
-        return n.asInt();
     }
 
     private static String eosTokenOf(Path tokFile) {

@@ -33,9 +33,6 @@ public interface Backend extends Kernels, AutoCloseable {
     /** "cpu" or "cuda". */
     String name();
 
-    /** What runs the kernels, for logs: the GPU's name as the driver reports it, or "cpu (N threads)". */
-    String deviceName();
-
     /** Memory of the backend's own device in bytes (CUDA: the GPU's), 0 on the CPU, whose memory is the host's. */
     long deviceMemoryBytes();
 

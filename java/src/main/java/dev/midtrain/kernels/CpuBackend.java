@@ -99,7 +99,6 @@ public final class CpuBackend extends CpuKernels implements Backend {
 
     @Override protected long kernelStream() { return NULL_STREAM; }
 
-    @Override public String deviceName() { return "cpu (" + Runtime.getRuntime().availableProcessors() + " threads)"; }
     @Override public long deviceMemoryBytes() { return 0; }
 
     @Override public void copyHostToDevice(long dst, long hostSrc, long bytes) { copyBytes(dst, hostSrc, bytes); }

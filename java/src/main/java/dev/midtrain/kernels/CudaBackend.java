@@ -118,7 +118,7 @@ public final class CudaBackend extends CudaKernels implements Backend {
     @Override public int floatxBytes() { return 2; }
 
     /** The device's name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3". */
-    @Override public String deviceName() { return deviceName; }
+    public String deviceName() { return deviceName; }
 
     public int device() { return device; }
 

@@ -170,8 +170,15 @@ public final class Llama implements AutoCloseable {
      *
      * @return the sum of the token losses of this micro-batch (not scaled by dloss)
      */
-    public double forwardBackward(int[] batch, float dloss) {
-        loadBatch(batch);
+    public double forwardBackward(int[] batch, float dloss) { return forwardBackward(batch, dloss, null); }
+
+    /**
+     * As {@link #forwardBackward(int[], float)} with the targets of the rows where {@code keepRows[b]} is false
+     * ignored (their inputs still run, their loss and gradient are 0): one source's part of a blended micro-batch,
+     * for the gradient diagnostics. {@code keepRows} null keeps every row.
+     */
+    public double forwardBackward(int[] batch, float dloss, boolean[] keepRows) {
+        loadBatch(batch, keepRows);
         forward();
         double lossSum = head(dloss, true, null);
         backward();
@@ -392,7 +399,10 @@ public final class Llama implements AutoCloseable {
     // ================================================================================================= batch
 
     /** Splits int32[B, T+1] into inputs and targets on the host, validates them, and uploads both. */
-    private void loadBatch(int[] batch) {
+    private void loadBatch(int[] batch) { loadBatch(batch, null); }
+
+    private void loadBatch(int[] batch, boolean[] keepRows) {
+        if (keepRows != null && keepRows.length != B) throw new IllegalArgumentException("keepRows has " + keepRows.length + " rows, expected " + B);
         if (batch.length != B * (T + 1))
             throw new IllegalArgumentException("micro-batch has " + batch.length + " tokens, expected " + B + " x " + (T + 1));
         int Vfull = cfg.vocabSize();
@@ -407,6 +417,8 @@ public final class Llama implements AutoCloseable {
         TpHooks.toEmbeddingRows(placement, intStage, N);                 // vocab-parallel: own ids -> 1..V, others -> 0
         buffers.putInts(tokens, intStage, N);
         for (int b = 0; b < B; b++) System.arraycopy(batch, b * (T + 1) + 1, intStage, b * T, T);
+        if (keepRows != null)
+            for (int b = 0; b < B; b++) if (!keepRows[b]) java.util.Arrays.fill(intStage, b * T, (b + 1) * T, IGNORE_INDEX);
         buffers.putInts(targets, intStage, N);
     }
 

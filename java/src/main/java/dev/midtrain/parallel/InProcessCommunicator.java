@@ -33,8 +33,18 @@ public final class InProcessCommunicator implements Communicator {
 
     /** One group of {@code size} ranks: element r is rank r's communicator, to be used by that rank's thread only. */
     public static List<InProcessCommunicator> group(int size, Duration timeout) {
+        return group(null, java.util.stream.IntStream.range(0, size).toArray(), timeout, null);
+    }
+
+    /**
+     * One group named {@code name} ("tp.0") of the world's global ranks {@code members}; the groups of one world share
+     * {@code waits}, so a timeout names the rank at the root of a chain of waits (rank 0 waits in dp for rank 2, which
+     * waits in tp for rank 3, which is in no collective: rank 3 is named), not the ranks that were waiting for it.
+     */
+    public static List<InProcessCommunicator> group(String name, int[] members, Duration timeout, Waits waits) {
+        int size = members.length;
         if (size < 1) throw new IllegalArgumentException("group size must be >= 1, got " + size);
-        Group g = new Group(size, timeout.toMillis());
+        Group g = new Group(size, timeout.toMillis(), name, members.clone(), waits);
         List<InProcessCommunicator> out = new ArrayList<>(size);
         for (int r = 0; r < size; r++) out.add(new InProcessCommunicator(g, r));
         return List.copyOf(out);
@@ -159,6 +169,35 @@ public final class InProcessCommunicator implements Communicator {
         }
     }
 
+    /** Which collective each global rank of a world is waiting in (null: none), shared by the world's groups. */
+    public static final class Waits {
+        private final java.util.concurrent.atomic.AtomicReferenceArray<Group> in;
+
+        public Waits(int worldSize) { in = new java.util.concurrent.atomic.AtomicReferenceArray<>(worldSize); }
+
+        /**
+         * The ranks at the root of the waits of {@code direct} (global ranks a timed-out rank waited for): follows each
+         * rank that is itself waiting in another group to the members that group waits for; a rank in no collective is
+         * a root. Read without the groups' locks (a diagnosis after a timeout, when nothing moves).
+         */
+        List<Integer> roots(List<Integer> direct) {
+            java.util.TreeSet<Integer> roots = new java.util.TreeSet<>();
+            java.util.Set<Integer> seen = new java.util.HashSet<>(direct);
+            java.util.ArrayDeque<Integer> todo = new java.util.ArrayDeque<>(direct);
+            while (!todo.isEmpty()) {
+                int m = todo.poll();
+                Group h = m < in.length() ? in.get(m) : null;
+                if (h == null) { roots.add(m); continue; }
+                int local = -1;
+                for (int r = 0; r < h.size; r++) if (h.members[r] == m) local = r;
+                if (local < 0) { roots.add(m); continue; }
+                for (int r = 0; r < h.size; r++)
+                    if (h.arrivals[r] < h.arrivals[local] && seen.add(h.members[r])) todo.add(h.members[r]);
+            }
+            return roots.isEmpty() ? direct : List.copyOf(roots);
+        }
+    }
+
     /** State shared by the ranks of one group: posted buffers, the shared scratch and a timed barrier. */
     private static final class Group {
         final int size;
@@ -167,6 +206,9 @@ public final class InProcessCommunicator implements Communicator {
         final String[] ops;
         final long[] counts;
         final long[] arrivals;          // barriers reached per rank (names the missing ranks on a timeout)
+        final String name;              // null: an unnamed group (ranks named by their index in it)
+        final int[] members;            // global rank of each rank of the group
+        final Waits waits;              // the world's, or null
         int closed;
         long generation;
         int waiting;
@@ -174,7 +216,10 @@ public final class InProcessCommunicator implements Communicator {
         Pointer scratchOwner;
         long scratch, scratchBytes;
 
-        Group(int size, long timeoutMs) {
+        Group(int size, long timeoutMs, String name, int[] members, Waits waits) {
+            this.name = name;
+            this.members = members;
+            this.waits = waits;
             this.size = size;
             this.timeoutMs = timeoutMs;
             this.posted = new long[size];
@@ -209,6 +254,16 @@ public final class InProcessCommunicator implements Communicator {
             }
         }
 
+        /** Names the ranks that did not arrive: the roots of the waits when the world's waits are known. */
+        private String timeoutMessage(int rank, String op, List<Integer> missing) {
+            String within = " within " + timeoutMs / 1000.0 + " s";
+            if (name == null) return "ranks " + missing + " of " + size + " did not arrive at " + op + within;
+            List<Integer> roots = waits == null ? missing : waits.roots(missing);
+            if (roots.equals(missing)) return "global ranks " + missing + " did not arrive at " + name + " " + op + within;
+            return "global ranks " + roots + " did not arrive at their next collective" + within + " (global rank " + members[rank]
+                    + " waited in " + name + " " + op + " for ranks " + missing + ", which were waiting for them in other collectives)";
+        }
+
         synchronized void sync(int rank, String op) { await(rank, op, () -> null); }
 
         synchronized void close() {
@@ -239,13 +294,22 @@ public final class InProcessCommunicator implements Communicator {
                 return;
             }
             long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
+            if (waits != null) waits.in.set(members[rank], this);
+            try {
+                awaitOthers(rank, op, gen, deadline);
+            } finally {
+                if (waits != null) waits.in.set(members[rank], null);
+            }
+        }
+
+        private void awaitOthers(int rank, String op, long gen, long deadline) {
             while (gen == generation && broken == null) {
                 long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
                 if (leftMs <= 0) {
                     List<Integer> missing = new ArrayList<>();
                     long mine = arrivals[rank];
-                    for (int r = 0; r < size; r++) if (arrivals[r] < mine) missing.add(r);
-                    broken = "ranks " + missing + " of " + size + " did not arrive at " + op + " within " + timeoutMs / 1000.0 + " s";
+                    for (int r = 0; r < size; r++) if (arrivals[r] < mine) missing.add(members[r]);
+                    broken = timeoutMessage(rank, op, missing);
                     notifyAll();
                     throw new ParallelException("in-process " + op + " on rank " + rank + ": " + broken);
                 }

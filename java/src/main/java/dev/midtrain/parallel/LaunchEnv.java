@@ -123,6 +123,22 @@ public record LaunchEnv(Source source, int nprocs, int procIndex, int localRanks
         return new LaunchEnv(Source.SINGLE, 1, 0, worldSize, 0, null, DEFAULT_PORT);
     }
 
+    /**
+     * Processes of this run on this node, which share its cores: torchrun's LOCAL_WORLD_SIZE, Slurm's
+     * SLURM_NTASKS_PER_NODE (or the first count of SLURM_TASKS_PER_NODE, "4(x2)"); 1 for flags and a single process.
+     */
+    public int localProcesses(Map<String, String> vars) {
+        String v = switch (source) {
+            case TORCHRUN -> vars.get("LOCAL_WORLD_SIZE");
+            case SLURM -> vars.getOrDefault("SLURM_NTASKS_PER_NODE", vars.get("SLURM_TASKS_PER_NODE"));
+            default -> null;
+        };
+        if (v == null) return 1;
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("^\\s*(\\d+)").matcher(v);
+        int n = m.find() ? Integer.parseInt(m.group(1)) : 1;
+        return Math.max(1, Math.min(n, nprocs));
+    }
+
     private static LaunchEnv make(Source s, int nprocs, int proc, int localIndex, int worldSize, String addr, int port, String what) {
         if (worldSize % nprocs != 0)
             throw new UserError(what + ": the world of tp x dp = " + worldSize + " ranks does not split over " + nprocs + " processes");

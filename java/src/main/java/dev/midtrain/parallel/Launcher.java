@@ -94,6 +94,7 @@ public final class Launcher {
         if (env.multiProcess()) {
             tcp = TcpWorld.start(env, mode == Mode.NCCL && env.procIndex() == 0 ? NcclCommunicator.newUniqueId() : null, timeout, true);
             if (mode == Mode.NCCL) id = tcp.payload();
+            LauncherWatch.attach(tcp);                                   // a lost launcher is reported to every process
         } else if (mode == Mode.IN_PROCESS) {
             inProcess = ProcessGroups.inProcess(tp, dp, kvReplicas, timeout);
         } else {
@@ -105,7 +106,7 @@ public final class Launcher {
             return runRanks(env, tp, dp, kvReplicas, timeout, body, inProcess, id, tcp, watchdog);
         } finally {
             if (watchdog != null) watchdog.close();
-            if (tcp != null) tcp.close();       // a clean exit says goodbye; after a failure it just closes
+            if (tcp != null) { LauncherWatch.attach(null); tcp.close(); }       // a clean exit says goodbye; after a failure it just closes
         }
     }
 

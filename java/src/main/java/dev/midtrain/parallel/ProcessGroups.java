@@ -3,6 +3,7 @@ package dev.midtrain.parallel;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
  * The communicators of one rank: the world, its tensor-parallel group (all-reduce after row-parallel GEMMs, the
@@ -16,11 +17,21 @@ public record ProcessGroups(Topology topology, Communicator world, Communicator 
     /** Groups for every rank of a world of in-process (thread) ranks; element r belongs to global rank r. */
     public static List<ProcessGroups> inProcess(int tp, int dp, int kvReplicas, Duration timeout) {
         int world = tp * dp;
-        List<InProcessCommunicator> w = InProcessCommunicator.group(world, timeout);
+        InProcessCommunicator.Waits waits = new InProcessCommunicator.Waits(world);     // a timeout names the rank at the root
+        List<InProcessCommunicator> w = InProcessCommunicator.group("world", IntStream.range(0, world).toArray(), timeout, waits);
         List<List<InProcessCommunicator>> tpGroups = new ArrayList<>(), dpGroups = new ArrayList<>(), kvGroups = new ArrayList<>();
-        for (int d = 0; d < dp; d++) tpGroups.add(InProcessCommunicator.group(tp, timeout));
-        for (int t = 0; t < tp; t++) dpGroups.add(InProcessCommunicator.group(dp, timeout));
-        for (int k = 0; k < world / kvReplicas; k++) kvGroups.add(InProcessCommunicator.group(kvReplicas, timeout));
+        for (int d = 0; d < dp; d++) {
+            int d0 = d;
+            tpGroups.add(InProcessCommunicator.group("tp." + d, IntStream.range(0, tp).map(t -> d0 * tp + t).toArray(), timeout, waits));
+        }
+        for (int t = 0; t < tp; t++) {
+            int t0 = t;
+            dpGroups.add(InProcessCommunicator.group("dp." + t, IntStream.range(0, dp).map(d -> d * tp + t0).toArray(), timeout, waits));
+        }
+        for (int k = 0; k < world / kvReplicas; k++) {     // kv group k: ranks k*kvReplicas .. (Topology.kvGroup = rank / kvReplicas)
+            int k0 = k;
+            kvGroups.add(InProcessCommunicator.group("kv." + k, IntStream.range(0, kvReplicas).map(i -> k0 * kvReplicas + i).toArray(), timeout, waits));
+        }
         List<ProcessGroups> out = new ArrayList<>(world);
         for (int r = 0; r < world; r++) {
             Topology topo = new Topology(tp, dp, r, kvReplicas);

@@ -1,8 +1,5 @@
 package dev.midtrain.serve;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.infer.Decoder;
 import dev.midtrain.infer.Engine;
 import dev.midtrain.infer.GenerateParams;
@@ -21,44 +18,74 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The one thread that uses the engine, behind a bounded queue. HTTP threads {@link #offer} jobs (false when the queue
- * holds {@code capacity} jobs: the server answers 429); the worker takes them in order.
+ * holds {@code capacity} jobs: the server answers 429); the worker takes them in order. This class batches and
+ * schedules; what goes on the wire (OpenAI's JSON) is {@link OpenAiFormat}'s: a job ends in a typed {@link Completion}
+ * (non-streaming) or a sequence of typed {@link Event}s (streaming).
  *
  * <p><b>Continuous batching</b> (as vLLM, TGI and llama.cpp's server do it). The worker runs rounds. Each round it
- * takes queued jobs in order while fewer than {@code maxBatch} are in flight, tokenizes and checks them (a bad one is
- * answered 400 alone), lets their prompts join the {@link Decoder} while it has free key/value cache slots (the
+ * takes queued jobs in order while fewer than {@code maxBatch} are generating, tokenizes and checks them (a bad one
+ * is answered 400 alone), lets their prompts join the {@link Decoder} while it has free key/value cache slots (the
  * prompts joining in a round are prefilled together, right-padded into one pass, each into its own slot, and their
- * first tokens sampled), then runs one decode step for every running sequence at once
- * (one GEMM with M = running sequences per weight matrix), streaming requests included: each streamed piece is sent
- * as soon as it is final. A sequence that finishes leaves at once and its slot goes to the next prompt in the next
- * round; a streaming client that goes away is cancelled and frees its slot. A job whose prompts have all finished is
- * answered; the log-probabilities that the jobs finished in one round need (echo and logprobs: lm-evaluation-harness's
- * scoring requests) are computed in one batched {@link Engine#score} call, padded and packed by the engine. Each
- * sequence samples with its own seed ({@link Decoder}), so a seeded answer does not depend on its neighbours.
+ * first tokens sampled), then runs one decode step for every running sequence at once (one GEMM with M = running
+ * sequences per weight matrix), streaming requests included: each streamed piece is sent as soon as it is final. A
+ * sequence that finishes leaves at once and its slot goes to the next prompt in the next round; a streaming client
+ * that goes away is cancelled and frees its slot.
  *
- * <p><b>Log-probabilities</b> follow the OpenAI completions format: {@code tokens}, {@code token_logprobs} (null for
- * the first token of an echoed prompt), {@code top_logprobs} and {@code text_offset}. Token log-probabilities come
- * from the batched scoring pass, the same computation as {@code midtrain eval}'s log-likelihoods. The alternatives
- * ({@code logprobs} = k >= 1) come from one causal pass over the sequence without the cache
- * ({@link InferenceModel#positionLogits}: log-softmax of each position's logits, the k largest); the chosen token's
- * entry carries the scoring pass's value, so "is the token the argmax" compares like with like.
+ * <p><b>Scoring in slices.</b> A job whose prompts have all finished generating moves to the scoring line. Its
+ * log-probabilities (echo and logprobs: lm-evaluation-harness's scoring requests) are computed in batched {@link
+ * Engine#score} calls of at most one model pass ({@link InferenceModel#maxTokens} tokens) per round, between decode
+ * steps, so a request that scores 256 long prompts takes many rounds and a 4-token request arriving behind it joins
+ * the decoder in the next round instead of waiting for all of it. Each sequence samples with its own seed ({@link
+ * Decoder}), so a seeded answer does not depend on its neighbours.
+ *
+ * <p><b>Log-probabilities.</b> Token log-probabilities come from the batched scoring pass, the same computation as
+ * {@code midtrain eval}'s log-likelihoods. The alternatives (logprobs = k >= 1) come from one causal pass over the
+ * sequence without the cache ({@link InferenceModel#positionLogits}: log-softmax of each position's logits, the k
+ * largest); the chosen token's entry carries the scoring pass's value, so "is the token the argmax" compares like
+ * with like.
  *
  * <p><b>Counters</b> (for /health): {@code batches} rounds that took jobs from the queue, {@code decodeSteps} batched
  * decode steps, {@code decodedTokens} the rows of those steps (tokens fed), {@code generatedTokens} tokens answered.
  */
 final class Scheduler implements AutoCloseable {
-    private static final ObjectMapper JSON = new ObjectMapper();
-    static final Object END = new Object();
+
+    /** What a streaming job sends, in order: {@link Started}, {@link Text} pieces, then {@link Done} or {@link Failed}. */
+    sealed interface Event permits Started, Text, Done, Failed {}
+
+    /** The stream begins (a chat answer opens with the assistant role). */
+    record Started() implements Event {}
+
+    /** A piece of text that is final (never past a stop string or inside a UTF-8 character). */
+    record Text(String piece) implements Event {}
+
+    /** The end: why the generation finished (null: the client went away). */
+    record Done(String finishReason) implements Event {}
+
+    /** The job failed: before the first event a plain error answer, later the stream's last message. */
+    record Failed(ApiError error) implements Event {}
+
+    /**
+     * One prompt's outcome. {@code full} = prompt + generated tokens; {@code tokenLogprobs[t-1]} = log p(full[t] |
+     * full[<t]) for the scored positions (null when not scored); {@code alternatives.get(t - firstReported)}: the k
+     * most likely next tokens at position t (id -> log p; null when k = 0).
+     */
+    record Choice(Object prompt, int[] promptTokens, Engine.Generation generation, int[] full, int firstReported,
+                  float[] tokenLogprobs, List<Map<Integer, Double>> alternatives) {}
+
+    /** A finished non-streaming job: one choice per prompt. */
+    record Completion(List<Choice> choices) {}
 
     /** One request's work and its way back to the HTTP thread. */
     static final class Job {
         final CompletionRequest req;
         final String id, model;
         final long created = System.currentTimeMillis() / 1000;
-        final CompletableFuture<ObjectNode> result = new CompletableFuture<>();
-        final BlockingQueue<Object> events = new LinkedBlockingQueue<>();   // streaming: ObjectNode chunks, then END or an ApiError
+        final CompletableFuture<Completion> result = new CompletableFuture<>();
+        final BlockingQueue<Event> events = new LinkedBlockingQueue<>();    // streaming
         volatile boolean cancelled;
         List<Item> items;                                                   // the worker's: one per prompt
         int joined;                                                         // items[0..joined) have joined the decoder (or need no generation)
+        int toScore;                                                        // scoring requests not yet computed
 
         Job(CompletionRequest req, String id, String model) {
             this.req = req;
@@ -80,7 +107,8 @@ final class Scheduler implements AutoCloseable {
     private boolean closed, paused;
     private volatile boolean abort;
     final AtomicLong batches = new AtomicLong(), jobsDone = new AtomicLong(), scoredSequences = new AtomicLong(),
-            decodeSteps = new AtomicLong(), decodedTokens = new AtomicLong(), generatedTokens = new AtomicLong(), prefills = new AtomicLong();
+            decodeSteps = new AtomicLong(), decodedTokens = new AtomicLong(), generatedTokens = new AtomicLong(), prefills = new AtomicLong(),
+            scoringPasses = new AtomicLong();
     private volatile int running;
 
     Scheduler(Engine engine, int capacity, int maxBatch) {
@@ -119,14 +147,16 @@ final class Scheduler implements AutoCloseable {
     @Override
     public void close() { close(30_000); }
 
+    /** As {@link #close()}; {@code millis} 0: stop now, answering queued and running jobs 503. */
     void close(long millis) {
         synchronized (this) {
             closed = true;
             paused = false;
+            if (millis <= 0) abort = true;
             notifyAll();
         }
         try {
-            worker.join(millis);
+            if (millis > 0) worker.join(millis);               // (join(0) would wait forever)
             if (worker.isAlive()) {                            // the grace is over: running jobs are answered 503
                 abort = true;
                 worker.interrupt();
@@ -148,8 +178,8 @@ final class Scheduler implements AutoCloseable {
      * flight ({@code idle}); null when closed, drained and idle.
      */
     private synchronized List<Job> take(int room, boolean idle) throws InterruptedException {
-        while (idle && (queue.isEmpty() || paused) && !(closed && queue.isEmpty())) wait();
-        if (idle && queue.isEmpty()) return null;              // closed and drained
+        while (idle && (queue.isEmpty() || paused) && !(closed && queue.isEmpty()) && !abort) wait();
+        if (abort || idle && queue.isEmpty()) return null;     // closed and drained, or stopped now
         List<Job> out = new ArrayList<>();
         while (!paused && out.size() < room && !queue.isEmpty()) out.add(queue.pollFirst());
         return out;
@@ -157,20 +187,23 @@ final class Scheduler implements AutoCloseable {
 
     private void loop() {
         Decoder decoder = new Decoder(engine, maxBatch);
-        List<Job> inFlight = new ArrayList<>();
+        List<Job> inFlight = new ArrayList<>(), scoring = new ArrayList<>();
         try {
             while (!abort) {
-                List<Job> fresh = take(maxBatch - inFlight.size(), inFlight.isEmpty());
+                List<Job> fresh = take(maxBatch - inFlight.size(), inFlight.isEmpty() && scoring.isEmpty());
                 if (fresh == null) break;
                 if (!fresh.isEmpty()) batches.incrementAndGet();
                 try {
                     for (Job j : fresh) if (start(j)) inFlight.add(j);
-                    round(decoder, inFlight);
+                    round(decoder, inFlight, scoring);
+                    scoreSlice(scoring);
                 } catch (RuntimeException | Error e) {               // an engine failure: answer every job in flight
                     ApiError err = e instanceof ApiError a ? a : new ApiError(500, "server_error", null, "inference failed: " + e);
                     for (Job j : inFlight) fail(j, err);
-                    jobsDone.addAndGet(inFlight.size());
+                    for (Job j : scoring) fail(j, err);
+                    jobsDone.addAndGet(inFlight.size() + scoring.size());
                     inFlight.clear();
+                    scoring.clear();
                     decoder.close();
                 }
                 running = decoder.active();
@@ -180,27 +213,30 @@ final class Scheduler implements AutoCloseable {
         }
         ApiError bye = new ApiError(503, "server_shutting_down", null, "the server is shutting down");
         for (Job j : inFlight) fail(j, bye);
-        jobsDone.addAndGet(inFlight.size());
+        for (Job j : scoring) fail(j, bye);
+        jobsDone.addAndGet(inFlight.size() + scoring.size());
         decoder.close();
         running = 0;
     }
 
     private static void fail(Job j, ApiError e) {
         j.result.completeExceptionally(e);
-        j.events.add(e);
+        j.events.add(new Failed(e));
     }
 
     // ================================================================================================ one round
 
-    /** One prompt of a job: its tokens, its sequence in the decoder, what was generated, the scoring request index. */
+    /** One prompt of a job: its tokens, its sequence in the decoder, what was generated, its scoring state. */
     private static final class Item {
         int[] prompt, full;
         Decoder.Sequence seq;
         Engine.Generation gen;
-        int scored = -1, firstReported;
+        int firstReported;
+        boolean needsScore;
+        float[] tokenLogprobs;
     }
 
-    /** Tokenizes and checks a new job (false: answered with an error); a streaming job gets its first chunks. */
+    /** Tokenizes and checks a new job (false: answered with an error); a streaming job gets its first events. */
     private boolean start(Job j) {
         CompletionRequest r = j.req;
         int Tmax = engine.config().maxSeqLen();
@@ -209,10 +245,15 @@ final class Scheduler implements AutoCloseable {
             for (int p = 0; p < r.prompts().size(); p++) {
                 Item it = new Item();
                 it.prompt = tokens(r, p);
-                boolean onlyScored = r.echo() && !r.stream();
-                if (onlyScored ? it.prompt.length > Tmax + 1 : it.prompt.length >= Tmax)
+                // The context is max_seq_len positions: a prompt of up to max_seq_len tokens gets its next token (the last
+                // position's logits); echo with max_tokens 0 scores up to max_seq_len + 1 tokens (the last is only a target).
+                boolean onlyScored = r.echo() && !r.stream() && r.maxTokens() == 0;
+                int limit = onlyScored ? Tmax + 1 : Tmax;
+                if (it.prompt.length > limit)
                     throw ApiError.badRequest("prompt", "prompt" + (r.prompts().size() > 1 ? "[" + p + "]" : "") + ": " + it.prompt.length
-                            + " tokens leave no room within the model's max_seq_len " + Tmax + (onlyScored ? " (+1 when only scored)" : ""));
+                            + " tokens do not fit the model's context of " + Tmax + " tokens (max_model_len): at most " + Tmax
+                            + " prompt tokens when generating, " + (Tmax + 1) + " with echo and max_tokens 0"
+                            + (r.echo() ? "; lm-evaluation-harness: max_length=" + (Tmax + 1) : ""));
                 j.items.add(it);
             }
         } catch (ApiError e) {
@@ -225,16 +266,18 @@ final class Scheduler implements AutoCloseable {
             return false;
         }
         if (r.stream()) {
-            if (r.chat()) j.events.add(chunk(j, JSON.createObjectNode().put("role", "assistant"), null));
-            if (r.echo()) j.events.add(chunk(j, r.prompts().get(0) instanceof String s ? s : engine.decode(j.items.get(0).prompt), null));
+            j.events.add(new Started());
+            if (r.echo()) j.events.add(new Text(r.prompts().get(0) instanceof String s ? s : engine.decode(j.items.get(0).prompt)));
         }
         return true;
     }
 
-    /** Joins waiting prompts while slots are free, runs one decode step, answers the jobs that are done. */
-    private void round(Decoder decoder, List<Job> inFlight) {
+    /**
+     * Joins waiting prompts while slots are free, runs one decode step; jobs done generating move to {@code scoring}
+     * (streams are answered at once).
+     */
+    private void round(Decoder decoder, List<Job> inFlight, List<Job> scoring) {
         // the prompts that wait, in order, as many as there are free places: prefilled together
-        List<Job> owners = new ArrayList<>();
         List<int[]> prompts = new ArrayList<>();
         List<GenerateParams> ps = new ArrayList<>();
         List<Engine.TokenCallback> cbs = new ArrayList<>();
@@ -243,9 +286,8 @@ final class Scheduler implements AutoCloseable {
         for (Job j : inFlight) {
             for (int k = j.joined; k < j.items.size(); k++) {
                 Item it = j.items.get(k);
-                if (j.cancelled || !needsGeneration(j.req, it)) continue;
+                if (j.cancelled || !needsGeneration(j.req)) continue;
                 if (prompts.size() == free) break collect;
-                owners.add(j);
                 prompts.add(it.prompt);
                 ps.add(params(j.req));
                 cbs.add(j.req.stream() ? streamTo(j) : null);
@@ -256,7 +298,7 @@ final class Scheduler implements AutoCloseable {
         for (Job j : inFlight) {                                   // hand the sequences out, in the same order
             while (j.joined < j.items.size()) {
                 Item it = j.items.get(j.joined);
-                if (j.cancelled || !needsGeneration(j.req, it)) { j.joined++; continue; }
+                if (j.cancelled || !needsGeneration(j.req)) { j.joined++; continue; }
                 Decoder.Sequence sq = next < joined.size() ? joined.get(next) : null;
                 if (sq == null) break;                             // no free slot: the rest wait for the next round
                 next++;
@@ -278,9 +320,7 @@ final class Scheduler implements AutoCloseable {
             if (j.cancelled) for (Item it : j.items) if (it.seq != null && !it.seq.finished()) decoder.cancel(it.seq);
             if (j.cancelled || !j.generating()) ready.add(j);
         }
-        if (ready.isEmpty()) return;
         inFlight.removeAll(ready);
-        List<Engine.Request> requests = new ArrayList<>();
         for (Job j : ready) {
             for (Item it : j.items) {
                 it.gen = it.seq == null ? null : it.seq.result();
@@ -289,110 +329,76 @@ final class Scheduler implements AutoCloseable {
                 if (j.req.stream()) continue;
                 it.full = concat(it.prompt, g);
                 it.firstReported = j.req.echo() ? 1 : it.prompt.length;   // positions with a token log-probability
-                if (j.req.logprobs() >= 0 && it.full.length >= 2 && it.firstReported < it.full.length) {
-                    it.scored = requests.size();
-                    requests.add(new Engine.Request(new int[]{it.full[0]}, Arrays.copyOfRange(it.full, 1, it.full.length)));
-                }
+                it.needsScore = j.req.logprobs() >= 0 && it.full.length >= 2 && it.firstReported < it.full.length;
+                if (it.needsScore) j.toScore++;
             }
-        }
-        List<Engine.Scored> scored = requests.isEmpty() ? List.of() : engine.score(requests);
-        scoredSequences.addAndGet(requests.size());
-        for (Job j : ready) {
-            jobsDone.incrementAndGet();
             if (j.req.stream()) {
+                jobsDone.incrementAndGet();
                 Engine.Generation g = j.items.get(0).gen;
-                if (!j.cancelled && g != null) j.events.add(chunk(j, j.req.chat() ? JSON.createObjectNode() : "", g.finishReason()));
-                j.events.add(END);
+                j.events.add(new Done(j.cancelled || g == null ? null : g.finishReason()));
                 continue;
             }
+            scoring.add(j);
+        }
+    }
+
+    /**
+     * Scores the next slice of the scoring line, at most one model pass of tokens (at least one sequence), and
+     * answers the jobs whose every prompt is scored.
+     */
+    private void scoreSlice(List<Job> scoring) {
+        List<Engine.Request> requests = new ArrayList<>();
+        List<Item> owners = new ArrayList<>();
+        long budget = engine.model().maxTokens(), used = 0;
+        fill:
+        for (Job j : scoring) {
+            for (Item it : j.items) {
+                if (!it.needsScore || it.tokenLogprobs != null) continue;
+                if (!requests.isEmpty() && used + it.full.length - 1 > budget) break fill;
+                requests.add(new Engine.Request(new int[]{it.full[0]}, Arrays.copyOfRange(it.full, 1, it.full.length)));
+                owners.add(it);
+                used += it.full.length - 1;
+            }
+        }
+        if (!requests.isEmpty()) {
+            List<Engine.Scored> scored = engine.score(requests);
+            scoringPasses.incrementAndGet();
+            scoredSequences.addAndGet(requests.size());
+            for (int i = 0; i < owners.size(); i++) owners.get(i).tokenLogprobs = scored.get(i).tokenLogprobs();
+        }
+        List<Job> done = new ArrayList<>();
+        for (Job j : scoring) {
+            boolean all = true;
+            for (Item it : j.items) if (it.needsScore && it.tokenLogprobs == null) { all = false; break; }
+            if (all) done.add(j);
+        }
+        scoring.removeAll(done);
+        for (Job j : done) {
+            jobsDone.incrementAndGet();
             try {
-                j.result.complete(response(j, j.items, scored));
+                List<Choice> choices = new ArrayList<>();
+                for (int i = 0; i < j.items.size(); i++) {
+                    Item it = j.items.get(i);
+                    choices.add(new Choice(j.req.prompts().get(i), it.prompt, it.gen, it.full, it.firstReported, it.tokenLogprobs,
+                            j.req.logprobs() >= 1 && it.needsScore ? alternatives(it, j.req.logprobs()) : null));
+                }
+                j.result.complete(new Completion(choices));
             } catch (RuntimeException ex) {
                 fail(j, new ApiError(500, "server_error", null, "inference failed: " + ex));
             }
         }
     }
 
-    /** A streamed job's pieces, as SSE chunks (dropped once the client is gone). */
+    /** A streamed job's pieces, as events (dropped once the client is gone). */
     private static Engine.TokenCallback streamTo(Job j) {
         return piece -> {
-            if (!j.cancelled) j.events.add(chunk(j, j.req.chat() ? JSON.createObjectNode().put("content", piece) : piece, null));
+            if (!j.cancelled) j.events.add(new Text(piece));
         };
     }
 
-    /** Streams always generate (at least one token); otherwise max_tokens 0 or a prompt of max_seq_len tokens only score. */
-    private boolean needsGeneration(CompletionRequest r, Item it) {
-        return r.stream() || r.maxTokens() > 0 && it.prompt.length < engine.config().maxSeqLen();
-    }
-
-    private ObjectNode response(Job j, List<Item> items, List<Engine.Scored> scored) {
-        ObjectNode o = JSON.createObjectNode();
-        o.put("id", j.id);
-        o.put("object", j.req.chat() ? "chat.completion" : "text_completion");
-        o.put("created", j.created);
-        o.put("model", j.model);
-        ArrayNode choices = o.putArray("choices");
-        long promptTokens = 0, completionTokens = 0;
-        for (int i = 0; i < items.size(); i++) {
-            Item it = items.get(i);
-            String gen = it.gen == null ? "" : it.gen.text();
-            ObjectNode c = choices.addObject();
-            c.put("index", i);
-            if (j.req.chat()) {
-                ObjectNode m = c.putObject("message");
-                m.put("role", "assistant");
-                m.put("content", gen);
-            } else {
-                String echoed = j.req.echo() ? promptText(j.req, i, it) : "";
-                c.put("text", echoed + gen);
-                if (j.req.logprobs() >= 0) c.set("logprobs", logprobs(it, scored, j.req.logprobs()));
-                else c.putNull("logprobs");
-            }
-            c.put("finish_reason", it.gen == null ? "length" : it.gen.finishReason());
-            promptTokens += it.prompt.length;
-            completionTokens += it.gen == null ? 0 : it.gen.tokens().length;
-        }
-        ObjectNode u = o.putObject("usage");
-        u.put("prompt_tokens", promptTokens);
-        u.put("completion_tokens", completionTokens);
-        u.put("total_tokens", promptTokens + completionTokens);
-        return o;
-    }
-
-    private String promptText(CompletionRequest r, int i, Item it) {
-        Object p = r.prompts().get(i);
-        return p instanceof String s ? s : engine.decode(it.prompt);
-    }
-
-    private ObjectNode logprobs(Item it, List<Engine.Scored> scored, int k) {
-        ObjectNode lp = JSON.createObjectNode();
-        ArrayNode tokens = lp.putArray("tokens"), values = lp.putArray("token_logprobs"), top = lp.putArray("top_logprobs"),
-                offsets = lp.putArray("text_offset");
-        float[] tl = it.scored >= 0 ? scored.get(it.scored).tokenLogprobs() : new float[0];   // tl[t-1] = log p(full[t] | full[<t])
-        List<Map<Integer, Double>> alts = k >= 1 ? alternatives(it, k) : null;
-        int offset = 0;
-        for (int t = it.firstReported == 1 ? 0 : it.firstReported; t < it.full.length; t++) {
-            String piece = engine.decode(new int[]{it.full[t]});
-            tokens.add(piece);
-            offsets.add(offset);
-            offset += piece.length();
-            if (t == 0) {                                     // the first token of an echoed prompt has no context
-                values.addNull();
-                top.addNull();
-                continue;
-            }
-            double v = tl[t - 1];
-            values.add(v);
-            if (alts == null) { top.add(JSON.createObjectNode()); continue; }
-            Map<Integer, Double> a = new LinkedHashMap<>(alts.get(t - it.firstReported));
-            if (a.containsKey(it.full[t])) a.put(it.full[t], v);
-            ObjectNode m = top.addObject();
-            for (var e : a.entrySet()) {
-                String s = engine.decode(new int[]{e.getKey()});
-                if (!m.has(s) || m.get(s).asDouble() < e.getValue()) m.put(s, e.getValue());
-            }
-        }
-        return lp;
+    /** Streams always generate (at least one token); otherwise max_tokens 0 only scores (start() refused what does not fit). */
+    private static boolean needsGeneration(CompletionRequest r) {
+        return r.stream() || r.maxTokens() > 0;
     }
 
     /** For each reported position t >= firstReported: the k most likely next tokens after full[<t] (id -> log p). */
@@ -418,26 +424,6 @@ final class Scheduler implements AutoCloseable {
         Map<Integer, Double> out = new LinkedHashMap<>();
         for (int i = 0; i < Math.min(k, idx.length); i++) out.put(idx[i], logits[idx[i]] - lse);
         return out;
-    }
-
-    // ================================================================================================ streaming
-
-    /** One SSE chunk: text (completions) or a delta object (chat), with finish_reason null until the last. */
-    private static ObjectNode chunk(Job j, Object content, String finish) {
-        ObjectNode o = JSON.createObjectNode();
-        o.put("id", j.id);
-        o.put("object", j.req.chat() ? "chat.completion.chunk" : "text_completion");
-        o.put("created", j.created);
-        o.put("model", j.model);
-        ObjectNode c = o.putArray("choices").addObject();
-        c.put("index", 0);
-        if (content instanceof ObjectNode delta) c.set("delta", delta);
-        else {
-            c.put("text", (String) content);
-            c.putNull("logprobs");
-        }
-        if (finish == null) c.putNull("finish_reason"); else c.put("finish_reason", finish);
-        return o;
     }
 
     // ================================================================================================== shared

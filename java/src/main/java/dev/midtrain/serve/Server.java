@@ -4,35 +4,27 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import dev.midtrain.infer.Engine;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The OpenAI-compatible HTTP server of {@code midtrain serve}: {@code POST /v1/completions},
  * {@code POST /v1/chat/completions}, {@code GET /v1/models}, {@code GET /health}.
  *
- * <p>HTTP: the JDK's own {@code com.sun.net.httpserver} (module jdk.httpserver, a supported, exported JDK API):
- * HTTP/1.1 with keep-alive and chunked responses (server-sent events for {@code "stream": true}), no dependency to
- * add to the jar or the GPU bundle. What a framework would add (routing, HTTP/2, TLS) this server does not need: it
- * has four routes, listens on loopback by default, and is meant to sit behind a proxy when exposed.
+ * <p>HTTP: {@link Http}, this package's HTTP/1.1 transport (keep-alive, chunked bodies and server-sent events), with
+ * the limits a server facing slow or hostile clients needs: a cap on open connections (503 beyond it), a deadline
+ * for reading each request, an idle timeout between requests and a deadline for each write.
  *
  * <p>Limits: a body above {@code maxBodyBytes} is 413 (checked on Content-Length before reading, and while reading);
- * malformed JSON or an invalid field is 400 with an OpenAI-style error object; a full queue ({@link Scheduler}) is
- * 429; after {@link #close} starts, 503. Handler threads: {@code queue capacity + 16}, so every queued request has a
- * thread waiting for it and refusals are answered at once.
+ * malformed JSON, an invalid field or a malformed request (Content-Length, chunking) is 400 with an OpenAI-style
+ * error object; an unknown model name is OpenAI's 404 (code model_not_found); a full queue ({@link Scheduler}) is
+ * 429; after {@link #close} starts, 503.
  */
 public final class Server implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -47,13 +39,28 @@ public final class Server implements AutoCloseable {
      * @param maxBodyBytes  largest accepted request body
      * @param maxNewTokens  largest max_tokens a request may ask for
      */
-    public record Options(String host, int port, String modelId, int queue, int maxBatch, int maxBodyBytes, int maxNewTokens) {
+    public record Options(String host, int port, String modelId, int queue, int maxBatch, int maxBodyBytes, int maxNewTokens,
+                          int maxConnections, int idleTimeoutSeconds, int readTimeoutSeconds) {
+        public static final int MAX_CONNECTIONS = 512, IDLE_TIMEOUT_S = 60, READ_TIMEOUT_S = 30;
+
         public Options {
             if (port < 0 || port > 65535) throw new IllegalArgumentException("--port: expected 0..65535, got " + port);
             if (queue < 1) throw new IllegalArgumentException("--max-queue: must be >= 1, got " + queue);
             if (maxBatch < 1) throw new IllegalArgumentException("--max-batch: must be >= 1, got " + maxBatch);
             if (maxBodyBytes < 1024) throw new IllegalArgumentException("--max-body-bytes: must be >= 1024, got " + maxBodyBytes);
             if (maxNewTokens < 1) throw new IllegalArgumentException("--max-new-tokens: must be >= 1, got " + maxNewTokens);
+            if (maxConnections < 1) throw new IllegalArgumentException("--max-connections: must be >= 1, got " + maxConnections);
+            if (idleTimeoutSeconds < 1) throw new IllegalArgumentException("--idle-timeout-seconds: must be >= 1, got " + idleTimeoutSeconds);
+            if (readTimeoutSeconds < 1) throw new IllegalArgumentException("--read-timeout-seconds: must be >= 1, got " + readTimeoutSeconds);
+        }
+
+        /** The default connection limits ({@link #MAX_CONNECTIONS}, {@link #IDLE_TIMEOUT_S}, {@link #READ_TIMEOUT_S}). */
+        public Options(String host, int port, String modelId, int queue, int maxBatch, int maxBodyBytes, int maxNewTokens) {
+            this(host, port, modelId, queue, maxBatch, maxBodyBytes, maxNewTokens, MAX_CONNECTIONS, IDLE_TIMEOUT_S, READ_TIMEOUT_S);
+        }
+
+        Http.Limits limits() {
+            return new Http.Limits(maxConnections, idleTimeoutSeconds * 1000L, readTimeoutSeconds * 1000L, readTimeoutSeconds * 1000L, maxBodyBytes);
         }
     }
 
@@ -61,8 +68,8 @@ public final class Server implements AutoCloseable {
     private final Options opt;
     private final ChatTemplate chat;
     private final Scheduler scheduler;
-    private final HttpServer http;
-    private final ExecutorService pool;
+    private final OpenAiFormat format;
+    private final Http http;
     private final AtomicLong ids = new AtomicLong();
     private volatile boolean closing;
 
@@ -71,15 +78,9 @@ public final class Server implements AutoCloseable {
         this.opt = opt;
         this.chat = chat;
         this.scheduler = new Scheduler(engine, opt.queue(), opt.maxBatch());
-        this.http = HttpServer.create(new InetSocketAddress(opt.host(), opt.port()), 128);
-        this.pool = Executors.newFixedThreadPool(opt.queue() + 16, r -> {
-            Thread t = new Thread(r, "midtrain-serve-http");
-            t.setDaemon(true);
-            return t;
-        });
-        http.setExecutor(pool);
-        http.createContext("/", this::handle);
-        http.start();
+        this.format = new OpenAiFormat(engine::decode);
+        this.http = new Http(opt.host(), opt.port(), opt.limits(), this::handle, JSON.writeValueAsBytes(errorBody(
+                new ApiError(503, "server_busy", null, "too many open connections (" + opt.maxConnections() + ", --max-connections); retry later"))));
     }
 
     /**
@@ -90,7 +91,10 @@ public final class Server implements AutoCloseable {
         return new Server(engine, ChatTemplate.find(templateDirs), opt);
     }
 
-    public int port() { return http.getAddress().getPort(); }
+    public int port() { return http.port(); }
+
+    /** Connections open now (tests). */
+    int openConnections() { return http.openConnections(); }
 
     /** Where the chat template came from (for the startup line). */
     public String chatTemplateSource() { return chat.source; }
@@ -98,20 +102,13 @@ public final class Server implements AutoCloseable {
     Scheduler scheduler() { return scheduler; }
 
     /**
-     * Clean shutdown: new requests get 503, queued and running ones finish (at most {@code graceSeconds}), then the
-     * listener closes. Does not close the engine.
+     * Clean shutdown: new requests get 503, queued and running ones finish (at most {@code graceSeconds}; 0: none,
+     * they are answered 503 at once), then the listener and every connection close. Does not close the engine.
      */
     public void close(int graceSeconds) {
         closing = true;
         scheduler.close(graceSeconds * 1000L);                 // every queued request answered (or 503 after the grace)
-        http.stop(1);                                          // Java 17's stop waits out its delay; the answers are written by now
-        pool.shutdown();
-        try {
-            pool.awaitTermination(graceSeconds, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        pool.shutdownNow();
+        http.close();                                          // the answers are written by now
     }
 
     @Override
@@ -119,63 +116,66 @@ public final class Server implements AutoCloseable {
 
     // ================================================================================================== routing
 
-    private void handle(HttpExchange ex) {
-        try (ex) {
-            try {
-                String path = ex.getRequestURI().getPath(), method = ex.getRequestMethod();
-                switch (path) {
-                    case "/health", "/v1/health" -> {
-                        requireMethod(method, "GET");
-                        ObjectNode o = JSON.createObjectNode();
-                        o.put("status", closing ? "shutting_down" : "ok");
-                        o.put("model", opt.modelId());
-                        o.put("queued", scheduler.queued());
-                        o.put("queue_capacity", scheduler.capacity());
-                        o.put("batches", scheduler.batches.get());
-                        o.put("requests_done", scheduler.jobsDone.get());
-                        o.put("sequences_scored", scheduler.scoredSequences.get());
-                        o.put("running", scheduler.running());
-                        o.put("kv_slots", engine.model().slots());
-                        o.put("prefills", scheduler.prefills.get());
-                        o.put("decode_steps", scheduler.decodeSteps.get());
-                        o.put("decoded_tokens", scheduler.decodedTokens.get());
-                        o.put("generated_tokens", scheduler.generatedTokens.get());
-                        send(ex, closing ? 503 : 200, o);
-                    }
-                    case "/v1/models" -> {
-                        requireMethod(method, "GET");
-                        ObjectNode o = JSON.createObjectNode();
-                        o.put("object", "list");
-                        ObjectNode m = o.putArray("data").addObject();
-                        m.put("id", opt.modelId());
-                        m.put("object", "model");
-                        m.put("created", 0);
-                        m.put("owned_by", "midtrain");
-                        m.put("max_model_len", engine.config().maxSeqLen());
-                        send(ex, 200, o);
-                    }
-                    case "/v1/completions", "/v1/chat/completions" -> {
-                        requireMethod(method, "POST");
-                        boolean isChat = path.endsWith("chat/completions");
-                        JsonNode body = readJson(ex);
-                        CompletionRequest req = isChat ? CompletionRequest.chat(body, opt.maxNewTokens(), chat)
-                                : CompletionRequest.completion(body, opt.maxNewTokens());
-                        Scheduler.Job job = new Scheduler.Job(req, (isChat ? "chatcmpl-" : "cmpl-") + ids.incrementAndGet(), opt.modelId());
-                        if (!scheduler.offer(job))
-                            throw new ApiError(429, "rate_limit_exceeded", null, "the request queue is full (" + scheduler.capacity() + " waiting); retry later");
-                        if (req.stream()) streamEvents(ex, job);
-                        else send(ex, 200, await(job));
-                    }
-                    default -> throw new ApiError(404, "not_found", null, "no route " + path
-                            + " (routes: /v1/completions, /v1/chat/completions, /v1/models, /health)");
-                }
-            } catch (ApiError e) {
-                sendError(ex, e);
-            } catch (RuntimeException e) {
-                sendError(ex, new ApiError(500, "server_error", null, "internal error: " + e));
+    private void handle(Http.Exchange ex) throws IOException {
+        try {
+            if (ex.error() != null) {                          // malformed at the HTTP level: answered in JSON
+                Http.Failure f = ex.error();
+                throw new ApiError(f.status(), f.status() == 413 ? "request_too_large" : "invalid_request_error", null, f.message());
             }
-        } catch (IOException e) {
-            // the client went away; nothing to answer
+            String path = ex.path(), method = ex.method();
+            switch (path) {
+                case "/health", "/v1/health" -> {
+                    requireMethod(method, "GET");
+                    ObjectNode o = JSON.createObjectNode();
+                    o.put("status", closing ? "shutting_down" : "ok");
+                    o.put("model", opt.modelId());
+                    o.put("queued", scheduler.queued());
+                    o.put("queue_capacity", scheduler.capacity());
+                    o.put("batches", scheduler.batches.get());
+                    o.put("requests_done", scheduler.jobsDone.get());
+                    o.put("sequences_scored", scheduler.scoredSequences.get());
+                    o.put("running", scheduler.running());
+                    o.put("kv_slots", engine.model().slots());
+                    o.put("prefills", scheduler.prefills.get());
+                    o.put("decode_steps", scheduler.decodeSteps.get());
+                    o.put("decoded_tokens", scheduler.decodedTokens.get());
+                    o.put("generated_tokens", scheduler.generatedTokens.get());
+                    send(ex, closing ? 503 : 200, o);
+                }
+                case "/v1/models" -> {
+                    requireMethod(method, "GET");
+                    ObjectNode o = JSON.createObjectNode();
+                    o.put("object", "list");
+                    ObjectNode m = o.putArray("data").addObject();
+                    m.put("id", opt.modelId());
+                    m.put("object", "model");
+                    m.put("created", 0);
+                    m.put("owned_by", "midtrain");
+                    m.put("max_model_len", engine.config().maxSeqLen());
+                    send(ex, 200, o);
+                }
+                case "/v1/completions", "/v1/chat/completions" -> {
+                    requireMethod(method, "POST");
+                    boolean isChat = path.endsWith("chat/completions");
+                    JsonNode body = readJson(ex);
+                    JsonNode model = body.get("model");
+                    if (model != null && !model.isNull() && !model.asText().equals(opt.modelId()))
+                        throw ApiError.unknownModel(model.isTextual() ? model.asText() : model.toString(), opt.modelId());
+                    CompletionRequest req = isChat ? CompletionRequest.chat(body, opt.maxNewTokens(), chat)
+                            : CompletionRequest.completion(body, opt.maxNewTokens());
+                    Scheduler.Job job = new Scheduler.Job(req, (isChat ? "chatcmpl-" : "cmpl-") + ids.incrementAndGet(), opt.modelId());
+                    if (!scheduler.offer(job))
+                        throw new ApiError(429, "rate_limit_exceeded", null, "the request queue is full (" + scheduler.capacity() + " waiting); retry later");
+                    if (req.stream()) streamEvents(ex, job);
+                    else send(ex, 200, format.completion(job, await(job)));
+                }
+                default -> throw new ApiError(404, "not_found", null, "no route " + path
+                        + " (routes: /v1/completions, /v1/chat/completions, /v1/models, /health)");
+            }
+        } catch (ApiError e) {
+            sendError(ex, e);
+        } catch (RuntimeException e) {
+            sendError(ex, new ApiError(500, "server_error", null, "internal error: " + e));
         }
     }
 
@@ -183,7 +183,7 @@ public final class Server implements AutoCloseable {
         if (!method.equals(want)) throw new ApiError(405, "method_not_allowed", null, method + " not allowed here; use " + want);
     }
 
-    private static ObjectNode await(Scheduler.Job job) {
+    private static Scheduler.Completion await(Scheduler.Job job) {
         try {
             return job.result.get();
         } catch (ExecutionException e) {
@@ -195,100 +195,67 @@ public final class Server implements AutoCloseable {
         }
     }
 
-    /** Server-sent events: one "data: {chunk}" per piece of text, then "data: [DONE]". */
-    private static void streamEvents(HttpExchange ex, Scheduler.Job job) throws IOException {
-        Object first = take(job);
-        if (first instanceof ApiError e) throw e;             // refused before anything was generated: a plain error
-        ex.getResponseHeaders().set("Content-Type", "text/event-stream; charset=utf-8");
-        ex.getResponseHeaders().set("Cache-Control", "no-cache");
-        ex.sendResponseHeaders(200, 0);
-        OutputStream out = ex.getResponseBody();
+    /** Server-sent events: one "data: {chunk}" per event that sends one, then "data: [DONE]". */
+    private void streamEvents(Http.Exchange ex, Scheduler.Job job) throws IOException {
+        Scheduler.Event first = take(job);
+        if (first instanceof Scheduler.Failed f) throw f.error();   // refused before anything was generated: a plain error
+        OutputStream out = ex.startStream(200, "text/event-stream; charset=utf-8", Map.of("Cache-Control", "no-cache"));
         try {
-            for (Object ev = first; ev != Scheduler.END; ev = take(job)) {
-                if (ev instanceof ApiError e) {
-                    out.write(("data: " + JSON.writeValueAsString(errorBody(e)) + "\n\n").getBytes(StandardCharsets.UTF_8));
-                    break;
+            for (Scheduler.Event ev = first; ; ev = take(job)) {
+                ObjectNode chunk = format.chunk(job, ev);
+                if (chunk != null) {
+                    out.write(("data: " + JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8));
+                    out.flush();
                 }
-                out.write(("data: " + JSON.writeValueAsString(ev) + "\n\n").getBytes(StandardCharsets.UTF_8));
-                out.flush();
+                if (ev instanceof Scheduler.Done || ev instanceof Scheduler.Failed) break;
             }
             out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
-            out.flush();
+            out.close();
         } catch (IOException e) {
             job.cancelled = true;                               // the generation stops at its next token
             throw e;
         }
     }
 
-    private static Object take(Scheduler.Job job) {
+    private static Scheduler.Event take(Scheduler.Job job) {
         try {
             return job.events.take();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             job.cancelled = true;
-            return new ApiError(503, "server_shutting_down", null, "interrupted");
+            return new Scheduler.Failed(new ApiError(503, "server_shutting_down", null, "interrupted"));
         }
     }
 
     // ====================================================================================================== I/O
 
-    private JsonNode readJson(HttpExchange ex) throws IOException {
-        String len = ex.getRequestHeaders().getFirst("Content-Length");
-        if (len != null) {
-            long n;
-            try {
-                n = Long.parseLong(len.trim());
-            } catch (NumberFormatException e) {
-                throw ApiError.badRequest(null, "Content-Length: not a number");
-            }
-            if (n > opt.maxBodyBytes()) throw tooLarge(n);
-        }
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        try (InputStream in = ex.getRequestBody()) {
-            byte[] b = new byte[8192];
-            for (int r; (r = in.read(b)) > 0; ) {
-                buf.write(b, 0, r);
-                if (buf.size() > opt.maxBodyBytes()) throw tooLarge(buf.size());
-            }
-        }
-        if (buf.size() == 0) throw ApiError.badRequest(null, "empty body; expected a JSON object");
+    private JsonNode readJson(Http.Exchange ex) {
+        byte[] buf = ex.body();                                // Content-Length, chunking and --max-body-bytes checked by Http
+        if (buf.length == 0) throw ApiError.badRequest(null, "empty body; expected a JSON object");
         JsonNode body;
         try {
-            body = JSON.readTree(buf.toByteArray());
+            body = JSON.readTree(buf);
         } catch (JsonProcessingException e) {
             throw ApiError.badRequest(null, "malformed JSON: " + e.getOriginalMessage());
+        } catch (IOException e) {                              // reading a byte array: only malformed input
+            throw ApiError.badRequest(null, "malformed JSON: " + e.getMessage());
         }
         if (body == null || !body.isObject()) throw ApiError.badRequest(null, "expected a JSON object");
         return body;
     }
 
-    private ApiError tooLarge(long n) {
-        return new ApiError(413, "request_too_large", null, "request body of " + n + " bytes exceeds the limit of " + opt.maxBodyBytes()
-                + " bytes (--max-body-bytes)");
+    private static ObjectNode errorBody(ApiError e) { return OpenAiFormat.errorBody(e); }
+
+    private static void sendError(Http.Exchange ex, ApiError e) throws IOException {
+        if (e.status == 413 || e.status == 429 || e.status == 503) ex.close();
+        send(ex, e.status, errorBody(e), e.status == 429 ? Map.of("Retry-After", "1") : Map.of());
     }
 
-    private static ObjectNode errorBody(ApiError e) {
-        ObjectNode o = JSON.createObjectNode();
-        ObjectNode err = o.putObject("error");
-        err.put("message", e.getMessage());
-        err.put("type", e.type);
-        if (e.param != null) err.put("param", e.param); else err.putNull("param");
-        err.put("code", e.status);
-        return o;
+    private static void send(Http.Exchange ex, int status, ObjectNode body) throws IOException {
+        send(ex, status, body, Map.of());
     }
 
-    private static void sendError(HttpExchange ex, ApiError e) throws IOException {
-        if (e.status == 413 || e.status == 429 || e.status == 503) ex.getResponseHeaders().set("Connection", "close");
-        if (e.status == 429) ex.getResponseHeaders().set("Retry-After", "1");
-        send(ex, e.status, errorBody(e));
-    }
-
-    private static void send(HttpExchange ex, int status, ObjectNode body) throws IOException {
-        byte[] b = JSON.writeValueAsBytes(body);
-        ex.getResponseHeaders().set("Content-Type", "application/json");
-        ex.sendResponseHeaders(status, b.length);
-        try (OutputStream out = ex.getResponseBody()) {
-            out.write(b);
-        }
+    private static void send(Http.Exchange ex, int status, ObjectNode body, Map<String, String> extra) throws IOException {
+        ex.send(status, "application/json", extra, JSON.writeValueAsBytes(body));
     }
 }

@@ -38,7 +38,7 @@ public final class Endpoint {
     private final RateLimiter limiter;
     private final Stats stats;
 
-    /** A 200 response: the assistant message's content, the raw body, its SHA-256 and the usage the server reported. */
+    /** A 200 response: the assistant message's content, the raw body, the SHA-256 of its bytes and the usage the server reported. */
     public record Reply(String content, String rawBody, String sha256, long promptTokens, long completionTokens) {}
 
     /**
@@ -56,13 +56,13 @@ public final class Endpoint {
         }
     }
 
-    /** A 200 response whose body is not a chat completion; {@link #rawBody} is kept for its hash. */
+    /** A 200 response whose body is not a chat completion; {@link #sha256} is the hash of its bytes. */
     public static final class MalformedResponse extends Exception {
-        final String rawBody;
+        final String sha256;
 
-        MalformedResponse(String message, String rawBody) {
+        MalformedResponse(String message, String sha256) {
             super(message);
-            this.rawBody = rawBody;
+            this.sha256 = sha256;
         }
     }
 
@@ -102,7 +102,7 @@ public final class Endpoint {
             long retryAfterMs = 0;
             String cause;
             try {
-                HttpResponse<String> r = http.send(req, HttpResponse.BodyHandlers.ofString(StandardCharsets.UTF_8));
+                HttpResponse<byte[]> r = http.send(req, HttpResponse.BodyHandlers.ofByteArray());
                 int code = r.statusCode();
                 if (code == 200) {
                     Reply reply = parse(r.body());
@@ -124,7 +124,8 @@ public final class Endpoint {
                 } else if (code == 408) {
                     cause = "timeout";
                 } else {
-                    throw new Failure("http_" + code, true, "HTTP " + code + " from " + uri + ": " + Templates.trim(r.body().strip(), 200));
+                    throw new Failure("http_" + code, true, "HTTP " + code + " from " + uri + ": "
+                            + Templates.trim(new String(r.body(), StandardCharsets.UTF_8).strip(), 200));
                 }
             } catch (HttpTimeoutException e) {
                 cause = "timeout";
@@ -160,17 +161,19 @@ public final class Endpoint {
         }
     }
 
-    private static Reply parse(String raw) throws MalformedResponse {
+    /** The reply in a 200 body; its hash is of the bytes as received (not of a decoded and re-encoded string). */
+    static Reply parse(byte[] bytes) throws MalformedResponse {
+        String sha = Templates.Hashes.sha256(bytes), raw = new String(bytes, StandardCharsets.UTF_8);
         JsonNode root;
         try {
-            root = JSON.readTree(raw);
+            root = JSON.readTree(bytes);
         } catch (IOException e) {
-            throw new MalformedResponse("body is not JSON", raw);
+            throw new MalformedResponse("body is not JSON", sha);
         }
         JsonNode content = root == null ? null : root.path("choices").path(0).path("message").get("content");
-        if (content == null || !content.isTextual()) throw new MalformedResponse("no choices[0].message.content string", raw);
+        if (content == null || !content.isTextual()) throw new MalformedResponse("no choices[0].message.content string", sha);
         JsonNode usage = root.path("usage");
-        return new Reply(content.asText(), raw, Templates.Hashes.sha256(raw), usage.path("prompt_tokens").asLong(0),
+        return new Reply(content.asText(), raw, sha, usage.path("prompt_tokens").asLong(0),
                 usage.path("completion_tokens").asLong(0));
     }
 

@@ -66,6 +66,29 @@ public final class Pipeline {
         this.work = work;
         this.apiKey = apiKey;
         this.log = log;
+        checkTemplates();
+    }
+
+    // The slots each stage fills (a template may use any of them, and no other) and the output fields it reads.
+    static final Set<String> ANNOTATE_SLOTS = Set.of("seed_text", "rubric", "discipline_hint"),
+            GENERATE_SLOTS = Set.of("seed_text", "discipline", "grade", "grade_role", "rubric"),
+            BOOSTER_SLOTS = Set.of("seed_text", "discipline", "grade", "grade_role", "rubric", "min_tier", "seed_difficulty"),
+            REFINE_SLOTS = Set.of("question", "answer", "discipline", "rubric", "grades");
+    static final Set<String> ANNOTATE_FIELDS = Set.of("discipline", "difficulty"), GENERATE_FIELDS = Set.of("question", "answer", "difficulty"),
+            REFINE_FIELDS = Set.of("solvable", "consistent", "answer", "grade", "difficulty");
+
+    /**
+     * Loads every stage's template and the fragment files when the config loads, before any request is sent: a
+     * missing file, a bad schema or a slot no stage fills is a one-line error naming the file, not a failure in the
+     * middle of a later stage after earlier ones spent their requests.
+     */
+    private void checkTemplates() {
+        Templates.load(templatesDir, cfg.annotate().template(), ANNOTATE_FIELDS, ANNOTATE_SLOTS);
+        Templates.load(templatesDir, cfg.generate().template(), GENERATE_FIELDS, GENERATE_SLOTS);
+        Templates.load(templatesDir, cfg.booster().stage().template(), GENERATE_FIELDS, BOOSTER_SLOTS);
+        Templates.load(templatesDir, cfg.refine().template(), REFINE_FIELDS, REFINE_SLOTS);
+        rubric();
+        grades();
     }
 
     public static Path seeds(Path work) { return work.resolve("seeds.jsonl"); }
@@ -197,7 +220,7 @@ public final class Pipeline {
     // ------------------------------------------------------------------ annotate
 
     public int annotate() {
-        Templates.Prompt tpl = Templates.load(templatesDir, cfg.annotate().template(), Set.of("discipline", "difficulty"));
+        Templates.Prompt tpl = Templates.load(templatesDir, cfg.annotate().template(), ANNOTATE_FIELDS, ANNOTATE_SLOTS);
         Templates.Fragment rubric = rubric();
         List<Work> items = new ArrayList<>();
         for (JsonNode seed : input(seeds(work), "curate")) {
@@ -215,9 +238,9 @@ public final class Pipeline {
     // ------------------------------------------------------------------ generate
 
     public int generate() {
-        Templates.Prompt mg = Templates.load(templatesDir, cfg.generate().template(), Set.of("question", "answer", "difficulty"));
+        Templates.Prompt mg = Templates.load(templatesDir, cfg.generate().template(), GENERATE_FIELDS, GENERATE_SLOTS);
         SynthConfig.Booster b = cfg.booster();
-        Templates.Prompt hd = Templates.load(templatesDir, b.stage().template(), Set.of("question", "answer", "difficulty"));
+        Templates.Prompt hd = Templates.load(templatesDir, b.stage().template(), GENERATE_FIELDS, BOOSTER_SLOTS);
         Templates.Fragment rubric = rubric(), grades = grades();
         List<JsonNode> seeds = input(annotated(work), "annotate");
         Set<String> boosted = b.enabled() ? boosterDraw(seeds, b) : Set.of();
@@ -280,8 +303,7 @@ public final class Pipeline {
     // ------------------------------------------------------------------ refine
 
     public int refine() {
-        Templates.Prompt tpl = Templates.load(templatesDir, cfg.refine().template(),
-                Set.of("solvable", "consistent", "answer", "grade", "difficulty"));
+        Templates.Prompt tpl = Templates.load(templatesDir, cfg.refine().template(), REFINE_FIELDS, REFINE_SLOTS);
         Templates.Fragment rubric = rubric(), grades = grades();
         StringBuilder gradeList = new StringBuilder();
         for (String g : cfg.grades()) gradeList.append("- ").append(g).append(": ").append(grades.entries().get(g)).append('\n');
@@ -406,7 +428,7 @@ public final class Pipeline {
             reply = client.complete(w.stage(), msgs[0], msgs[1], seed);
             failStreak.set(0);
             prov.put("response_sha256", reply.sha256()).put("prompt_tokens", reply.promptTokens()).put("completion_tokens", reply.completionTokens());
-            answer = extractJson(reply.content());
+            answer = extractJson(reply.content(), a -> w.tpl().violation(a) == null);
             if (answer == null) {
                 reason = "malformed_json";
                 detail = Templates.trim(reply.content().strip(), 120);
@@ -420,7 +442,7 @@ public final class Pipeline {
             }
         } catch (Endpoint.MalformedResponse e) {
             failStreak.set(0);
-            prov.put("response_sha256", Templates.Hashes.sha256(e.rawBody));
+            prov.put("response_sha256", e.sha256);
             reason = "malformed_response";
             detail = e.getMessage();
         } catch (Endpoint.Failure e) {
@@ -468,18 +490,30 @@ public final class Pipeline {
      * The JSON object in a model's message: a reasoning model's {@code <think>...</think>} and Markdown code fences
      * are stripped, then the text from the first '{' to the last '}' must parse. Null when it does not.
      */
-    static JsonNode extractJson(String content) {
+    static JsonNode extractJson(String content) { return extractJson(content, a -> true); }
+
+    /**
+     * The first complete JSON object in the message that {@code valid} accepts (prose with braces before it, several
+     * objects, an object followed by text: each '{' starts a candidate, parsed as one JSON value up to its own end);
+     * when none is accepted, the first complete object (so its schema violation is reported); null when there is none.
+     */
+    static JsonNode extractJson(String content, java.util.function.Predicate<JsonNode> valid) {
         String s = content;
         int think = s.lastIndexOf("</think>");
         if (think >= 0) s = s.substring(think + "</think>".length());
-        int a = s.indexOf('{'), b = s.lastIndexOf('}');
-        if (a < 0 || b <= a) return null;
-        try {
-            JsonNode n = JsonlLog.JSON.readTree(s.substring(a, b + 1));
-            return n != null && n.isObject() ? n : null;
-        } catch (IOException e) {
-            return null;
+        JsonNode firstObject = null;
+        for (int a = s.indexOf('{'); a >= 0; a = s.indexOf('{', a + 1)) {
+            JsonNode n;
+            try (com.fasterxml.jackson.core.JsonParser p = JsonlLog.JSON.getFactory().createParser(s.substring(a))) {
+                n = JsonlLog.JSON.readTree(p);                  // one value; what follows it is not read
+            } catch (IOException e) {
+                continue;                                       // not a complete JSON value from this brace
+            }
+            if (n == null || !n.isObject()) continue;
+            if (valid.test(n)) return n;
+            if (firstObject == null) firstObject = n;
         }
+        return firstObject;
     }
 
     // ------------------------------------------------------------------ helpers

@@ -163,17 +163,21 @@ public final class Report {
         return sb.toString();
     }
 
-    private static void png(Path file, Map<String, Map<String, Long>> seedHist, Map<String, Map<String, Long>> outHist,
-                            double[] genShare, double[] refShare, Map<String, Map<String, Long>> gradeHist, List<String> grades,
-                            Map<String, Map<String, Long>> rejects) throws IOException {
+    static void png(Path file, Map<String, Map<String, Long>> seedHist, Map<String, Map<String, Long>> outHist,
+                    double[] genShare, double[] refShare, Map<String, Map<String, Long>> gradeHist, List<String> grades,
+                    Map<String, Map<String, Long>> rejects) throws IOException {
         System.setProperty("java.awt.headless", "true");
-        int w = 700, h = 420;
+        int w = 700, h = 420, lineH = 18;
         List<CategoryChart> charts = List.of(
                 stacked("seeds: difficulty by discipline", "tier", SynthConfig.TIERS, seedHist, w, h),
                 stacked("refined outputs: difficulty by discipline", "tier", SynthConfig.TIERS, outHist, w, h),
                 shares(genShare, refShare, w, h),
                 stacked("grade judged, by grade requested", "grade judged", grades, gradeHist, w, h));
-        BufferedImage img = new BufferedImage(2 * w, 2 * h + 200, BufferedImage.TYPE_INT_RGB);
+        // the rejects text first, so the image is tall enough for all of it (one line per stage and reason, wrapped)
+        BufferedImage probe = new BufferedImage(1, 1, BufferedImage.TYPE_INT_RGB);
+        java.awt.FontMetrics fm = probe.createGraphics().getFontMetrics();
+        List<String> lines = rejectLines(rejects, fm::stringWidth, 2 * w - 36);
+        BufferedImage img = new BufferedImage(2 * w, 2 * h + 24 + lineH * (lines.size() + 1), BufferedImage.TYPE_INT_RGB);
         Graphics2D g = img.createGraphics();
         g.setColor(Color.WHITE);
         g.fillRect(0, 0, img.getWidth(), img.getHeight());
@@ -181,13 +185,30 @@ public final class Report {
         g.setColor(Color.BLACK);
         int y = 2 * h + 24;
         g.drawString("rejects by stage and reason:", 12, y);
-        for (var st : rejects.entrySet()) {
-            y += 18;
-            if (y > img.getHeight() - 6) break;
-            g.drawString(st.getKey() + ": " + st.getValue(), 24, y);
-        }
+        for (String line : lines) g.drawString(line, 24, y += lineH);
         g.dispose();
         ImageIO.write(img, "png", file.toFile());
+    }
+
+    /**
+     * The rejects as text lines for the image: "stage  reason: count", one per stage and reason, each cut into pieces no
+     * wider than {@code maxWidth} (continuations indented), so nothing runs off the image or is left out.
+     */
+    static List<String> rejectLines(Map<String, Map<String, Long>> rejects, java.util.function.ToIntFunction<String> width, int maxWidth) {
+        List<String> out = new ArrayList<>();
+        if (rejects.isEmpty()) out.add("(none)");
+        rejects.forEach((stage, byReason) -> byReason.forEach((reason, n) -> {
+            String rest = stage + "  " + reason + ": " + n;
+            String indent = "";
+            while (!rest.isEmpty()) {
+                int k = rest.length();
+                while (k > 1 && width.applyAsInt(indent + rest.substring(0, k)) > maxWidth) k--;
+                out.add(indent + rest.substring(0, k));
+                rest = rest.substring(k);
+                indent = "    ";
+            }
+        }));
+        return out;
     }
 
     private static CategoryChart stacked(String title, String xTitle, List<String> cols, Map<String, Map<String, Long>> h, int w, int hh) {

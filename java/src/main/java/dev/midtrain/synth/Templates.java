@@ -101,11 +101,20 @@ public final class Templates {
         return m;
     }
 
-    /** Loads TEMPLATE.yaml from {@code dir}; the schema must declare each of {@code requiredFields}. */
-    public static Prompt load(Path dir, String name, Set<String> requiredFields) {
+    /**
+     * Loads TEMPLATE.yaml from {@code dir}; the schema must declare each of {@code requiredFields}, and every
+     * {@code {slot}} in its system and user text must be one of {@code slots} (what its stage fills).
+     */
+    public static Prompt load(Path dir, String name, Set<String> requiredFields, Set<String> slots) {
         Path file = dir.resolve(name + ".yaml");
         JsonNode root = read(file);
         String n = text(root, "name", file), system = text(root, "system", file), user = text(root, "user", file);
+        for (String[] field : new String[][]{{"system", system}, {"user", user}}) {
+            Matcher m = SLOT.matcher(field[1]);
+            while (m.find())
+                if (!slots.contains(m.group(1)))
+                    throw new UserError(file + ": field " + field[0] + ": unknown slot {" + m.group(1) + "} (this stage fills " + new java.util.TreeSet<>(slots) + ")");
+        }
         int version = version(root, file);
         JsonNode s = root.get("schema");
         if (s == null || !s.isObject() || s.isEmpty()) throw new UserError(file + ": field schema: an object of output fields is required");

@@ -68,6 +68,14 @@ public final class MetricsLog implements AutoCloseable {
     /** Adds {@code key: {name: value, ...}} to the next recorded step's JSON line and prints it with that step. */
     public synchronized void attach(String key, java.util.Map<String, Double> values) { attached.put(key, new java.util.LinkedHashMap<>(values)); }
 
+    private final java.util.Set<String> quiet = new java.util.HashSet<>();
+
+    /** As {@link #attach}, written to metrics.jsonl only (per-layer detail that would flood the console). */
+    public synchronized void attachQuiet(String key, java.util.Map<String, Double> values) {
+        attach(key, values);
+        quiet.add(key);
+    }
+
     public static MetricsLog quiet() { return new MetricsLog(null, null, 1, 1, 0, 0); }
 
     /** Records one completed step; {@code valLoss} is NaN when no evaluation ran. */
@@ -89,10 +97,17 @@ public final class MetricsLog implements AutoCloseable {
             volBySource.put(k, Double.isFinite(v) ? w.add(v) : w.value());
         });
         java.util.Map<String, java.util.Map<String, Double>> extra;
-        synchronized (this) { extra = new java.util.LinkedHashMap<>(attached); attached.clear(); }
+        java.util.Set<String> quietKeys;
+        synchronized (this) {
+            extra = new java.util.LinkedHashMap<>(attached);
+            quietKeys = new java.util.HashSet<>(quiet);
+            attached.clear();
+            quiet.clear();
+        }
         if (jsonl != null) writeJson(r, s, tps, mfu, valLoss, vol, volBySource, valLossBySource, extra);
         if (console == null) return;
         extra.forEach((k, m) -> {
+            if (quietKeys.contains(k)) return;
             StringBuilder b = new StringBuilder();
             m.forEach((n, v) -> b.append(b.length() == 0 ? "" : ", ").append(n).append(String.format(" %.4f", v)));
             console.printf("step %6d/%d | %s: %s%n", r.step(), totalSteps, k, b);

@@ -22,5 +22,16 @@ public final class NonFiniteLossException extends UserError {
         this.step = step;
     }
 
+    private NonFiniteLossException(String message, long step) {
+        super(message, 1, null);
+        this.step = step;
+    }
+
+    /** on_nonfinite = skip, and every one of the {@code steps} steps this run took (up to {@code step}) was skipped. */
+    public static NonFiniteLossException allSkipped(long step, long steps) {
+        return new NonFiniteLossException("all " + steps + " steps of this run (to step " + step + ") were skipped as non-finite; no checkpoint"
+                + " was written and no token counted: check the data, the learning rate and train.init_std", step);
+    }
+
     public long step() { return step; }
 }

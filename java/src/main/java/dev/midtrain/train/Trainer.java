@@ -23,7 +23,8 @@ import java.util.TreeMap;
  *
  * <p>Non-finite loss or gradient norm: train.on_nonfinite = stop throws {@link NonFiniteLossException} before the
  * update; skip leaves the weights and AdamW state untouched, counts the step in {@link TrainState#skippedSteps} and
- * logs it (the step still consumes its data and advances the schedule).
+ * logs it (the step still consumes its data and advances the schedule, but adds no tokens to tokens_trained and
+ * writes no checkpoint); a run whose every step was skipped ends with {@link NonFiniteLossException} (exit 1).
  *
  * <p>Per-source metrics: every row of a micro-batch comes from one data source ({@link TokenBatches#lastRowSources});
  * the step's loss of source s is the mean over the step's valid target tokens in rows of s (over all data-parallel
@@ -89,24 +90,39 @@ public final class Trainer {
      */
     public void stopWhen(java.util.function.BooleanSupplier stop) { this.stop = stop; }
 
+    private boolean lastSkipped;
+
+    /**
+     * Whether the last step's update was skipped (non-finite, train.on_nonfinite = skip); identical on every rank.
+     * Listeners write no checkpoint for such a step: its weights are the previous step's.
+     */
+    public boolean lastStepSkipped() { return lastSkipped; }
+
     /** The agreed stop decision of the last step boundary, identical on every rank (listeners read it to save). */
     public boolean stopping() { return stopping; }
 
     /** Trains from {@code state.step} to train.steps (or until {@link #stopWhen} says stop). */
     public TrainState run() {
         Map<String, Long> seen = data.tokensPerSource();                       // this rank's loader counts (after a resume)
+        long stepsRun = 0, skippedRun = 0;
         while (state.step < tc.steps()) {
             long t0 = System.nanoTime();
             for (int i = 0; i < micro.length; i++) {
                 data.nextMicroBatch(micro[i]);                                  // host int32[B, T+1] each
                 microSources[i] = data.lastRowSources();                        // int32[B] source of each row
             }
+            int diagEvery = cfg.diagnostics().everySteps();
+            if (diagEvery > 0 && (state.step + 1) % diagEvery == 0)               // per-source gradients, before the step
+                GradientDiagnostics.measure(model, micro, microSources, sourceNames()).attachTo(metrics);
             StepResult r = step(micro, microSources);                           // fwd/bwd x accum, norm, clip, AdamW
             double seconds = (System.nanoTime() - t0) / 1e9;
             Map<String, Long> now = data.tokensPerSource(), delta = new TreeMap<>();
             for (var e : now.entrySet()) delta.put(e.getKey(), e.getValue() - seen.getOrDefault(e.getKey(), 0L));
             seen = now;                                                         // + every data-parallel rank's new tokens
-            par.sumOverDp(delta).forEach((k, v) -> state.tokensPerSource.merge(k, v, Long::sum));
+            Map<String, Long> all = par.sumOverDp(delta);                       // (a collective: every rank, every step)
+            if (!r.skipped()) all.forEach((k, v) -> state.tokensPerSource.merge(k, v, Long::sum));   // a skipped step trains none
+            stepsRun++;
+            if (r.skipped()) skippedRun++;
             state.loaderState = data.state();
             stopping = par.agreeStop(stop.getAsBoolean());                     // one decision for every rank
             for (StepListener l : listeners) l.onStepEnd(this);                 // checkpoint hook: state is consistent
@@ -115,6 +131,7 @@ public final class Trainer {
             metrics.record(r, state, seconds, v.loss(), v.lossBySource());
             if (stopping) break;
         }
+        if (stepsRun > 0 && skippedRun == stepsRun) throw NonFiniteLossException.allSkipped(state.step, stepsRun);
         return state;
     }
 
@@ -149,8 +166,9 @@ public final class Trainer {
         if (!finite && tc.onNonfinite() == TrainConfig.OnNonfinite.STOP) throw new NonFiniteLossException(stepNo, loss, norm);
         state.step = stepNo;
         long tokens = (long) microBatches.length * B * T * cfg.parallel().dp();
-        state.tokensTrained += tokens;
+        lastSkipped = !finite;
         if (finite) {
+            state.tokensTrained += tokens;                                      // a skipped step trains no token
             adamw.step(state.optimizerSteps(), lr, clip);                       // this rank's optimizer shard
             par.gatherParameters();                                             // ZeRO-1: everyone's updated shards
             consecutiveSkips = 0;

@@ -66,15 +66,16 @@ class HfCheckpointTest {
         ObjectNode cfg = (ObjectNode) HfConfig.read(dir.resolve("config.json"));
         cfg.put("num_hidden_layers", 3).put("hidden_size", 16).put("rope_theta", 10000.0).put("tie_word_embeddings", true)
                 .put("rms_norm_eps", 1e-6).put("num_key_value_heads", 4).put("intermediate_size", 14).put("vocab_size", 128256)
-                .put("num_attention_heads", 2);
-        cfg.putObject("rope_scaling").put("rope_type", "llama3");
+                .put("num_attention_heads", 8);
+        cfg.putObject("rope_scaling").put("rope_type", "llama3").put("factor", 8.0).put("low_freq_factor", 1.0).put("high_freq_factor", 4.0)
+                .put("original_max_position_embeddings", 8192);
         Files.writeString(dir.resolve("config.json"), HfConfig.toText(cfg));
         try (HfCheckpoint ck = HfCheckpoint.open(dir)) {
             UserError e = assertThrows(UserError.class, () -> ck.validate(M));
             String m = e.getMessage();
             assertFalse(m.contains("\n"), "one line: " + m);
             assertTrue(m.startsWith(dir.resolve("config.json") + ": "), m);
-            for (String f : List.of("num_hidden_layers 3 != model.n_layers 2", "hidden_size 16 != model.dim 8", "num_attention_heads 2 != model.n_heads 4",
+            for (String f : List.of("num_hidden_layers 3 != model.n_layers 2", "hidden_size 16 != model.dim 8", "num_attention_heads 8 != model.n_heads 4",
                     "num_key_value_heads 4 != model.n_kv_heads 2", "intermediate_size 14 != model.ffn_dim 12", "vocab_size 128256 != model.vocab_size 12",
                     "rope_theta 10000.0 != model.rope_theta 500000.0", "rms_norm_eps 1.0E-6 != model.norm_eps 1.0E-5",
                     "tie_word_embeddings true != model.tied_embeddings false", "rope_scaling"))
@@ -86,7 +87,14 @@ class HfCheckpointTest {
         cfg.remove("rope_theta");
         List<String> mm = HfConfig.mismatches(cfg, M);
         assertEquals(2, mm.size(), mm.toString());
-        assertTrue(mm.get(0).contains("num_key_value_heads 4 (default)"), mm.toString());
+        assertTrue(mm.get(0).contains("num_key_value_heads 4 != model.n_kv_heads 2"), mm.toString());    // defaults to num_attention_heads
+        assertTrue(mm.get(1).contains("rope_theta 10000.0 != model.rope_theta 500000.0"), mm.toString());  // transformers' default
+        // a malformed llama3 rope_scaling is refused naming the field, never defaulted
+        ObjectNode bad = TinyHf.config(M);
+        bad.putObject("rope_scaling").put("rope_type", "llama3");
+        Files.writeString(dir.resolve("config.json"), HfConfig.toText(bad));
+        UserError e = assertThrows(UserError.class, () -> HfConfig.modelConfig(dir.resolve("config.json")));
+        assertTrue(e.getMessage().startsWith(dir.resolve("config.json") + ": rope_scaling.factor"), e.getMessage());
         assertTrue(HfConfig.mismatches(TinyHf.config(M), M).isEmpty());
     }
 

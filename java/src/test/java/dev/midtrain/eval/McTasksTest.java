@@ -19,6 +19,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -58,11 +59,24 @@ class McTasksTest {
                 {"{\"question\": \"q\", \"choices\": [\"a\"], \"answer\": 0}", "at least 2 choices"},
                 {"{\"choices\": [\"a\", \"b\"], \"answer\": 0}", "no question"},
                 {"{\"question\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": 0, \"difficulty\": \"H7\"}", "H1..H5"},
+                {"{\"question\": \"q\", \"choices\": [\"a\", null], \"answer\": 0}", "choices[1] is null"},
+                {"{\"Question\": \"q\", \"A\": \"a\", \"B\": null, \"C\": \"c\", \"Answer\": \"A\"}", "choice B is null"},
                 {"not json", "not a JSON object"}}) {
             Files.writeString(f, "{\"question\": \"ok\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n" + c[0] + "\n");
             UserError e = assertThrows(UserError.class, () -> McTasks.load(f));
             assertTrue(e.getMessage().startsWith(f + ":2: ") && e.getMessage().contains(c[1]), e.getMessage());
         }
+        // a byte that is not UTF-8 (Latin-1 e-acute) on line 3: file, line and "not UTF-8"
+        byte[] ok = "{\"question\": \"ok\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+        b.write(ok);
+        b.write(ok);
+        b.write("{\"question\": \"caf".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        b.write(0xe9);
+        b.write("\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        Files.write(f, b.toByteArray());
+        UserError u = assertThrows(UserError.class, () -> McTasks.load(f));
+        assertEquals(f + ":3: not UTF-8 (task files must be UTF-8 encoded)", u.getMessage());
         Files.writeString(f, "\n");
         assertThrows(UserError.class, () -> McTasks.load(f));
         assertThrows(UserError.class, () -> McTasks.load(tmp.resolve("missing.jsonl")));
@@ -121,6 +135,26 @@ class McTasksTest {
             w.writeBatch();
             w.end();
         }
+    }
+
+    /**
+     * The datasets cache that {@code load_dataset("haonan-li/cmmlu", SUBJECT)} leaves (fixture written by datasets itself,
+     * scripts/fixtures/make_cmmlu_cache.py): every file is cmmlu-test.arrow, the subject is the config name.
+     */
+    @Test
+    void cmmluSubjectsFromTheDatasetsCacheStaySeparate() {
+        Path cache = Path.of("java/src/test/resources/cmmlu-cache/haonan-li___cmmlu");
+        Map<String, Integer> counts = new java.util.TreeMap<>();
+        for (String subject : List.of("agronomy", "anatomy")) {
+            Path test = cache.resolve(subject).resolve("0.0.0/0a1b2c3d4e5f60718293a4b5c6d7e8f901234567/cmmlu-test.arrow");
+            for (McItem it : McTasks.load(test)) {
+                counts.merge(it.subject(), 1, Integer::sum);
+                assertTrue(it.question().startsWith(it.subject() + " question"), it.question());
+                assertEquals(List.of("甲", "乙", "丙", "丁"), it.choices());
+            }
+            assertEquals(subject, McTasks.load(McTasks.devSibling(test)).get(0).subject());
+        }
+        assertEquals(Map.of("agronomy", 3, "anatomy", 4), counts);
     }
 
     @Test

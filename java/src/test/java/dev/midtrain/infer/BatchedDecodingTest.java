@@ -245,7 +245,11 @@ class BatchedDecodingTest {
             assertEquals(g.get(1).text(), s2.toString());
             Decoder d = new Decoder(e, 2);
             assertThrows(IllegalArgumentException.class, () -> d.join(new int[0], GenerateParams.greedy(2), null));
-            assertThrows(IllegalArgumentException.class, () -> d.join(new int[64], GenerateParams.greedy(2), null));
+            assertThrows(IllegalArgumentException.class, () -> d.join(new int[65], GenerateParams.greedy(2), null));   // > max_seq_len
+            Decoder.Sequence full = d.join(new int[64], GenerateParams.greedy(2), null);   // max_seq_len: one token, then "length"
+            assertTrue(full.finished());
+            assertEquals(1, full.result().tokens().length);
+            assertEquals("length", full.result().finishReason());
             assertThrows(IllegalArgumentException.class, () -> d.join(new int[]{600}, GenerateParams.greedy(2), null));
             assertEquals(0, d.active());
             assertNotNull(d.join(p1, GenerateParams.greedy(5), null));

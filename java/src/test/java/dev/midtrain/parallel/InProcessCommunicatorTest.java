@@ -218,6 +218,31 @@ class InProcessCommunicatorTest {
     }
 
     @Test
+    void aTimeoutNamesTheRankAtTheRootOfAChainOfWaitsNotTheRanksWaitingForIt() throws Exception {
+        // tp 2 x dp 2: rank 3 never enters a collective; rank 2 waits for it in tp.1; rank 0 waits for rank 2 in dp.0,
+        // rank 1 for rank 3 in dp.1. Rank 0 times out first, on rank 2, which is itself waiting: rank 3 is named.
+        List<ProcessGroups> g = ProcessGroups.inProcess(2, 2, 1, Duration.ofMillis(600));
+        List<String> errs = onRanks(4, r -> {
+            FloatPointer p = buf(new float[4]);
+            try {
+                if (r == 3) { Thread.sleep(2000); return "idle"; }
+                if (r == 2) { Thread.sleep(150); g.get(2).tp().allReduceSum(p.address(), 4, Dtype.F32); }
+                else g.get(r).dp().allReduceSum(p.address(), 4, Dtype.F32);
+                return "no error";
+            } catch (ParallelException e) {
+                return e.getMessage();
+            } catch (InterruptedException e) {
+                throw new RuntimeException(e);
+            }
+        });
+        assertTrue(errs.get(0).contains("global ranks [3] did not arrive at their next collective")
+                && errs.get(0).contains("global rank 0 waited in dp.0 allReduceSum for ranks [2]"), errs.get(0));
+        assertTrue(errs.get(1).contains("global ranks [3] did not arrive at dp.1 allReduceSum"), errs.get(1));
+        assertTrue(errs.get(2).contains("global ranks [3] did not arrive at tp.1 allReduceSum"), errs.get(2));
+        assertEquals("idle", errs.get(3));
+    }
+
+    @Test
     void abortReleasesWaitingRanks() throws Exception {
         List<InProcessCommunicator> g = InProcessCommunicator.group(2, Duration.ofSeconds(60));
         long t0 = System.nanoTime();

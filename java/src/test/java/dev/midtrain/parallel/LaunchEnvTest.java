@@ -29,6 +29,16 @@ class LaunchEnvTest {
     }
 
     @Test
+    void localProcessesShareTheNodesCores() {
+        Map<String, String> torchrun = Map.of("WORLD_SIZE", "8", "RANK", "5", "LOCAL_RANK", "1", "LOCAL_WORLD_SIZE", "4", "MASTER_ADDR", "h");
+        assertEquals(4, LaunchEnv.resolve(Flags.none(), torchrun, 8).localProcesses(torchrun));
+        Map<String, String> slurm = Map.of("SLURM_PROCID", "3", "SLURM_NTASKS", "8", "SLURM_LOCALID", "1", "SLURM_TASKS_PER_NODE", "2(x4)", "MASTER_ADDR", "h");
+        assertEquals(2, LaunchEnv.resolve(Flags.none(), slurm, 8).localProcesses(slurm));
+        assertEquals(1, LaunchEnv.resolve(new Flags(2, 1, "h", null), torchrun, 8).localProcesses(torchrun), "flags: one process per node");
+        assertEquals(1, LaunchEnv.resolve(Flags.none(), Map.of(), 8).localProcesses(Map.of()));
+    }
+
+    @Test
     void flagErrorsNameTheFlag() {
         assertMsg("--node-rank: required", () -> LaunchEnv.resolve(new Flags(2, null, "h", null), Map.of(), 16));
         assertMsg("--master-addr: required", () -> LaunchEnv.resolve(new Flags(2, 1, null, null), Map.of(), 16));

@@ -235,6 +235,63 @@ class MultiProcessTrainTest {
     }
 
     @Test
+    void launchKeepsPrintingTheRanksLastLinesAfterSigtermAndDividesTheCoresAmongItsProcesses(@TempDir Path tmp) throws Exception {
+        Path cfg = tmp.resolve("auto-threads.yaml"), runDir = tmp.resolve("run");
+        Files.writeString(cfg, CONFIG.replace("STEPS", "3000").replace("threads: 1", "threads: 0"));
+        List<String> out = Collections.synchronizedList(new ArrayList<>());
+        Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "2", "--master-port", "" + masterPort(), "--",
+                "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", runDir.toString(), "--peak-tflops", "0.1",
+                "--dp", "2", "--dist-timeout", "30");
+        await(() -> lines(runDir) >= 3, 180, "3 steps", out);
+        launch.toHandle().destroy();                                   // SIGTERM to the launcher (Process.destroy would close our pipes)
+        assertTrue(launch.waitFor(60, TimeUnit.SECONDS), "the launcher ends:\n" + String.join("\n", out));
+        Thread.sleep(300);
+        assertEquals(0, launch.exitValue(), "a graceful stop:\n" + String.join("\n", out));
+        long steps = lines(runDir);
+        String all = String.join("\n", out);
+        // the lines each rank prints after the signal, through the launcher's pipes
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] stopped at step " + steps + " (SIGTERM); checkpoint ")
+                && l.contains("continue with: midtrain train --resume")), all);
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] done: " + steps + " steps")), all);
+        assertTrue(out.contains("[rank 1] process 1 of 2: done at step " + steps), all);
+        int perRank = Math.max(1, Runtime.getRuntime().availableProcessors() / 2);   // train.threads 0: the node's cores / 2 processes
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] model: ") && l.contains(", " + perRank + " threads per rank")), all);
+        List<Long> saved = StepDirectories.forRun(runDir).committedSteps();
+        assertEquals(steps, saved.get(saved.size() - 1), "the stop step was saved");
+    }
+
+    @Test
+    void ranksOfASigkilledLauncherStopAndTheOtherNodeFailsFast(@TempDir Path tmp) throws Exception {
+        // two "nodes" on loopback, one launcher each (one process of one rank each)
+        Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
+        int port = masterPort();
+        List<List<String>> outs = List.of(Collections.synchronizedList(new ArrayList<>()), Collections.synchronizedList(new ArrayList<>()));
+        List<Process> launchers = new ArrayList<>();
+        for (int node = 0; node < 2; node++)
+            launchers.add(jvm(Map.of(), outs.get(node), "launch", "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", "" + node,
+                    "--master-addr", "127.0.0.1", "--master-port", "" + port, "--", "train", "--config", cfg.toString(), "--synthetic-data",
+                    "--run-dir", runDir.toString(), "--peak-tflops", "0.1", "--dp", "2", "--no-checkpoints", "--dist-timeout", "15"));
+        await(() -> lines(runDir) >= 2, 180, "2 steps", outs.get(0));
+        List<ProcessHandle> kids = launchers.get(1).toHandle().children().toList();
+        assertEquals(1, kids.size(), "node 1's rank process");
+        launchers.get(1).toHandle().destroyForcibly();                // SIGKILL: no shutdown hook, no signal forwarded
+        long t0 = System.nanoTime();
+        try {
+            kids.get(0).onExit().get(15, TimeUnit.SECONDS);            // --dist-timeout
+        } catch (java.util.concurrent.TimeoutException e) {
+            fail("node 1's rank still alive 15 s after its launcher was killed (" + lines(runDir) + " steps)");
+        }
+        double gone = (System.nanoTime() - t0) / 1e9;
+        assertTrue(launchers.get(0).waitFor(15, TimeUnit.SECONDS), "node 0 fails fast:\n" + String.join("\n", outs.get(0)));
+        double other = (System.nanoTime() - t0) / 1e9;
+        Thread.sleep(200);
+        assertEquals(1, launchers.get(0).exitValue(), String.join("\n", outs.get(0)));
+        assertTrue(outs.get(0).stream().anyMatch(l -> l.contains("its launcher (midtrain launch, pid " + launchers.get(1).pid() + ") is gone")),
+                "node 0 names the lost launcher:\n" + String.join("\n", outs.get(0)));
+        System.out.printf("SIGKILLed launcher: its rank stopped %.1f s later, the other node's launcher exited %.1f s later%n", gone, other);
+    }
+
+    @Test
     void aKilledPeerMakesTheSurvivorExitNonZeroNamingIt(@TempDir Path tmp) throws Exception {
         Path cfg = config(tmp, 3000), runDir = tmp.resolve("run");
         int port = masterPort();

@@ -81,7 +81,7 @@ class ParallelCheckpointTest {
             Path ex = tmp.resolve("export" + layout[0] + layout[1]);
             out.setLength(0);
             assertEquals(0, run(out, "export", "--checkpoint", StepDirectories.forRun(r).stepDir(1).toString(), "--out", ex.toString(),
-                    "--dtype", "bf16"), out.toString());
+                    "--dtype", "bf16", "--tokenizer", "data/tokenizer/tokenizer.json"), out.toString());
             TestAccess.assertSameTensors(values, ex, DType.BF16);          // sharded on load, gathered on export: bit for bit
         }
     }

@@ -152,6 +152,79 @@ class SynthPartsTest {
         assertNull(Pipeline.extractJson("[1, 2]"));
     }
 
+    @Test
+    void theFirstCompleteObjectThatValidatesIsTakenAfterProseWithBraces() throws Exception {
+        Templates.Prompt p = Templates.load(Path.of("configs/synthesis"), "refine", Set.of("solvable"), Pipeline.REFINE_SLOTS);
+        String good = "{\"solvable\": true, \"answer\": \"x\", \"consistent\": true, \"grade\": \"college\", \"difficulty\": \"H2\"}";
+        // prose with braces first: first '{' to last '}' would not parse
+        String reply = "The set {1, 2} has {two} elements; in JSON: " + good + " (note: {done})";
+        JsonNode a = Pipeline.extractJson(reply, n -> p.violation(n) == null);
+        assertNotNull(a, reply);
+        assertEquals("college", a.get("grade").asText());
+        // an example object that does not validate, then the answer
+        String twice = "For example {\"grade\": \"?\"} - my answer: " + good;
+        assertEquals("H2", Pipeline.extractJson(twice, n -> p.violation(n) == null).get("difficulty").asText());
+        // nothing validates: the first complete object comes back, so its violation is what gets reported
+        JsonNode first = Pipeline.extractJson("{\"grade\": \"?\"} and {\"x\": 1}", n -> p.violation(n) == null);
+        assertEquals("?", first.get("grade").asText());
+    }
+
+    @Test
+    void aTemplateSlotNoStageFillsIsRefusedWhenTheConfigLoads(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+        Path cfgDir = tmp.resolve("cfg");
+        Files.createDirectories(cfgDir);
+        Path shipped = Path.of("configs/synthesis");
+        SynthConfig shippedCfg = SynthConfig.load(shipped.resolve("boostqa.yaml"));
+        try (var files = Files.list(shipped)) {                          // the config and its templates (templates_dir: .)
+            for (Path f : files.toList()) if (f.toString().endsWith(".yaml")) Files.copy(f, cfgDir.resolve(f.getFileName()));
+        }
+        Path refine = cfgDir.resolve(shippedCfg.refine().template() + ".yaml");
+        Files.writeString(refine, Files.readString(refine).replace("\n  {question}", "\n  {question} {seed_txt}"));
+        SynthConfig cfg = SynthConfig.load(cfgDir.resolve("boostqa.yaml"));
+        dev.midtrain.common.UserError e = assertThrows(dev.midtrain.common.UserError.class,
+                () -> new Pipeline(cfg, cfgDir.resolve("boostqa.yaml"), tmp.resolve("work"), null, System.err));
+        assertTrue(e.getMessage().contains(refine.getFileName().toString()) && e.getMessage().contains("unknown slot {seed_txt}"), e.getMessage());
+    }
+
+    @Test
+    void responseSha256IsTheHashOfTheRawBodyBytes() throws Exception {
+        // a body with a byte-order mark and an escaped non-ASCII character: decoding and re-encoding changes the bytes
+        byte[] body = ("\uFEFF{\"choices\": [{\"message\": {\"content\": \"caf\\u00e9\"}}], \"usage\": {}}").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        byte[] withInvalid = java.util.Arrays.copyOf(body, body.length + 1);
+        withInvalid[body.length] = (byte) 0xFF;                          // trailing invalid UTF-8 after the JSON
+        for (byte[] b : List.of(body, withInvalid)) {
+            String want = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(b));
+            String got;
+            try {
+                got = Endpoint.parse(b).sha256();
+            } catch (Endpoint.MalformedResponse m) {
+                got = m.sha256;
+            }
+            assertEquals(want, got);
+        }
+    }
+
+    @Test
+    void reportPngShowsEveryRejectLine(@TempDir Path tmp) throws Exception {
+        Map<String, Map<String, Long>> rejects = new java.util.TreeMap<>();
+        for (String st : List.of("annotate", "generate", "refine")) {
+            Map<String, Long> m = new java.util.TreeMap<>();
+            for (int i = 0; i < 12; i++) m.put("schema_violation:field_with_a_rather_long_name_" + i + "_" + "x".repeat(i * 20), (long) i + 1);
+            rejects.put(st, m);
+        }
+        java.awt.FontMetrics fm = new java.awt.image.BufferedImage(1, 1, java.awt.image.BufferedImage.TYPE_INT_RGB).createGraphics().getFontMetrics();
+        List<String> lines = Report.rejectLines(rejects, fm::stringWidth, 1364);
+        String all = String.join("", lines).replace("    ", "");
+        for (var st : rejects.entrySet())
+            for (var r : st.getValue().entrySet()) assertTrue(all.contains(st.getKey() + "  " + r.getKey() + ": " + r.getValue()), r.getKey());
+        for (String l : lines) assertTrue(fm.stringWidth(l) <= 1364, l);
+        Path png = tmp.resolve("report.png");
+        Report.png(png, Map.of(), Map.of(), new double[4], new double[4], Map.of(), List.of("a", "b"), rejects);
+        java.awt.image.BufferedImage img = javax.imageio.ImageIO.read(png.toFile());
+        assertTrue(lines.size() > 36, "36 rejects, some wrapped: " + lines.size() + " lines");
+        assertTrue(img.getHeight() >= 2 * 420 + 24 + 18 * lines.size(), "the image is tall enough for every line: " + img.getHeight());
+    }
+
     /** The shipped config loads; its paths resolve (the e2e test runs the shipped templates with its own config). */
     @Test
     void shippedConfigLoads() {
@@ -162,14 +235,17 @@ class SynthPartsTest {
         assertEquals(List.of("high_school", "college", "graduate"), c.grades());
         for (String d : c.curate().decontaminate()) assertTrue(Files.exists(file.getParent().resolve(d)), d);
         Path dir = file.getParent().resolve(c.templatesDir());
+        Set<String> allSlots = new java.util.HashSet<>(Pipeline.BOOSTER_SLOTS);
+        allSlots.addAll(Pipeline.REFINE_SLOTS);
+        allSlots.addAll(Pipeline.ANNOTATE_SLOTS);
         for (String t : List.of(c.annotate().template(), c.generate().template(), c.booster().stage().template(), c.refine().template()))
-            assertEquals(1, Templates.load(dir, t, Set.of()).version());
+            assertEquals(1, Templates.load(dir, t, Set.of(), allSlots).version());
         assertEquals(3, Templates.fragment(dir, "grades", "roles", c.grades()).entries().size());
     }
 
     @Test
     void schemaViolationsNameTheField() throws Exception {
-        Templates.Prompt p = Templates.load(Path.of("configs/synthesis"), "refine", Set.of("solvable"));
+        Templates.Prompt p = Templates.load(Path.of("configs/synthesis"), "refine", Set.of("solvable"), Pipeline.REFINE_SLOTS);
         ObjectNode ok = JSON.createObjectNode().put("solvable", true).put("answer", "x").put("consistent", true).put("grade", "college").put("difficulty", "H2");
         assertNull(p.violation(ok));
         assertTrue(p.violation(ok.deepCopy().put("solvable", "yes")).startsWith("schema_violation:solvable"));

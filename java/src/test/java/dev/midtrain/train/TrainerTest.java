@@ -130,6 +130,7 @@ class TrainerTest {
             assertEquals(4, t.state().step);
             assertEquals(1, t.state().skippedSteps);
             assertEquals(3, t.state().optimizerSteps());
+            assertEquals(3 * r4.tokens(), t.state().tokensTrained, "the skipped step's tokens are not counted as trained");
             assertFalse(Arrays.equals(w, m.getParam("model.layers.0.self_attn.q_proj.weight")));
         }
     }

@@ -1,0 +1,10 @@
+package dev.midtrain.cli;
+
+import java.nio.file.Path;
+
+/** Package-private pieces of dev.midtrain.train for the cli tests. */
+final class TestAccessTrain {
+    private TestAccessTrain() {}
+
+    static double[] cpuTable(int threads, Path cpuinfo, Path maxFreq) { return dev.midtrain.train.PeakFlops.cpuTable(threads, cpuinfo, maxFreq); }
+}
