@@ -85,8 +85,8 @@ public final class SlicedPrepare {
                 written++;
                 err.printf("prepare %s: slice %d/%d: %s -> %s%n", opt.source(), index, numShards, opt.inputs().get(k), json);
             }
-        } catch (IOException e) {
-            throw new UserError(work + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing a unit failed (a full disk): a runtime failure, exit 1
+            throw new UserError(work + ": " + e.getMessage(), 1, e);
         }
         return written;
     }
@@ -300,8 +300,8 @@ public final class SlicedPrepare {
             err.printf("prepare %s: merged %d input(s) of %d slice(s): %,d documents, %,d tokens in %d shard(s) -> %s (%.1f s); dropped %s%n",
                     opt.source(), n, numShards, documents, tokens, shards.size(), out, secs, dropped.isEmpty() ? "none" : dropped);
             return m;
-        } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing the output failed: a runtime failure, exit 1
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
         } finally {
             try {
                 AtomicFiles.deleteTree(stage);
