@@ -15,7 +15,8 @@ import java.time.Duration;
  * `CommBench nprocs procIndex port`. Process 0 prints, per message size (1 MB .. 256 MB, fp32), the all-reduce time,
  * algorithm bandwidth (bytes / time) and bus bandwidth as nccl-tests define it (algbw x 2(n-1)/n: the bytes each rank
  * must move, comparable with the link speed), the machine's single-thread memcpy bandwidth over the same buffer, and
- * the latency of the per-step stop vote (all-reduce-max of one float over the world).
+ * the latency of the per-step stop vote (all-reduce-max of one float over the world), and the point-to-point
+ * bandwidth between processes 0 and 1 (one way, ping-pong; both ways at once, one p2p batch each).
  */
 public final class CommBench {
     private CommBench() {}
@@ -47,6 +48,30 @@ public final class CommBench {
                     double ms = (System.nanoTime() - m0) / 1e9 / iters;
                     double alg = bytes / s / 1e9;
                     if (p == 0) System.out.printf("%10d %10.2f %12.3f %12.3f %14.2f%n", bytes, s * 1e3, alg, alg * 2.0 * (n - 1) / n, bytes / ms / 1e9);
+                }
+                // point-to-point (pipeline activations): ping-pong between processes 0 and 1, then both ways at once
+                if (p == 0) System.out.printf("p2p between processes 0 and 1 (pipeline activations)%n%10s %12s %14s %16s%n",
+                        "bytes", "one-way ms", "one-way GB/s", "both ways GB/s");
+                for (long bytes = 1L << 20; bytes <= (64L << 20); bytes *= 4) {
+                    long count = bytes / 4;
+                    int iters = bytes <= (16L << 20) ? 10 : 3;
+                    double oneWay = 0, both = 0;
+                    for (int rep = 0; rep < 2; rep++) {                       // first round: warm-up
+                        c.allReduceMax(other.address(), 1, Dtype.F32);        // line up
+                        long t0 = System.nanoTime();
+                        for (int i = 0; i < iters; i++) {
+                            if (p == 0) { c.send(buf.address(), count, Dtype.F32, 1); c.recv(buf.address(), count, Dtype.F32, 1); }
+                            else if (p == 1) { c.recv(buf.address(), count, Dtype.F32, 0); c.send(buf.address(), count, Dtype.F32, 0); }
+                        }
+                        oneWay = (System.nanoTime() - t0) / 1e9 / iters / 2;
+                        c.allReduceMax(other.address(), 1, Dtype.F32);
+                        t0 = System.nanoTime();
+                        for (int i = 0; i < iters; i++)
+                            if (p < 2) c.p2p(Dtype.F32, dev.midtrain.parallel.Communicator.P2p.send(buf.address(), count, 1 - p),
+                                    dev.midtrain.parallel.Communicator.P2p.recv(other.address(), count, 1 - p));
+                        both = (System.nanoTime() - t0) / 1e9 / iters;
+                    }
+                    if (p == 0) System.out.printf("%10d %12.2f %14.3f %16.3f%n", bytes, oneWay * 1e3, bytes / oneWay / 1e9, 2 * bytes / both / 1e9);
                 }
                 int votes = 2000;
                 for (int i = 0; i < 100; i++) c.allReduceMax(buf.address(), 1, Dtype.F32);

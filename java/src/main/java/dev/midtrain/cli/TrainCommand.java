@@ -25,6 +25,7 @@ import dev.midtrain.parallel.LaunchEnv;
 import dev.midtrain.parallel.Launcher;
 import dev.midtrain.parallel.LauncherWatch;
 import dev.midtrain.parallel.Parallelism;
+import dev.midtrain.parallel.PipelineSchedule;
 import dev.midtrain.parallel.ProcessGroups;
 import dev.midtrain.parallel.TensorParallel;
 import dev.midtrain.parallel.Topology;
@@ -80,6 +81,9 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--backend", description = "cpu or cuda (overrides train.backend); cuda without a usable GPU is an error") String backend;
     @Option(names = "--tp", description = "tensor-parallel degree (overrides parallel.tp)") Integer tp;
     @Option(names = "--dp", description = "data-parallel degree (overrides parallel.dp)") Integer dp;
+    @Option(names = "--pp", description = "pipeline stages (overrides parallel.pp)") Integer pp;
+    @Option(names = "--virtual-stages", description = "model chunks per pipeline rank: 1 = 1F1B, more = interleaved (overrides parallel.virtual_stages)")
+    Integer virtualStages;
     @Option(names = "--memory-limit-gib", description = "device memory for the fit check (GiB per rank; on CPU no check unless given)")
     Double memoryLimitGib;
     @Option(names = "--synthetic-data", description = "train on a synthetic Markov token stream instead of data.sources") boolean synthetic;
@@ -161,9 +165,19 @@ public final class TrainCommand implements Callable<Integer> {
         if (backend != null) sets.add("train.backend=" + backend);
         if (tp != null) sets.add("parallel.tp=" + tp);
         if (dp != null) sets.add("parallel.dp=" + dp);
+        if (pp != null) sets.add("parallel.pp=" + pp);
+        if (virtualStages != null) sets.add("parallel.virtual_stages=" + virtualStages);
         CommittedStep from = resume != null ? RunCheckpointing.openNewest(resume) : null;
         RunConfig cfg = from != null ? RunCheckpointing.resumeConfig(from, config, sets) : ConfigLoader.load(config, sets);
         if (cfg.train() == null) throw new UserError(config + ": section train is required for midtrain train");
+        if (cfg.parallel().sequenceParallel())
+            throw new UserError((config != null ? config : resume) + ": field parallel.sequence_parallel: planned by `midtrain info` but this build's"
+                    + " trainer does not run it yet (set parallel.sequence_parallel: false)");
+        if (cfg.parallel().pp() > 1 && (!checkpoints.noCheckpoints || resume != null || checkpoints.initFrom != null || cfg.train().evalEverySteps() > 0
+                || cfg.train().backend() == TrainConfig.Device.CUDA))
+            throw new UserError((config != null ? config : resume) + ": field parallel.pp: pipeline stages in this build train on the CPU backend with"
+                    + " --no-checkpoints, no --resume or --init-from, and train.eval_every_steps: 0 (stage checkpoints, held-out evaluation"
+                    + " through the pipeline and CUDA pipelines are not implemented yet)");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
     }
@@ -176,10 +190,9 @@ public final class TrainCommand implements Callable<Integer> {
         RunConfig cfg = run.cfg();
         TrainConfig tc = run.train();
         int T = run.tp(), D = run.dp();
-        LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), T * D);
+        LaunchEnv env = LaunchEnv.resolve(processes.flags(), System.getenv(), cfg.parallel().worldSize());
         Launcher.Mode mode = run.gpu() ? Launcher.Mode.NCCL : Launcher.Mode.IN_PROCESS;
         int computeBytes = run.gpu() ? 2 : 4;                                   // bf16 on CUDA, fp32 on CPU
-        MemoryPlan memory = MemoryPlan.of(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(), computeBytes);
         boolean lead = env.procIndex() == 0;                                    // this process writes the run directory
 
         PeakFlops.Peak gpuPeak = null;
@@ -194,8 +207,11 @@ public final class TrainCommand implements Callable<Integer> {
         // The fit check: against --memory-limit-gib, else on CUDA against the device's memory; refused runs say what fits.
         long budgetSource = memoryLimitGib != null ? (long) (memoryLimitGib * (1L << 30)) : deviceBytes;
         if (budgetSource > 0) {
-            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), T, D, cfg.parallel().zero1(),
-                    computeBytes, tc.recompute(), run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource);
+            var par = cfg.parallel();
+            MemoryPlan.Layout layout = new MemoryPlan.Layout(T, D, par.pp(), par.virtualStages(), par.sequenceParallel(), par.zero1(),
+                    tc.recompute(), cfg.gradAccumSteps());
+            String verdict = MemoryPlan.checkFits(cfg.model(), tc.microBatchSeqs(), tc.seqLen(), layout, tc.globalBatchSeqs(), computeBytes,
+                    run.gpu() ? MemoryPlan.usableBytes(budgetSource) : budgetSource, 8);
             if (verdict != null) throw new UserError("memory: " + verdict);
         }
         Path dir = checkpoints.resume != null ? checkpoints.resume
@@ -225,9 +241,13 @@ public final class TrainCommand implements Callable<Integer> {
         int perRank = Math.max(1, threads / env.localRanks());
         CpuBackend.setThreads(perRank);                                         // ranks share the cores (OpenBLAS pool)
         if (lead)
-            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
-                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D, env.source(), env.nprocs(),
-                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(memory.totalBytes(tc.recompute())), attention, peak.flops() / 1e9,
+            System.out.printf("model: %,d parameters, %.3g FLOPs/token | tp %d x dp %d%s (%s, %d process%s), %d threads per rank | memory %s per rank | attention %s | MFU peak %.1f GFLOP/s (%s)%n",
+                    cfg.model().paramCount(), cfg.model().flopsPerToken(tc.seqLen()), T, D,
+                    cfg.parallel().pp() == 1 ? "" : " x pp " + cfg.parallel().pp() + (cfg.parallel().virtualStages() > 1 ? " (" + cfg.parallel().virtualStages() + " virtual)" : ""),
+                    env.source(), env.nprocs(),
+                    env.nprocs() == 1 ? "" : "es", perRank, MemoryPlan.gib(MemoryPlan.largest(MemoryPlan.stages(cfg.model(), tc.microBatchSeqs(), tc.seqLen(),
+                            new MemoryPlan.Layout(T, D, cfg.parallel().pp(), cfg.parallel().virtualStages(), cfg.parallel().sequenceParallel(),
+                                    cfg.parallel().zero1(), tc.recompute(), cfg.gradAccumSteps()), computeBytes)).totalBytes()), attention, peak.flops() / 1e9,
                     peak.source());
         return new Plan(env, mode, lead, dir, peak.flops(), perRank);
     }
@@ -240,13 +260,13 @@ public final class TrainCommand implements Callable<Integer> {
         try (GracefulStop stop = GracefulStop.install();
              RunCheckpointing ckpt = new RunCheckpointing(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
             if (checkpoints.noCheckpoints) ckpt.disableSaving();
-            if (T * D > 1) {
+            if (T * D > 1 && cfg.parallel().pp() == 1) {
                 List<ParamLayout> tpLayouts = new ArrayList<>();
                 for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
                 ckpt.parallelRanks(plan.env().firstRank(), plan.env().localRanks(), plan.env().procIndex(), plan.env().nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
-            List<TrainState> states = Launcher.run(plan.env(), T, D, Placement.of(cfg.model(), T).kvReplicas(), plan.mode(), timeout,
+            List<TrainState> states = Launcher.run(plan.env(), T, D, cfg.parallel().pp(), Placement.of(cfg.model(), T).kvReplicas(), plan.mode(), timeout,
                     ctx -> trainRank(ctx, cfg, plan.dir(), plan.peakFlops(), plan.threadsPerRank(), ckpt, run.from(), run.changes()));
             ckpt.close();                                                       // waits for the last save; throws if it failed
             if (run.from() != null) run.from().close();
@@ -311,15 +331,18 @@ public final class TrainCommand implements Callable<Integer> {
         boolean rank0 = topo.rank() == 0;
         boolean zero1 = cfg.parallel().zero1();
         boolean gpu = tc.backend() == TrainConfig.Device.CUDA;
-        ParamLayout layout = ParamLayout.of(cfg.model(), topo.tp(), topo.tpRank(), cfg.optimizer().weightDecayExclude());
+        int pp = cfg.parallel().pp(), virtual = cfg.parallel().virtualStages();
+        ParamLayout layout = ParamLayout.of(new Placement(cfg.model(), topo.tp(), topo.tpRank()), cfg.optimizer().weightDecayExclude(),
+                ParamLayout.Stage.of(cfg.model(), pp, virtual, topo.ppRank()));
+        PipelineSchedule schedule = pp > 1 ? new PipelineSchedule(pp, virtual, cfg.gradAccumSteps()) : null;
         if (!gpu) CpuBackend.setThreads(cpuThreads);                           // this rank thread's OpenMP team (per thread)
-        if (topo.tpRank() != 0) SampleLog.muteThread();                        // a replica's tp ranks read the same samples
+        if (topo.tpRank() != 0 || topo.ppRank() != 0) SampleLog.muteThread();  // a replica's tp ranks and stages read the same samples
         try (Backend be = Backend.open(tc.backend().yaml(), ctx.device());
              TensorParallel tpHooks = new TensorParallel(be, groups(ctx, be).tp());
              TokenBatches data = openData(cfg, rank0, topo.dpRank(), topo.dp());
              Llama model = new Llama(be, layout, tc.microBatchSeqs(), tc.seqLen(), tc.recompute(), tpHooks,
                      Parallelism.optimizerShard(layout.numel(), topo, zero1));
-             Parallelism par = new Parallelism(groups(ctx, be), model, zero1);
+             Parallelism par = new Parallelism(groups(ctx, be), model, zero1, schedule);
              MetricsLog metrics = rank0 ? new MetricsLog(System.out, dir.resolve("metrics.jsonl"), tc.logEverySteps(), tc.steps(),
                      cfg.model().flopsPerToken(tc.seqLen()), peak) : MetricsLog.quiet()) {
             model.initialize(tc.seed(), tc.initStd());                        // every rank streams the full init, keeps its shard

@@ -22,7 +22,8 @@ import static dev.midtrain.config.Check.require;
  * @param evalEverySteps      validation-loss period; 0 disables
  * @param evalBatches         global micro-batches per validation pass (split over the data-parallel ranks: every layout evaluates the same set)
  * @param seed                seed for initialization and data order
- * @param recompute           recompute each block's activations in the backward instead of storing them
+ * @param recompute           what the backward recomputes instead of storing: none, selective (the norms and SwiGLU
+ *                            outputs) or full (whole blocks from their inputs); true / false mean full / none
  * @param onNonfinite         stop (default): a non-finite loss or grad norm stops the run before the update;
  *                            skip: the step is skipped, logged and counted
  * @param initStd             standard deviation of the random initialization (when not starting from a checkpoint)
@@ -32,7 +33,7 @@ import static dev.midtrain.config.Check.require;
  * Defaults: config/defaults.yaml (the YAML loader and {@link #builder} both start from it).
  */
 public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int globalBatchSeqs, int steps,
-                          int logEverySteps, int evalEverySteps, int evalBatches, long seed, boolean recompute,
+                          int logEverySteps, int evalEverySteps, int evalBatches, long seed, Recompute recompute,
                           OnNonfinite onNonfinite, double initStd, int threads, int maxConsecutiveSkips) {
     /** train.backend: where the run computes. */
     public enum Device {
@@ -41,6 +42,37 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         @JsonValue public String yaml() { return name().toLowerCase(Locale.ROOT); }
 
         @JsonCreator public static Device parse(String s) { return parseEnum(Device.class, s, "train.backend"); }
+    }
+
+    /** What the backward recomputes instead of storing: nothing, the cheap elementwise parts, or whole blocks. */
+    public enum Recompute {
+        /** Every activation of every layer stored. */
+        NONE,
+        /**
+         * Store each layer's GEMM inputs and outputs (block input, q|k|v after RoPE, attention output, residual,
+         * gate|up) and recompute the two RMSNorm outputs and the SwiGLU output from them (elementwise: no GEMM, under
+         * 1% of a layer's FLOPs). The attention core keeps only its output and log-sum-exp: the T x T scores are never
+         * stored (flash attention), which is what Megatron's selective recomputation saves.
+         */
+        SELECTIVE,
+        /** Store each layer's input only; the backward reruns the block's forward (about a third more compute). */
+        FULL;
+
+        @JsonValue public String yaml() { return name().toLowerCase(Locale.ROOT); }
+
+        /** train.recompute: none, selective or full; true and false (the older spelling) mean full and none. */
+        @JsonCreator public static Recompute parse(Object v) {
+            if (v instanceof Boolean b) return b ? FULL : NONE;
+            String s = String.valueOf(v);
+            if (s.equals("true") || s.equals("false")) return s.equals("true") ? FULL : NONE;
+            return parseEnum(Recompute.class, s, "train.recompute");
+        }
+
+        /** A flag's value (--recompute): a one-line error naming the flag. */
+        public static Recompute parse(String s, String flag) {
+            for (Recompute r : values()) if (r.yaml().equals(s)) return r;
+            throw new dev.midtrain.common.UserError(flag + ": must be none, selective or full, got " + s);
+        }
     }
 
     /** train.on_nonfinite: what a non-finite loss or gradient norm does. */
@@ -102,6 +134,8 @@ public record TrainConfig(Device backend, int seqLen, int microBatchSeqs, int gl
         public Builder evalBatches(int n) { fields.put("eval_batches", n); return this; }
         public Builder seed(long s) { fields.put("seed", s); return this; }
         public Builder recompute(boolean r) { fields.put("recompute", r); return this; }
+
+        public Builder recompute(Recompute r) { fields.put("recompute", r.yaml()); return this; }
         public Builder onNonfinite(OnNonfinite o) { fields.put("on_nonfinite", o.yaml()); return this; }
         public Builder initStd(double s) { fields.put("init_std", s); return this; }
         public Builder threads(int n) { fields.put("threads", n); return this; }

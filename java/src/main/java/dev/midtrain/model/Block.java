@@ -122,6 +122,27 @@ public final class Block {
                 buf.x(NC), ln, rstd, buf.x(2 * N * F), buf.x(N * F));
     }
 
+    /**
+     * Activations for selective recomputation: this layer's own q|k|v, attention output, log-sum-exp, residual,
+     * gate|up and the two rstd; the two RMSNorm outputs and the SwiGLU output live in {@code shared}'s buffers (one set
+     * for all layers), which {@link #recomputeCheap} rebuilds before the layer's backward.
+     */
+    public Activations selectiveActivations(DeviceBuffers buf, long N, Activations shared) {
+        long NC = N * C;
+        return new Activations(shared.ln1(), buf.f32(N), buf.x(N * QKV), buf.x(N * A), buf.f32(N * NH),
+                buf.x(NC), shared.ln2(), buf.f32(N), buf.x(2 * N * F), shared.swi());
+    }
+
+    /**
+     * Selective recomputation: ln1 from the block input {@code x}, ln2 from the residual, swi from gate|up (elementwise
+     * and norm kernels only, no GEMM). The kernels are deterministic, so the values equal what the forward wrote.
+     */
+    public void recomputeCheap(Weights w, Activations a, long x, int N) {
+        be.rmsnormForward(a.ln1(), a.rstd1(), x, w.ln1(), N, C, eps);                   // ln1[N,C], rstd1[N]
+        be.rmsnormForward(a.ln2(), a.rstd2(), a.resMid(), w.ln2(), N, C, eps);          // ln2[N,C], rstd2[N]
+        be.swigluForward(a.swi(), a.gateup(), N, F);                                    // swi[N,F]
+    }
+
     /** Backward scratch for B sequences of T tokens. */
     public Scratch scratch(DeviceBuffers buf, int B, int T) {
         long N = (long) B * T, NC = N * C;

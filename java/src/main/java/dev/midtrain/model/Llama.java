@@ -1,6 +1,7 @@
 package dev.midtrain.model;
 
 import dev.midtrain.config.ModelConfig;
+import dev.midtrain.config.TrainConfig.Recompute;
 import dev.midtrain.config.Placement;
 import dev.midtrain.kernels.Backend;
 import dev.midtrain.kernels.DeviceBuffers;
@@ -41,10 +42,12 @@ public final class Llama implements AutoCloseable {
     private final ParamLayout layout;
     private final Placement placement;
     private final TpHooks tp;
-    private final boolean recompute;
+    private final boolean recompute;                    // full: store each block's input only
+    private final Recompute mode;
     private final int xb;                               // bytes per floatX
     private final int B, T, N, C, L, V, vocabStart, chunk;
     private final int guard;                            // elements of the zero row before the embedding (vocab-parallel), else 0
+    private final boolean lookup, hasHead;              // pipeline: first stage (embedding lookup), last stage (norm, head, loss)
     private final OptimizerShard shard;
     private final boolean masterSharded;               // fp32 master weights only for the shard (distributed optimizer)
     private final float eps;
@@ -87,9 +90,24 @@ public final class Llama implements AutoCloseable {
         this(be, layout, microBatchSeqs, seqLen, recompute, tp, OptimizerShard.full(layout.numel()));
     }
 
+    /** @param mode what the backward recomputes (none, selective, full) */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, Recompute mode, TpHooks tp) {
+        this(be, layout, microBatchSeqs, seqLen, mode, tp, OptimizerShard.full(layout.numel()));
+    }
+
     /** @param shard this rank's optimizer shard and the padded slab length (data parallelism, ZeRO-1) */
     public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, boolean recompute, TpHooks tp, OptimizerShard shard) {
+        this(be, layout, microBatchSeqs, seqLen, recompute ? Recompute.FULL : Recompute.NONE, tp, shard);
+    }
+
+    /**
+     * @param mode what the backward recomputes: nothing, the norms and SwiGLU outputs (selective: see
+     *             {@link Recompute#SELECTIVE}), or whole blocks from their inputs (full)
+     */
+    public Llama(Backend be, ParamLayout layout, int microBatchSeqs, int seqLen, Recompute mode, TpHooks tp, OptimizerShard shard) {
         this.be = be;
+        this.mode = mode;
+        boolean recompute = mode == Recompute.FULL;
         this.shard = shard;
         this.cfg = layout.model();
         this.layout = layout;
@@ -99,7 +117,9 @@ public final class Llama implements AutoCloseable {
         xb = be.floatxBytes();
         B = microBatchSeqs; T = seqLen; N = B * T;
         this.buffers = new DeviceBuffers(be, N, N);                      // token ids in, per-token losses out
-        C = cfg.dim(); L = cfg.nLayers();
+        C = cfg.dim(); L = layout.stage().layers().length;              // this stage's layers (all of them without a pipeline)
+        lookup = layout.stage().embed();
+        hasHead = layout.stage().head();
         placement = layout.placement();
         V = placement.vocab();
         vocabStart = placement.vocabStart();
@@ -111,7 +131,7 @@ public final class Llama implements AutoCloseable {
 
         numel = layout.numel();
         if (shard.slabElems() < numel) throw new IllegalArgumentException("optimizer shard slab " + shard.slabElems() + " < " + numel + " parameters");
-        guard = TpHooks.embeddingGuardRows(placement) * C;
+        guard = lookup ? TpHooks.embeddingGuardRows(placement) * C : 0;
         if (guard > 0 && oEmbed != 0) throw new IllegalStateException("vocab-parallel embedding needs the embedding first in the layout");
         long slab = shard.slabElems();
         // Distributed optimizer (ZeRO-1 over dp > 1): the fp32 master weights exist only for this rank's shard; the
@@ -142,7 +162,12 @@ public final class Llama implements AutoCloseable {
         w = new Block.Weights[L]; g = new Block.Weights[L];
         for (int l = 0; l < L; l++) { w[l] = Block.Weights.of(off, l, paramsX, xb); g[l] = Block.Weights.of(off, l, grads, 4); }
         act = new Block.Activations[L];                 // recompute: one set of block activations, rebuilt per layer
-        for (int l = 0; l < L; l++) act[l] = recompute && l > 0 ? act[0] : block.activations(buffers, N);
+        for (int l = 0; l < L; l++)
+            act[l] = l == 0 ? block.activations(buffers, N) : switch (mode) {
+                case FULL -> act[0];
+                case SELECTIVE -> block.selectiveActivations(buffers, N, act[0]);   // ln1, ln2, swi shared: rebuilt in the backward
+                case NONE -> block.activations(buffers, N);
+            };
         lnf = allocX(NC); rstdf = allocF(N);
         logits = allocX((long) chunk * V);
         ceLse = allocF(N); ceTarget = allocF(N); losses = allocF(N);
@@ -215,6 +240,7 @@ public final class Llama implements AutoCloseable {
     }
 
     private void forward() {
+        if (!lookup || !hasHead) throw new IllegalStateException("a pipeline stage runs stageForward / stageBackward");
         be.embeddingForward(res[0], tokens, wX(oEmbed) - (long) guard * xb, N, C, V + (guard > 0 ? 1 : 0)); // res[0][N,C] = wte[tokens]
         tp.allReduceX(res[0], (long) N * C);                          // vocab-parallel embedding: rows from one rank each
         for (int l = 0; l < L; l++) blockForward(l);
@@ -261,12 +287,66 @@ public final class Llama implements AutoCloseable {
 
     /** Blocks in reverse, then the embedding. On entry dres = d loss / d res[L]. */
     private void backward() {
-        for (int l = L - 1; l >= 0; l--) {
-            if (recompute && l < L - 1) blockForward(l);    // the shared buffers still hold block L-1 from the forward
-            blockBackward(l);
-        }
+        backwardLayers(0, L);
         be.embeddingBackward(gF(oEmbed) - 4L * guard, tokens, dres, N, C, V + (guard > 0 ? 1 : 0)); // dwte[tokens] += dres
     }
+
+    /** Local blocks [from, to) in reverse; dres holds d/d res[to] on entry and d/d res[from] on exit. */
+    private void backwardLayers(int from, int to) {
+        for (int l = to - 1; l >= from; l--) {
+            if (recompute && l < to - 1) blockForward(l);   // the shared buffers still hold block to-1 from the forward
+            else if (mode == Recompute.SELECTIVE) block.recomputeCheap(w[l], act[l], res[l], N);
+            blockBackward(l);
+        }
+    }
+
+    // ========================================================================================= pipeline stage
+
+    /**
+     * Pipeline stage forward of local layers [from, to) (one model chunk; local index l is global layer
+     * {@code layout.stage().layers()[l]}) on micro-batch {@code batch}: the input is the embedding of its tokens when
+     * from == 0 on the first stage, else {@code input} (floatX[N,C], the previous stage's output). Returns the address
+     * of the chunk's output floatX[N,C] (valid until the next call). No gradient is touched.
+     */
+    public long stageForward(int[] batch, int from, int to, long input) {
+        loadBatch(batch);
+        chunkInput(from, input);
+        for (int l = from; l < to; l++) blockForward(l);
+        return res[to];
+    }
+
+    /**
+     * Pipeline stage backward of local layers [from, to) on micro-batch {@code batch}: recomputes the chunk's forward
+     * from its input (the stage stores only the input of each micro-batch in flight), then, on the last chunk of the
+     * last stage, the final norm, head and loss with d(step loss)/d(token loss) = {@code dloss}; elsewhere takes
+     * d loss / d output from {@code gradOut} (floatX[N,C]). Then the chunk's blocks in reverse (weight gradients +=),
+     * and the embedding's backward (first chunk of the first stage) or d loss / d input into {@code gradIn}.
+     *
+     * @return the micro-batch's summed token loss on the last chunk of the last stage, else 0
+     */
+    public double stageBackward(int[] batch, int from, int to, long input, long gradOut, long gradIn, float dloss) {
+        loadBatch(batch);
+        chunkInput(from, input);
+        for (int l = from; l < to; l++) blockForward(l);
+        double loss = 0;
+        if (to == L && hasHead) loss = head(dloss, true, null);
+        else be.copyBytes(dres, gradOut, (long) N * C * xb);
+        backwardLayers(from, to);
+        if (from == 0 && lookup)
+            be.embeddingBackward(gF(oEmbed) - 4L * guard, tokens, dres, N, C, V + (guard > 0 ? 1 : 0));
+        else be.copyBytes(gradIn, dres, (long) N * C * xb);
+        return loss;
+    }
+
+    private void chunkInput(int from, long input) {
+        if (from == 0 && lookup) {
+            be.embeddingForward(res[0], tokens, wX(oEmbed) - (long) guard * xb, N, C, V + (guard > 0 ? 1 : 0));
+            tp.allReduceX(res[0], (long) N * C);
+        } else be.copyBytes(res[from], input, (long) N * C * xb);
+    }
+
+    /** Local layers of this stage. */
+    public int localLayers() { return L; }
 
     /** Block l in reverse: dres holds d/d res[l+1] on entry and d/d res[l] on exit; weight gradients +=. */
     private void blockBackward(int l) { block.backward(w[l], g[l], act[l], attention, res[l], dres, scratch, N); }
@@ -287,11 +367,17 @@ public final class Llama implements AutoCloseable {
         SplittableRandom root = new SplittableRandom(seed);
         int bufLen = 1 << 16;
         float[] buf = new float[bufLen];
+        java.util.Map<String, ParamLayout.Tensor> mine = layout.byName();
+        // every tensor of the whole model draws its stream in the whole layout's order, so a pipeline stage's tensors
+        // (and the last stage's copy of a tied embedding) get the values of the unsplit model
+        List<ParamLayout.Tensor> all = layout.stage().whole(cfg) ? layout.tensors() : layout.whole(List.of()).tensors();
         try (FloatPointer host = new FloatPointer(bufLen)) {
-            for (ParamLayout.Tensor t : layout.tensors()) {
+            for (ParamLayout.Tensor any : all) {
                 SplittableRandom r = root.split();
+                ParamLayout.Tensor t = mine.get(any.name());
+                if (t == null) continue;
                 boolean norm = t.shape().length == 1;
-                double s = t.name().contains("o_proj") || t.name().contains("down_proj") ? std / Math.sqrt(2.0 * L) : std;
+                double s = t.name().contains("o_proj") || t.name().contains("down_proj") ? std / Math.sqrt(2.0 * cfg.nLayers()) : std;
                 long kept = 0;                              // shard elements written so far
                 for (long done = 0; done < t.fullNumel(); done += bufLen) {
                     int n = (int) Math.min(bufLen, t.fullNumel() - done), k = 0;

@@ -37,7 +37,52 @@ import java.util.Map;
  * @param tp   tensor-parallel degree the layout is for
  * @param rank this layout's tensor-parallel rank
  */
-public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tensors, long numel) {
+public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tensors, long numel, Stage stage) {
+
+    /** The whole model (no pipeline). */
+    public ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tensors, long numel) {
+        this(model, tp, rank, tensors, numel, Stage.all(model));
+    }
+
+    /**
+     * What one pipeline rank holds: its layers (global indices, ascending; Hugging Face names keep them), the
+     * embedding lookup (the first stage) and the final norm + LM head (the last). A tied embedding on a last stage
+     * that is not also the first is a copy of the first stage's ({@link #tiedCopy}): both get the sum of their
+     * gradients, so the copies stay equal.
+     */
+    public record Stage(int[] layers, boolean embed, boolean head) {
+        public static Stage all(ModelConfig m) {
+            int[] l = new int[m.nLayers()];
+            for (int i = 0; i < l.length; i++) l[i] = i;
+            return new Stage(l, true, true);
+        }
+
+        /** Pipeline rank {@code rank} of {@code pp} with {@code virtual} chunks: layers of virtual stages rank, rank + pp, ... */
+        public static Stage of(ModelConfig m, int pp, int virtual, int rank) {
+            int L = m.nLayers(), per = L / (pp * virtual);
+            if (per * pp * virtual != L) throw new IllegalArgumentException(pp + " stages x " + virtual + " virtual do not divide " + L + " layers");
+            int[] l = new int[per * virtual];
+            for (int c = 0, k = 0; c < virtual; c++)
+                for (int i = 0; i < per; i++) l[k++] = (c * pp + rank) * per + i;
+            return new Stage(l, rank == 0, rank == pp - 1);
+        }
+
+        public boolean whole(ModelConfig m) { return embed && head && layers.length == m.nLayers(); }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Stage x && java.util.Arrays.equals(layers, x.layers) && embed == x.embed && head == x.head;
+        }
+
+        @Override
+        public int hashCode() { return java.util.Arrays.hashCode(layers) * 31 + (embed ? 2 : 0) + (head ? 1 : 0); }
+
+        @Override
+        public String toString() { return "Stage" + java.util.Arrays.toString(layers) + (embed ? " embed" : "") + (head ? " head" : ""); }
+    }
+
+    /** Whether this layout's embedding tensor is the last stage's copy of a tied embedding (not counted in the norm twice). */
+    public boolean tiedCopy() { return model.tiedEmbeddings() && stage.head() && !stage.embed(); }
 
     /** How a tensor is split over tensor-parallel ranks. */
     public enum Split { REPLICATED, ROWS, COLUMNS }
@@ -118,7 +163,10 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
     }
 
     /** The layout of one tensor-parallel rank; the per-rank sizes are the placement's. */
-    public static ParamLayout of(Placement pl, List<String> noDecaySubstrings) {
+    public static ParamLayout of(Placement pl, List<String> noDecaySubstrings) { return of(pl, noDecaySubstrings, Stage.all(pl.model())); }
+
+    /** The layout of one tensor-parallel rank of one pipeline stage: only the stage's tensors, in the same order. */
+    public static ParamLayout of(Placement pl, List<String> noDecaySubstrings, Stage stage) {
         ModelConfig m = pl.model();
         int tp = pl.tp(), rank = pl.rank();
         int C = m.dim(), HD = m.headDim(), V = m.vocabSize(), F = m.ffnDim();
@@ -126,8 +174,9 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
         int kvShards = pl.kvShards(), kvIndex = pl.kvIndex();
 
         Builder b = new Builder(noDecaySubstrings == null ? OptimConfig.defaultWeightDecayExclude() : noDecaySubstrings);
-        b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
-        for (int i = 0; i < m.nLayers(); i++) {
+        if (stage.embed() || (stage.head() && m.tiedEmbeddings()))
+            b.add("model.embed_tokens.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
+        for (int i : stage.layers()) {
             String p = "model.layers." + i + ".";
             b.add(p + "self_attn.q_proj.weight", new int[]{nh * HD, C}, new int[]{m.nHeads() * HD, C}, Split.ROWS, rank, tp);
             b.add(p + "self_attn.k_proj.weight", new int[]{nkv * HD, C}, new int[]{m.nKvHeads() * HD, C}, Split.ROWS, kvIndex, kvShards);
@@ -139,15 +188,20 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
             b.add(p + "input_layernorm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
             b.add(p + "post_attention_layernorm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
         }
-        b.add("model.norm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
-        if (!m.tiedEmbeddings()) b.add("lm_head.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
-        return new ParamLayout(m, tp, rank, Collections.unmodifiableList(b.tensors), b.offset);
+        if (stage.head()) {
+            b.add("model.norm.weight", new int[]{C}, new int[]{C}, Split.REPLICATED, 0, 1);
+            if (!m.tiedEmbeddings()) b.add("lm_head.weight", new int[]{v, C}, new int[]{V, C}, Split.ROWS, rank, tp);
+        }
+        return new ParamLayout(m, tp, rank, Collections.unmodifiableList(b.tensors), b.offset, stage);
     }
 
     public static ParamLayout of(ModelConfig m) { return of(m, 1, 0, List.of("norm")); }
 
     /** What this rank holds (heads, KV heads, FFN and vocabulary slices). */
     public Placement placement() { return new Placement(model, tp, rank); }
+
+    /** The same tensor-parallel rank's layout of the whole model (initialization draws every tensor in its order). */
+    public ParamLayout whole(List<String> noDecaySubstrings) { return of(placement(), noDecaySubstrings); }
 
     private static final class Builder {
         final List<String> noDecay;
@@ -182,11 +236,12 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
     public record Offsets(long embed, long normF, long head, long[] qkv, long[] o, long[] gateUp, long[] down, long[] ln1, long[] ln2) {}
 
     public Offsets offsets() {
-        int L = model.nLayers();
-        long embed = offset("model.embed_tokens.weight");
+        int L = stage.layers().length;                   // local layers: index l is global layer stage.layers()[l]
+        boolean hasEmbed = stage.embed() || tiedCopy();
+        long embed = hasEmbed ? offset("model.embed_tokens.weight") : -1;
         long[] qkv = new long[L], o = new long[L], gateUp = new long[L], down = new long[L], ln1 = new long[L], ln2 = new long[L];
         for (int l = 0; l < L; l++) {
-            String p = "model.layers." + l + ".";
+            String p = "model.layers." + stage.layers()[l] + ".";
             qkv[l] = offset(p + "self_attn.q_proj.weight");
             o[l] = offset(p + "self_attn.o_proj.weight");
             gateUp[l] = offset(p + "mlp.gate_proj.weight");
@@ -198,8 +253,9 @@ public record ParamLayout(ModelConfig model, int tp, int rank, List<Tensor> tens
                     || offset(p + "mlp.up_proj.weight") != gateUp[l] + gate.numel())
                 throw new IllegalStateException("ParamLayout does not keep q|k|v and gate|up adjacent");
         }
-        return new Offsets(embed, offset("model.norm.weight"), model.tiedEmbeddings() ? embed : offset("lm_head.weight"),
-                qkv, o, gateUp, down, ln1, ln2);
+        long normF = stage.head() ? offset("model.norm.weight") : -1;
+        long head = !stage.head() ? -1 : model.tiedEmbeddings() ? embed : offset("lm_head.weight");
+        return new Offsets(embed, normF, head, qkv, o, gateUp, down, ln1, ln2);
     }
 
     /** Element offset of a named parameter. */

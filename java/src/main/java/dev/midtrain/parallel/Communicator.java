@@ -64,6 +64,38 @@ public sealed interface Communicator extends AutoCloseable permits InProcessComm
     /** buf[count] = root's buf[count] on every rank  (in place). */
     void broadcast(long buf, long count, Dtype t, int root);
 
+    /**
+     * One transfer of a {@link #p2p} batch: send {@code count} elements at {@code buf} to group rank {@code peer},
+     * or receive {@code count} elements from it into {@code buf}.
+     */
+    record P2p(boolean send, long buf, long count, int peer) {
+        public static P2p send(long buf, long count, int peer) { return new P2p(true, buf, count, peer); }
+
+        public static P2p recv(long buf, long count, int peer) { return new P2p(false, buf, count, peer); }
+
+        @Override
+        public String toString() { return (send ? "send " : "recv ") + count + (send ? " to " : " from ") + "rank " + peer; }
+    }
+
+    /**
+     * Point-to-point (pipeline activations and their gradients): posts every send and receive of {@code ops}
+     * together and returns when all are complete (NCCL: one ncclGroupStart .. ncclGroupEnd of ncclSend / ncclRecv,
+     * enqueued on the stream). A send to peer p is matched by p's next receive from this rank (first in, first out per
+     * ordered pair of ranks; several transfers to one peer in one batch keep their order) and both must name the same
+     * count, else the group fails with a mismatch naming both ranks. Rendezvous semantics: a send may complete only
+     * when its receive is posted, so two ranks that send to each other must do it in one batch
+     * ({@link dev.midtrain.parallel.PipelineSchedule} builds its batches that way, and its tests check that no
+     * schedule can deadlock under these semantics). Bounded by the watchdog like a collective; a peer that never
+     * posts its side is named in the failure. {@code peer} must differ from this rank.
+     */
+    void p2p(Dtype t, P2p... ops);
+
+    /** buf[count] to group rank {@code peer} (a batch of one send; see {@link #p2p}). */
+    default void send(long buf, long count, Dtype t, int peer) { p2p(t, P2p.send(buf, count, peer)); }
+
+    /** buf[count] from group rank {@code peer} (a batch of one receive; see {@link #p2p}). */
+    default void recv(long buf, long count, Dtype t, int peer) { p2p(t, P2p.recv(buf, count, peer)); }
+
     /** Releases the group's resources for this rank (NCCL: destroys the communicator). */
     @Override
     void close();

@@ -115,6 +115,20 @@ public final class InProcessCommunicator implements Communicator {
         group.sync(rank, "broadcast");
     }
 
+    /**
+     * Rendezvous and zero-copy: a send posts its buffer in the (sender, receiver) mailbox and waits until the
+     * receiver has copied it out; a receive copies the oldest message of its peer's mailbox (after the earlier
+     * receives from that peer in the batch).
+     */
+    @Override
+    public void p2p(Dtype t, P2p... ops) {
+        requireF32(t, "p2p");
+        for (P2p o : ops)
+            if (o.peer() < 0 || o.peer() >= group.size || o.peer() == rank || o.count() < 0)
+                throw new IllegalArgumentException("p2p on rank " + rank + " of " + group.size + ": bad transfer " + o);
+        if (ops.length > 0) group.p2p(rank, ops);
+    }
+
     /** The last rank to close frees the group's scratch. */
     @Override
     public void close() { group.close(); }
@@ -169,6 +183,17 @@ public final class InProcessCommunicator implements Communicator {
         }
     }
 
+    /** A posted send: the sender's buffer, read by the receiver while the sender waits. */
+    private static final class Message {
+        final long addr, count;
+        boolean taken;
+
+        Message(long addr, long count) {
+            this.addr = addr;
+            this.count = count;
+        }
+    }
+
     /** Which collective each global rank of a world is waiting in (null: none), shared by the world's groups. */
     public static final class Waits {
         private final java.util.concurrent.atomic.AtomicReferenceArray<Group> in;
@@ -206,6 +231,7 @@ public final class InProcessCommunicator implements Communicator {
         final String[] ops;
         final long[] counts;
         final long[] arrivals;          // barriers reached per rank (names the missing ranks on a timeout)
+        final java.util.Map<Integer, java.util.ArrayDeque<Message>> mail = new java.util.HashMap<>();  // from*size+to
         final String name;              // null: an unnamed group (ranks named by their index in it)
         final int[] members;            // global rank of each rank of the group
         final Waits waits;              // the world's, or null
@@ -265,6 +291,72 @@ public final class InProcessCommunicator implements Communicator {
         }
 
         synchronized void sync(int rank, String op) { await(rank, op, () -> null); }
+
+        /** One rank's p2p batch (see {@link InProcessCommunicator#p2p}); the caller is rank {@code rank}'s thread. */
+        synchronized void p2p(int rank, P2p[] ops) {
+            if (broken != null) throw new ParallelException("in-process p2p on rank " + rank + ": group broken: " + broken);
+            List<Message> mine = new ArrayList<>();
+            for (P2p o : ops) {
+                if (!o.send()) continue;
+                Message m = new Message(o.buf(), o.count());
+                mailbox(rank, o.peer()).add(m);
+                mine.add(m);
+            }
+            notifyAll();
+            boolean[] got = new boolean[ops.length];
+            long deadline = System.nanoTime() + timeoutMs * 1_000_000L;
+            while (true) {
+                boolean done = true;
+                java.util.Set<Integer> blocked = new java.util.HashSet<>();
+                for (int i = 0; i < ops.length; i++) {
+                    P2p o = ops[i];
+                    if (o.send() || got[i]) continue;
+                    Message m = blocked.contains(o.peer()) ? null : mailbox(o.peer(), rank).peek();
+                    if (m == null) { blocked.add(o.peer()); done = false; continue; }
+                    if (m.count != o.count()) {
+                        broken = "p2p mismatch: rank " + o.peer() + " sent " + m.count + " elements, rank " + rank + " expected " + o.count();
+                        notifyAll();
+                        throw new ParallelException("in-process p2p: " + broken);
+                    }
+                    copy(o.buf(), m.addr, 4 * m.count);
+                    mailbox(o.peer(), rank).poll();
+                    m.taken = true;
+                    got[i] = true;
+                    notifyAll();
+                }
+                for (Message m : mine) done &= m.taken;
+                if (done) return;
+                if (broken != null) throw new ParallelException("in-process p2p on rank " + rank + ": group broken: " + broken);
+                long leftMs = (deadline - System.nanoTime()) / 1_000_000L;
+                if (leftMs <= 0) {
+                    List<String> waits = new ArrayList<>();
+                    for (int i = 0; i < ops.length; i++)
+                        if (ops[i].send() ? !mine.get(sendIndex(ops, i)).taken : !got[i]) waits.add(ops[i].toString());
+                    broken = "rank " + rank + " waited " + timeoutMs / 1000.0 + " s in p2p for " + String.join(", ", waits)
+                            + " (the peer never posted its side)";
+                    notifyAll();
+                    throw new ParallelException("in-process p2p: " + broken);
+                }
+                try {
+                    wait(leftMs);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    broken = "rank " + rank + " was interrupted in p2p";
+                    notifyAll();
+                    throw new ParallelException("in-process p2p: " + broken);
+                }
+            }
+        }
+
+        private static int sendIndex(P2p[] ops, int i) {
+            int k = 0;
+            for (int j = 0; j < i; j++) if (ops[j].send()) k++;
+            return k;
+        }
+
+        private java.util.ArrayDeque<Message> mailbox(int from, int to) {
+            return mail.computeIfAbsent(from * size + to, k -> new java.util.ArrayDeque<>());
+        }
 
         synchronized void close() {
             if (++closed == size && scratchOwner != null) {

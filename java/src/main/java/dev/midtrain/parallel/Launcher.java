@@ -85,8 +85,13 @@ public final class Launcher {
      * @param timeout    how long any collective or the rendezvous may wait for a missing rank
      */
     public static <T> List<T> run(LaunchEnv env, int tp, int dp, int kvReplicas, Mode mode, Duration timeout, RankBody<T> body) {
-        if (env.worldSize() != tp * dp)
-            throw new IllegalArgumentException("launch world " + env.worldSize() + " != tp " + tp + " x dp " + dp);
+        return run(env, tp, dp, 1, kvReplicas, mode, timeout, body);
+    }
+
+    /** As above with {@code pp} pipeline stages (ranks in {@link Topology}'s order: tp innermost, then dp, then pp). */
+    public static <T> List<T> run(LaunchEnv env, int tp, int dp, int pp, int kvReplicas, Mode mode, Duration timeout, RankBody<T> body) {
+        if (env.worldSize() != tp * dp * pp)
+            throw new IllegalArgumentException("launch world " + env.worldSize() + " != tp " + tp + " x dp " + dp + " x pp " + pp);
         List<ProcessGroups> inProcess = null;
         byte[] id = null;
         TcpWorld tcp = null;
@@ -96,27 +101,27 @@ public final class Launcher {
             if (mode == Mode.NCCL) id = tcp.payload();
             LauncherWatch.attach(tcp);                                   // a lost launcher is reported to every process
         } else if (mode == Mode.IN_PROCESS) {
-            inProcess = ProcessGroups.inProcess(tp, dp, kvReplicas, timeout);
+            inProcess = ProcessGroups.inProcess(tp, dp, pp, kvReplicas, timeout);
         } else {
             id = NcclCommunicator.newUniqueId();
         }
         // NCCL: one watchdog per process; its failures go through the TCP world (every process told, halts after)
         NcclCommunicator.Watchdog watchdog = mode == Mode.NCCL ? new NcclCommunicator.Watchdog(timeout, tcp == null ? null : tcp::report) : null;
         try {
-            return runRanks(env, tp, dp, kvReplicas, timeout, body, inProcess, id, tcp, watchdog);
+            return runRanks(env, tp, dp, pp, kvReplicas, timeout, body, inProcess, id, tcp, watchdog);
         } finally {
             if (watchdog != null) watchdog.close();
             if (tcp != null) { LauncherWatch.attach(null); tcp.close(); }       // a clean exit says goodbye; after a failure it just closes
         }
     }
 
-    private static <T> List<T> runRanks(LaunchEnv env, int tp, int dp, int kvReplicas, Duration timeout, RankBody<T> body,
+    private static <T> List<T> runRanks(LaunchEnv env, int tp, int dp, int pp, int kvReplicas, Duration timeout, RankBody<T> body,
                                         List<ProcessGroups> inProcess, byte[] id, TcpWorld tcp, NcclCommunicator.Watchdog watchdog) {
         int n = env.localRanks();
         List<RankContext> ctxs = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
             int rank = env.firstRank() + i;
-            ctxs.add(new RankContext(new Topology(tp, dp, rank, kvReplicas), i, env.firstDevice() + i,
+            ctxs.add(new RankContext(new Topology(tp, dp, pp, rank, kvReplicas), i, env.firstDevice() + i,
                     inProcess == null ? null : inProcess.get(rank), id, timeout, tcp, watchdog));
         }
         if (tcp != null) tcp.onAbort(() -> { for (RankContext c : ctxs) c.abort(tcp.abortReason()); });   // NCCL: ncclCommAbort

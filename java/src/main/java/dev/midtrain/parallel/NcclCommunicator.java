@@ -158,6 +158,25 @@ public final class NcclCommunicator implements Communicator {
         enqueued(ncclBroadcast(ptr(buf), ptr(buf), count, type(t), root, comm, stream), "ncclBroadcast(" + count + ")");
     }
 
+    /** One ncclGroupStart .. ncclGroupEnd of ncclSend / ncclRecv on the rank's stream (NCCL matches them in order per peer). */
+    @Override
+    public void p2p(Dtype t, P2p... ops) {
+        if (ops.length == 0) return;
+        for (P2p o : ops)
+            if (o.peer() < 0 || o.peer() >= size || o.peer() == rank || o.count() < 0)
+                throw new IllegalArgumentException("p2p on rank " + rank + " of " + size + " (group " + name + "): bad transfer " + o);
+        check(ncclGroupStart(), "ncclGroupStart");
+        int rc = ncclSuccess;
+        for (P2p o : ops) {
+            rc = o.send() ? ncclSend(ptr(o.buf()), o.count(), type(t), o.peer(), comm, stream)
+                    : ncclRecv(ptr(o.buf()), o.count(), type(t), o.peer(), comm, stream);
+            if (rc != ncclSuccess && rc != ncclInProgress) break;
+        }
+        int end = ncclGroupEnd();
+        if (rc != ncclSuccess && rc != ncclInProgress) check(rc, "ncclSend/ncclRecv");
+        enqueued(end, "p2p(" + java.util.Arrays.toString(ops) + ")");
+    }
+
     /** A collective was issued: wait (bounded) for the non-blocking enqueue, then mark its end on the stream. */
     private void enqueued(int rc, String call) {
         if (closed) throw new ParallelException(call + " on group " + name + ": the communicator was aborted (" + watchdog.reason() + ")");

@@ -40,14 +40,19 @@ public final class Parallelism implements AutoCloseable {
     private final List<long[]> kvRanges;    // [start, end) of each layer's k|v gradients (replicated KV heads)
     private final long scalars, normScratch;
     private final float[] host = new float[3];
+    private final PipelineStage pipeline;   // null without pipeline stages
+    private final long[] tiedRange;         // [start, end) of a tied embedding's gradient summed over the embedding group, or null
 
     /** One rank, no communication. */
     public static Parallelism single(Llama model) { return new Parallelism(null, model, false); }
 
+    public Parallelism(ProcessGroups groups, Llama model, boolean zero1) { this(groups, model, zero1, null); }
+
     /**
-     * @param zero1 parallel.zero1: the model must have been built with {@link #optimizerShard} of the same setting
+     * @param zero1    parallel.zero1: the model must have been built with {@link #optimizerShard} of the same setting
+     * @param schedule the pipeline schedule (null: no pipeline); the model is then this rank's stage
      */
-    public Parallelism(ProcessGroups groups, Llama model, boolean zero1) {
+    public Parallelism(ProcessGroups groups, Llama model, boolean zero1, PipelineSchedule schedule) {
         this.g = groups;
         this.model = model;
         this.be = model.backend();
@@ -55,6 +60,8 @@ public final class Parallelism implements AutoCloseable {
         this.zero1 = zero1;
         ParamLayout layout = model.layout();
         Topology t = groups == null ? new Topology(1, 1, 0, 1) : groups.topology();
+        if ((schedule == null ? 1 : schedule.pp()) != t.pp()) throw new IllegalArgumentException("schedule vs topology " + t);
+        this.pipeline = t.pp() > 1 ? new PipelineStage(model, groups.pp(), schedule) : null;
         if (layout.tp() != t.tp() || layout.rank() != t.tpRank())
             throw new IllegalArgumentException("layout tp rank " + layout.rank() + " of " + layout.tp() + " vs topology " + t);
         Placement pl = layout.placement();
@@ -70,10 +77,13 @@ public final class Parallelism implements AutoCloseable {
         for (Tensor x : layout.tensors()) {
             boolean kv = x.name().endsWith("k_proj.weight") || x.name().endsWith("v_proj.weight");
             boolean owned = x.split() == Split.REPLICATED ? t.tpRank() == 0 : !(kv && pl.kvReplicas() > 1) || pl.kvRank() == 0;
+            if (layout.tiedCopy() && x.name().equals("model.embed_tokens.weight")) owned = false;   // counted on the first stage
             if (owned) addRange(normRanges, Math.max(dpLo, x.offset()), Math.min(dpHi, x.offset() + x.numel()));
             if (kv && pl.kvReplicas() > 1) addRange(kvRanges, x.offset(), x.offset() + x.numel());
         }
         scalars = be.alloc(4L * host.length);
+        boolean tied = layout.model().tiedEmbeddings() && t.inEmbeddingGroup();
+        tiedRange = tied ? new long[]{layout.offset("model.embed_tokens.weight"), layout.offset("model.embed_tokens.weight") + layout.get("model.embed_tokens.weight").numel()} : null;
         normScratch = be.alloc(4L * KernelAbi.NORM_SCRATCH_FLOATS);
     }
 
@@ -141,6 +151,8 @@ public final class Parallelism implements AutoCloseable {
     /** KV-replica sum, then the data-parallel reduce-scatter (ZeRO-1) or all-reduce of the gradient slab. */
     public void reduceGradients() {
         if (g == null) return;
+        if (tiedRange != null)          // the two copies of a tied embedding (first and last stage): both get the sum
+            g.emb().allReduceSum(s.grads() + 4 * tiedRange[0], tiedRange[1] - tiedRange[0], Dtype.F32);
         if (g.kv().size() > 1)
             for (long[] r : kvRanges) g.kv().allReduceSum(s.grads() + 4 * r[0], r[1] - r[0], Dtype.F32);
         if (g.dp().size() > 1) {
@@ -169,8 +181,12 @@ public final class Parallelism implements AutoCloseable {
 
     public ProcessGroups groups() { return g; }
 
+    /** This rank's pipeline stage runner, or null without pipeline stages. */
+    public PipelineStage pipeline() { return pipeline; }
+
     @Override
     public void close() {
+        if (pipeline != null) pipeline.close();
         be.free(scalars);
         be.free(normScratch);
     }

@@ -47,7 +47,9 @@ public final class TcpCommunicator implements Communicator {
     private final int rank, size;
     private final SocketChannel[] ch;
     private final Selector selector;
-    private long seq;
+    private long seq, p2pSeq;
+    private static final int P2P_CODE = "p2p".hashCode();
+    private final int[] sendSeq, recvSeq;                   // p2p messages sent to / received from each peer
     private volatile String current = "no collective yet";
     private Pointer scratchOwner;
     private long scratch, scratchBytes;
@@ -60,6 +62,8 @@ public final class TcpCommunicator implements Communicator {
         this.rank = rank;
         this.size = members.length;
         this.ch = ch;
+        this.sendSeq = new int[size];
+        this.recvSeq = new int[size];
         this.selector = Selector.open();
         for (int p = 0; p < size; p++) if (ch[p] != null) ch[p].register(selector, 0, p);
         world.onAbort(selector::wakeup);
@@ -161,6 +165,150 @@ public final class TcpCommunicator implements Communicator {
             else if (p == root) { ra[p] = buf; rb[p] = 4 * count; }
         }
         exchange("broadcast(root " + root + ")", count, sa, sb, ra, rb);
+    }
+
+    /**
+     * Every transfer of the batch progresses on the selector together; transfers to one peer go in batch order, each
+     * with a header (P2P, the per-direction message number, bytes) that the receiver checks.
+     */
+    @Override
+    public void p2p(Dtype t, P2p... ops) {
+        requireF32(t, "p2p");
+        if (ops.length == 0) return;
+        PeerIo[] io = new PeerIo[size];
+        for (P2p o : ops) {
+            if (o.peer() < 0 || o.peer() >= size || o.peer() == rank || o.count() < 0)
+                throw new IllegalArgumentException("p2p on group " + group + " rank " + rank + " of " + size + ": bad transfer " + o);
+            if (io[o.peer()] == null) io[o.peer()] = new PeerIo();
+            (o.send() ? io[o.peer()].sends : io[o.peer()].recvs).add(o);
+        }
+        p2pSeq++;
+        String what = "p2p #" + p2pSeq + " " + java.util.Arrays.toString(ops) + " of group " + group;
+        current = what;
+        checkAborted();
+        int pending = 0;
+        for (PeerIo x : io) if (x != null) pending++;
+        long timeoutNs = world.timeout().toNanos(), deadline = System.nanoTime() + timeoutNs;
+        try {
+            while (pending > 0) {
+                checkAborted();
+                for (int p = 0; p < size; p++) {
+                    if (io[p] == null) continue;
+                    ch[p].keyFor(selector).interestOps((io[p].sending() ? SelectionKey.OP_WRITE : 0) | (io[p].receiving() ? SelectionKey.OP_READ : 0));
+                }
+                long left = (deadline - System.nanoTime()) / 1_000_000L;
+                if (left <= 0) {
+                    List<String> silent = new ArrayList<>();
+                    for (int p = 0; p < size; p++) if (io[p] != null) silent.add(world.describeRank(members[p]));
+                    String agreed = world.report("p2p timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): "
+                            + String.join(", ", silent) + " did not complete " + what);
+                    throw new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
+                }
+                selector.select(Math.min(left, 1000));
+                for (SelectionKey k : selector.selectedKeys()) {
+                    int p = (Integer) k.attachment();
+                    PeerIo x = io[p];
+                    if (x == null || !k.isValid()) continue;
+                    try {
+                        if (k.isWritable() && x.sending()) p2pWrite(x, p);
+                        if (k.isReadable() && x.receiving() && !p2pRead(x, p, what)) throw p2pLost(p, what);
+                    } catch (IOException e) {
+                        throw p2pLost(p, what);
+                    }
+                    if (!x.sending() && !x.receiving()) { io[p] = null; pending--; k.interestOps(0); }
+                }
+                selector.selectedKeys().clear();
+            }
+        } catch (IOException e) {
+            throw new ParallelException("group " + group + ": selector failed in " + what + ": " + e.getMessage(), e);
+        } finally {
+            for (int p = 0; p < size; p++) if (ch[p] != null && ch[p].keyFor(selector) != null && ch[p].keyFor(selector).isValid())
+                ch[p].keyFor(selector).interestOps(0);
+        }
+    }
+
+    private ParallelException p2pLost(int p, String what) {
+        String agreed = world.report("lost " + world.describeRank(members[p]) + ": its connection closed during " + what);
+        return new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
+    }
+
+    /** One peer's transfers of a p2p batch, in order. */
+    private static final class PeerIo {
+        final java.util.ArrayDeque<P2p> sends = new java.util.ArrayDeque<>(), recvs = new java.util.ArrayDeque<>();
+        final ByteBuffer headOut = ByteBuffer.allocate(16), headIn = ByteBuffer.allocate(16);
+        boolean sendActive, recvActive;
+        long sendAddr, sendLeft, recvAddr, recvLeft, recvExpect;
+        ByteBuffer sendView, recvView;
+
+        boolean sending() { return sendActive || !sends.isEmpty(); }
+
+        boolean receiving() { return recvActive || !recvs.isEmpty(); }
+    }
+
+    private void p2pWrite(PeerIo x, int p) throws IOException {
+        while (true) {
+            if (!x.sendActive) {
+                P2p o = x.sends.poll();
+                if (o == null) return;
+                x.headOut.clear();
+                x.headOut.putInt(P2P_CODE).putInt(sendSeq[p]++).putLong(4 * o.count()).flip();
+                x.sendAddr = o.buf();
+                x.sendLeft = 4 * o.count();
+                x.sendView = null;
+                x.sendActive = true;
+            }
+            if (x.headOut.hasRemaining()) {
+                ch[p].write(x.headOut);
+                if (x.headOut.hasRemaining()) return;
+            }
+            while (x.sendLeft > 0) {
+                if (x.sendView == null || !x.sendView.hasRemaining()) x.sendView = bytes(x.sendAddr, (int) Math.min(SEGMENT, x.sendLeft));
+                int w = ch[p].write(x.sendView);
+                x.sendAddr += w;
+                x.sendLeft -= w;
+                if (w == 0) return;
+            }
+            x.sendActive = false;
+        }
+    }
+
+    /** False on end of stream (the peer closed its connection). */
+    private boolean p2pRead(PeerIo x, int p, String what) throws IOException {
+        while (true) {
+            if (!x.recvActive) {
+                P2p o = x.recvs.poll();
+                if (o == null) return true;
+                x.headIn.clear();
+                x.recvAddr = o.buf();
+                x.recvExpect = x.recvLeft = 4 * o.count();
+                x.recvView = null;
+                x.recvActive = true;
+            }
+            if (x.headIn.hasRemaining()) {
+                if (ch[p].read(x.headIn) < 0) return false;
+                if (x.headIn.hasRemaining()) return true;
+                x.headIn.flip();
+                int code = x.headIn.getInt(), seqNo = x.headIn.getInt();
+                long n = x.headIn.getLong();
+                x.headIn.position(16);
+                if (code != P2P_CODE || seqNo != recvSeq[p] || n != x.recvExpect) {
+                    String msg = "p2p mismatch in group " + group + ": " + world.describeRank(members[rank]) + " in " + what + " expected message #"
+                            + recvSeq[p] + " of " + x.recvExpect + " bytes from " + world.describeRank(members[p]) + ", which sent "
+                            + (code == P2P_CODE ? "message #" + seqNo + " of " + n + " bytes" : "a collective");
+                    throw new ParallelException(world.report(msg));
+                }
+                recvSeq[p]++;
+            }
+            while (x.recvLeft > 0) {
+                if (x.recvView == null || !x.recvView.hasRemaining()) x.recvView = bytes(x.recvAddr, (int) Math.min(SEGMENT, x.recvLeft));
+                int r = ch[p].read(x.recvView);
+                if (r < 0) return false;
+                x.recvAddr += r;
+                x.recvLeft -= r;
+                if (r == 0) return true;
+            }
+            x.recvActive = false;
+        }
     }
 
     @Override

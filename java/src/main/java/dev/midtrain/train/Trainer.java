@@ -152,9 +152,19 @@ public final class Trainer {
         model.zeroGrad();
         double lossSum = 0;
         PerSource per = new PerSource(sourceNames(), B, T);
-        for (int i = 0; i < microBatches.length; i++) {
-            lossSum += model.forwardBackward(microBatches[i], dloss);
-            per.add(model, microBatches[i], rowSources == null ? null : rowSources[i]);
+        if (par.pipeline() == null) {
+            for (int i = 0; i < microBatches.length; i++) {
+                lossSum += model.forwardBackward(microBatches[i], dloss);
+                model.rowLossSums(per.rowLoss);
+                per.add(microBatches[i], rowSources == null ? null : rowSources[i]);
+            }
+        } else {                                                                // pipeline: the schedule of this stage
+            double[][] rows = new double[microBatches.length][B];
+            lossSum = par.pipeline().step(microBatches, dloss, rows);          // the last stage's, on every stage
+            for (int i = 0; i < microBatches.length; i++) {
+                System.arraycopy(rows[i], 0, per.rowLoss, 0, B);
+                per.add(microBatches[i], rowSources == null ? null : rowSources[i]);
+            }
         }
         double loss = par.sumOverDp(lossSum) / Math.max(1, valid);
         Map<String, Double> lossBySource = per.means(par);
@@ -194,7 +204,8 @@ public final class Trainer {
             int[] mb = validation.get(i);
             sum += model.evaluate(mb);
             valid += Llama.validTargets(mb, B, T);
-            per.add(model, mb, validationSources == null ? null : validationSources.get(i));
+            model.rowLossSums(per.rowLoss);
+            per.add(mb, validationSources == null ? null : validationSources.get(i));
         }
         sum = par.sumOverDp(sum);                                               // each data-parallel rank's held-out share
         valid = par.sumOverDp(valid);
@@ -220,10 +231,10 @@ public final class Trainer {
             this.T = T;
         }
 
-        void add(Llama model, int[] mb, int[] rowSrc) {
+        /** Adds micro-batch {@code mb}'s rows, whose loss sums the caller put in {@link #rowLoss}. */
+        void add(int[] mb, int[] rowSrc) {
             if (names.isEmpty()) return;
             if (rowSrc == null && names.size() > 1) throw new IllegalStateException("the data has " + names.size() + " sources but no row sources");
-            model.rowLossSums(rowLoss);
             for (int b = 0; b < B; b++) {
                 int s = rowSrc == null ? 0 : rowSrc[b];
                 loss[s] += rowLoss[b];

@@ -48,8 +48,8 @@ class InfoCommandTest {
         assertLine(o, "compute copy", computeCopy, "bf16");
         assertLine(o, "gradients", grads, "fp32");
         assertLine(o, "AdamW state", adam, "1/8 shard");
-        assertTrue(o.contains(String.format("| %.2f GiB  (recompute)", activations / GIB)), o);
-        assertTrue(o.contains(String.format("| %.2f GiB  (recompute)", total / GIB)) && o.contains("fits 80 GiB?   yes"), o);
+        assertTrue(o.contains(String.format("| %.2f GiB  (full)", activations / GIB)), o);
+        assertTrue(o.contains(String.format("| %.2f GiB  (full)", total / GIB)) && o.contains("fits 80 GiB?   yes"), o);
         // without the distributed optimizer (replicated fp32 master) it did not fit: 86.8 GiB
         long replicated = total - master + 4 * P;
         assertTrue(replicated > 75 * GIB, "replicated master: " + replicated / GIB);

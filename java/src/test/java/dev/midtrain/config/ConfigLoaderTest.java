@@ -115,7 +115,7 @@ class ConfigLoaderTest {
     void defaultsAndOverrides() throws IOException {
         RunConfig c = ConfigLoader.load(write(MODEL + TRAIN), List.of("optimizer.lr=1e-3", "train.recompute=true", "parallel.tp=2"));
         assertEquals(1e-3, c.optimizer().lr());
-        assertTrue(c.train().recompute());
+        assertEquals(dev.midtrain.config.TrainConfig.Recompute.FULL, c.train().recompute());
         assertEquals(2, c.parallel().tp());
         assertEquals(0.95, c.optimizer().beta2(), "from defaults.yaml");
         assertEquals(List.of("norm"), c.optimizer().weightDecayExclude());

@@ -3,8 +3,7 @@ package dev.midtrain.model;
 import com.tngtech.archunit.core.domain.JavaClass;
 import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.domain.JavaMethodCall;
-import com.tngtech.archunit.core.importer.ClassFileImporter;
-import com.tngtech.archunit.core.importer.ImportOption;
+import dev.midtrain.MainClasses;
 import dev.midtrain.kernels.Kernels;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -14,7 +13,6 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The transformer block is written once ({@link Block}): training ({@link Llama}), inference (infer.InferenceModel)
@@ -33,10 +31,7 @@ class OneBlockForwardTest {
     static JavaClasses main;
 
     @BeforeAll
-    static void importMain() {
-        main = new ClassFileImporter().withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS).importPackages("dev.midtrain");
-        assertTrue(main.size() > 100, "imported " + main.size() + " classes");
-    }
+    static void importMain() { main = MainClasses.get(); }
 
     /** Top-level class name of each caller outside bench and kernels of a method selected by the predicate, with the methods. */
     private static TreeMap<String, Set<String>> callers(java.util.function.Predicate<JavaMethodCall> selected) {

@@ -74,7 +74,7 @@ class ParallelTrainCommandTest {
                 {"--dp", "3"}, {"train.global_batch_seqs: must be a multiple of train.micro_batch_seqs x parallel.dp (6)"},
                 {"--nnodes", "2", "--master-addr", "h"}, {"--node-rank: required with --nnodes 2"},
                 {"--nnodes", "3", "--node-rank", "1", "--master-addr", "h", "--tp", "2"}, {"--nnodes: the world of tp x dp = 2 ranks does not split over 3 processes"},
-                {"--memory-limit-gib", "" + limitGib()}, {"memory: tp 1 x dp 1 needs", "would fit: --tp 2 --dp 1 on 2 devices"},
+                {"--memory-limit-gib", "" + limitGib()}, {"memory: tp 1 x pp 1 x dp 1 needs", "would fit: --tp 2 --pp 1 --dp 1 on 2 devices"},
         };
         for (int i = 0; i < cases.length; i += 2) {
             List<String> args = new ArrayList<>(List.of("train", "--config", cfg.toString(), "--synthetic-data",
