@@ -82,6 +82,11 @@ class RecipeTest {
         Child c = Child.start(tmp.resolve("straight.log"), r);
         assertEquals(0, c.waitFor(600), c.log());
         assertTrue(Files.isRegularFile(straight.resolve("report/index.html")), c.log());
+        // `midtrain plot` draws the gradient diagnostics the train stage logged
+        Cli.Run plot = Cli.run("plot", stageFile(straight, "train", "run").toString());
+        assertEquals(0, plot.code(), plot.out() + plot.err());
+        for (String png : List.of("grad_norm_by_source.png", "grad_cosine.png"))
+            assertTrue(Files.size(stageFile(straight, "train", "run/plots/" + png)) > 1000, png);
     }
 
     @Test
