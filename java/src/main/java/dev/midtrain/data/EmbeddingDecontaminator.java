@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.AtomicFiles;
 import dev.midtrain.common.UserError;
+import dev.midtrain.tokenizer.Tokenizer;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -106,12 +107,7 @@ public final class EmbeddingDecontaminator implements AutoCloseable {
             throw new UserError(model + ": expected a BERT-style sentence-embedding model with inputs input_ids and attention_mask, got " + in);
         typeIds = in.contains("token_type_ids");
         pooled = !session.getOutputNames().contains("last_hidden_state");
-        try {
-            tok = HuggingFaceTokenizer.newInstance(tokFile, Map.of("addSpecialTokens", "false", "truncation", "false", "padding", "false",
-                    "modelMaxLength", "1000000000"));
-        } catch (IOException | RuntimeException e) {
-            throw new UserError(tokFile + ": cannot load tokenizer: " + e.getMessage());
-        }
+        tok = Tokenizer.loadHf(tokFile);
         long[] both = tok.encode("", true, false).getIds();
         if (both.length != 2) throw new UserError(tokFile + ": expected [CLS] ... [SEP] special tokens around a sequence, got " + both.length);
         cls = both[0];

@@ -81,15 +81,7 @@ public final class Tokenizer implements AutoCloseable {
         } catch (IOException e) {
             throw new UserError(file + ": cannot read tokenizer: " + e.getMessage());
         }
-        System.setProperty("ai.djl.offline", "true");
-        HuggingFaceTokenizer hf;
-        try {
-            // DJL truncates to 512 tokens unless told otherwise (see tech-recon §5): turn truncation off.
-            hf = HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "false", "truncation", "false",
-                    "padding", "false", "modelMaxLength", "1000000000"));
-        } catch (IOException | RuntimeException e) {
-            throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
-        }
+        HuggingFaceTokenizer hf = loadHf(file);
         Tokenizer t = new Tokenizer(hf, new Info(file.toString(), sha, maxId + 1, eosToken, eos), List.copyOf(specials),
                 ByteLevelBpe.load(file));
         long[] e = hf.encode(eosToken, false, false).getIds();
@@ -98,6 +90,22 @@ public final class Tokenizer implements AutoCloseable {
             throw new UserError(file + ": " + eosToken + " encodes to " + java.util.Arrays.toString(e) + ", expected [" + eos + "]");
         }
         return t;
+    }
+
+    /**
+     * {@code file} as Hugging Face tokenizers (DJL) loads it, fully offline: no special tokens added unless asked, no
+     * truncation, no padding. The one place the engine opens a tokenizer.json through DJL (this class, and the
+     * embedding model's tokenizer of prepare --decontaminate-embeddings).
+     */
+    public static HuggingFaceTokenizer loadHf(Path file) {
+        System.setProperty("ai.djl.offline", "true");
+        try {
+            // DJL truncates to 512 tokens unless told otherwise (see tech-recon §5): turn truncation off.
+            return HuggingFaceTokenizer.newInstance(file, Map.of("addSpecialTokens", "false", "truncation", "false",
+                    "padding", "false", "modelMaxLength", "1000000000"));
+        } catch (IOException | RuntimeException e) {
+            throw new UserError(file + ": cannot load tokenizer: " + e.getMessage());
+        }
     }
 
     /** The id of {@code token} in tokenizer.json {@code file} (vocabulary or added tokens), or -1. */
