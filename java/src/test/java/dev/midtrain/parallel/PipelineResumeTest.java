@@ -1,7 +1,9 @@
 package dev.midtrain.parallel;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.midtrain.ckpt.ModelSource;
 import dev.midtrain.ckpt.StepDirectories;
+import dev.midtrain.kernels.HostFloats;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -10,6 +12,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
+import static dev.midtrain.cli.Cli.run;
 import static dev.midtrain.parallel.ParallelCheckpointTest.cat;
 import static dev.midtrain.parallel.ParallelTrainCommandTest.metrics;
 import static dev.midtrain.parallel.ReshardResumeTest.copyTree;
@@ -77,6 +80,37 @@ class PipelineResumeTest {
         ids.addAll(train(tmp.resolve("ids-back"), cat(new String[]{"train", "--resume", back.toString(), "--tp", "2", "--pp", "2", "--dp", "1",
                 "--virtual-stages", "2"}, common)));
         check("tp 1 x dp 4 -> tp 2 x pp 2 (2 virtual)", fullIds, ids, ref, metrics(back), false);
+    }
+
+    /**
+     * --init-from with pipeline stages: a tp 2 x pp 2 run's directory into pp 4, and its export (fp32, Hugging Face
+     * layout) into tp 2 x pp 2 with 2 virtual stages. One step at lr 1e-30 cannot move the weights, so each new run's
+     * first checkpoint, saved in its own stage split, holds the source's weights bit for bit.
+     */
+    @Test
+    void initFromIntoPipelineStages() throws Exception {
+        Path c = tmp.resolve("c.yaml"), a = tmp.resolve("a"), hf = tmp.resolve("hf"), tok = tmp.resolve("tokenizer.json");
+        Files.writeString(c, CONFIG.replace("steps: 10", "steps: 2"));
+        String[] common = {"--synthetic-data", "--peak-tflops", "0.1"};
+        StringBuilder s = new StringBuilder();
+        assertEquals(0, run(s, cat(new String[]{"train", "--config", c.toString(), "--run-dir", a.toString(), "--tp", "2", "--pp", "2"}, common)), s.toString());
+        Files.writeString(tok, "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}\n");
+        s.setLength(0);
+        assertEquals(0, run(s, "export", "--checkpoint", a.toString(), "--out", hf.toString(), "--dtype", "fp32", "--tokenizer", tok.toString()), s.toString());
+        String[] still = {"--set", "optimizer.lr=1.0e-30", "--set", "optimizer.min_lr=0", "--set", "train.steps=1"};
+        String[][] cases = {{"--init-from", a.toString(), "--pp", "4"}, {"--init-from", hf.toString(), "--tp", "2", "--pp", "2", "--virtual-stages", "2"}};
+        for (int k = 0; k < cases.length; k++) {
+            Path b = tmp.resolve("b" + k);
+            s.setLength(0);
+            assertEquals(0, run(s, cat(cat(new String[]{"train", "--config", c.toString(), "--run-dir", b.toString()}, cases[k]), cat(still, common))), s.toString());
+            assertTrue(s.toString().contains("initialized from "), s.toString());
+            try (HostFloats want = ModelSource.open(a).loadFull(); HostFloats got = ModelSource.open(StepDirectories.forRun(b).stepDir(1)).loadFull()) {
+                assertEquals(want.numel(), got.numel());
+                for (long i = 0; i < want.numel(); i++)
+                    if (Float.floatToRawIntBits(want.get(i)) != Float.floatToRawIntBits(got.get(i)))
+                        throw new AssertionError(String.join(" ", cases[k]) + ": element " + i + ": " + got.get(i) + " != " + want.get(i));
+            }
+        }
     }
 
     private static void check(String what, List<String> fullIds, List<String> ids, List<JsonNode> ref, List<JsonNode> got, boolean bitForBit) {
