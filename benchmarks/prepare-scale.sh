@@ -2,7 +2,7 @@
 # prepare's memory and throughput against input size: peak RSS (/usr/bin/time -v) and tokens/s of `midtrain prepare`
 # on generated text of each size, (1) streaming with n-gram decontamination and a 1 GiB heap cap (memory must not grow
 # with the input), (2) the same plus --dedup (the MinHash index grows with the documents: its cost per million
-# documents is the RSS difference over the document count), (3) sliced: N slices as concurrent processes, then
+# documents is measured directly below: live heap after GC with 0.5-2M signatures), (3) sliced: N slices as concurrent processes, then
 # --merge (at the largest size); and Hugging Face `tokenizers` (Rust, encode_batch) encoding the smallest size in the same run.
 # Appends to benchmarks/results/prepare-scale-<date>.md.
 # Usage: benchmarks/prepare-scale.sh [sizes in GB, default "1 2 5"] [threads, default 2] [slices, default 2]
@@ -66,6 +66,30 @@ PYEOF
 done
 
 LOG="$(mktemp)"
+# the MinHash index alone: live heap after GC per document added (random signatures; LSH at the default threshold 0.8)
+mkdir -p "$W/indexcost/dev/midtrain/data"
+cat > "$W/indexcost/dev/midtrain/data/IndexCost.java" <<'JEOF'
+package dev.midtrain.data;
+public class IndexCost {
+    public static void main(String[] a) {
+        int n = Integer.parseInt(a[0]);
+        MinHashDedup d = new MinHashDedup(new MinHashDedup.Params(5, 0.8, java.util.List.of()));
+        d.startSource("x");
+        java.util.SplittableRandom r = new java.util.SplittableRandom(1);
+        Runtime rt = Runtime.getRuntime();
+        System.gc(); long before = rt.totalMemory() - rt.freeMemory();
+        int[] sig = new int[MinHashDedup.PERMUTATIONS];
+        for (int i = 0; i < n; i++) { for (int j = 0; j < sig.length; j++) sig[j] = r.nextInt(); d.add(sig, i); }
+        System.gc(); long after = rt.totalMemory() - rt.freeMemory();
+        System.out.printf("MinHash index: %,d documents: %.1f MiB live heap, %.0f bytes/document%n", n, (after - before) / 1048576.0, (after - before) / (double) n);
+        if (d.find(sig) == null) throw new IllegalStateException("lost a signature");
+    }
+}
+JEOF
+javac -cp "target/midtrain.jar:target/lib/*" -d "$W/indexcost" "$W/indexcost/dev/midtrain/data/IndexCost.java"
+for n in 500000 1000000 2000000; do
+  java -Xmx8g -cp "target/midtrain.jar:target/lib/*:$W/indexcost" dev.midtrain.data.IndexCost "$n" | tee -a "$LOG"
+done
 JAVA_BIN="java --add-opens=java.base/java.nio=ALL-UNNAMED -Xss8m -cp target/midtrain.jar:target/lib/*"
 rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$1"; }
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1"; }

@@ -1,5 +1,5 @@
 """Writes the scoring requests that lm-evaluation-harness 0.4.13's `local-completions` model sends, made by lm-eval's
-own code (no HTTP): java/src/test/resources/lmeval/requests.jsonl, read by serve's LmEvalRequestsTest.
+own code (no HTTP): java/src/test/resources/lmeval/requests.jsonl, read by serve's ServeEdgesTest (and midtrain eval's window is checked against it there).
 
 The model arguments are the ones docs/serve.md documents for the test model of ServeTest (max_seq_len 192):
   tokenizer=<dir with data/tokenizer/tokenizer.json>, add_bos_token=True, max_length=193 (= max_seq_len + 1),

@@ -29,7 +29,7 @@ public final class PrepareCommand implements Callable<Integer> {
     @Option(names = "--format", description = "text, qa or tokens (default: detected per file)") String format;
     @Option(names = "--decontaminate", arity = "1..*", description = "benchmark JSONL files: drop documents sharing a 10-gram with them") List<Path> benchmarks = List.of();
     @Option(names = "--decontaminate-embeddings", description = "also drop documents whose sentence embedding is within --embedding-threshold cosine similarity of a --decontaminate item (paraphrases; see data/README.md)") boolean embeddings;
-    @Option(names = "--embedding-threshold", defaultValue = "0.75", description = "cosine similarity that makes a document contaminated (default: ${DEFAULT-VALUE})") double embeddingThreshold;
+    @Option(names = "--embedding-threshold", defaultValue = "0.76", description = "cosine similarity that makes a document contaminated (default: ${DEFAULT-VALUE})") double embeddingThreshold;
     @Option(names = "--embedding-model", description = "ONNX sentence-embedding model (default: the bundled all-MiniLM-L6-v2, English); with --embedding-tokenizer") Path embeddingModel;
     @Option(names = "--embedding-tokenizer", description = "the --embedding-model's tokenizer.json") Path embeddingTokenizer;
     @Option(names = "--on-error", defaultValue = "fail", description = "malformed record: fail (default) or skip (counted in the manifest)") String onError;

@@ -43,7 +43,7 @@ import java.util.Map;
  */
 public final class EmbeddingDecontaminator implements AutoCloseable {
     public static final String BUNDLED = "all-minilm-l6-v2-q";
-    public static final double DEFAULT_THRESHOLD = 0.75;
+    public static final double DEFAULT_THRESHOLD = 0.76;
     static final int WINDOW = 128, STRIDE = 64, MAX_LINES = 16;
 
     /**

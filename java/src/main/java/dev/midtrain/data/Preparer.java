@@ -326,9 +326,10 @@ public final class Preparer {
      * One input file of a sliced prepare ({@link SlicedPrepare}): reads, cleans, decontaminates, MinHash-signs and
      * tokenizes {@code opt.inputs()} (one file) into {@code unit}, dropping no near-duplicate; writes no shard.
      */
-    static void runUnit(Options opt, PrintStream err, Tok tok, SlicedPrepare.UnitWriter unit) {
+    static void runUnit(Options opt, PrintStream err, Tok tok, SlicedPrepare.UnitWriter unit, EmbeddingDecontaminator embed) {
         Preparer p = new Preparer(opt, err);
         p.unit = unit;
+        p.embed = embed;                             // loaded once per slice (embedding the items is the slow part); closed by the caller
         p.run(tok);
     }
 
@@ -342,7 +343,7 @@ public final class Preparer {
         Path stage = stageFor(out);
         try (BufferAllocator alloc = new RootAllocator()) {
             Decontaminator decon = opt.benchmarks().isEmpty() ? null : Decontaminator.load(opt.benchmarks());
-            if (opt.embeddings() != null) embed = EmbeddingDecontaminator.load(opt.embeddings(), opt.benchmarks());
+            if (opt.embeddings() != null && embed == null) embed = EmbeddingDecontaminator.load(opt.embeddings(), opt.benchmarks());
             removedPerBench = new long[opt.benchmarks().size()];
             for (Path in : opt.inputs()) if (!Files.isRegularFile(in)) throw new UserError(in + ": input file not found");
             checkOutput(out);
@@ -472,7 +473,7 @@ public final class Preparer {
                 try {
                     Runtime.getRuntime().removeShutdownHook(onSignal);
                 } catch (IllegalStateException shuttingDown) { }           // the hook is running: it removes the stage
-            if (embed != null) embed.close();
+            if (embed != null && unit == null) embed.close();
             try {
                 AtomicFiles.deleteTree(stage);                              // a failed run leaves the previous output as it was
             } catch (IOException ignored) { }

@@ -69,6 +69,7 @@ public final class SlicedPrepare {
         if (index < 0) throw new UserError("--shard-index: required with --num-shards (or --merge)");
         Path work = slicesDir(opt.out());
         int written = 0;
+        EmbeddingDecontaminator embed = null;
         try (Preparer.Tok tok = Preparer.Tok.open(opt.tokenizer(), opt.eosToken())) {
             Files.createDirectories(work);
             for (int k = index; k < opt.inputs().size(); k += numShards) {
@@ -80,13 +81,16 @@ public final class SlicedPrepare {
                 }
                 Files.deleteIfExists(json);
                 try (UnitWriter u = new UnitWriter(work, k, fp)) {
-                    Preparer.runUnit(opt.withInputs(List.of(opt.inputs().get(k))), err, tok, u);
+                    if (embed == null && opt.embeddings() != null) embed = EmbeddingDecontaminator.load(opt.embeddings(), opt.benchmarks());
+                    Preparer.runUnit(opt.withInputs(List.of(opt.inputs().get(k))), err, tok, u, embed);
                 }
                 written++;
                 err.printf("prepare %s: slice %d/%d: %s -> %s%n", opt.source(), index, numShards, opt.inputs().get(k), json);
             }
-        } catch (IOException e) {
-            throw new UserError(work + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing a unit failed (a full disk): a runtime failure, exit 1
+            throw new UserError(work + ": " + e.getMessage(), 1, e);
+        } finally {
+            if (embed != null) embed.close();
         }
         return written;
     }
@@ -300,8 +304,8 @@ public final class SlicedPrepare {
             err.printf("prepare %s: merged %d input(s) of %d slice(s): %,d documents, %,d tokens in %d shard(s) -> %s (%.1f s); dropped %s%n",
                     opt.source(), n, numShards, documents, tokens, shards.size(), out, secs, dropped.isEmpty() ? "none" : dropped);
             return m;
-        } catch (IOException e) {
-            throw new UserError(out + ": " + e.getMessage());
+        } catch (IOException e) {                  // writing the output failed: a runtime failure, exit 1
+            throw new UserError(out + ": " + e.getMessage(), 1, e);
         } finally {
             try {
                 AtomicFiles.deleteTree(stage);

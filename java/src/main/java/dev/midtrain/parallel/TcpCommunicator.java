@@ -33,7 +33,9 @@ import java.util.List;
  *
  * <p><b>Watchdog.</b> Every exchange is bounded by the world's timeout ({@code --dist-timeout}). A peer that sends
  * nothing in time, or whose connection closes (its process died), is reported through {@link TcpWorld#report},
- * which makes every process fail with the same line naming the lost rank, its host and the collective.
+ * which makes every process fail with the same line naming the lost rank, its host and the collective. A timeout
+ * names the rank that did not arrive, not the ranks waiting for it: while in a collective each rank publishes whom it
+ * still waits for ({@link #waiting}), and the world follows the waits to their roots ({@link TcpWorld#reportTimeout}).
  *
  * <p>Synchronous: a call returns when the collective is complete on this rank. Like every communicator, each rank
  * must be used by one thread only, and all ranks of a group must call the same collectives in the same order.
@@ -51,6 +53,9 @@ public final class TcpCommunicator implements Communicator {
     private static final int P2P_CODE = "p2p".hashCode();
     private final int[] sendSeq, recvSeq;                   // p2p messages sent to / received from each peer
     private volatile String current = "no collective yet";
+    private volatile Wait waiting;                          // while in a collective: the global ranks not yet done
+    private int waitKey;
+    private final boolean[] busy, recv;                     // scratch of publishWait
     private Pointer scratchOwner;
     private long scratch, scratchBytes;
     private boolean closed;
@@ -64,9 +69,34 @@ public final class TcpCommunicator implements Communicator {
         this.ch = ch;
         this.sendSeq = new int[size];
         this.recvSeq = new int[size];
+        this.busy = new boolean[size];
+        this.recv = new boolean[size];
         this.selector = Selector.open();
         for (int p = 0; p < size; p++) if (ch[p] != null) ch[p].register(selector, 0, p);
         world.onAbort(selector::wakeup);
+        world.register(this);
+    }
+
+    /** Global rank {@code rank} waits in collective {@code what} for the global ranks {@code waitsFor}. */
+    public record Wait(int rank, int[] waitsFor, String what) {}
+
+    /** What this rank waits for now, null when it is in no collective (asked by the world's watchdog thread). */
+    Wait waiting() { return waiting; }
+
+    /**
+     * Publishes the peers this rank still waits for: those it still receives from, else those it still sends to.
+     * {@code busy[p]} and {@code recv[p]}: peer p's transfer is unfinished, and it still receives from p.
+     */
+    private void publishWait(boolean[] busy, boolean[] recv, String what) {
+        int key = 0;
+        for (int p = 0; p < size; p++) key += (busy[p] ? 1 : 0) + (recv[p] ? size + 1 : 0);
+        Wait w = waiting;
+        if (w != null && key == waitKey && w.what().equals(what)) return;       // unchanged: no allocation per select
+        waitKey = key;
+        List<Integer> on = new ArrayList<>();
+        for (int p = 0; p < size; p++) if (busy[p] && recv[p]) on.add(members[p]);
+        if (on.isEmpty()) for (int p = 0; p < size; p++) if (busy[p]) on.add(members[p]);
+        waiting = new Wait(members[rank], on.stream().mapToInt(Integer::intValue).toArray(), what);
     }
 
     /**
@@ -200,10 +230,12 @@ public final class TcpCommunicator implements Communicator {
                 if (left <= 0) {
                     List<String> silent = new ArrayList<>();
                     for (int p = 0; p < size; p++) if (io[p] != null) silent.add(world.describeRank(members[p]));
-                    String agreed = world.report("p2p timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): "
+                    String agreed = world.reportTimeout("p2p timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): "
                             + String.join(", ", silent) + " did not complete " + what);
                     throw new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
                 }
+                for (int p = 0; p < size; p++) { busy[p] = io[p] != null; recv[p] = busy[p] && io[p].receiving(); }
+                publishWait(busy, recv, what);
                 selector.select(Math.min(left, 1000));
                 for (SelectionKey k : selector.selectedKeys()) {
                     int p = (Integer) k.attachment();
@@ -222,6 +254,7 @@ public final class TcpCommunicator implements Communicator {
         } catch (IOException e) {
             throw new ParallelException("group " + group + ": selector failed in " + what + ": " + e.getMessage(), e);
         } finally {
+            waiting = null;
             for (int p = 0; p < size; p++) if (ch[p] != null && ch[p].keyFor(selector) != null && ch[p].keyFor(selector).isValid())
                 ch[p].keyFor(selector).interestOps(0);
         }
@@ -315,6 +348,7 @@ public final class TcpCommunicator implements Communicator {
     public void close() {
         if (closed) return;
         closed = true;
+        world.unregister(this);
         TcpWorld.closeQuietly(selector);
         for (SocketChannel c : ch) TcpWorld.closeQuietly(c);
         if (scratchOwner != null) Pointer.free(scratchOwner);
@@ -375,6 +409,8 @@ public final class TcpCommunicator implements Communicator {
                 }
                 long left = (deadline - System.nanoTime()) / 1_000_000L;
                 if (left <= 0) throw lost(x, what, timeoutNs, -1);
+                for (int p = 0; p < size; p++) { busy[p] = x[p] != null; recv[p] = busy[p] && x[p].receiving(); }
+                publishWait(busy, recv, what);
                 selector.select(Math.min(left, 1000));
                 for (SelectionKey k : selector.selectedKeys()) {
                     int p = (Integer) k.attachment();
@@ -393,6 +429,7 @@ public final class TcpCommunicator implements Communicator {
         } catch (IOException e) {
             throw new ParallelException("group " + group + ": selector failed in " + what + ": " + e.getMessage(), e);
         } finally {
+            waiting = null;
             for (int p = 0; p < size; p++) if (ch[p] != null && ch[p].keyFor(selector) != null && ch[p].keyFor(selector).isValid())
                 ch[p].keyFor(selector).interestOps(0);
         }
@@ -448,6 +485,7 @@ public final class TcpCommunicator implements Communicator {
     /** The failure of an exchange: reported to the world, which agrees on one line for every process. */
     private ParallelException lost(Xfer[] x, String what, long timeoutNs, int closedPeer) {
         String reason;
+        boolean timedOut = closedPeer < 0;
         if (closedPeer >= 0) {
             reason = "lost " + world.describeRank(members[closedPeer]) + ": its connection closed during " + what;
         } else {
@@ -457,7 +495,7 @@ public final class TcpCommunicator implements Communicator {
             reason = "collective timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): " + String.join(", ", silent)
                     + " did not complete " + what;
         }
-        String agreed = world.report(reason);
+        String agreed = timedOut ? world.reportTimeout(reason) : world.report(reason);
         return new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
     }
 

@@ -41,14 +41,22 @@ import java.util.concurrent.TimeUnit;
  * {@link #HALT_GRACE_MS} later prints the line and halts with status 1. Process 0 lost: each process sees its
  * connection close and names it.
  *
+ * <p><b>Which rank did not arrive.</b> A collective timeout is not reported as is: the ranks that time out are often
+ * waiting for a rank that is itself waiting in another group (dp waits for a tp member that waits for the stuck rank).
+ * Process 0 asks every process which of its ranks wait in a collective and for whom ({@link #reportTimeout}), and
+ * names the ranks that are waited for but wait in no collective themselves: the roots of the chain, like
+ * {@link InProcessCommunicator.Waits}. Without an answer in {@link #QUERY_MS} (or a cycle), the reporter's line stands.
+ *
  * <p>Wire format (big-endian). Hello: magic "MTCW", version, procIndex, nprocs, worldSize, dataPort (ints), host
  * (UTF). Answer: status byte 0, then for each process its address (UTF), data port (int), host name (UTF), then the
  * payload (int length + bytes); or status 1 and an error (UTF). Then messages from either side: 1 + UTF = failure
- * report / abort notice, 2 = goodbye (a clean exit).
+ * report / abort notice, 2 = goodbye (a clean exit), 3 + UTF = collective timeout (to process 0), 4 = query of the waits
+ * (from process 0), 5 + int n + n x (int rank, int k, k x int rank waited for, UTF collective) = the waits (answer).
  */
 public final class TcpWorld implements AutoCloseable {
-    private static final int MAGIC = 0x4D544357, VERSION = 1, DATA_MAGIC = 0x4D544344;
-    private static final byte FAIL = 1, BYE = 2;
+    private static final int MAGIC = 0x4D544357, VERSION = 2, DATA_MAGIC = 0x4D544344;
+    private static final byte FAIL = 1, BYE = 2, TIMEOUT = 3, QUERY = 4, STATE = 5;
+    static final long QUERY_MS = 1_500;                   // process 0 waits this long for the waits of every process
     static final long HALT_GRACE_MS = 5_000;
     private static final long RETRY_MS = 200, AGREE_MS = 3_000;
 
@@ -69,6 +77,11 @@ public final class TcpWorld implements AutoCloseable {
     private volatile String abortReason;
     private final List<Runnable> abortHooks = new CopyOnWriteArrayList<>();
     private final boolean haltOnAbort;
+    private final List<TcpCommunicator> comms = new CopyOnWriteArrayList<>();
+    // process 0, while it asks for the waits of a timeout: global rank -> its wait, and which processes answered
+    private final ConcurrentHashMap<Integer, TcpCommunicator.Wait> waits = new ConcurrentHashMap<>();
+    private boolean[] answered;
+    private boolean resolving;
 
     private TcpWorld(LaunchEnv env, Duration timeout, boolean haltOnAbort) throws IOException {
         this.env = env;
@@ -134,12 +147,22 @@ public final class TcpWorld implements AutoCloseable {
      * Reports a failure seen by this process ({@code reason} names the rank at fault, its host and the collective):
      * every process is told, the first report wins. Returns the agreed reason (waiting briefly for it).
      */
-    public String report(String reason) {
+    public String report(String reason) { return report(reason, false); }
+
+    /**
+     * Reports a collective timeout ({@code reason} names the ranks this rank waited for): process 0 replaces it by a
+     * line naming the ranks at the root of the waits (see the class comment). Returns the agreed reason.
+     */
+    public String reportTimeout(String reason) { return report(reason, true); }
+
+    private String report(String reason, boolean timedOut) {
         if (abortReason == null) {
-            if (env.procIndex() == 0) abortAll(reason);
-            else {
+            if (env.procIndex() == 0) {
+                if (timedOut) resolve(reason);
+                else abortAll(reason);
+            } else {
                 try {
-                    send(control[0], FAIL, reason);
+                    send(control[0], timedOut ? TIMEOUT : FAIL, reason);
                 } catch (IOException e) {
                     abortLocal(reason);                // process 0 is gone too: our own line it is
                 }
@@ -158,6 +181,80 @@ public final class TcpWorld implements AutoCloseable {
         }
         if (abortReason == null) abortLocal(reason);
         return abortReason;
+    }
+
+    void register(TcpCommunicator c) { comms.add(c); }
+
+    void unregister(TcpCommunicator c) { comms.remove(c); }
+
+    /** Process 0: asks every process for its waits (once), then aborts everyone naming the roots. */
+    private void resolve(String fallback) {
+        synchronized (this) {
+            if (resolving || abortReason != null) return;
+            resolving = true;
+            answered = new boolean[env.nprocs()];
+            answered[0] = true;
+        }
+        Thread t = new Thread(() -> {
+            for (int p = 1; p < control.length; p++) {
+                boolean ask = control[p] != null && !said[p];
+                if (ask) {
+                    try {
+                        send(control[p], QUERY, null);
+                    } catch (IOException e) {
+                        ask = false;
+                    }
+                }
+                if (!ask) synchronized (this) { answered[p] = true; }
+            }
+            for (TcpCommunicator.Wait w : localWaits()) waits.put(w.rank(), w);
+            long deadline = System.nanoTime() + QUERY_MS * 1_000_000L;
+            synchronized (this) {
+                while (abortReason == null && System.nanoTime() < deadline && !allAnswered()) {
+                    try {
+                        wait(50);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        break;
+                    }
+                }
+            }
+            abortAll(roots(waits, fallback));
+        }, "tcp-world-resolve");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    private synchronized boolean allAnswered() {
+        for (boolean a : answered) if (!a) return false;
+        return true;
+    }
+
+    private List<TcpCommunicator.Wait> localWaits() {
+        List<TcpCommunicator.Wait> out = new ArrayList<>();
+        for (TcpCommunicator c : comms) {
+            TcpCommunicator.Wait w = c.waiting();
+            if (w != null) out.add(w);
+        }
+        return out;
+    }
+
+    /**
+     * The line naming the ranks that are waited for but wait in no collective (each with up to 3 of the ranks
+     * waiting for it and where); {@code fallback} when there is none (a cycle, or nobody answered).
+     */
+    String roots(java.util.Map<Integer, TcpCommunicator.Wait> w, String fallback) {
+        java.util.TreeMap<Integer, List<String>> roots = new java.util.TreeMap<>();
+        for (TcpCommunicator.Wait x : new java.util.TreeMap<>(w).values())
+            for (int r : x.waitsFor()) if (!w.containsKey(r)) roots.computeIfAbsent(r, k -> new ArrayList<>()).add(describeRank(x.rank()) + " waits for it in " + x.what());
+        if (roots.isEmpty()) return fallback;
+        List<String> parts = new ArrayList<>();
+        for (var e : roots.entrySet()) {
+            List<String> by = e.getValue();
+            parts.add(describeRank(e.getKey()) + " did not arrive at its next collective: " + String.join("; ", by.subList(0, Math.min(3, by.size())))
+                    + (by.size() > 3 ? "; and " + (by.size() - 3) + " more ranks" : ""));
+        }
+        return "collective timed out after " + timeout.toMillis() / 1000.0 + " s (--dist-timeout): " + String.join("; ", parts);
     }
 
     // ------------------------------------------------------------------------------------------- data meshes
@@ -386,7 +483,20 @@ public final class TcpWorld implements AutoCloseable {
             while (true) {
                 byte type = in.readByte();
                 if (type == FAIL) abortAll(in.readUTF());
-                else if (type == BYE) {
+                else if (type == TIMEOUT) resolve(in.readUTF());
+                else if (type == STATE) {
+                    int n = in.readInt();
+                    for (int i = 0; i < n; i++) {
+                        int rank = in.readInt(), k = in.readInt();
+                        int[] on = new int[k];
+                        for (int j = 0; j < k; j++) on[j] = in.readInt();
+                        waits.put(rank, new TcpCommunicator.Wait(rank, on, in.readUTF()));
+                    }
+                    synchronized (this) {
+                        if (answered != null) answered[p] = true;
+                        notifyAll();
+                    }
+                } else if (type == BYE) {
                     synchronized (this) { said[p] = true; notifyAll(); }
                     return;
                 }
@@ -403,6 +513,7 @@ public final class TcpWorld implements AutoCloseable {
             while (true) {
                 byte type = in.readByte();
                 if (type == FAIL) abortLocal(in.readUTF());
+                else if (type == QUERY) sendWaits(localWaits());
             }
         } catch (IOException e) {
             if (!closing) abortLocal("lost " + describeProcess(0) + ": its connection closed (killed or crashed?)");
@@ -454,6 +565,22 @@ public final class TcpWorld implements AutoCloseable {
         }, "tcp-world-halt");
         halt.setDaemon(true);
         halt.start();
+    }
+
+    private void sendWaits(List<TcpCommunicator.Wait> ws) throws IOException {
+        Socket s = control[0];
+        synchronized (s) {
+            DataOutputStream out = new DataOutputStream(s.getOutputStream());
+            out.writeByte(STATE);
+            out.writeInt(ws.size());
+            for (TcpCommunicator.Wait w : ws) {
+                out.writeInt(w.rank());
+                out.writeInt(w.waitsFor().length);
+                for (int r : w.waitsFor()) out.writeInt(r);
+                out.writeUTF(w.what().length() > 1000 ? w.what().substring(0, 1000) : w.what());
+            }
+            out.flush();
+        }
     }
 
     private static void send(Socket s, byte type, String msg) throws IOException {

@@ -44,6 +44,15 @@ import static org.junit.jupiter.api.Assertions.*;
 class PipelineEquivalenceTest {
     static final int STEPS = 10, B = 2, T = 9, MICRO = 4;
     static final double LOSS_TOL = 5e-6, WEIGHT_TOL = 3e-5;
+    /**
+     * Tied embeddings: the single rank adds each micro-batch's head and embedding gradients into one buffer in turn
+     * (head 1, embedding 1, head 2, ...), the pipeline sums each copy's micro-batches on its own stage and then the two
+     * copies (Megatron's embedding group), so the tied gradient is reassociated, and AdamW (eps 1e-4) carries that into
+     * the next steps. Measured on an AMD EPYC: 4.4e-6 (pp 2) and 9.2e-6 (tp 2 x dp 2 x pp 2) with OpenBLAS's AVX2
+     * kernels (OPENBLAS_CORETYPE=Haswell), <= 2.1e-6 with its AVX-512 ones; untied layouts stay <= 6e-8. 2e-5 leaves 2x
+     * over the worst; a tied gradient summed only once (the bug it guards) is off by ~1e-1.
+     */
+    static final double TIED_LOSS_TOL = 2e-5;
     static final ModelConfig DEEP = new ModelConfig(64, 32, 4, 8, 4, 40, 10000.0, 1e-5, 16, false);
     static final ModelConfig DEEP_TIED = new ModelConfig(64, 32, 4, 8, 2, 40, 10000.0, 1e-5, 16, true);
     static int[][][] batches;
@@ -173,7 +182,7 @@ class PipelineEquivalenceTest {
                 for (String n : r.shards().keySet()) assertArrayEquals(twin.shards().get(n), r.shards().get(n), 0f, n + " dp replica");
             }
         System.out.printf("pipeline equivalence %s tp %d dp %d pp %d v %d: loss/norm rel %.2e, weights %.2e%n", model, tp, dp, pp, v, worstLoss, worstW);
-        assertTrue(worstLoss < LOSS_TOL, "loss/norm relative difference " + worstLoss);
+        assertTrue(worstLoss < (m.tiedEmbeddings() ? TIED_LOSS_TOL : LOSS_TOL), "loss/norm relative difference " + worstLoss);
         assertTrue(worstW < WEIGHT_TOL, "weight difference " + worstW);
     }
 

@@ -155,6 +155,47 @@ class TcpCommunicatorTest {
         }
     }
 
+    @Test
+    void aTimeoutNamesTheRankAtTheRootOfAChainOfWaitsNotTheRanksWaitingForIt() throws Exception {
+        // four processes, tp 2 x dp 2 (tp.0 = {0,1}, tp.1 = {2,3}, dp.0 = {0,2}, dp.1 = {1,3}): rank 3 stops calling
+        // collectives; rank 2 waits for it in tp.1, rank 0 waits for rank 2 in dp.0, rank 1 for rank 3 in dp.1. Rank 0
+        // times out first (the others start 0.3 s later), on rank 2, which is itself waiting: every process must name
+        // rank 3, and only rank 3.
+        int port = freePort();
+        List<TcpWorld> ws = onRanks(4, p -> TcpWorld.start(new LaunchEnv(LaunchEnv.Source.FLAGS, 4, p, 1, 0, "127.0.0.1", port), null, Duration.ofMillis(1000), false));
+        List<TcpCommunicator> tp = onRanks(4, r -> TcpCommunicator.connect(ws.get(r), "tp." + r / 2, new int[]{r / 2 * 2, r / 2 * 2 + 1}, r % 2));
+        List<TcpCommunicator> dp = onRanks(4, r -> TcpCommunicator.connect(ws.get(r), "dp." + r % 2, new int[]{r % 2, r % 2 + 2}, r / 2));
+        try {
+            List<String> errs = onRanks(4, r -> {
+                FloatPointer p = buf(new float[4]);
+                try {
+                    if (r == 3) { Thread.sleep(3500); return "idle"; }
+                    if (r > 0) Thread.sleep(300);              // rank 0 times out first, waiting for rank 2
+                    if (r == 2) tp.get(2).allReduceSum(p.address(), 4, Dtype.F32);
+                    else dp.get(r).allReduceSum(p.address(), 4, Dtype.F32);
+                    return "no error";
+                } catch (ParallelException e) {
+                    return e.getMessage();
+                } catch (InterruptedException e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            for (int r = 0; r < 3; r++) {
+                String e = errs.get(r);
+                assertTrue(e.startsWith("collective timed out after 1.0 s (--dist-timeout): rank 3 (process 3, host "), e);
+                assertTrue(e.contains("did not arrive at its next collective: rank 1 (process 1, host ") && e.contains("waits for it in allReduceSum #1 (4 elements) of group dp.1"), e);
+                assertTrue(e.contains("rank 2 (process 2, host ") && e.contains("waits for it in allReduceSum #1 (4 elements) of group tp.1"), e);
+                assertFalse(e.contains("rank 2 (process 2, host " + TcpWorld.hostName() + ") did not"), "rank 2 was waiting, not missing: " + e);
+                assertFalse(e.contains("\n"), "one line");
+            }
+            assertEquals("idle", errs.get(3));
+            assertTrue(errs.get(0).startsWith(ws.get(3).abortReason()), "the idle process was told the same line: " + ws.get(3).abortReason());
+        } finally {
+            for (TcpCommunicator c : dp) c.close();
+            closeAll(tp, ws);
+        }
+    }
+
     static <T> List<T> onRanks(int n, java.util.function.IntFunction<T> body) throws Exception {
         try {
             return InProcessCommunicatorTest.onRanks(n, body);

@@ -2,6 +2,7 @@ package dev.midtrain.serve;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.midtrain.eval.Evaluator;
 import dev.midtrain.infer.Engine;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -78,15 +79,20 @@ class ServeEdgesTest {
                     Arrays.copyOfRange(sent, ctxlen, sent.length)))).get(0).logprob();
             assertEquals(want, ll, 1e-4, "log-likelihood of " + rec.get("continuation"));
             if (sent.length == Tmax) atLimit++;
-            int total = ctx.length + cont.length;
-            if (total > Tmax) { truncated++; continue; }
-            // not truncated: what midtrain eval scores (BOS + context, the continuation encoded alone) is what lm-eval sent
+            if (ctx.length + cont.length > Tmax) truncated++;
+            // what midtrain eval scores (BOS + context, the continuation encoded alone) is what lm-eval encoded
             if (!rec.get("context").asText().isEmpty()) {
                 assertArrayEquals(engine.encodePrompt(rec.get("context").asText()), ctx, "add_bos_token=True: lm-eval's context = eval's");
                 assertArrayEquals(engine.encode(rec.get("continuation").asText()), cont, "continuation tokens");
             }
-            double eval = engine.score(List.of(new Engine.Request(ctx, cont))).get(0).logprob();
-            assertEquals(eval, ll, 1e-4);
+            // and midtrain eval's window keeps the tokens lm-eval sent, long items included (the same context tokens lost)
+            Engine.Request kept = Evaluator.window(new Engine.Request(ctx, cont), Tmax);
+            assertEquals(ctxlen, kept.context().length, "context tokens kept of " + rec.get("continuation"));
+            int[] evalTokens = Arrays.copyOf(kept.context(), kept.context().length + kept.continuation().length);
+            System.arraycopy(kept.continuation(), 0, evalTokens, kept.context().length, kept.continuation().length);
+            assertArrayEquals(sent, evalTokens, "tokens eval scores = tokens lm-eval sent, " + (ctx.length + cont.length) + "-token item");
+            double eval = Evaluator.score(engine, List.of(new Engine.Request(ctx, cont))).get(0).logprob();
+            assertEquals(eval, ll, 1e-4, "midtrain eval's log-likelihood = lm-eval's, " + (ctx.length + cont.length) + "-token item");
         }
         assertTrue(atLimit >= 3 && truncated >= 2, "the stream reaches the context limit: " + atLimit + " at it, " + truncated + " truncated");
     }
