@@ -81,6 +81,16 @@ class PipelineResumeTest {
             assertEquals(10L, steps.get(steps.size() - 1), what + ": the resumed run checkpoints in its own layout");
         }
 
+        // a stage's file gone: a one-line error naming it, exit 2, before anything runs
+        Path broken = tmp.resolve("broken");
+        copyTree(cut, broken);
+        String lost = StepDirectories.modelFile(1, 2, 1, 2, 0, 1);
+        Files.delete(StepDirectories.forRun(broken).stepDir(5).resolve(lost));
+        StringBuilder err = new StringBuilder();
+        assertEquals(2, run(err, cat(new String[]{"train", "--resume", broken.toString(), "--tp", "1", "--pp", "1", "--dp", "4"}, common)), err.toString());
+        assertTrue(err.toString().contains(lost + ": listed in the manifest but missing"), err.toString());
+        assertFalse(err.toString().contains("\tat "), "no stack trace");
+
         // and back: a tp 1 x dp 4 checkpoint resumed as tp 2 x pp 2, interleaved (2 virtual stages per rank)
         Path dpCut = tmp.resolve("dp-cut"), back = tmp.resolve("back");
         List<String> ids = new ArrayList<>(train(tmp.resolve("ids-dp-cut"), cat(new String[]{"train", "--config", c.toString(), "--run-dir", dpCut.toString(),
