@@ -190,10 +190,11 @@ public final class CommittedStep implements AutoCloseable {
     }
 
     /**
-     * Loads one rank of any layout, resharding when the checkpoint's tp or dp differ: {@code params} gets the
-     * rank's whole slab of fp32 master weights ({@code layout.numel()}), {@code m} and {@code v} the AdamW moments
-     * of its optimizer window {@code w} ({@code w.count()} elements, from index 0). With the saved tp, each tensor
-     * is read from the saved rank's files where they overlap (only the data-parallel files covering the
+     * Loads one rank of any layout, resharding when the checkpoint's tp, pp or dp differ: {@code params} gets the
+     * rank's whole slab of fp32 master weights ({@code layout.numel()}: its stage's tensors), {@code m} and {@code v}
+     * the AdamW moments of its optimizer window {@code w} ({@code w.count()} elements, from index 0). Each tensor
+     * comes from the saved stage holding it (by name). With the saved tp, each tensor is read from the saved rank's
+     * files where they overlap (only the data-parallel files covering the
      * requested ranges are opened); with another tp each needed tensor is assembled whole from the saved ranks and
      * the rank's slice is cut from it. Copies values only, so the same layout restores bit for bit.
      */

@@ -154,7 +154,7 @@ public final class StepDirectories {
     /**
      * Writes {@code state} and the ranks' tensors as step {@code state.step()}, commits it, moves the latest
      * pointer and prunes (keep the newest {@code keepLast} plus every step divisible by {@code keepEvery} > 0).
-     * {@code ranks} must hold every rank (tp x dp) of the state. On failure nothing is published and the exception
+     * {@code ranks} must hold every rank (tp x pp x dp) of the state. On failure nothing is published and the exception
      * propagates.
      */
     public Path save(StateFile state, List<RankState> ranks, int keepLast, int keepEvery) throws IOException {
