@@ -32,7 +32,10 @@ public final class AsyncSaver implements AutoCloseable {
     }
 
     /** A rank whose state a save holds: tensor-parallel layout and data-parallel window (see {@link StepDirectories.RankState}). */
-    public record Slot(ParamLayout layout, int dpRank, int dp) {}
+    public record Slot(ParamLayout layout, int ppRank, int pp, int dpRank, int dp) {
+        /** No pipeline: the whole model's slab. */
+        public Slot(ParamLayout layout, int dpRank, int dp) { this(layout, 0, 1, dpRank, dp); }
+    }
 
     private final StepDirectories store;
     private volatile StepDirectories.Part part = StepDirectories.Part.SOLE;
@@ -133,13 +136,14 @@ public final class AsyncSaver implements AutoCloseable {
         for (int i = 0; same && i < slots.size(); i++) {
             StepDirectories.RankState b = buffers.get(i);
             Slot sl = slots.get(i);
-            same = b.layout().numel() == sl.layout().numel() && b.layout().rank() == sl.layout().rank() && b.layout().tp() == sl.layout().tp() && b.dpRank() == sl.dpRank() && b.dp() == sl.dp();
+            same = b.layout().numel() == sl.layout().numel() && b.layout().rank() == sl.layout().rank() && b.layout().tp() == sl.layout().tp() && b.dpRank() == sl.dpRank() && b.dp() == sl.dp()
+                    && b.ppRank() == sl.ppRank() && b.pp() == sl.pp();
         }
         if (!same) {
             freeBuffers();
             for (Slot sl : slots) {
                 long n = StepDirectories.window(sl.layout().numel(), sl.dp(), sl.dpRank()).count();
-                buffers.add(new StepDirectories.RankState(sl.layout(), sl.dpRank(), sl.dp(), HostFloats.allocate(n), HostFloats.allocate(n), HostFloats.allocate(n)));
+                buffers.add(new StepDirectories.RankState(sl.layout(), sl.ppRank(), sl.pp(), sl.dpRank(), sl.dp(), HostFloats.allocate(n), HostFloats.allocate(n), HostFloats.allocate(n)));
             }
         }
         return List.copyOf(buffers);

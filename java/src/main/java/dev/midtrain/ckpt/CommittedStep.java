@@ -9,6 +9,7 @@ import dev.midtrain.config.ConfigLoader;
 import dev.midtrain.config.RunConfig;
 import dev.midtrain.model.OptimizerShard;
 import dev.midtrain.model.ParamLayout;
+import dev.midtrain.config.Placement;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -31,7 +32,8 @@ public final class CommittedStep implements AutoCloseable {
     private final Map<String, String> sha256 = new java.util.HashMap<>();     // manifest: file -> SHA-256
     private final Map<String, Safetensors.Reader> readers = new java.util.HashMap<>();
     private final boolean hashOnRead;
-    private ParamLayout[] layouts;                                          // saved layouts, by tensor-parallel rank
+    private ParamLayout[][] layouts;                                        // saved layouts, by [pipeline stage][tensor-parallel rank]
+    private Map<String, Integer> stageOf;                                   // tensor name -> the first saved stage holding it
 
     private CommittedStep(Path dir, StateFile state, RunConfig config, boolean hashOnRead) {
         this.dir = dir;
@@ -96,10 +98,13 @@ public final class CommittedStep implements AutoCloseable {
                 Map.Entry<String, JsonNode> e = it.next();
                 c.sha256.put(e.getKey(), e.getValue().path("sha256").asText());
             }
+            int pp = cfg.parallel().pp();
             for (int t = 0; t < state.tp(); t++)
-                for (int d = 0; d < state.dp(); d++)
-                    for (String f : List.of(StepDirectories.modelFile(t, state.tp(), d, state.dp()), StepDirectories.optimizerFile(t, state.tp(), d, state.dp())))
-                        if (!c.sha256.containsKey(f)) throw new UserError(dir.resolve(f) + ": missing (not in the manifest)");
+                for (int q = 0; q < pp; q++)
+                    for (int d = 0; d < state.dp(); d++)
+                        for (String f : List.of(StepDirectories.modelFile(t, state.tp(), q, pp, d, state.dp()),
+                                StepDirectories.optimizerFile(t, state.tp(), q, pp, d, state.dp())))
+                            if (!c.sha256.containsKey(f)) throw new UserError(dir.resolve(f) + ": missing (not in the manifest)");
             if (!hashOnRead) {                           // eager: open every reader now (header validation of every file)
                 try {
                     for (String f : c.sha256.keySet()) if (f.endsWith(".safetensors")) c.reader(f);
@@ -124,18 +129,43 @@ public final class CommittedStep implements AutoCloseable {
     /** The resolved run config the checkpoint was written with. */
     public RunConfig config() { return config; }
 
-    /** The layout of tensor-parallel rank {@code rank} as saved. */
-    public synchronized ParamLayout layout(int rank) {
-        if (layouts == null) layouts = new ParamLayout[state.tp()];
-        if (layouts[rank] == null) layouts[rank] = ParamLayout.of(config.model(), state.tp(), rank, config.optimizer() == null ? null : config.optimizer().weightDecayExclude());
-        return layouts[rank];
+    /** Pipeline stages the step was saved with (parallel.pp of its config; 1 before pipelines). */
+    public int pp() { return config.parallel().pp(); }
+
+    /** The layout of tensor-parallel rank {@code rank} as saved (a step saved without pipeline stages). */
+    public ParamLayout layout(int rank) { return layout(rank, 0); }
+
+    /** The layout of tensor-parallel rank {@code tpRank} of pipeline stage {@code ppRank} as saved. */
+    public synchronized ParamLayout layout(int tpRank, int ppRank) {
+        int pp = pp();
+        if (layouts == null) layouts = new ParamLayout[pp][state.tp()];
+        if (layouts[ppRank][tpRank] == null)
+            layouts[ppRank][tpRank] = ParamLayout.of(new Placement(config.model(), state.tp(), tpRank),
+                    config.optimizer() == null ? null : config.optimizer().weightDecayExclude(),
+                    ParamLayout.Stage.of(config.model(), pp, config.parallel().virtualStages(), ppRank));
+        return layouts[ppRank][tpRank];
+    }
+
+    /**
+     * The saved pipeline stage holding tensor {@code name} (the first, for a tied embedding: the last stage's copy
+     * holds the same values, its gradient being the sum of both).
+     */
+    private synchronized int stageOf(String name) {
+        if (stageOf == null) {
+            Map<String, Integer> m = new java.util.HashMap<>();
+            for (int q = pp() - 1; q >= 0; q--) for (ParamLayout.Tensor t : layout(0, q).tensors()) m.put(t.name(), q);
+            stageOf = m;
+        }
+        Integer q = stageOf.get(name);
+        if (q == null) throw new UserError(dir + ": no saved stage holds tensor " + name);
+        return q;
     }
 
     /** Loads rank {@code layout.rank()}'s fp32 master weights into {@code dst}. The layout must match the saved one. */
     public void loadParams(ParamLayout layout, HostFloats dst) {
         checkRank(layout);
         checkLength(dst, layout.numel());
-        readRange("", layout.rank(), 0, layout.numel(), dst, 0);
+        readRange("", layout.rank(), 0, 0, layout.numel(), dst, 0);
     }
 
     /** Loads rank {@code layout.rank()}'s AdamW moments into {@code m} and {@code v}. */
@@ -143,13 +173,15 @@ public final class CommittedStep implements AutoCloseable {
         checkRank(layout);
         checkLength(m, layout.numel());
         checkLength(v, layout.numel());
-        readRange("m.", layout.rank(), 0, layout.numel(), m, 0);
-        readRange("v.", layout.rank(), 0, layout.numel(), v, 0);
+        readRange("m.", layout.rank(), 0, 0, layout.numel(), m, 0);
+        readRange("v.", layout.rank(), 0, 0, layout.numel(), v, 0);
     }
 
     private int checkRank(ParamLayout layout) {
         if (layout.tp() != state.tp())
             throw new UserError(dir + ": saved with tensor-parallel degree " + state.tp() + ", cannot load into tp " + layout.tp());
+        if (pp() != 1 || !layout.stage().whole(layout.model()))
+            throw new IllegalArgumentException(dir + ": saved with " + pp() + " pipeline stages; load a stage through loadRank");
         return layout.rank();
     }
 
@@ -158,10 +190,11 @@ public final class CommittedStep implements AutoCloseable {
     }
 
     /**
-     * Loads one rank of any layout, resharding when the checkpoint's tp or dp differ: {@code params} gets the
-     * rank's whole slab of fp32 master weights ({@code layout.numel()}), {@code m} and {@code v} the AdamW moments
-     * of its optimizer window {@code w} ({@code w.count()} elements, from index 0). With the saved tp, each tensor
-     * is read from the saved rank's files where they overlap (only the data-parallel files covering the
+     * Loads one rank of any layout, resharding when the checkpoint's tp, pp or dp differ: {@code params} gets the
+     * rank's whole slab of fp32 master weights ({@code layout.numel()}: its stage's tensors), {@code m} and {@code v}
+     * the AdamW moments of its optimizer window {@code w} ({@code w.count()} elements, from index 0). Each tensor
+     * comes from the saved stage holding it (by name). With the saved tp, each tensor is read from the saved rank's
+     * files where they overlap (only the data-parallel files covering the
      * requested ranges are opened); with another tp each needed tensor is assembled whole from the saved ranks and
      * the rank's slice is cut from it. Copies values only, so the same layout restores bit for bit.
      */
@@ -173,10 +206,11 @@ public final class CommittedStep implements AutoCloseable {
         for (ParamLayout.Tensor t : layout.tensors()) {
             long[] in = StepDirectories.piece(t, w);                        // the part of t inside the optimizer window
             if (sameTp) {
-                ParamLayout.Tensor old = layout(layout.rank()).get(t.name());
-                readRange("", layout.rank(), old.offset(), old.offset() + t.numel(), params, t.offset());
+                int q = stageOf(t.name());
+                ParamLayout.Tensor old = layout(layout.rank(), q).get(t.name());
+                readRange("", layout.rank(), q, old.offset(), old.offset() + t.numel(), params, t.offset());
                 if (in != null) for (String k : List.of("m.", "v."))
-                    readRange(k, layout.rank(), old.offset() + in[0] - t.offset(), old.offset() + in[1] - t.offset(), k.equals("m.") ? m : v, in[0] - w.start());
+                    readRange(k, layout.rank(), q, old.offset() + in[0] - t.offset(), old.offset() + in[1] - t.offset(), k.equals("m.") ? m : v, in[0] - w.start());
                 continue;
             }
             for (String k : in == null ? List.of("") : List.of("", "m.", "v.")) {
@@ -203,16 +237,17 @@ public final class CommittedStep implements AutoCloseable {
 
     /** One full (Hugging Face shaped) tensor of kind "" (weights), "m." or "v.", assembled from the saved ranks. */
     private HostFloats assemble(String kind, String name) {
-        ParamLayout.Tensor any = layout(0).get(name);
+        int q = stageOf(name);
+        ParamLayout.Tensor any = layout(0, q).get(name);
         HostFloats out = HostFloats.allocate(Shards.numel(any.fullShape()));
         boolean[] placed = new boolean[state.tp()];
         try {
             for (int r = 0; r < state.tp(); r++) {
-                ParamLayout.Tensor t = layout(r).get(name);
+                ParamLayout.Tensor t = layout(r, q).get(name);
                 if (placed[t.shardIndex()]) continue;        // a replicated piece (REPLICATED, or a KV head shared by ranks)
                 placed[t.shardIndex()] = true;
                 try (HostFloats piece = HostFloats.allocate(t.numel())) {
-                    readRange(kind, r, t.offset(), t.offset() + t.numel(), piece, 0);
+                    readRange(kind, r, q, t.offset(), t.offset() + t.numel(), piece, 0);
                     Shards.placePiece(t, piece, out);
                 }
             }
@@ -224,17 +259,18 @@ public final class CommittedStep implements AutoCloseable {
     }
 
     /**
-     * Reads elements [lo, hi) of saved tensor-parallel rank {@code tpRank}'s slab of kind "" (weights), "m." or "v."
-     * into {@code dst[dstOff ..]}, from the data-parallel window files that hold them.
+     * Reads elements [lo, hi) of the slab of saved tensor-parallel rank {@code tpRank} of stage {@code ppRank}, of
+     * kind "" (weights), "m." or "v.", into {@code dst[dstOff ..]}, from the data-parallel window files that hold them.
      */
-    private void readRange(String kind, int tpRank, long lo, long hi, HostFloats dst, long dstOff) {
-        ParamLayout l = layout(tpRank);
+    private void readRange(String kind, int tpRank, int ppRank, long lo, long hi, HostFloats dst, long dstOff) {
+        ParamLayout l = layout(tpRank, ppRank);
+        int pp = pp();
         for (int d = 0; d < state.dp(); d++) {
             OptimizerShard w = StepDirectories.window(l.numel(), state.dp(), d);
             long a = Math.max(lo, w.start()), b = Math.min(hi, w.start() + w.count());
             if (a >= b) continue;
-            Safetensors.Reader r = reader(kind.isEmpty() ? StepDirectories.modelFile(tpRank, state.tp(), d, state.dp())
-                    : StepDirectories.optimizerFile(tpRank, state.tp(), d, state.dp()));
+            Safetensors.Reader r = reader(kind.isEmpty() ? StepDirectories.modelFile(tpRank, state.tp(), ppRank, pp, d, state.dp())
+                    : StepDirectories.optimizerFile(tpRank, state.tp(), ppRank, pp, d, state.dp()));
             for (ParamLayout.Tensor t : l.tensors()) {
                 long[] p = StepDirectories.piece(t, w);
                 if (p == null || p[1] <= a || p[0] >= b) continue;

@@ -96,8 +96,8 @@ public record ModelSource(Kind kind, Path dir, ModelConfig model, JsonNode hfCon
             return;
         }
         try (CommittedStep ck = CommittedStep.open(dir, verify)) {
-            if (ck.stateFile().tp() == layout.tp()) { ck.loadParams(layout, dst); return; }
-            try (HostFloats none = HostFloats.allocate(1)) {                 // another tp: resharded, no optimizer window
+            if (ck.stateFile().tp() == layout.tp() && ck.pp() == 1 && layout.stage().whole(layout.model())) { ck.loadParams(layout, dst); return; }
+            try (HostFloats none = HostFloats.allocate(1)) {                 // another tp or stage split: resharded, no optimizer window
                 ck.loadRank(layout, new OptimizerShard(0, 0, layout.numel()), dst, none, none);
             }
         }

@@ -14,7 +14,7 @@ import java.util.TreeSet;
  * What may change between a checkpoint's run config and the resuming run's. Refused (one line naming every
  * field): the model's shape and numerics (everything in model.* except max_seq_len). Allowed and reported:
  * everything else (learning rate, schedule, step budget, batch geometry, data sources, checkpoint policy...),
- * including the parallel layout (parallel.tp, parallel.dp, the node count): the ranks reshard the saved weights and
+ * including the parallel layout (parallel.tp, parallel.pp, parallel.virtual_stages, parallel.dp, the node count): the ranks reshard the saved weights and
  * AdamW moments on load ({@link CommittedStep#loadRank}) and the loader position is a global batch index.
  */
 public final class ResumeCheck {
@@ -31,7 +31,8 @@ public final class ResumeCheck {
             if (x.equals(y)) continue;
             String change = k + " " + x + " -> " + y;
             if (k.startsWith("model.") && !k.equals("model.max_seq_len")) refused.add(change);
-            else if (k.equals("parallel.tp") || k.equals("parallel.dp")) allowed.add(change + " (resharded)");
+            else if (k.equals("parallel.tp") || k.equals("parallel.dp") || k.equals("parallel.pp") || k.equals("parallel.virtual_stages"))
+                allowed.add(change + " (resharded)");
             else allowed.add(change);
         }
         if (!refused.isEmpty())

@@ -115,8 +115,9 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
 
     /**
      * Restores {@code from} into the model's slabs and the trainer (step, tokens, loader position, seed). The
-     * config must have passed {@link ResumeCheck#compare}. The checkpoint may have another tp x dp layout: the rank
-     * reads its slice of every tensor and the moments of its optimizer window ({@link CommittedStep#loadRank}); the
+     * config must have passed {@link ResumeCheck#compare}. The checkpoint may have another tp x pp x dp layout: the rank
+     * reads its slice of every tensor of its stage, from whichever saved stage holds it, and the moments of its
+     * optimizer window ({@link CommittedStep#loadRank}); the
      * loader position is a global batch index, the same for every data-parallel degree.
      */
     public synchronized void resume(CommittedStep from, Trainer trainer) {
@@ -207,17 +208,21 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
 
     /**
      * Serves this process's rank threads instead of one trainer: global ranks [firstRank, firstRank + localRanks)
-     * of the run's tp x dp, in process {@code process} of {@code processes}. {@code tpLayouts}: the layout of every
-     * tensor-parallel rank, in rank order. {@code timeout} bounds the local barriers and, with several processes,
+     * of the run's tp x dp x pp, in process {@code process} of {@code processes}. {@code tpLayouts}: the layout of
+     * every (tensor-parallel rank, pipeline stage), index ppRank * tp + tpRank; each writes one file set per
+     * data-parallel window of its stage's slab. {@code timeout} bounds the local barriers and, with several processes,
      * how long process 0 waits for the others' parts of a save. Process 0 of several removes uncommitted leftovers
      * of earlier runs now, before any process can start writing.
      */
     public void parallelRanks(int firstRank, int localRanks, int process, int processes, List<ParamLayout> tpLayouts, Duration timeout) {
-        int tp = cfg.parallel().tp(), dp = cfg.parallel().dp();
-        if (tpLayouts.size() != tp || (long) localRanks * processes != (long) tp * dp)
-            throw new IllegalArgumentException(processes + " processes x " + localRanks + " ranks for tp " + tp + " x dp " + dp);
+        int tp = cfg.parallel().tp(), dp = cfg.parallel().dp(), pp = cfg.parallel().pp();
+        if (tpLayouts.size() != tp * pp || (long) localRanks * processes != (long) tp * dp * pp)
+            throw new IllegalArgumentException(processes + " processes x " + localRanks + " ranks for tp " + tp + " x dp " + dp + " x pp " + pp);
         List<AsyncSaver.Slot> sl = new ArrayList<>();
-        for (int r = firstRank; r < firstRank + localRanks; r++) sl.add(new AsyncSaver.Slot(tpLayouts.get(r % tp), r / tp, dp));
+        for (int r = firstRank; r < firstRank + localRanks; r++) {      // rank = (ppRank * dp + dpRank) * tp + tpRank
+            int tpRank = r % tp, dpRank = r / tp % dp, ppRank = r / (tp * dp);
+            sl.add(new AsyncSaver.Slot(tpLayouts.get(ppRank * tp + tpRank), ppRank, pp, dpRank, dp));
+        }
         this.slots = List.copyOf(sl);
         this.firstRank = firstRank;
         this.timeout = timeout;
@@ -235,10 +240,14 @@ public final class RunCheckpointing implements StepListener, AutoCloseable {
     }
 
     /** The step-boundary hook of one rank (replaces this object as the trainer's listener under parallelism). */
-    public StepListener rankListener(int tpRank, int dpRank) {
+    public StepListener rankListener(int tpRank, int dpRank) { return rankListener(tpRank, dpRank, 0); }
+
+    /** The step-boundary hook of rank (tpRank, dpRank) of pipeline stage {@code ppRank}. */
+    public StepListener rankListener(int tpRank, int dpRank, int ppRank) {
         if (savingDisabled) return t -> {};           // nothing to save: the stop is agreed by the trainer's vote
-        int local = dpRank * cfg.parallel().tp() + tpRank - firstRank;
-        if (slots == null || local < 0 || local >= slots.size()) throw new IllegalArgumentException("rank tp " + tpRank + " dp " + dpRank + " is not in this process");
+        int local = (ppRank * cfg.parallel().dp() + dpRank) * cfg.parallel().tp() + tpRank - firstRank;
+        if (slots == null || local < 0 || local >= slots.size())
+            throw new IllegalArgumentException("rank tp " + tpRank + " dp " + dpRank + " pp " + ppRank + " is not in this process");
         return t -> parallelStepEnd(t, local);
     }
 

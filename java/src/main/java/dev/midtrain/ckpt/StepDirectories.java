@@ -24,9 +24,9 @@ import java.util.stream.Stream;
 /**
  * The step directories of a run: {@code RUN/checkpoints/step_00000100/}, each holding
  * <pre>
- * model.safetensors        fp32 master weights, Hugging Face names (one file per rank: model-tpTT-of-TT-dpDD-of-DD,
- *                          the rank's data-parallel window of its tensor-parallel slab; see {@link RankState})
- * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (optimizer-tpTT-of-TT-dpDD-of-DD likewise)
+ * model.safetensors        fp32 master weights, Hugging Face names (one file per rank: model-tpTT-of-TT-ppPP-of-PP-dpDD-of-DD,
+ *                          the rank's data-parallel window of its (tensor-parallel, pipeline stage) slab; see {@link RankState})
+ * optimizer.safetensors    AdamW moments: "m.NAME" and "v.NAME", fp32 (optimizer-tpTT-of-TT-ppPP-of-PP-dpDD-of-DD likewise)
  * trainer_state.json       {@link StateFile}
  * manifest.json            size and SHA-256 of every file above
  * COMMITTED                written last: the step and the manifest's SHA-256
@@ -54,10 +54,14 @@ public final class StepDirectories {
      * data-parallel rank {@code dpRank}'s equal share ({@link OptimizerShard#of} with ZeRO on; the whole slab when
      * dp = 1). The buffers hold the window from index 0.
      */
-    public record RankState(ParamLayout layout, int dpRank, int dp, HostFloats params, HostFloats m, HostFloats v) {
+    public record RankState(ParamLayout layout, int ppRank, int pp, int dpRank, int dp, HostFloats params, HostFloats m, HostFloats v) {
         public RankState {
             if (dp < 1 || dpRank < 0 || dpRank >= dp) throw new IllegalArgumentException("dp rank " + dpRank + " of " + dp);
+            if (pp < 1 || ppRank < 0 || ppRank >= pp) throw new IllegalArgumentException("pp rank " + ppRank + " of " + pp);
         }
+
+        /** No pipeline: the whole model's slab of one tensor-parallel rank, data-parallel rank {@code dpRank}'s window. */
+        public RankState(ParamLayout layout, int dpRank, int dp, HostFloats params, HostFloats m, HostFloats v) { this(layout, 0, 1, dpRank, dp, params, m, v); }
 
         /** The whole slab of one tensor-parallel rank (dp 1). */
         public RankState(ParamLayout layout, HostFloats params, HostFloats m, HostFloats v) { this(layout, 0, 1, params, m, v); }
@@ -107,14 +111,20 @@ public final class StepDirectories {
     public static String optimizerFile(int rank, int tp) { return optimizerFile(rank, tp, 0, 1); }
 
     /** {@code model[-tpTT-of-TT][-dpDD-of-DD].safetensors}: rank (tp, dp)'s window of the fp32 master weights. */
-    public static String modelFile(int tpRank, int tp, int dpRank, int dp) { return fileName("model", tpRank, tp, dpRank, dp); }
+    public static String modelFile(int tpRank, int tp, int dpRank, int dp) { return modelFile(tpRank, tp, 0, 1, dpRank, dp); }
 
     /** {@code optimizer[-tpTT-of-TT][-dpDD-of-DD].safetensors}: the same window of the AdamW moments. */
-    public static String optimizerFile(int tpRank, int tp, int dpRank, int dp) { return fileName("optimizer", tpRank, tp, dpRank, dp); }
+    public static String optimizerFile(int tpRank, int tp, int dpRank, int dp) { return optimizerFile(tpRank, tp, 0, 1, dpRank, dp); }
 
-    private static String fileName(String base, int tpRank, int tp, int dpRank, int dp) {
-        return base + (tp == 1 ? "" : String.format("-tp%02d-of-%02d", tpRank, tp)) + (dp == 1 ? "" : String.format("-dp%02d-of-%02d", dpRank, dp))
-                + ".safetensors";
+    /** {@code model[-tpTT-of-TT][-ppPP-of-PP][-dpDD-of-DD].safetensors}: rank (tp, pp, dp)'s window of its stage's fp32 master weights. */
+    public static String modelFile(int tpRank, int tp, int ppRank, int pp, int dpRank, int dp) { return fileName("model", tpRank, tp, ppRank, pp, dpRank, dp); }
+
+    /** {@code optimizer[-tpTT-of-TT][-ppPP-of-PP][-dpDD-of-DD].safetensors}: the same window of the AdamW moments. */
+    public static String optimizerFile(int tpRank, int tp, int ppRank, int pp, int dpRank, int dp) { return fileName("optimizer", tpRank, tp, ppRank, pp, dpRank, dp); }
+
+    private static String fileName(String base, int tpRank, int tp, int ppRank, int pp, int dpRank, int dp) {
+        return base + (tp == 1 ? "" : String.format("-tp%02d-of-%02d", tpRank, tp)) + (pp == 1 ? "" : String.format("-pp%02d-of-%02d", ppRank, pp))
+                + (dp == 1 ? "" : String.format("-dp%02d-of-%02d", dpRank, dp)) + ".safetensors";
     }
 
     /** The file in which process {@code process} lists what it wrote (size and SHA-256 per file) for process 0. */
@@ -144,7 +154,7 @@ public final class StepDirectories {
     /**
      * Writes {@code state} and the ranks' tensors as step {@code state.step()}, commits it, moves the latest
      * pointer and prunes (keep the newest {@code keepLast} plus every step divisible by {@code keepEvery} > 0).
-     * {@code ranks} must hold every rank (tp x dp) of the state. On failure nothing is published and the exception
+     * {@code ranks} must hold every rank (tp x pp x dp) of the state. On failure nothing is published and the exception
      * propagates.
      */
     public Path save(StateFile state, List<RankState> ranks, int keepLast, int keepEvery) throws IOException {
@@ -162,15 +172,17 @@ public final class StepDirectories {
      * 0), or the temporary directory (other processes: the commit is process 0's).
      */
     public Path savePart(StateFile state, List<RankState> ranks, Part part, int keepLast, int keepEvery) throws IOException {
-        int tp = state.tp(), dp = state.dp();
+        int tp = state.tp(), dp = state.dp(), pp = ranks.isEmpty() ? 1 : ranks.get(0).pp();
         java.util.Set<Integer> seen = new java.util.HashSet<>();
         for (RankState r : ranks) {
-            if (r.layout().tp() != tp || r.dp() != dp)
-                throw new IllegalArgumentException("rank state of tp " + r.layout().tp() + " x dp " + r.dp() + ", the state says tp " + tp + " x dp " + dp);
-            if (!seen.add(r.dpRank() * tp + r.layout().rank())) throw new IllegalArgumentException("rank given twice: tp " + r.layout().rank() + " dp " + r.dpRank());
+            if (r.layout().tp() != tp || r.dp() != dp || r.pp() != pp)
+                throw new IllegalArgumentException("rank state of tp " + r.layout().tp() + " x pp " + r.pp() + " x dp " + r.dp() + ", the state says tp " + tp
+                        + " x pp " + pp + " x dp " + dp);
+            if (!seen.add((r.ppRank() * dp + r.dpRank()) * tp + r.layout().rank()))
+                throw new IllegalArgumentException("rank given twice: tp " + r.layout().rank() + " pp " + r.ppRank() + " dp " + r.dpRank());
         }
-        if (part.processes() == 1 && seen.size() != tp * dp)
-            throw new IllegalArgumentException("state says tp " + tp + " x dp " + dp + ", " + ranks.size() + " rank states given");
+        if (part.processes() == 1 && seen.size() != tp * dp * pp)
+            throw new IllegalArgumentException("state says tp " + tp + " x pp " + pp + " x dp " + dp + ", " + ranks.size() + " rank states given");
         boolean sole = part.processes() == 1, lead = part.process() == 0;
         Files.createDirectories(dir);
         String name = stepName(state.step());
@@ -183,9 +195,9 @@ public final class StepDirectories {
             for (RankState r : ranks) {
                 ParamLayout l = r.layout();
                 OptimizerShard w = r.window();
-                String mf = modelFile(l.rank(), tp, r.dpRank(), dp);
+                String mf = modelFile(l.rank(), tp, r.ppRank(), pp, r.dpRank(), dp);
                 writeFile(tmp, mf, files, slow, out -> Safetensors.write(out, tensors(l, w, "", r.params()), metadata(r, "model")));
-                String of = optimizerFile(l.rank(), tp, r.dpRank(), dp);
+                String of = optimizerFile(l.rank(), tp, r.ppRank(), pp, r.dpRank(), dp);
                 List<Safetensors.OutTensor> opt = new ArrayList<>(tensors(l, w, "m.", r.m()));
                 opt.addAll(tensors(l, w, "v.", r.v()));
                 writeFile(tmp, of, files, slow, out -> Safetensors.write(out, opt, metadata(r, "adamw")));
@@ -204,7 +216,7 @@ public final class StepDirectories {
             ObjectNode manifest = JsonNodeFactory.instance.objectNode();
             manifest.put("format", "midtrain-manifest/1");
             manifest.put("step", state.step());
-            manifest.put("tp", tp).put("dp", dp).put("processes", part.processes());
+            manifest.put("tp", tp).put("dp", dp).put("pp", pp).put("processes", part.processes());
             manifest.set("files", files);
             hook.beforeFile(MANIFEST);
             AtomicFiles.Written mw = AtomicFiles.writeString(tmp.resolve(MANIFEST), HfConfig.toText(manifest));
@@ -333,9 +345,11 @@ public final class StepDirectories {
     }
 
     private static Map<String, String> metadata(RankState r, String content) {
-        return Map.of("format", "pt", "midtrain_content", content, "midtrain_tp_rank", Integer.toString(r.layout().rank()),
+        Map<String, String> m = new java.util.HashMap<>(Map.of("format", "pt", "midtrain_content", content, "midtrain_tp_rank", Integer.toString(r.layout().rank()),
                 "midtrain_tp_size", Integer.toString(r.layout().tp()), "midtrain_dp_rank", Integer.toString(r.dpRank()),
-                "midtrain_dp_size", Integer.toString(r.dp()), "midtrain_window", r.window().start() + "," + r.window().count());
+                "midtrain_dp_size", Integer.toString(r.dp()), "midtrain_window", r.window().start() + "," + r.window().count()));
+        if (r.pp() > 1) { m.put("midtrain_pp_rank", Integer.toString(r.ppRank())); m.put("midtrain_pp_size", Integer.toString(r.pp())); }
+        return m;
     }
 
     /**

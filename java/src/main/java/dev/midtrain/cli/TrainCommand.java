@@ -173,11 +173,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (cfg.parallel().sequenceParallel())
             throw new UserError((config != null ? config : resume) + ": field parallel.sequence_parallel: planned by `midtrain info` but this build's"
                     + " trainer does not run it yet (set parallel.sequence_parallel: false)");
-        if (cfg.parallel().pp() > 1 && (!checkpoints.noCheckpoints || resume != null || checkpoints.initFrom != null || cfg.train().evalEverySteps() > 0
-                || cfg.train().backend() == TrainConfig.Device.CUDA))
+        if (cfg.parallel().pp() > 1 && (cfg.train().evalEverySteps() > 0 || cfg.train().backend() == TrainConfig.Device.CUDA))
             throw new UserError((config != null ? config : resume) + ": field parallel.pp: pipeline stages in this build train on the CPU backend with"
-                    + " --no-checkpoints, no --resume or --init-from, and train.eval_every_steps: 0 (stage checkpoints, held-out evaluation"
-                    + " through the pipeline and CUDA pipelines are not implemented yet)");
+                    + " train.eval_every_steps: 0 (held-out evaluation through the pipeline and CUDA pipelines are not implemented yet)");
         List<String> changes = from != null ? ResumeCheck.compare(from.config(), cfg, from.dir()) : List.of();
         return new Resolved(cfg, from, changes);
     }
@@ -260,9 +258,13 @@ public final class TrainCommand implements Callable<Integer> {
         try (GracefulStop stop = GracefulStop.install();
              RunCheckpointing ckpt = new RunCheckpointing(plan.dir(), cfg, stop, checkpoints.stopAtStep)) {
             if (checkpoints.noCheckpoints) ckpt.disableSaving();
-            if (T * D > 1 && cfg.parallel().pp() == 1) {
-                List<ParamLayout> tpLayouts = new ArrayList<>();
-                for (int r = 0; r < T; r++) tpLayouts.add(ParamLayout.of(cfg.model(), T, r, cfg.optimizer().weightDecayExclude()));
+            int P = cfg.parallel().pp();
+            if (T * D * P > 1) {
+                List<ParamLayout> tpLayouts = new ArrayList<>();                // one slab per (tp, pp) shard, index ppRank * T + tpRank
+                for (int q = 0; q < P; q++)
+                    for (int r = 0; r < T; r++)
+                        tpLayouts.add(ParamLayout.of(new Placement(cfg.model(), T, r), cfg.optimizer().weightDecayExclude(),
+                                ParamLayout.Stage.of(cfg.model(), P, cfg.parallel().virtualStages(), q)));
                 ckpt.parallelRanks(plan.env().firstRank(), plan.env().localRanks(), plan.env().procIndex(), plan.env().nprocs(), tpLayouts, timeout);
             }
             long t0 = System.nanoTime();
@@ -367,7 +369,7 @@ public final class TrainCommand implements Callable<Integer> {
                     for (String c : changes) System.out.println("  config changed since the checkpoint: " + c);
                 }
             }
-            trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank()) : ckpt);
+            trainer.addListener(topo.worldSize() > 1 ? ckpt.rankListener(topo.tpRank(), topo.dpRank(), topo.ppRank()) : ckpt);
             trainer.stopWhen(() -> ckpt.stopRequested(trainer.state().step));      // this process's wish; the ranks vote
             TrainingEval evalDuring = cfg.eval().tasks().isEmpty() ? null : new TrainingEval(cfg, metrics);  // eval.tasks (one rank)
             if (evalDuring != null) trainer.addListener(evalDuring);

@@ -31,6 +31,11 @@ public final class PeakFlops {
     public static Peak cpu(Backend be, int threads) {
         double measured = gemm(be, 1024, 10);
         double[] t = cpuTable(threads, Path.of("/proc/cpuinfo"), Path.of("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"));
+        return choose(measured, t, threads);
+    }
+
+    /** The table's peak {@code t} (see {@link #cpuTable}), or the measured GEMM rate where that is higher or no table applies. */
+    public static Peak choose(double measured, double[] t, int threads) {
         if (Double.isNaN(t[0]) || measured > t[0])
             return new Peak(measured, String.format(Locale.ROOT, "measured sgemm 1024^3 (%s)",
                     Double.isNaN(t[0]) ? "no clock or SIMD width known" : "above the table's " + fmt(t[0])));

@@ -120,8 +120,10 @@ class PipelineLaunchTest {
         Path cfg = tmp.resolve("c.yaml");
         Files.writeString(cfg, CONFIG);
         StringBuilder o = new StringBuilder();
-        assertEquals(2, run(o, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("x").toString(), "--pp", "2"));
-        assertTrue(o.toString().contains("parallel.pp: pipeline stages in this build train on the CPU backend with --no-checkpoints"), o.toString());
+        assertEquals(2, run(o, "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("x").toString(), "--pp", "2",
+                "--set", "train.eval_every_steps=5", "--set", "train.eval_batches=1"));
+        assertTrue(o.toString().contains("parallel.pp: pipeline stages in this build train on the CPU backend with train.eval_every_steps: 0"), o.toString());
+        assertFalse(Files.exists(tmp.resolve("x")), "refused before the run directory exists");
         StringBuilder o3 = new StringBuilder();
         assertEquals(2, run(o3, "train", "--config", cfg.toString(), "--synthetic-data", "--no-checkpoints", "--run-dir", tmp.resolve("y").toString(), "--pp", "3"));
         assertTrue(o3.toString().contains("must divide model.n_layers (4)"), o3.toString());
