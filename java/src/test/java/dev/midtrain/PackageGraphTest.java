@@ -49,7 +49,8 @@ class PackageGraphTest {
             List.of("ckpt"),
             List.of("train"),
             List.of("parallel", "optim", "synth"),
-            List.of("model", "data"),
+            List.of("prepare"),                            // preparation: tokenize, clean, decontaminate, write shards
+            List.of("model", "data"),                      // data: loading prepared shards only
             List.of("tokenizer"),                          // the engine's tokenizer: DJL + the built-in byte-level BPE
             List.of("config"),
             List.of("kernels", "common"));
@@ -75,6 +76,15 @@ class PackageGraphTest {
         assertEquals(Set.of(), unplaced, "packages missing from LAYERS (and from docs/architecture.md)");
         assertEquals(Set.of(), violations, "imports of a package in the same or a higher layer");
         assertEquals(LAYERS.stream().mapToInt(List::size).sum(), layer.size(), "a package listed twice");
+    }
+
+    /** Preparation is offline: the training side (data loading, model, train, parallel, ckpt) never imports it. */
+    @Test
+    void trainingNeverImportsPreparation() {
+        noClasses().that().resideInAnyPackage("dev.midtrain.data..", "dev.midtrain.model..", "dev.midtrain.train..",
+                        "dev.midtrain.parallel..", "dev.midtrain.ckpt..")
+                .should().dependOnClassesThat(resideInAPackage("dev.midtrain.prepare.."))
+                .check(main);
     }
 
     /** dev.midtrain.x.y -> "x"; dev.midtrain -> "". */

@@ -3,7 +3,7 @@ package dev.midtrain.bench;
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.data.BlendedLoader;
 import dev.midtrain.data.Manifest;
-import dev.midtrain.data.Preparer;
+import dev.midtrain.prepare.Preparer;
 import dev.midtrain.tokenizer.Tokenizer;
 
 import java.nio.file.Files;

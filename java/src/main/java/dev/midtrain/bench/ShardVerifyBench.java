@@ -2,7 +2,7 @@ package dev.midtrain.bench;
 
 import dev.midtrain.config.DataConfig;
 import dev.midtrain.data.Manifest;
-import dev.midtrain.data.Preparer;
+import dev.midtrain.prepare.Preparer;
 import dev.midtrain.data.ShardVerifier;
 import dev.midtrain.tokenizer.Tokenizer;
 

@@ -2,11 +2,11 @@ package dev.midtrain.cli;
 
 import dev.midtrain.common.UserError;
 
-import dev.midtrain.data.EmbeddingDecontaminator;
-import dev.midtrain.data.Inputs;
-import dev.midtrain.data.MinHashDedup;
-import dev.midtrain.data.Preparer;
-import dev.midtrain.data.SlicedPrepare;
+import dev.midtrain.prepare.EmbeddingDecontaminator;
+import dev.midtrain.prepare.Inputs;
+import dev.midtrain.prepare.MinHashDedup;
+import dev.midtrain.prepare.Preparer;
+import dev.midtrain.prepare.SlicedPrepare;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 

@@ -98,7 +98,7 @@ public record Manifest(String format, String source, String created, Tokenizer.I
      * @param items     benchmark items embedded
      * @param removed   documents dropped by this pass (dropped.decontaminated_embedding)
      * @param pairs     the dropped documents with their nearest benchmark item and score, in input order (the first
-     *                  {@value Preparer#MAX_EMBEDDING_PAIRS_LISTED}), to audit the threshold
+     *                  {@value dev.midtrain.prepare.Preparer#MAX_EMBEDDING_PAIRS_LISTED}), to audit the threshold
      */
     public record Embeddings(String model, String modelSha256, double threshold, int windowTokens, int strideTokens, long items, long removed,
                              List<EmbeddingPair> pairs) {}
@@ -159,7 +159,7 @@ public record Manifest(String format, String source, String created, Tokenizer.I
     }
 
     /** Serialized form (pretty JSON, trailing newline). */
-    byte[] toJson() {
+    public byte[] toJson() {
         try {
             return (JSON.writeValueAsString(this) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8);
         } catch (JsonProcessingException e) {

@@ -4,9 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
-import dev.midtrain.data.Decontaminator;
-import dev.midtrain.data.EmbeddingDecontaminator;
-import dev.midtrain.data.MinHashDedup;
+import dev.midtrain.prepare.Decontaminator;
+import dev.midtrain.prepare.EmbeddingDecontaminator;
+import dev.midtrain.prepare.MinHashDedup;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -34,7 +34,7 @@ import java.util.function.BiFunction;
  * The BoostQA synthesis stages over a work directory (arXiv 2508.01326, sections 2.1-2.3):
  * <pre>
  *   curate    seed JSONL (--input)  -> seeds.jsonl       dedup (exact, then MinHash near-duplicates), decontaminate,
- *                                                        min length (data.Decontaminator, data.MinHashDedup)
+ *                                                        min length (prepare.Decontaminator, prepare.MinHashDedup)
  *   annotate  seeds.jsonl           -> annotated.jsonl   + discipline, difficulty tier H1-H5 (LLM judge)
  *   generate  annotated.jsonl       -> generated.jsonl   multi-grade (one request per seed and grade) and
  *                                                        high-difficulty (booster-drawn seeds, outputs below
@@ -128,7 +128,7 @@ public final class Pipeline {
         StringBuilder seedsOut = new StringBuilder(), rejectsOut = new StringBuilder();
         long kept = 0;
         for (Path in : inputs) {
-            try (BufferedReader r = dev.midtrain.data.Inputs.openText(in)) {
+            try (BufferedReader r = dev.midtrain.prepare.Inputs.openText(in)) {
                 String line;
                 long n = 0;
                 while ((line = r.readLine()) != null) {

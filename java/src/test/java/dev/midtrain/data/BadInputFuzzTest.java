@@ -1,5 +1,6 @@
 package dev.midtrain.data;
 
+import dev.midtrain.prepare.Preparer;
 import dev.midtrain.cli.Cli;
 import dev.midtrain.tokenizer.Tokenizer;
 import org.junit.jupiter.api.DynamicTest;

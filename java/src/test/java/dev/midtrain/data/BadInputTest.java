@@ -1,5 +1,7 @@
 package dev.midtrain.data;
 
+import dev.midtrain.prepare.Preparer;
+import dev.midtrain.prepare.Inputs;
 import dev.midtrain.common.UserError;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;

@@ -1,5 +1,7 @@
 package dev.midtrain.data;
 
+import dev.midtrain.prepare.Preparer;
+import dev.midtrain.prepare.Inputs;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.UserError;

@@ -18,15 +18,15 @@ import java.util.regex.Pattern;
  * with UNICODE_CHARACTER_CLASS), GPT-2 byte-to-unicode alphabet, merges applied lowest rank first. Naive and slow;
  * no special-token handling (tests append end-of-text themselves).
  */
-final class RefBpe {
-    static final Pattern LLAMA3 = Pattern.compile(
+public final class RefBpe {
+    public static final Pattern LLAMA3 = Pattern.compile(
             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
             Pattern.UNICODE_CHARACTER_CLASS);
     private final Map<String, Integer> vocab = new HashMap<>();
     private final Map<String, Integer> rank = new HashMap<>();
     private final String[] byteChar = new String[256];
 
-    RefBpe(Path tokenizerJson) throws IOException {
+    public RefBpe(Path tokenizerJson) throws IOException {
         JsonNode j = new ObjectMapper().readTree(tokenizerJson.toFile());
         j.path("model").path("vocab").fields().forEachRemaining(e -> vocab.put(e.getKey(), e.getValue().asInt()));
         int r = 0;
@@ -46,7 +46,7 @@ final class RefBpe {
         }
     }
 
-    int[] encode(String text) {
+    public int[] encode(String text) {
         List<Integer> out = new ArrayList<>();
         Matcher m = LLAMA3.matcher(text);
         while (m.find()) {

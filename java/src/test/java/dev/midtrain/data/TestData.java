@@ -22,7 +22,7 @@ import java.util.zip.GZIPOutputStream;
 /** Helpers that write test inputs: JSONL (optionally gzip'd) and HF-datasets-style Arrow IPC streams. */
 public final class TestData {
     public static final Path TOKENIZER = Path.of("data/tokenizer/tokenizer.json");
-    static final int EOS = 511;
+    public static final int EOS = 511;
     private static final String[] WORDS = ("the energy of a photon depends on its frequency while the momentum of a moving body "
             + "equals mass times velocity and acids donate protons in water solutions cells divide by mitosis binary search "
             + "halves the interval each step 42 7 3.14 x^2 + 3x = 10 H2O NaCl DNA").split(" ");
@@ -39,7 +39,7 @@ public final class TestData {
     }
 
     /** Deterministic pseudo-English text of {@code words} words. */
-    static String text(Random r, int words) {
+    public static String text(Random r, int words) {
         StringBuilder sb = new StringBuilder();
         for (int i = 0; i < words; i++) {
             if (i > 0) sb.append(r.nextInt(12) == 0 ? ". " : r.nextInt(40) == 0 ? "\n" : " ");
@@ -48,14 +48,14 @@ public final class TestData {
         return sb.toString();
     }
 
-    static List<String> texts(long seed, int n, int maxWords) {
+    public static List<String> texts(long seed, int n, int maxWords) {
         Random r = new Random(seed);
         List<String> out = new ArrayList<>();
         for (int i = 0; i < n; i++) out.add(text(r, 1 + r.nextInt(maxWords)));
         return out;
     }
 
-    static String json(String s) {
+    public static String json(String s) {
         StringBuilder sb = new StringBuilder("\"");
         for (char c : s.toCharArray()) {
             switch (c) {
@@ -68,7 +68,7 @@ public final class TestData {
         return sb.append('"').toString();
     }
 
-    static Path writeLines(Path file, List<String> lines, boolean gzip) throws IOException {
+    public static Path writeLines(Path file, List<String> lines, boolean gzip) throws IOException {
         try (OutputStream os = gzip ? new GZIPOutputStream(Files.newOutputStream(file)) : Files.newOutputStream(file)) {
             for (String l : lines) os.write((l + "\n").getBytes(StandardCharsets.UTF_8));
         }
@@ -76,7 +76,7 @@ public final class TestData {
     }
 
     /** An Arrow IPC stream with a nullable utf8 column {@code text}, {@code perBatch} rows per record batch. */
-    static Path arrowText(Path file, List<String> texts, int perBatch) throws IOException {
+    public static Path arrowText(Path file, List<String> texts, int perBatch) throws IOException {
         try (BufferAllocator a = new RootAllocator(); VarCharVector v = new VarCharVector("text", a);
              VectorSchemaRoot root = VectorSchemaRoot.of(v);
              OutputStream os = Files.newOutputStream(file); ArrowStreamWriter w = new ArrowStreamWriter(root, null, os)) {
@@ -99,7 +99,7 @@ public final class TestData {
     }
 
     /** An Arrow IPC stream with a {@code input_ids: list<int32>} column (as HF datasets writes tokenized data). */
-    static Path arrowIds(Path file, List<int[]> docs, int perBatch) throws IOException {
+    public static Path arrowIds(Path file, List<int[]> docs, int perBatch) throws IOException {
         try (BufferAllocator a = new RootAllocator(); ListVector v = ListVector.empty("input_ids", a)) {
             v.addOrGetVector(org.apache.arrow.vector.types.pojo.FieldType.nullable(new org.apache.arrow.vector.types.pojo.ArrowType.Int(32, true)));
             try (VectorSchemaRoot root = VectorSchemaRoot.of(v);
@@ -127,14 +127,14 @@ public final class TestData {
     }
 
     /** All tokens of a prepared directory, in stream order. */
-    static int[] readAll(Path dir) {
+    public static int[] readAll(Path dir) {
         PreparedSource p = PreparedSource.open("t", dir, true);
         int[] all = new int[Math.toIntExact(p.tokens())];
         p.read(0, all, 0, all.length);
         return all;
     }
 
-    static int[] concat(List<int[]> parts) {
+    public static int[] concat(List<int[]> parts) {
         int n = parts.stream().mapToInt(x -> x.length).sum();
         int[] out = new int[n];
         int o = 0;
@@ -145,7 +145,7 @@ public final class TestData {
         return out;
     }
 
-    static int[] withEos(int[] ids) {
+    public static int[] withEos(int[] ids) {
         int[] r = Arrays.copyOf(ids, ids.length + 1);
         r[ids.length] = EOS;
         return r;

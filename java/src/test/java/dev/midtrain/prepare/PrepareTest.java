@@ -1,5 +1,8 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
+import dev.midtrain.data.PreparedSource;
+import dev.midtrain.data.RefBpe;
 import dev.midtrain.common.UserError;
 
 import dev.midtrain.common.AtomicFiles;

@@ -1,4 +1,4 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
 import java.text.Normalizer;
 import java.util.ArrayList;

@@ -1,5 +1,6 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;

@@ -1,5 +1,6 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.vector.BitVectorHelper;

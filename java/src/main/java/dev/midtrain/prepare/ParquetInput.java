@@ -1,4 +1,4 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
 import dev.midtrain.common.UserError;
 

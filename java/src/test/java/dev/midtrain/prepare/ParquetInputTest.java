@@ -1,5 +1,7 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
+import dev.midtrain.data.RefBpe;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.midtrain.common.UserError;

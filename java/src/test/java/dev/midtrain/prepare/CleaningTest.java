@@ -1,5 +1,7 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
+import dev.midtrain.data.RefBpe;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

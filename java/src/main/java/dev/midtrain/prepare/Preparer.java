@@ -1,5 +1,6 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
 import dev.midtrain.common.AtomicFiles;
 
 import dev.midtrain.common.UserError;

@@ -1,4 +1,4 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;

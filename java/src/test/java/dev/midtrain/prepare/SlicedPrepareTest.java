@@ -1,5 +1,6 @@
-package dev.midtrain.data;
+package dev.midtrain.prepare;
 
+import dev.midtrain.data.Manifest;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.midtrain.common.UserError;
