@@ -64,12 +64,16 @@ public final class PrepareCommand implements Callable<Integer> {
             throw new UserError("--qa-template: must contain {question} and {answer}, got " + qaTemplate);
         if (!encoder.equals("auto") && !encoder.equals("hf")) throw new UserError("--encoder: auto or hf, got " + encoder);
         int th = threads != null ? threads : Runtime.getRuntime().availableProcessors();
-        Preparer.Options opt = new Preparer.Options(source, Inputs.expand(inputs, split), tokenizer, out, format == null ? null : Inputs.Format.parse(format),
-                textField, idsField, tpl, eosToken, benchmarks, onError.equals("skip"), th, batchTokens, shardTokens,
-                !noProgress && System.console() != null, bos ? bosToken : null, parseSpecialTokens,
-                dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null,
-                encoder.equals("hf"),
-                embeddings ? new EmbeddingDecontaminator.Params(embeddingModel, embeddingTokenizer, embeddingThreshold) : null);
+        Preparer.Options.Builder b = Preparer.Options.builder(source, Inputs.expand(inputs, split), tokenizer, out);
+        b.format = format == null ? null : Inputs.Format.parse(format);
+        b.textField = textField; b.idsField = idsField; b.qaTemplate = tpl; b.eosToken = eosToken; b.benchmarks = benchmarks;
+        b.skipErrors = onError.equals("skip"); b.threads = th; b.batchTokens = batchTokens; b.shardTokens = shardTokens;
+        b.progress = !noProgress && System.console() != null; b.bosToken = bos ? bosToken : null;
+        b.parseSpecialTokens = parseSpecialTokens;
+        b.dedup = dedup || !dedupAgainst.isEmpty() ? new MinHashDedup.Params(dedupShingle, dedupThreshold, dedupAgainst) : null;
+        b.hfEncoder = encoder.equals("hf");
+        b.embeddings = embeddings ? new EmbeddingDecontaminator.Params(embeddingModel, embeddingTokenizer, embeddingThreshold) : null;
+        Preparer.Options opt = b.build();
         if (!embeddings && (embeddingModel != null || embeddingTokenizer != null))
             throw new UserError("--embedding-model/--embedding-tokenizer: need --decontaminate-embeddings");
         if (numShards == null) {

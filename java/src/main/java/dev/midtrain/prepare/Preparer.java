@@ -79,28 +79,83 @@ public final class Preparer {
             if (embeddings != null && benchmarks.isEmpty()) throw new UserError("--decontaminate-embeddings: needs --decontaminate FILE... (the benchmark items to compare with)");
         }
 
-        /** Defaults for everything but the required arguments. */
+        /** Defaults for everything but the required arguments (the field initializers of {@link Builder}). */
         public static Options of(String source, List<Path> inputs, Path tokenizer, Path out) {
-            return new Options(source, inputs, tokenizer, out, null, "text", "input_ids", DEFAULT_QA_TEMPLATE, DEFAULT_EOS,
-                    List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28, false, null, false, null, false, null);
+            return builder(source, inputs, tokenizer, out).build();
+        }
+
+        /** A builder with the defaults for everything but the required arguments. */
+        public static Builder builder(String source, List<Path> inputs, Path tokenizer, Path out) {
+            Builder b = new Builder();
+            b.source = source; b.inputs = inputs; b.tokenizer = tokenizer; b.out = out;
+            return b;
+        }
+
+        /** A builder holding these options, to change some of them. */
+        public Builder toBuilder() {
+            Builder b = new Builder();
+            b.source = source; b.inputs = inputs; b.tokenizer = tokenizer; b.out = out; b.format = format;
+            b.textField = textField; b.idsField = idsField; b.qaTemplate = qaTemplate; b.eosToken = eosToken;
+            b.benchmarks = benchmarks; b.skipErrors = skipErrors; b.threads = threads; b.batchTokens = batchTokens;
+            b.shardTokens = shardTokens; b.progress = progress; b.bosToken = bosToken;
+            b.parseSpecialTokens = parseSpecialTokens; b.dedup = dedup; b.hfEncoder = hfEncoder; b.embeddings = embeddings;
+            return b;
+        }
+
+        /**
+         * The one list of the fields besides the record header: a new option is a component above, a field here (its
+         * initializer is its default), a line in {@link #toBuilder} and an argument in {@link #build}. Validation stays
+         * in the record's constructor, run by {@link #build}.
+         */
+        public static final class Builder {
+            public String source;
+            public List<Path> inputs;
+            public Path tokenizer, out;
+            public Inputs.Format format;                   // null: detect per file
+            public String textField = "text", idsField = "input_ids", qaTemplate = DEFAULT_QA_TEMPLATE, eosToken = DEFAULT_EOS;
+            public List<Path> benchmarks = List.of();
+            public boolean skipErrors;
+            public int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
+            public int batchTokens = 1 << 20;
+            public long shardTokens = 1L << 28;
+            public boolean progress;
+            public String bosToken;                        // null: none
+            public boolean parseSpecialTokens;
+            public MinHashDedup.Params dedup;              // null: no near-duplicate removal
+            public boolean hfEncoder;
+            public EmbeddingDecontaminator.Params embeddings; // null: no embedding decontamination
+
+            private Builder() {}
+
+            public Options build() {
+                return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks,
+                        skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder,
+                        embeddings);
+            }
+        }
+
+        private Options with(java.util.function.Consumer<Builder> change) {
+            Builder b = toBuilder();
+            change.accept(b);
+            return b.build();
         }
 
         /** {@code e}: embedding-similarity decontamination against the --decontaminate files too, or null. */
-        public Options withEmbeddings(EmbeddingDecontaminator.Params e) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, e); }
-        public Options withTextField(String f) { return new Options(source, inputs, tokenizer, out, format, f, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withInputs(List<Path> in) { return new Options(source, in, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withFormat(Inputs.Format f) { return new Options(source, inputs, tokenizer, out, f, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withBenchmarks(List<Path> b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, b, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withSkipErrors(boolean s) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, s, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withThreads(int t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, t, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withSharding(int batch, long shard) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batch, shard, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withQaTemplate(String t) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, t, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hfEncoder, embeddings); }
+        public Options withEmbeddings(EmbeddingDecontaminator.Params e) { return with(b -> b.embeddings = e); }
+        public Options withTextField(String f) { return with(b -> b.textField = f); }
+        public Options withInputs(List<Path> in) { return with(b -> b.inputs = in); }
+        public Options withFormat(Inputs.Format f) { return with(b -> b.format = f); }
+        public Options withBenchmarks(List<Path> bench) { return with(b -> b.benchmarks = bench); }
+        public Options withSkipErrors(boolean s) { return with(b -> b.skipErrors = s); }
+        public Options withThreads(int t) { return with(b -> b.threads = t); }
+        public Options withSharding(int batch, long shard) { return with(b -> { b.batchTokens = batch; b.shardTokens = shard; }); }
+        public Options withQaTemplate(String t) { return with(b -> b.qaTemplate = t); }
         /** {@code bos}: a token prepended to every document (e.g. DEFAULT_BOS), or null for none. */
-        public Options withBos(String bos) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bos, parseSpecialTokens, dedup, hfEncoder, embeddings); }
-        public Options withParseSpecialTokens(boolean b) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, b, dedup, hfEncoder, embeddings); }
-        public Options withDedup(MinHashDedup.Params d) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, d, hfEncoder, embeddings); }
+        public Options withBos(String bos) { return with(b -> b.bosToken = bos); }
+        public Options withParseSpecialTokens(boolean p) { return with(b -> b.parseSpecialTokens = p); }
+        public Options withDedup(MinHashDedup.Params d) { return with(b -> b.dedup = d); }
         /** {@code hf}: encode every document with Hugging Face tokenizers (DJL), never the built-in encoder. */
-        public Options withHfEncoder(boolean hf) { return new Options(source, inputs, tokenizer, out, format, textField, idsField, qaTemplate, eosToken, benchmarks, skipErrors, threads, batchTokens, shardTokens, progress, bosToken, parseSpecialTokens, dedup, hf, embeddings); }
+        public Options withHfEncoder(boolean hf) { return with(b -> b.hfEncoder = hf); }
     }
 
     /** A worker's verdict on one document: tokens to keep, or why it was dropped. */

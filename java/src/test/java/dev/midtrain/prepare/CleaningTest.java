@@ -31,9 +31,9 @@ class CleaningTest {
 
     private Manifest prepare(String name, List<String> docs, Preparer.Options extra) throws IOException {
         Path in = writeLines(tmp.resolve(name + ".jsonl"), docs.stream().map(d -> "{\"text\": " + json(d) + "}").toList(), false);
-        Preparer.Options o = new Preparer.Options(name, List.of(in), TOKENIZER, tmp.resolve("p/" + name), extra.format(), extra.textField(),
-                extra.idsField(), extra.qaTemplate(), extra.eosToken(), extra.benchmarks(), extra.skipErrors(), 2, extra.batchTokens(),
-                extra.shardTokens(), false, extra.bosToken(), extra.parseSpecialTokens(), extra.dedup(), extra.hfEncoder(), extra.embeddings());
+        Preparer.Options.Builder b = extra.toBuilder();
+        b.source = name; b.inputs = List.of(in); b.tokenizer = TOKENIZER; b.out = tmp.resolve("p/" + name); b.threads = 2; b.progress = false;
+        Preparer.Options o = b.build();
         return Preparer.run(o, quiet);
     }
 

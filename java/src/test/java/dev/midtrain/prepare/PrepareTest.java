@@ -31,6 +31,22 @@ import static org.junit.jupiter.api.Assertions.*;
 class PrepareTest {
     static RefBpe ref;
     @TempDir Path tmp;
+
+    /** Options.toBuilder copies every component (a field missing there would drop to its default) and of() keeps its defaults. */
+    @Test
+    void optionsBuilderCopiesEveryField() {
+        List<Path> in = List.of(Path.of("a.jsonl")), bench = List.of(Path.of("b.jsonl"));
+        Preparer.Options o = new Preparer.Options("s", in, Path.of("t.json"), Path.of("o"), Inputs.Format.QA, "tx", "ids", "{question}|{answer}",
+                "<e>", bench, true, 3, 7, 70L, true, "<b>", true, new MinHashDedup.Params(4, 0.5, List.of()), true,
+                new EmbeddingDecontaminator.Params(Path.of("m"), Path.of("mt"), 0.9));
+        assertEquals(o, o.toBuilder().build());
+        assertEquals(o.withThreads(5), new Preparer.Options("s", in, Path.of("t.json"), Path.of("o"), Inputs.Format.QA, "tx", "ids", "{question}|{answer}",
+                "<e>", bench, true, 5, 7, 70L, true, "<b>", true, o.dedup(), true, o.embeddings()));
+        Preparer.Options d = Preparer.Options.of("s", in, Path.of("t.json"), Path.of("o"));
+        assertEquals(new Preparer.Options("s", in, Path.of("t.json"), Path.of("o"), null, "text", "input_ids", Preparer.DEFAULT_QA_TEMPLATE,
+                Preparer.DEFAULT_EOS, List.of(), false, Math.max(1, Runtime.getRuntime().availableProcessors()), 1 << 20, 1L << 28,
+                false, null, false, null, false, null), d);
+    }
     final PrintStream quiet = new PrintStream(new ByteArrayOutputStream());
 
     @BeforeAll
