@@ -142,6 +142,9 @@ class ConfigLoaderTest {
         assertTrue(error(MODEL + TRAIN, "optimizer.lr=-1").contains("optimizer.lr"));
         assertTrue(error(MODEL + TRAIN, "train.seq_len=128").contains("train.seq_len"), "seq_len above max_seq_len");
         assertTrue(error(MODEL + TRAIN, "train.global_batch_seqs=5").contains("train.global_batch_seqs"));
+        assertTrue(error(MODEL + TRAIN, "diagnostics.every_steps=-1").contains("diagnostics.every_steps"));
+        assertTrue(error(MODEL + TRAIN, "optimizer.schedule=step").contains("optimizer.schedule"));
+        assertTrue(error(MODEL + TRAIN, "optimizer.wsd_decay_fraction=0").contains("optimizer.wsd_decay_fraction"));
         assertTrue(error(MODEL + TRAIN, "nokey").contains("key=value"));
         assertTrue(error("model: [1, 2\n").contains("malformed YAML"));
         UserError missing = assertThrows(UserError.class, () -> ConfigLoader.load(dir.resolve("missing.yaml"), List.of()));
