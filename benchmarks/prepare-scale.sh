@@ -67,9 +67,9 @@ done
 
 LOG="$(mktemp)"
 # the MinHash index alone: live heap after GC per document added (random signatures; LSH at the default threshold 0.8)
-mkdir -p "$W/indexcost/dev/midtrain/data"
-cat > "$W/indexcost/dev/midtrain/data/IndexCost.java" <<'JEOF'
-package dev.midtrain.data;
+mkdir -p "$W/indexcost/dev/midtrain/prepare"
+cat > "$W/indexcost/dev/midtrain/prepare/IndexCost.java" <<'JEOF'
+package dev.midtrain.prepare;
 public class IndexCost {
     public static void main(String[] a) {
         int n = Integer.parseInt(a[0]);
@@ -86,9 +86,9 @@ public class IndexCost {
     }
 }
 JEOF
-javac -cp "target/midtrain.jar:target/lib/*" -d "$W/indexcost" "$W/indexcost/dev/midtrain/data/IndexCost.java"
+javac -cp "target/midtrain.jar:target/lib/*" -d "$W/indexcost" "$W/indexcost/dev/midtrain/prepare/IndexCost.java"
 for n in 500000 1000000 2000000; do
-  java -Xmx8g -cp "target/midtrain.jar:target/lib/*:$W/indexcost" dev.midtrain.data.IndexCost "$n" | tee -a "$LOG"
+  java -Xmx8g -cp "target/midtrain.jar:target/lib/*:$W/indexcost" dev.midtrain.prepare.IndexCost "$n" | tee -a "$LOG"
 done
 JAVA_BIN="java --add-opens=java.base/java.nio=ALL-UNNAMED -Xss8m -cp target/midtrain.jar:target/lib/*"
 rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$1"; }
