@@ -169,40 +169,18 @@ public final class PipelineSchedule {
      */
     private void buildPrograms() {
         int S = stages();
-        int[][] fEnd = new int[S][m], bEnd = new int[S][m];
-        for (int[] x : fEnd) Arrays.fill(x, -1);
-        for (int[] x : bEnd) Arrays.fill(x, -1);
-        int[] next = new int[pp], free = new int[pp];
         List<List<Integer>> starts = new ArrayList<>();
         List<java.util.TreeMap<Integer, List<Transfer>>> ticks = new ArrayList<>();
         for (int p = 0; p < pp; p++) { starts.add(new ArrayList<>()); ticks.add(new java.util.TreeMap<>()); }
-        int left = 2 * S * m;
-        while (left > 0) {
-            boolean progress = false;
-            for (int p = 0; p < pp; p++) {
-                while (next[p] < orders.get(p).size()) {
-                    Compute c = orders.get(p).get(next[p]);
-                    int ready;
-                    if (c.kind() == Kind.FORWARD) ready = c.stage() == 0 ? 0 : fEnd[c.stage() - 1][c.microBatch()];
-                    else ready = c.stage() == S - 1 ? fEnd[c.stage()][c.microBatch()] : bEnd[c.stage() + 1][c.microBatch()];
-                    if (ready < 0) break;
-                    int start = Math.max(ready, free[p]), end = start + 1;
-                    (c.kind() == Kind.FORWARD ? fEnd : bEnd)[c.stage()][c.microBatch()] = end;
-                    free[p] = end;
-                    starts.get(p).add(start);
-                    int to = c.kind() == Kind.FORWARD ? c.stage() + 1 : c.stage() - 1;
-                    if (to >= 0 && to < S) {
-                        int q = rankOf(to);
-                        ticks.get(p).computeIfAbsent(end, k -> new ArrayList<>()).add(new Transfer(true, c.kind(), c.stage(), c.microBatch(), q));
-                        ticks.get(q).computeIfAbsent(end, k -> new ArrayList<>()).add(new Transfer(false, c.kind(), c.stage(), c.microBatch(), p));
-                    }
-                    next[p]++;
-                    left--;
-                    progress = true;
-                }
+        place(1, 1, (p, c, start, end) -> {                     // unit ticks: exact in double
+            starts.get(p).add((int) start);
+            int to = c.kind() == Kind.FORWARD ? c.stage() + 1 : c.stage() - 1;
+            if (to >= 0 && to < S) {
+                int q = rankOf(to), tick = (int) end;
+                ticks.get(p).computeIfAbsent(tick, k -> new ArrayList<>()).add(new Transfer(true, c.kind(), c.stage(), c.microBatch(), q));
+                ticks.get(q).computeIfAbsent(tick, k -> new ArrayList<>()).add(new Transfer(false, c.kind(), c.stage(), c.microBatch(), p));
             }
-            if (!progress) throw new IllegalStateException("no computation can start: the order is cyclic");
-        }
+        });
         java.util.Comparator<Transfer> fifo = java.util.Comparator.comparingInt(Transfer::peer).thenComparing(Transfer::send)
                 .thenComparing(Transfer::kind).thenComparingInt(Transfer::stage).thenComparingInt(Transfer::microBatch);
         for (int p = 0; p < pp; p++) {
@@ -303,8 +281,19 @@ public final class PipelineSchedule {
      * rank is free and its input exists.
      */
     public double makespan(double forward, double backward) {
+        return place(forward / virtual, backward / virtual, null);
+    }
+
+    /** Called for each computation as {@link #place} puts it on the clock. */
+    private interface Placed { void at(int rank, Compute c, double start, double end); }
+
+    /**
+     * Puts every computation on a clock, in each rank's order, as early as its rank is free and its input exists (a
+     * forward lasts {@code f}, a backward {@code b}); tells {@code placed} (may be null) of each; returns the time the
+     * last rank finishes. Throws when no computation can start (a cyclic order).
+     */
+    private double place(double f, double b, Placed placed) {
         int S = stages();
-        double f = forward / virtual, b = backward / virtual;
         double[][] fEnd = new double[S][m], bEnd = new double[S][m];
         for (double[] x : fEnd) Arrays.fill(x, Double.NaN);
         for (double[] x : bEnd) Arrays.fill(x, Double.NaN);
@@ -320,9 +309,10 @@ public final class PipelineSchedule {
                     if (c.kind() == Kind.FORWARD) ready = c.stage() == 0 ? 0 : fEnd[c.stage() - 1][c.microBatch()];
                     else ready = c.stage() == S - 1 ? fEnd[c.stage()][c.microBatch()] : bEnd[c.stage() + 1][c.microBatch()];
                     if (Double.isNaN(ready)) break;
-                    double end = Math.max(ready, free[p]) + (c.kind() == Kind.FORWARD ? f : b);
+                    double start = Math.max(ready, free[p]), end = start + (c.kind() == Kind.FORWARD ? f : b);
                     (c.kind() == Kind.FORWARD ? fEnd : bEnd)[c.stage()][c.microBatch()] = end;
                     free[p] = end;
+                    if (placed != null) placed.at(p, c, start, end);
                     next[p]++;
                     left--;
                     progress = true;
