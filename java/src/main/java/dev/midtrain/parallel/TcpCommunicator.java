@@ -218,36 +218,51 @@ public final class TcpCommunicator implements Communicator {
         checkAborted();
         int pending = 0;
         for (PeerIo x : io) if (x != null) pending++;
-        long timeoutNs = world.timeout().toNanos(), deadline = System.nanoTime() + timeoutNs;
+        long timeoutNs = world.timeout().toNanos();
+        pump(io, pending, what, timeoutNs, () -> {
+            List<String> silent = new ArrayList<>();
+            for (int p = 0; p < size; p++) if (io[p] != null) silent.add(world.describeRank(members[p]));
+            String agreed = world.reportTimeout("p2p timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): "
+                    + String.join(", ", silent) + " did not complete " + what);
+            return new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
+        }, p -> p2pLost(p, what), p -> { p2pWrite(io[p], p); return true; }, p -> p2pRead(io[p], p, what));
+    }
+
+    /** A write or read step of one peer's half on the selector; false from a read: the peer closed its connection. */
+    private interface IoStep { boolean run(int peer) throws IOException; }
+
+    /**
+     * Drives the peers' halves {@code x} (null: nothing with that peer) on the selector until every one is done:
+     * {@code write} when the channel can take bytes and the half is sending, {@code read} when bytes came and it is
+     * receiving. A deadline past {@code timeoutNs} throws {@code onTimeout}'s exception, a closed connection
+     * {@code onLost}'s; the wait is published for the watchdog's diagnosis all along.
+     */
+    private void pump(Half[] x, int pending, String what, long timeoutNs, java.util.function.Supplier<ParallelException> onTimeout,
+                      java.util.function.IntFunction<ParallelException> onLost, IoStep write, IoStep read) {
+        long deadline = System.nanoTime() + timeoutNs;
         try {
             while (pending > 0) {
                 checkAborted();
                 for (int p = 0; p < size; p++) {
-                    if (io[p] == null) continue;
-                    ch[p].keyFor(selector).interestOps((io[p].sending() ? SelectionKey.OP_WRITE : 0) | (io[p].receiving() ? SelectionKey.OP_READ : 0));
+                    if (x[p] == null) continue;
+                    ch[p].keyFor(selector).interestOps((x[p].sending() ? SelectionKey.OP_WRITE : 0) | (x[p].receiving() ? SelectionKey.OP_READ : 0));
                 }
                 long left = (deadline - System.nanoTime()) / 1_000_000L;
-                if (left <= 0) {
-                    List<String> silent = new ArrayList<>();
-                    for (int p = 0; p < size; p++) if (io[p] != null) silent.add(world.describeRank(members[p]));
-                    String agreed = world.reportTimeout("p2p timed out after " + timeoutNs / 1_000_000_000.0 + " s (--dist-timeout): "
-                            + String.join(", ", silent) + " did not complete " + what);
-                    throw new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
-                }
-                for (int p = 0; p < size; p++) { busy[p] = io[p] != null; recv[p] = busy[p] && io[p].receiving(); }
+                if (left <= 0) throw onTimeout.get();
+                for (int p = 0; p < size; p++) { busy[p] = x[p] != null; recv[p] = busy[p] && x[p].receiving(); }
                 publishWait(busy, recv, what);
                 selector.select(Math.min(left, 1000));
                 for (SelectionKey k : selector.selectedKeys()) {
                     int p = (Integer) k.attachment();
-                    PeerIo x = io[p];
-                    if (x == null || !k.isValid()) continue;
+                    Half h = x[p];
+                    if (h == null || !k.isValid()) continue;
                     try {
-                        if (k.isWritable() && x.sending()) p2pWrite(x, p);
-                        if (k.isReadable() && x.receiving() && !p2pRead(x, p, what)) throw p2pLost(p, what);
+                        if (k.isWritable() && h.sending()) write.run(p);
+                        if (k.isReadable() && h.receiving() && !read.run(p)) throw onLost.apply(p);
                     } catch (IOException e) {
-                        throw p2pLost(p, what);
+                        throw onLost.apply(p);                     // connection reset: the peer's process is gone
                     }
-                    if (!x.sending() && !x.receiving()) { io[p] = null; pending--; k.interestOps(0); }
+                    if (!h.sending() && !h.receiving()) { x[p] = null; pending--; k.interestOps(0); }
                 }
                 selector.selectedKeys().clear();
             }
@@ -265,17 +280,25 @@ public final class TcpCommunicator implements Communicator {
         return new ParallelException(agreed.contains(what) ? agreed : agreed + " (global rank " + members[rank] + " stopped in " + what + ")");
     }
 
-    /** One peer's transfers of a p2p batch, in order. */
-    private static final class PeerIo {
-        final java.util.ArrayDeque<P2p> sends = new java.util.ArrayDeque<>(), recvs = new java.util.ArrayDeque<>();
+    /** One peer's side of an exchange in flight: a header and payload out, a header and payload in. */
+    private abstract static class Half {
         final ByteBuffer headOut = ByteBuffer.allocate(16), headIn = ByteBuffer.allocate(16);
-        boolean sendActive, recvActive;
         long sendAddr, sendLeft, recvAddr, recvLeft, recvExpect;
         ByteBuffer sendView, recvView;
 
-        boolean sending() { return sendActive || !sends.isEmpty(); }
+        abstract boolean sending();
 
-        boolean receiving() { return recvActive || !recvs.isEmpty(); }
+        abstract boolean receiving();
+    }
+
+    /** One peer's transfers of a p2p batch, in order. */
+    private static final class PeerIo extends Half {
+        final java.util.ArrayDeque<P2p> sends = new java.util.ArrayDeque<>(), recvs = new java.util.ArrayDeque<>();
+        boolean sendActive, recvActive;
+
+        @Override boolean sending() { return sendActive || !sends.isEmpty(); }
+
+        @Override boolean receiving() { return recvActive || !recvs.isEmpty(); }
     }
 
     private void p2pWrite(PeerIo x, int p) throws IOException {
@@ -358,14 +381,10 @@ public final class TcpCommunicator implements Communicator {
     // ------------------------------------------------------------------------------------------- the exchange
 
     /** One peer's half of an exchange: a header + payload to send, a header + payload to receive. */
-    private static final class Xfer {
-        final ByteBuffer headOut = ByteBuffer.allocate(16), headIn = ByteBuffer.allocate(16);
-        long sendAddr, sendLeft, recvAddr, recvLeft, recvExpect;
-        ByteBuffer sendView, recvView;
+    private static final class Xfer extends Half {
+        @Override boolean sending() { return headOut.hasRemaining() || sendLeft > 0; }
 
-        boolean sending() { return headOut.hasRemaining() || sendLeft > 0; }
-
-        boolean receiving() { return headIn.hasRemaining() || recvLeft > 0; }
+        @Override boolean receiving() { return headIn.hasRemaining() || recvLeft > 0; }
     }
 
     /**
@@ -398,41 +417,9 @@ public final class TcpCommunicator implements Communicator {
             x[p] = xf;
             pending++;
         }
-        long timeoutNs = world.timeout().toNanos(), deadline = System.nanoTime() + timeoutNs;
-        try {
-            while (pending > 0) {
-                checkAborted();
-                for (int p = 0; p < size; p++) {
-                    if (x[p] == null) continue;
-                    SelectionKey k = ch[p].keyFor(selector);
-                    k.interestOps((x[p].sending() ? SelectionKey.OP_WRITE : 0) | (x[p].receiving() ? SelectionKey.OP_READ : 0));
-                }
-                long left = (deadline - System.nanoTime()) / 1_000_000L;
-                if (left <= 0) throw lost(x, what, timeoutNs, -1);
-                for (int p = 0; p < size; p++) { busy[p] = x[p] != null; recv[p] = busy[p] && x[p].receiving(); }
-                publishWait(busy, recv, what);
-                selector.select(Math.min(left, 1000));
-                for (SelectionKey k : selector.selectedKeys()) {
-                    int p = (Integer) k.attachment();
-                    Xfer xf = x[p];
-                    if (xf == null || !k.isValid()) continue;
-                    try {
-                        if (k.isWritable() && xf.sending()) write(xf, ch[p]);
-                        if (k.isReadable() && xf.receiving() && !read(xf, ch[p], code, op, p)) throw lost(x, what, timeoutNs, p);
-                    } catch (IOException e) {
-                        throw lost(x, what, timeoutNs, p);          // connection reset: the peer's process is gone
-                    }
-                    if (!xf.sending() && !xf.receiving()) { x[p] = null; pending--; k.interestOps(0); }
-                }
-                selector.selectedKeys().clear();
-            }
-        } catch (IOException e) {
-            throw new ParallelException("group " + group + ": selector failed in " + what + ": " + e.getMessage(), e);
-        } finally {
-            waiting = null;
-            for (int p = 0; p < size; p++) if (ch[p] != null && ch[p].keyFor(selector) != null && ch[p].keyFor(selector).isValid())
-                ch[p].keyFor(selector).interestOps(0);
-        }
+        long timeoutNs = world.timeout().toNanos();
+        pump(x, pending, what, timeoutNs, () -> lost(x, what, timeoutNs, -1), p -> lost(x, what, timeoutNs, p),
+                p -> { write(x[p], ch[p]); return true; }, p -> read(x[p], ch[p], code, op, p));
     }
 
     private static void write(Xfer xf, SocketChannel c) throws IOException {

@@ -105,10 +105,20 @@ class MultiProcessTrainTest {
         }
     }
 
+    /**
+     * The lines a reader thread is still appending to (a Collections.synchronizedList): iterated under its lock, so a
+     * message built while a rank prints cannot throw ConcurrentModificationException.
+     */
+    static String text(List<String> out) {
+        synchronized (out) {
+            return String.join("\n", out);
+        }
+    }
+
     static void await(BooleanSupplier cond, int seconds, String what, List<String> out) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
         while (!cond.getAsBoolean()) {
-            assertTrue(System.nanoTime() < deadline, "timed out waiting for " + what + ":\n" + String.join("\n", out));
+            if (System.nanoTime() >= deadline) fail("timed out waiting for " + what + ":\n" + text(out));
             Thread.sleep(100);
         }
     }
@@ -123,13 +133,13 @@ class MultiProcessTrainTest {
         Process launch = jvm(Map.of(), out, "launch", "--nproc-per-node", "4", "--master-port", "" + masterPort(), "--",
                 "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", tmp.resolve("procs").toString(),
                 "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints");
-        assertTrue(launch.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + String.join("\n", out));
+        assertTrue(launch.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + text(out));
         Thread.sleep(200);
-        assertEquals(0, launch.exitValue(), String.join("\n", out));
-        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] ") && l.contains("tp 2 x dp 2 (TORCHRUN, 4 processes)")), String.join("\n", out));
+        assertEquals(0, launch.exitValue(), text(out));
+        assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] ") && l.contains("tp 2 x dp 2 (TORCHRUN, 4 processes)")), text(out));
         for (int r = 1; r < 4; r++) {
             String want = "[rank " + r + "] process " + r + " of 4: done at step 20";
-            assertTrue(out.contains(want), want + " in:\n" + String.join("\n", out));
+            assertTrue(out.contains(want), want + " in:\n" + text(out));
         }
         List<JsonNode> a = metrics(tmp.resolve("threads")), b = metrics(tmp.resolve("procs"));
         assertEquals(20, a.size());
@@ -153,9 +163,9 @@ class MultiProcessTrainTest {
                         tmp.resolve("torchrun").toString(), "--peak-tflops", "0.1", "--tp", "2", "--dp", "2", "--no-checkpoints"));
             }
             for (int r = 0; r < 4; r++) {
-                assertTrue(ps.get(r).waitFor(240, TimeUnit.SECONDS), "process " + r + " finished:\n" + String.join("\n", outs.get(r)));
+                assertTrue(ps.get(r).waitFor(240, TimeUnit.SECONDS), "process " + r + " finished:\n" + text(outs.get(r)));
                 Thread.sleep(100);
-                assertEquals(0, ps.get(r).exitValue(), "process " + r + ":\n" + String.join("\n", outs.get(r)));
+                assertEquals(0, ps.get(r).exitValue(), "process " + r + ":\n" + text(outs.get(r)));
             }
             List<JsonNode> c = metrics(tmp.resolve("torchrun"));
             assertEquals(20, c.size());
@@ -199,15 +209,15 @@ class MultiProcessTrainTest {
         for (int r = 0; r < 4; r++) {
             assertTrue(ps.get(r).waitFor(60, TimeUnit.SECONDS), "process " + r + " exits");
             Thread.sleep(100);
-            assertEquals(0, ps.get(r).exitValue(), "process " + r + ":\n" + String.join("\n", outs.get(r)));
+            assertEquals(0, ps.get(r).exitValue(), "process " + r + ":\n" + text(outs.get(r)));
         }
         long steps = lines(runDir);
         assertTrue(steps >= 3 && steps < 3000, "stopped early at " + steps);
         assertTrue(outs.get(0).stream().anyMatch(l -> l.contains("stopped at step " + steps + " (a stop requested on another process)")),
-                String.join("\n", outs.get(0)));
+                text(outs.get(0)));
         for (int r = 1; r < 4; r++) {
             String want = "process " + r + " of 4: done at step " + steps;
-            assertTrue(outs.get(r).contains(want), want + " in:\n" + String.join("\n", outs.get(r)));
+            assertTrue(outs.get(r).contains(want), want + " in:\n" + text(outs.get(r)));
         }
         assertEquals(List.of(steps), StepDirectories.forRun(runDir).committedSteps(), "one committed checkpoint, of the stop step");
         agent.close();
@@ -226,11 +236,11 @@ class MultiProcessTrainTest {
         ProcessHandle victim = kids.stream().filter(k -> k.info().arguments().isPresent()).findFirst().orElse(kids.get(1));
         long pid = victim.pid();
         victim.destroyForcibly();
-        assertTrue(launch.waitFor(40, TimeUnit.SECONDS), "the launcher ends:\n" + String.join("\n", out));
+        assertTrue(launch.waitFor(40, TimeUnit.SECONDS), "the launcher ends:\n" + text(out));
         Thread.sleep(200);
-        assertEquals(1, launch.exitValue(), String.join("\n", out));
+        assertEquals(1, launch.exitValue(), text(out));
         assertTrue(out.stream().anyMatch(l -> l.matches("midtrain launch: rank [01] \\(pid " + pid + "\\) exited with code 137 \\(signal 9\\).*")),
-                String.join("\n", out));
+                text(out));
         for (ProcessHandle k : kids) assertFalse(k.isAlive(), "no orphan");
     }
 
@@ -244,11 +254,11 @@ class MultiProcessTrainTest {
                 "--dp", "2", "--dist-timeout", "30");
         await(() -> lines(runDir) >= 3, 180, "3 steps", out);
         launch.toHandle().destroy();                                   // SIGTERM to the launcher (Process.destroy would close our pipes)
-        assertTrue(launch.waitFor(60, TimeUnit.SECONDS), "the launcher ends:\n" + String.join("\n", out));
+        assertTrue(launch.waitFor(60, TimeUnit.SECONDS), "the launcher ends:\n" + text(out));
         Thread.sleep(300);
-        assertEquals(0, launch.exitValue(), "a graceful stop:\n" + String.join("\n", out));
+        assertEquals(0, launch.exitValue(), "a graceful stop:\n" + text(out));
         long steps = lines(runDir);
-        String all = String.join("\n", out);
+        String all = text(out);
         // the lines each rank prints after the signal, through the launcher's pipes
         assertTrue(out.stream().anyMatch(l -> l.startsWith("[rank 0] stopped at step " + steps + " (SIGTERM); checkpoint ")
                 && l.contains("continue with: midtrain train --resume")), all);
@@ -282,12 +292,12 @@ class MultiProcessTrainTest {
             fail("node 1's rank still alive 15 s after its launcher was killed (" + lines(runDir) + " steps)");
         }
         double gone = (System.nanoTime() - t0) / 1e9;
-        assertTrue(launchers.get(0).waitFor(15, TimeUnit.SECONDS), "node 0 fails fast:\n" + String.join("\n", outs.get(0)));
+        assertTrue(launchers.get(0).waitFor(15, TimeUnit.SECONDS), "node 0 fails fast:\n" + text(outs.get(0)));
         double other = (System.nanoTime() - t0) / 1e9;
         Thread.sleep(200);
-        assertEquals(1, launchers.get(0).exitValue(), String.join("\n", outs.get(0)));
+        assertEquals(1, launchers.get(0).exitValue(), text(outs.get(0)));
         assertTrue(outs.get(0).stream().anyMatch(l -> l.contains("its launcher (midtrain launch, pid " + launchers.get(1).pid() + ") is gone")),
-                "node 0 names the lost launcher:\n" + String.join("\n", outs.get(0)));
+                "node 0 names the lost launcher:\n" + text(outs.get(0)));
         System.out.printf("SIGKILLed launcher: its rank stopped %.1f s later, the other node's launcher exited %.1f s later%n", gone, other);
     }
 

@@ -55,10 +55,10 @@ class PipelineLaunchTest {
                 "train", "--config", cfg.toString(), "--synthetic-data", "--run-dir", dir.toString(), "--peak-tflops", "0.1", "--no-checkpoints"));
         args.addAll(List.of(layout));
         Process p = procs.jvm(Map.of(), out, args.toArray(String[]::new));
-        assertTrue(p.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + String.join("\n", out));
+        assertTrue(p.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + MultiProcessTrainTest.text(out));
         Thread.sleep(200);
-        assertEquals(0, p.exitValue(), String.join("\n", out));
-        for (int r = 1; r < n; r++) assertTrue(out.contains("[rank " + r + "] process " + r + " of " + n + ": done at step 10"), String.join("\n", out));
+        assertEquals(0, p.exitValue(), MultiProcessTrainTest.text(out));
+        for (int r = 1; r < n; r++) assertTrue(out.contains("[rank " + r + "] process " + r + " of " + n + ": done at step 10"), MultiProcessTrainTest.text(out));
         return MultiProcessTrainTest.metrics(dir);
     }
 

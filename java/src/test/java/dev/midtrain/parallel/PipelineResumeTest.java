@@ -147,8 +147,8 @@ class PipelineResumeTest {
         List<String> out = Collections.synchronizedList(new ArrayList<>());
         Process p = procs.jvm(Map.of(), out, cat(new String[]{"launch", "--nproc-per-node", "2", "--master-port", "" + MultiProcessTrainTest.masterPort(), "--",
                 "train", "--config", c.toString(), "--run-dir", run.toString(), "--pp", "2", "--stop-at-step", "5"}, common));
-        assertTrue(p.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + String.join("\n", out));
-        assertEquals(0, p.exitValue(), String.join("\n", out));
+        assertTrue(p.waitFor(240, TimeUnit.SECONDS), "launch finished:\n" + MultiProcessTrainTest.text(out));
+        assertEquals(0, p.exitValue(), MultiProcessTrainTest.text(out));
         assertEquals(List.of(5L), StepDirectories.forRun(run).committedSteps());
         Path step5 = StepDirectories.forRun(run).stepDir(5);
         for (int q = 0; q < 2; q++) assertTrue(Files.isRegularFile(step5.resolve(StepDirectories.modelFile(0, 1, q, 2, 0, 1))), "stage " + q + " weights");
