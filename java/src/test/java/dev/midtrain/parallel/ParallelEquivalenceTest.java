@@ -75,25 +75,31 @@ class ParallelEquivalenceTest {
     }
 
     static Baseline baseline(ModelConfig m) {
-        return BASELINES.computeIfAbsent(m, k -> {
-            try (CpuBackend be = new CpuBackend()) {
-                RunConfig rc = config(m, 1, 1, true);
-                ParamLayout layout = ParamLayout.of(m, 1, 0, List.of("norm"));
-                try (Llama model = new Llama(be, layout, B, T, false, TpHooks.NONE)) {
-                    model.initialize(rc.train().seed(), rc.train().initStd());
-                    Trainer tr = new Trainer(rc, model, null, new TrainState(7), MetricsLog.quiet());
-                    double[] losses = new double[STEPS], norms = new double[STEPS];
-                    for (int s = 0; s < STEPS; s++) {
-                        StepResult res = tr.step(batches[s]);
-                        losses[s] = res.loss();
-                        norms[s] = res.gradNorm();
-                    }
-                    Map<String, float[]> w = new LinkedHashMap<>();
-                    for (ParamLayout.Tensor t : layout.tensors()) w.put(t.name(), model.getParam(t.name()));
-                    return new Baseline(losses, norms, w);
+        return BASELINES.computeIfAbsent(m, k -> singleRank(m, config(m, 1, 1, true), batches, B, T));
+    }
+
+    /**
+     * The single-rank reference: a model of {@code m} initialised from {@code rc}'s seed trains one step per entry of
+     * {@code steps} (its micro-batches of B x (T+1)); the losses, gradient norms and final weights. Shared with
+     * {@link PipelineEquivalenceTest}.
+     */
+    static Baseline singleRank(ModelConfig m, RunConfig rc, int[][][] steps, int B, int T) {
+        try (CpuBackend be = new CpuBackend()) {
+            ParamLayout layout = ParamLayout.of(m, 1, 0, List.of("norm"));
+            try (Llama model = new Llama(be, layout, B, T, false, TpHooks.NONE)) {
+                model.initialize(rc.train().seed(), rc.train().initStd());
+                Trainer tr = new Trainer(rc, model, null, new TrainState(7), MetricsLog.quiet());
+                double[] losses = new double[steps.length], norms = new double[steps.length];
+                for (int s = 0; s < steps.length; s++) {
+                    StepResult res = tr.step(steps[s]);
+                    losses[s] = res.loss();
+                    norms[s] = res.gradNorm();
                 }
+                Map<String, float[]> w = new LinkedHashMap<>();
+                for (ParamLayout.Tensor t : layout.tensors()) w.put(t.name(), model.getParam(t.name()));
+                return new Baseline(losses, norms, w);
             }
-        });
+        }
     }
 
     record RankResult(int rank, double[] losses, double[] norms, Map<String, float[]> shards) {}

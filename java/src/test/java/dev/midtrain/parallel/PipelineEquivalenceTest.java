@@ -74,26 +74,8 @@ class PipelineEquivalenceTest {
         return new RunConfig(m, oc, tc, null, null, new ParallelConfig(tp, dp, pp, v, false, true));
     }
 
-    record Result(double[] losses, double[] norms, Map<String, float[]> weights) {}
-
-    static Result single(ModelConfig m) {
-        try (CpuBackend be = new CpuBackend()) {
-            RunConfig rc = config(m, 1, 1, 1, 1);
-            ParamLayout layout = ParamLayout.of(m, 1, 0, List.of("norm"));
-            try (Llama model = new Llama(be, layout, B, T, false, TpHooks.NONE)) {
-                model.initialize(rc.train().seed(), rc.train().initStd());
-                Trainer tr = new Trainer(rc, model, null, new TrainState(7), MetricsLog.quiet());
-                double[] losses = new double[STEPS], norms = new double[STEPS];
-                for (int s = 0; s < STEPS; s++) {
-                    StepResult res = tr.step(batches[s]);
-                    losses[s] = res.loss();
-                    norms[s] = res.gradNorm();
-                }
-                Map<String, float[]> w = new LinkedHashMap<>();
-                for (ParamLayout.Tensor t : layout.tensors()) w.put(t.name(), model.getParam(t.name()));
-                return new Result(losses, norms, w);
-            }
-        }
+    static ParallelEquivalenceTest.Baseline single(ModelConfig m) {
+        return ParallelEquivalenceTest.singleRank(m, config(m, 1, 1, 1, 1), batches, B, T);
     }
 
     record RankResult(Topology topo, double[] losses, double[] norms, Map<String, float[]> shards) {}
@@ -138,7 +120,7 @@ class PipelineEquivalenceTest {
     })
     void matchesSingleRank(String model, int tp, int dp, int pp, int v) {
         ModelConfig m = model.equals("DEEP") ? DEEP : DEEP_TIED;
-        Result base = single(m);
+        ParallelEquivalenceTest.Baseline base = single(m);
         List<RankResult> ranks = runPipeline(m, tp, dp, pp, v);
         double worstLoss = 0, worstW = 0;
         for (RankResult r : ranks)
